@@ -1,0 +1,230 @@
+//! Configuration values, with Steam's names (camelCase), defaults and validation.
+//!
+//! One table defines every key once: its field, default and accepted range. Validation lives
+//! here rather than in TypeScript so that there is a single source of truth for the JS API,
+//! the Rust API and the tests. A rejected value changes nothing.
+
+use std::fmt;
+
+macro_rules! config_table {
+    ($( $(#[$doc:meta])* $field:ident : $js:literal = $default:expr, [$min:expr, $max:expr]; )*) => {
+        /// Every tunable of an endpoint and its sessions.
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Config {
+            $( $(#[$doc])* pub $field: i64, )*
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Config { $( $field: $default, )* }
+            }
+        }
+
+        /// Name, accepted range and accessors of one key; `KEYS` lists them all.
+        pub struct KeySpec {
+            /// The camelCase name used by the JS API.
+            pub name: &'static str,
+            /// Smallest accepted value.
+            pub min: i64,
+            /// Largest accepted value.
+            pub max: i64,
+            get: fn(&Config) -> i64,
+            set: fn(&mut Config, i64),
+        }
+
+        /// All keys, in declaration order.
+        pub const KEYS: &[KeySpec] = &[
+            $( KeySpec {
+                name: $js,
+                min: $min,
+                max: $max,
+                get: |c| c.$field,
+                set: |c, v| c.$field = v,
+            }, )*
+        ];
+    };
+}
+
+const I32_MAX: i64 = i32::MAX as i64;
+/// Highest send rate accepted (16 GiB/s): far above Steam's, since loopback and LANs go past 1 GB/s.
+const MAX_RATE: i64 = 1 << 34;
+/// Largest message the API accepts (Steam's `k_cbMaxSteamNetworkingSocketsMessageSizeSend`).
+pub const MAX_MESSAGE_SIZE: usize = 512 * 1024;
+
+config_table! {
+    /// Time to establish a session before giving up (ms).
+    timeout_initial: "timeoutInitial" = 10_000, [0, I32_MAX];
+    /// Time without any reply from a connected peer before the session fails (ms).
+    timeout_connected: "timeoutConnected" = 10_000, [0, I32_MAX];
+    /// Bytes a session may hold queued for sending before sends fail with `LimitExceeded`.
+    send_buffer_size: "sendBufferSize" = 524_288, [0, 0x1000_0000];
+    /// Lower bound of the send rate (B/s).
+    send_rate_min: "sendRateMin" = 262_144, [1024, MAX_RATE];
+    /// Upper bound of the send rate (B/s).
+    send_rate_max: "sendRateMax" = 262_144, [1024, MAX_RATE];
+    /// How long a small message may wait to share a packet (µs).
+    nagle_time: "nagleTime" = 5_000, [0, 20_000];
+    /// Largest UDP payload we send (bytes).
+    mtu_packet_size: "mtuPacketSize" = 1_300, [200, 1_500];
+    /// Bytes of received, undelivered messages a session may hold.
+    recv_buffer_size: "recvBufferSize" = 1_048_576, [0, 0x1000_0000];
+    /// Received, undelivered messages a session may hold.
+    recv_buffer_messages: "recvBufferMessages" = 1_000, [0, 0x1000_0000];
+    /// Largest message we accept from a peer (bytes).
+    recv_max_message_size: "recvMaxMessageSize" = 524_288, [1_024, 0x1000_0000];
+    /// Idle time after which a session is closed without a callback (ms).
+    messages_session_idle_timeout: "messagesSessionIdleTimeout" = 180_000, [0, I32_MAX];
+    /// Percent of outgoing datagrams the endpoint drops on purpose.
+    fake_packet_loss_send: "fakePacketLossSend" = 0, [0, 100];
+    /// Percent of incoming datagrams the endpoint drops on purpose.
+    fake_packet_loss_recv: "fakePacketLossRecv" = 0, [0, 100];
+    /// Delay added to outgoing datagrams (ms).
+    fake_packet_lag_send: "fakePacketLagSend" = 0, [0, 5_000];
+    /// Delay added to incoming datagrams (ms).
+    fake_packet_lag_recv: "fakePacketLagRecv" = 0, [0, 5_000];
+    /// Percent of outgoing datagrams held back to arrive out of order.
+    fake_packet_reorder_send: "fakePacketReorderSend" = 0, [0, 100];
+    /// Percent of incoming datagrams held back to arrive out of order.
+    fake_packet_reorder_recv: "fakePacketReorderRecv" = 0, [0, 100];
+    /// How long a reordered datagram is held back (ms).
+    fake_packet_reorder_time: "fakePacketReorderTime" = 15, [0, 5_000];
+    /// Percent of outgoing datagrams sent twice.
+    fake_packet_dup_send: "fakePacketDupSend" = 0, [0, 100];
+    /// Percent of incoming datagrams delivered twice.
+    fake_packet_dup_recv: "fakePacketDupRecv" = 0, [0, 100];
+    /// Largest delay of a duplicate (ms).
+    fake_packet_dup_time_max: "fakePacketDupTimeMax" = 10, [0, 5_000];
+}
+
+/// Why a configuration change was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    /// No such key.
+    UnknownKey(String),
+    /// The value is not an integer.
+    NotInteger { key: &'static str },
+    /// The value is outside the key's range.
+    OutOfRange {
+        key: &'static str,
+        min: i64,
+        max: i64,
+    },
+    /// The combination of values is inconsistent.
+    Inconsistent(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownKey(k) => write!(f, "unknown config key {k:?}"),
+            ConfigError::NotInteger { key } => write!(f, "config {key} must be an integer"),
+            ConfigError::OutOfRange { key, min, max } => {
+                write!(f, "config {key} must be between {min} and {max}")
+            }
+            ConfigError::Inconsistent(why) => f.write_str(why),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Looks a key up by its JS name.
+    pub fn spec(name: &str) -> Option<&'static KeySpec> {
+        KEYS.iter().find(|k| k.name == name)
+    }
+
+    /// Reads a value by its JS name.
+    pub fn get(&self, name: &str) -> Option<i64> {
+        Config::spec(name).map(|k| (k.get)(self))
+    }
+
+    /// Applies a set of changes all-or-nothing: on any error `self` is unchanged.
+    pub fn apply(&mut self, changes: &[(String, f64)]) -> Result<(), ConfigError> {
+        let mut next = self.clone();
+        for (name, value) in changes {
+            let spec = Config::spec(name).ok_or_else(|| ConfigError::UnknownKey(name.clone()))?;
+            if !value.is_finite() || value.fract() != 0.0 {
+                return Err(ConfigError::NotInteger { key: spec.name });
+            }
+            // Every range fits well inside f64's exact integers, so this comparison is exact.
+            if *value < spec.min as f64 || *value > spec.max as f64 {
+                return Err(ConfigError::OutOfRange {
+                    key: spec.name,
+                    min: spec.min,
+                    max: spec.max,
+                });
+            }
+            (spec.set)(&mut next, *value as i64);
+        }
+        if next.send_rate_min > next.send_rate_max {
+            return Err(ConfigError::Inconsistent(format!(
+                "sendRateMin ({}) must not exceed sendRateMax ({})",
+                next.send_rate_min, next.send_rate_max
+            )));
+        }
+        *self = next;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_steams() {
+        let c = Config::default();
+        assert_eq!(c.get("timeoutInitial"), Some(10_000));
+        assert_eq!(c.get("sendBufferSize"), Some(524_288));
+        assert_eq!(c.get("nagleTime"), Some(5_000));
+        assert_eq!(c.get("mtuPacketSize"), Some(1_300));
+        assert_eq!(c.get("recvBufferMessages"), Some(1_000));
+        assert_eq!(c.get("messagesSessionIdleTimeout"), Some(180_000));
+        assert_eq!(c.get("fakePacketReorderTime"), Some(15));
+        assert_eq!(c.get("fakePacketDupTimeMax"), Some(10));
+        assert_eq!(KEYS.len(), 21);
+    }
+
+    #[test]
+    fn apply_is_all_or_nothing() {
+        let mut c = Config::default();
+        let err = c
+            .apply(&[
+                ("nagleTime".into(), 0.0),
+                ("fakePacketLossSend".into(), 101.0),
+            ])
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::OutOfRange {
+                key: "fakePacketLossSend",
+                ..
+            }
+        ));
+        assert_eq!(c, Config::default());
+        assert!(matches!(
+            c.apply(&[("noSuchKey".into(), 1.0)]),
+            Err(ConfigError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            c.apply(&[("nagleTime".into(), 1.5)]),
+            Err(ConfigError::NotInteger { .. })
+        ));
+        assert!(matches!(
+            c.apply(&[("nagleTime".into(), f64::NAN)]),
+            Err(ConfigError::NotInteger { .. })
+        ));
+        assert!(matches!(
+            c.apply(&[("sendRateMin".into(), 500_000.0)]),
+            Err(ConfigError::Inconsistent(_))
+        ));
+        c.apply(&[
+            ("nagleTime".into(), 0.0),
+            ("sendRateMax".into(), 1_000_000.0),
+        ])
+        .unwrap();
+        assert_eq!(c.nagle_time, 0);
+        assert_eq!(c.send_rate_max, 1_000_000);
+    }
+}

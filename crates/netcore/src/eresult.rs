@@ -1,0 +1,46 @@
+//! Steam's `EResult` values, the outcome of API calls that can fail without an exception.
+
+/// The subset of Steam's `EResult` the messages API returns (Steam's numeric values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum EResult {
+    /// Success.
+    Ok = 1,
+    /// Generic failure.
+    Fail = 2,
+    /// The session failed or was closed by the peer.
+    NoConnection = 3,
+    /// A bad argument.
+    InvalidParam = 8,
+    /// The endpoint is closed.
+    InvalidState = 11,
+    /// An operation timed out.
+    Timeout = 16,
+    /// A buffer or queue is full.
+    LimitExceeded = 25,
+    /// The request was already made.
+    DuplicateRequest = 29,
+    /// The connection could not be made.
+    ConnectFailed = 35,
+    /// The request was dropped on purpose (e.g. `NoDelay` when the message cannot go now).
+    Ignored = 41,
+}
+
+/// Steam's `k_nSteamNetworkingSend_*` flags.
+pub mod send_flags {
+    /// Unreliable, may wait for Nagle.
+    pub const UNRELIABLE: u32 = 0;
+    /// Do not wait for Nagle.
+    pub const NO_NAGLE: u32 = 1;
+    /// Drop rather than queue if the message cannot go out almost at once.
+    pub const NO_DELAY: u32 = 4;
+    /// Reliable, ordered per channel.
+    pub const RELIABLE: u32 = 8;
+    /// Accepted for compatibility; has no effect here.
+    pub const USE_CURRENT_THREAD: u32 = 16;
+    /// Restart a failed session instead of returning `NoConnection`.
+    pub const AUTO_RESTART_BROKEN_SESSION: u32 = 32;
+    /// Every bit this library understands.
+    pub const ALL: u32 =
+        NO_NAGLE | NO_DELAY | RELIABLE | USE_CURRENT_THREAD | AUTO_RESTART_BROKEN_SESSION;
+}

@@ -1,0 +1,23 @@
+//! The core of netmessages: Valve's ISteamNetworkingMessages model over UDP.
+//!
+//! Layers, top to bottom (see `docs/ARCHITECTURE.md`): [`messages`] (sessions keyed by
+//! identity, channels, receive queues), [`endpoint`] (one socket's connections),
+//! [`connection`] (one peer's sans-IO state machine), and [`driver`], the only code that
+//! touches sockets and the clock.
+
+pub mod config;
+pub mod connection;
+pub mod driver;
+pub mod endpoint;
+pub mod eresult;
+pub mod identity;
+pub mod messages;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+pub mod snp;
+pub mod time;
+
+pub use config::Config;
+pub use eresult::EResult;
+pub use identity::{Identity, IdentityType};
+pub use time::Timestamp;

@@ -1,0 +1,566 @@
+//! Steam's messages model over the endpoint: sessions keyed by remote identity, created
+//! implicitly by sending, accepted before anything from the peer is delivered, closed on
+//! request or when idle; received messages wait in per-channel queues.
+//!
+//! Sans-IO: every call takes `now`; datagrams go out through [`Messages::poll_transmit`],
+//! and what the application must hear about comes out of [`Messages::poll_event`].
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::{Config, MAX_MESSAGE_SIZE};
+use crate::connection::{Connection, InMessage};
+use crate::endpoint::{Endpoint, Incoming};
+use crate::eresult::{send_flags, EResult};
+use crate::identity::Identity;
+use crate::time::Timestamp;
+
+/// How often a session request is posted again while an unaccepted peer keeps sending.
+pub const SESSION_REQUEST_REPOST: Duration = Duration::from_secs(1);
+
+/// A message handed to the application.
+#[derive(Clone, Debug)]
+pub struct Delivered {
+    /// Who sent it.
+    pub peer: Identity,
+    /// What the transport received.
+    pub msg: InMessage,
+}
+
+/// Something the application should hear about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A peer we have no accepted session with wants to talk.
+    SessionRequest(Identity),
+    /// Messages wait on this channel (posted when its queue goes from empty to non-empty).
+    MessagesWaiting(i32),
+}
+
+/// Steam's `ESteamNetworkingConnectionState` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ConnectionState {
+    /// No session.
+    None = 0,
+    /// Waiting for the peer.
+    Connecting = 1,
+    /// Traffic has flowed both ways.
+    Connected = 3,
+}
+
+/// A snapshot of one session for status calls.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    /// Its state.
+    pub state: ConnectionState,
+    /// The address datagrams go to.
+    pub remote: SocketAddr,
+    /// Whether the local application accepted it (by accepting or by sending).
+    pub accepted: bool,
+    /// Payload bytes queued and not sent.
+    pub pending_bytes: usize,
+    /// Datagrams and bytes each way.
+    pub packets_sent: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Datagrams received.
+    pub packets_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+}
+
+#[derive(Debug)]
+struct Session {
+    remote: SocketAddr,
+    accepted: bool,
+    heard_from_peer: bool,
+    /// Received before acceptance; delivered on accept, dropped on close.
+    held: VecDeque<InMessage>,
+    held_bytes: usize,
+    /// Delivered to channel queues and not yet read.
+    unread: usize,
+    unread_bytes: usize,
+    last_request_posted: Option<Timestamp>,
+    last_used: Timestamp,
+    /// Channels the application used with this peer (Steam closes the session with the last).
+    channels: BTreeSet<i32>,
+}
+
+/// Counters of the messages layer.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MessagesStats {
+    /// Messages dropped because the peer's receive buffer was full.
+    pub dropped_recv_full: u64,
+}
+
+/// The sessions and receive queues of one endpoint.
+#[derive(Debug)]
+pub struct Messages {
+    config: Config,
+    endpoint: Endpoint,
+    sessions: HashMap<Identity, Session>,
+    by_addr: HashMap<SocketAddr, Identity>,
+    queues: HashMap<i32, VecDeque<Delivered>>,
+    events: VecDeque<Event>,
+    scratch: Vec<InMessage>,
+    stats: MessagesStats,
+}
+
+impl Messages {
+    /// An empty messages layer with `config`.
+    pub fn new(config: Config) -> Self {
+        let mtu = usize::try_from(config.mtu_packet_size).unwrap_or(1300);
+        Messages {
+            config,
+            endpoint: Endpoint::new(mtu),
+            sessions: HashMap::new(),
+            by_addr: HashMap::new(),
+            queues: HashMap::new(),
+            events: VecDeque::new(),
+            scratch: Vec::new(),
+            stats: MessagesStats::default(),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Replaces the configuration (already validated by [`Config::apply`]).
+    pub fn set_config(&mut self, config: Config) {
+        self.endpoint
+            .set_mtu(usize::try_from(config.mtu_packet_size).unwrap_or(1300));
+        self.config = config;
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> MessagesStats {
+        self.stats
+    }
+
+    /// Counters of the endpoint below.
+    pub fn endpoint_stats(&self) -> crate::endpoint::EndpointStats {
+        self.endpoint.stats()
+    }
+
+    /// Number of sessions, accepted or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Queues a message to `peer`, opening (and accepting) its session as needed.
+    ///
+    /// `remote` is where a non-IP identity lives (from the application's resolver); an IP
+    /// identity is reached at its own address.
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        peer: &Identity,
+        remote: Option<SocketAddr>,
+        data: Bytes,
+        flags: u32,
+        channel: i32,
+    ) -> EResult {
+        if data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0 {
+            return EResult::InvalidParam;
+        }
+        if !Connection::fits(data.len()) {
+            // This version cannot fragment; say so instead of sending something that would not arrive.
+            return EResult::LimitExceeded;
+        }
+        let Some(addr) = peer.ip_addr().or(remote) else {
+            return EResult::NoConnection;
+        };
+        let limit = usize::try_from(self.config.send_buffer_size).unwrap_or(usize::MAX);
+        if let Some(s) = self.sessions.get(peer) {
+            let queued = self
+                .endpoint
+                .connection(s.remote)
+                .map_or(0, |c| c.queued_bytes());
+            if queued + data.len() > limit {
+                return EResult::LimitExceeded;
+            }
+        }
+        let Some(conn) = self.endpoint.connect(now, addr) else {
+            return EResult::LimitExceeded;
+        };
+        conn.queue(channel, flags, data);
+        let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
+            self.by_addr.insert(addr, peer.clone());
+            Session::new(addr, now)
+        });
+        session.channels.insert(channel);
+        session.last_used = now;
+        if !session.accepted {
+            // Sending to a peer implicitly accepts its pending request.
+            session.accepted = true;
+            Self::release_held(session, peer, &mut self.queues, &mut self.events);
+        }
+        EResult::Ok
+    }
+
+    /// Accepts a pending session; false if there is none waiting.
+    pub fn accept(&mut self, peer: &Identity) -> bool {
+        match self.sessions.get_mut(peer) {
+            Some(s) if !s.accepted => {
+                s.accepted = true;
+                Self::release_held(s, peer, &mut self.queues, &mut self.events);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes the session with `peer` at once and purges its unread messages.
+    pub fn close_session(&mut self, peer: &Identity) -> bool {
+        let Some(s) = self.sessions.remove(peer) else {
+            return false;
+        };
+        self.by_addr.remove(&s.remote);
+        self.endpoint.close(s.remote);
+        for q in self.queues.values_mut() {
+            q.retain(|d| &d.peer != peer);
+        }
+        true
+    }
+
+    /// Closes one channel with `peer`: its unread messages are purged, and the session closes
+    /// with its last open channel.
+    pub fn close_channel(&mut self, peer: &Identity, channel: i32) -> bool {
+        let Some(s) = self.sessions.get_mut(peer) else {
+            return false;
+        };
+        s.channels.remove(&channel);
+        let last = s.channels.is_empty();
+        if let Some(q) = self.queues.get_mut(&channel) {
+            let before = q.len();
+            q.retain(|d| &d.peer != peer);
+            let purged = before - q.len();
+            s.unread = s.unread.saturating_sub(purged);
+        }
+        if last {
+            self.close_session(peer);
+        }
+        true
+    }
+
+    /// Handles a datagram from `from`.
+    pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
+        let from = crate::identity::normalize(from);
+        self.scratch.clear();
+        let mut msgs = std::mem::take(&mut self.scratch);
+        if self.endpoint.handle_datagram(now, from, data, &mut msgs) == Incoming::Dropped {
+            self.scratch = msgs;
+            return;
+        }
+        let peer = self
+            .by_addr
+            .get(&from)
+            .cloned()
+            .unwrap_or(Identity::Ip(from));
+        let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
+            self.by_addr.insert(from, peer.clone());
+            Session::new(from, now)
+        });
+        session.heard_from_peer = true;
+        session.last_used = now;
+        let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
+        let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
+        for m in msgs.drain(..) {
+            session.channels.insert(m.channel);
+            let (count, bytes) = if session.accepted {
+                (session.unread, session.unread_bytes)
+            } else {
+                (session.held.len(), session.held_bytes)
+            };
+            if count + 1 > max_msgs || bytes + m.data.len() > max_bytes {
+                self.stats.dropped_recv_full += 1;
+                continue;
+            }
+            if session.accepted {
+                Self::deliver(session, &peer, m, &mut self.queues, &mut self.events);
+            } else {
+                session.held_bytes += m.data.len();
+                session.held.push_back(m);
+            }
+        }
+        self.scratch = msgs;
+        if !session.accepted {
+            let due = session
+                .last_request_posted
+                .is_none_or(|t| now.saturating_since(t) >= SESSION_REQUEST_REPOST);
+            if due {
+                session.last_request_posted = Some(now);
+                self.events.push_back(Event::SessionRequest(peer));
+            }
+        }
+    }
+
+    /// Takes up to `max` waiting messages from `channel`.
+    pub fn receive(&mut self, channel: i32, max: usize) -> Vec<Delivered> {
+        let Some(q) = self.queues.get_mut(&channel) else {
+            return Vec::new();
+        };
+        let n = max.min(q.len());
+        let out: Vec<Delivered> = q.drain(..n).collect();
+        for d in &out {
+            if let Some(s) = self.sessions.get_mut(&d.peer) {
+                s.unread = s.unread.saturating_sub(1);
+                s.unread_bytes = s.unread_bytes.saturating_sub(d.msg.data.len());
+            }
+        }
+        out
+    }
+
+    /// A status snapshot of the session with `peer`.
+    pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
+        let s = self.sessions.get(peer)?;
+        let stats = self
+            .endpoint
+            .connection(s.remote)
+            .map(|c| c.stats())
+            .unwrap_or_default();
+        Some(SessionInfo {
+            state: if s.heard_from_peer {
+                ConnectionState::Connected
+            } else {
+                ConnectionState::Connecting
+            },
+            remote: s.remote,
+            accepted: s.accepted,
+            pending_bytes: self
+                .endpoint
+                .connection(s.remote)
+                .map_or(0, |c| c.queued_bytes()),
+            packets_sent: stats.packets_sent,
+            bytes_sent: stats.bytes_sent,
+            packets_received: stats.packets_received,
+            bytes_received: stats.bytes_received,
+        })
+    }
+
+    /// Calls `send` for every datagram ready to go.
+    pub fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        buf: &mut Vec<u8>,
+        send: impl FnMut(SocketAddr, &[u8]),
+    ) {
+        self.endpoint.poll_transmit(now, buf, send);
+    }
+
+    /// The next event for the application, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Messages::handle_timeout`] must next run.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        let idle = self.idle_timeout()?;
+        self.sessions.values().map(|s| s.last_used + idle).min()
+    }
+
+    /// Closes sessions idle for longer than `messagesSessionIdleTimeout`, silently (as Steam).
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        let Some(idle) = self.idle_timeout() else {
+            return;
+        };
+        let expired: Vec<Identity> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| now.saturating_since(s.last_used) >= idle && s.unread == 0)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.close_session(&id);
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        u64::try_from(self.config.messages_session_idle_timeout)
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+    }
+
+    fn release_held(
+        s: &mut Session,
+        peer: &Identity,
+        queues: &mut HashMap<i32, VecDeque<Delivered>>,
+        events: &mut VecDeque<Event>,
+    ) {
+        s.held_bytes = 0;
+        while let Some(m) = s.held.pop_front() {
+            Self::deliver(s, peer, m, queues, events);
+        }
+    }
+
+    fn deliver(
+        s: &mut Session,
+        peer: &Identity,
+        msg: InMessage,
+        queues: &mut HashMap<i32, VecDeque<Delivered>>,
+        events: &mut VecDeque<Event>,
+    ) {
+        s.unread += 1;
+        s.unread_bytes += msg.data.len();
+        let channel = msg.channel;
+        let q = queues.entry(channel).or_default();
+        if q.is_empty() {
+            events.push_back(Event::MessagesWaiting(channel));
+        }
+        q.push_back(Delivered {
+            peer: peer.clone(),
+            msg,
+        });
+    }
+}
+
+impl Session {
+    fn new(remote: SocketAddr, now: Timestamp) -> Self {
+        Session {
+            remote,
+            accepted: false,
+            heard_from_peer: false,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            unread: 0,
+            unread_bytes: 0,
+            last_request_posted: None,
+            last_used: now,
+            channels: BTreeSet::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: &str = "127.0.0.1:1000";
+    const B: &str = "127.0.0.1:2000";
+
+    fn ip(s: &str) -> Identity {
+        Identity::Ip(s.parse().unwrap())
+    }
+
+    /// Moves every datagram from `from` to `to`.
+    fn pump(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
+        let mut out = Vec::new();
+        from.poll_transmit(now, &mut Vec::new(), |_, d| out.push(d.to_vec()));
+        for d in out {
+            to.handle_datagram(now, from_addr.parse().unwrap(), &d);
+        }
+    }
+
+    #[test]
+    fn nothing_is_delivered_before_accept_and_all_after() {
+        let (mut a, mut b) = (
+            Messages::new(Config::default()),
+            Messages::new(Config::default()),
+        );
+        let t = Timestamp::ZERO;
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::from_static(b"1"), 8, 3),
+            EResult::Ok
+        );
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::from_static(b"2"), 8, 3),
+            EResult::Ok
+        );
+        pump(&mut a, A, &mut b, t);
+        assert_eq!(b.poll_event(), Some(Event::SessionRequest(ip(A))));
+        assert!(b.receive(3, 10).is_empty());
+        assert!(b.accept(&ip(A)));
+        assert!(!b.accept(&ip(A)), "already accepted");
+        assert_eq!(b.poll_event(), Some(Event::MessagesWaiting(3)));
+        let got: Vec<_> = b.receive(3, 10).into_iter().map(|d| d.msg.data).collect();
+        assert_eq!(
+            got,
+            vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]
+        );
+    }
+
+    #[test]
+    fn bad_arguments_are_invalid_param() {
+        let mut a = Messages::new(Config::default());
+        let t = Timestamp::ZERO;
+        let big = Bytes::from(vec![0u8; MAX_MESSAGE_SIZE + 1]);
+        assert_eq!(a.send(t, &ip(B), None, big, 8, 0), EResult::InvalidParam);
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::new(), 8, -1),
+            EResult::InvalidParam
+        );
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::new(), 1 << 10, 0),
+            EResult::InvalidParam
+        );
+        let named = Identity::generic_string("bob").unwrap();
+        assert_eq!(
+            a.send(t, &named, None, Bytes::new(), 8, 0),
+            EResult::NoConnection
+        );
+    }
+
+    #[test]
+    fn send_buffer_limit_refuses_without_queueing() {
+        let cfg = Config {
+            send_buffer_size: 1000,
+            ..Config::default()
+        };
+        let mut a = Messages::new(cfg);
+        let t = Timestamp::ZERO;
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
+            EResult::Ok
+        );
+        assert_eq!(
+            a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
+            EResult::LimitExceeded
+        );
+        assert_eq!(a.session_info(&ip(B)).unwrap().pending_bytes, 600);
+    }
+
+    #[test]
+    fn close_session_purges_unread_and_idle_sessions_expire() {
+        let (mut a, mut b) = (
+            Messages::new(Config::default()),
+            Messages::new(Config::default()),
+        );
+        let t = Timestamp::ZERO;
+        a.send(t, &ip(B), None, Bytes::from_static(b"x"), 0, 1);
+        b.send(t, &ip(A), None, Bytes::from_static(b"y"), 0, 1);
+        pump(&mut a, A, &mut b, t);
+        assert!(b.close_session(&ip(A)));
+        assert!(b.receive(1, 10).is_empty());
+        assert_eq!(b.session_count(), 0);
+
+        let deadline = a.poll_timeout().unwrap();
+        assert_eq!(deadline, t + Duration::from_millis(180_000));
+        a.handle_timeout(deadline - Duration::from_millis(1));
+        assert_eq!(a.session_count(), 1);
+        a.handle_timeout(deadline);
+        assert_eq!(a.session_count(), 0);
+    }
+
+    #[test]
+    fn receive_buffer_is_bounded() {
+        let cfg = Config {
+            recv_buffer_messages: 5,
+            ..Config::default()
+        };
+        let (mut a, mut b) = (Messages::new(Config::default()), Messages::new(cfg));
+        let t = Timestamp::ZERO;
+        b.send(t, &ip(A), None, Bytes::new(), 0, 0); // accept A up front
+        for _ in 0..20 {
+            a.send(t, &ip(B), None, Bytes::from_static(b"m"), 0, 0);
+        }
+        pump(&mut a, A, &mut b, t);
+        assert_eq!(b.receive(0, 100).len(), 5);
+        assert_eq!(b.stats().dropped_recv_full, 15);
+    }
+}
