@@ -1,0 +1,146 @@
+import test from 'ava';
+import { once } from 'node:events';
+
+import { EResult, Identity, SendFlags, ConnectionState } from '../dist/index.mjs';
+import { addrOf, collect, endpoint } from './helpers.mjs';
+
+test('reliable messages cross loopback both ways on several channels', async (t) => {
+  const server = await endpoint();
+  const client = await endpoint();
+  t.teardown(() => Promise.all([server.close(), client.close()]));
+
+  const request = once(server, 'sessionRequest');
+  const channels = [0, 1, 7];
+  for (const ch of channels) {
+    for (let i = 0; i < 20; i++) {
+      t.is(client.sendMessageToUser(addrOf(server), `c${ch}-${i}`, SendFlags.Reliable, ch), EResult.OK);
+    }
+  }
+  const [{ identityRemote }] = await request;
+  t.true(identityRemote.equals(client.identity), `${identityRemote} is the client`);
+  t.deepEqual(server.receiveMessagesOnChannel(0), [], 'nothing is delivered before accepting');
+  t.true(server.acceptSessionWithUser(identityRemote));
+
+  for (const ch of channels) {
+    const got = await collect(server, ch, 20);
+    t.deepEqual(
+      got.map((m) => m.data.toString()),
+      Array.from({ length: 20 }, (_, i) => `c${ch}-${i}`),
+    );
+    for (const m of got) {
+      t.is(m.channel, ch);
+      t.is(m.size, m.data.length);
+      t.true(m.identityPeer.equals(client.identity));
+      t.is(m.sendFlags, SendFlags.Reliable);
+      t.is(typeof m.messageNumber, 'bigint');
+      t.is(typeof m.timeReceived, 'bigint');
+    }
+  }
+
+  // And back: the client's session was opened by its own send, so it needs no accept.
+  const reply = new Uint8Array([1, 2, 3, 250]);
+  t.is(server.sendMessageToUser(identityRemote, reply, SendFlags.Reliable, 5), EResult.OK);
+  t.is(server.sendMessageToUser(identityRemote, 'unreliable', SendFlags.Unreliable, 6), EResult.OK);
+  const [back] = await collect(client, 5, 1);
+  t.deepEqual([...back.data], [...reply]);
+  const [u] = await collect(client, 6, 1);
+  t.is(u.data.toString(), 'unreliable');
+  t.is(client.getSessionConnectionInfo(server.identity).state, ConnectionState.Connected);
+});
+
+test('the messages event and async iterator deliver what waits', async (t) => {
+  const a = await endpoint();
+  const b = await endpoint();
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  const event = once(b, 'messages');
+  a.sendMessageToUser(b.identity, 'first', SendFlags.Reliable, 3);
+  t.deepEqual(await event, [3]);
+  const it = b.messages(3);
+  t.is((await it.next()).value.data.toString(), 'first');
+  a.sendMessageToUser(b.identity, 'second', SendFlags.Reliable, 3);
+  t.is((await it.next()).value.data.toString(), 'second');
+  await b.close();
+  t.true((await it.next()).done, 'the iterator ends when the endpoint closes');
+});
+
+test('a message of 60000 bytes arrives whole', async (t) => {
+  const a = await endpoint();
+  const b = await endpoint();
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  b.sendMessageToUser(a.identity, 'hello', SendFlags.Reliable, 9); // b accepts a by sending
+  const big = Buffer.alloc(60000);
+  for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+  t.is(a.sendMessageToUser(b.identity, big, SendFlags.Reliable, 2), EResult.OK);
+  const [m] = await collect(b, 2, 1);
+  t.true(m.data.equals(big));
+  m.release();
+  t.throws(() => m.data, { message: /after release/ });
+});
+
+test('send results for bad input, and InvalidState after close', async (t) => {
+  const a = await endpoint();
+  const peer = 'ip:127.0.0.1:9';
+  t.is(a.sendMessageToUser('nonsense', 'x'), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, 42), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, 'x', SendFlags.Reliable, -1), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, 'x', SendFlags.Reliable, 1.5), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, 'x', SendFlags.Reliable, 2 ** 31), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, 'x', 1 << 12), EResult.InvalidParam);
+  t.is(a.sendMessageToUser(peer, Buffer.alloc(512 * 1024 + 1)), EResult.InvalidParam);
+  t.is(a.sendMessageToUser('str:bob', 'x'), EResult.NoConnection, 'no resolver for a named peer');
+  t.throws(() => a.receiveMessagesOnChannel(-1), { instanceOf: RangeError });
+  t.throws(() => a.receiveMessagesOnChannel('0'), { instanceOf: TypeError });
+  t.throws(() => a.acceptSessionWithUser('bogus'), { instanceOf: TypeError });
+  t.false(a.acceptSessionWithUser(peer), 'no pending request');
+  await a.close();
+  await a.close();
+  t.is(a.sendMessageToUser(peer, 'x'), EResult.InvalidState);
+  t.is(a.flushMessagesToUser(peer), EResult.InvalidState);
+  t.throws(() => a.receiveMessagesOnChannel(0), { message: /closed/ });
+});
+
+test('config: Steam defaults, validation all-or-nothing', async (t) => {
+  await t.throwsAsync(() => endpoint({ config: { noSuchKey: 1 } }), { instanceOf: TypeError });
+  await t.throwsAsync(() => endpoint({ config: { fakePacketLossSend: 101 } }), { instanceOf: RangeError });
+  await t.throwsAsync(() => endpoint({ config: { nagleTime: 'x' } }), { instanceOf: TypeError });
+  const a = await endpoint({ config: { nagleTime: 1000 } });
+  t.teardown(() => a.close());
+  const c = a.getConfig();
+  t.is(c.nagleTime, 1000);
+  t.is(c.timeoutInitial, 10000);
+  t.is(c.sendBufferSize, 524288);
+  t.is(c.mtuPacketSize, 1300);
+  t.throws(() => a.setConfig({ nagleTime: 0, mtuPacketSize: 5 }), { instanceOf: RangeError });
+  t.is(a.getConfig().nagleTime, 1000, 'a rejected change changes nothing');
+  a.setConfig({ sendBufferSize: 1000 });
+  t.is(a.sendMessageToUser('ip:127.0.0.1:9', Buffer.alloc(900), SendFlags.Reliable), EResult.OK);
+});
+
+test('resolve reaches a named peer at the address it returns', async (t) => {
+  const b = await endpoint();
+  const a = await endpoint({ resolve: (id) => (id.equals('str:bob') ? `127.0.0.1:${b.localAddress.port}` : undefined) });
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  t.is(a.sendMessageToUser(Identity.fromString('bob'), 'hi bob', SendFlags.Reliable, 1), EResult.OK);
+  const [m] = await collect(b, 1, 1);
+  t.is(m.data.toString(), 'hi bob');
+  t.is(a.sendMessageToUser('str:carol', 'x'), EResult.NoConnection);
+});
+
+test('closeSessionWithUser purges unread messages; a new send asks again', async (t) => {
+  const a = await endpoint();
+  const b = await endpoint();
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  a.sendMessageToUser(b.identity, 'one', SendFlags.Reliable, 0);
+  await once(b, 'messages');
+  t.true(b.closeSessionWithUser(a.identity));
+  t.deepEqual(b.receiveMessagesOnChannel(0), []);
+  t.is(b.getSessionConnectionInfo(a.identity).state, ConnectionState.None);
+  const again = once(b, 'sessionRequest');
+  a.sendMessageToUser(b.identity, 'two', SendFlags.Reliable, 0);
+  await again;
+  const [m] = await collect(b, 0, 1);
+  t.is(m.data.toString(), 'two');
+});

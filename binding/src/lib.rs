@@ -1,0 +1,316 @@
+//! napi-rs glue between `netcore` and the JavaScript API: type conversion only.
+//!
+//! Everything with protocol meaning lives in `netcore`; this crate turns JS values into
+//! Rust ones and back, and forwards driver events to a JS callback through a
+//! ThreadsafeFunction (one call per driver wake-up, not per message).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+
+use netcore::config::{Config, ConfigError};
+use netcore::driver::{EndpointHandle, EventSink};
+use netcore::messages::Event;
+use netcore::Identity;
+
+/// A problem with configuration values; the TS layer turns it into a TypeError or RangeError.
+#[napi(object)]
+pub struct ConfigProblem {
+    /// `"unknown"`, `"type"` or `"range"`.
+    pub kind: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+fn problem(e: ConfigError) -> ConfigProblem {
+    let kind = match e {
+        ConfigError::UnknownKey(_) => "unknown",
+        ConfigError::NotInteger { .. } => "type",
+        ConfigError::OutOfRange { .. } | ConfigError::Inconsistent(_) => "range",
+    };
+    ConfigProblem {
+        kind: kind.into(),
+        message: e.to_string(),
+    }
+}
+
+fn entries(map: HashMap<String, f64>) -> Vec<(String, f64)> {
+    map.into_iter().collect()
+}
+
+/// Checks configuration values against the defaults; `null` when they are all valid.
+#[napi]
+pub fn check_config(values: HashMap<String, f64>) -> Option<ConfigProblem> {
+    Config::default().apply(&entries(values)).err().map(problem)
+}
+
+/// Every config key with its default, in declaration order.
+#[napi]
+pub fn config_defaults() -> HashMap<String, f64> {
+    config_map(&Config::default())
+}
+
+fn config_map(c: &Config) -> HashMap<String, f64> {
+    netcore::config::KEYS
+        .iter()
+        .filter_map(|k| c.get(k.name).map(|v| (k.name.to_owned(), v as f64)))
+        .collect()
+}
+
+/// An identity's type tag and canonical text.
+#[napi(object)]
+pub struct IdentityParts {
+    /// Steam's `ESteamNetworkingIdentityType` value.
+    pub kind: u32,
+    /// Canonical text form.
+    pub text: String,
+}
+
+/// Parses an identity in Steam's text form; throws with the reason on bad input.
+#[napi]
+pub fn parse_identity(text: String) -> Result<IdentityParts> {
+    let id: Identity = text
+        .parse()
+        .map_err(|e: netcore::identity::IdentityError| {
+            Error::new(Status::InvalidArg, e.to_string())
+        })?;
+    Ok(IdentityParts {
+        kind: id.kind() as u32,
+        text: id.to_string(),
+    })
+}
+
+/// An event for the JS side.
+#[napi(object)]
+pub struct NativeEvent {
+    /// `"sessionRequest"` or `"messages"`.
+    pub kind: String,
+    /// The remote identity, for session events.
+    pub identity: Option<String>,
+    /// The channel, for `messages`.
+    pub channel: Option<i32>,
+}
+
+/// A received message.
+#[napi(object)]
+pub struct NativeMessage {
+    /// Payload.
+    pub data: Buffer,
+    /// Sender identity, canonical text.
+    pub identity: String,
+    /// Channel it arrived on.
+    pub channel: i32,
+    /// The sender's message number.
+    pub message_number: BigInt,
+    /// Send flags used by the sender.
+    pub send_flags: u32,
+    /// Arrival time, µs on the endpoint's monotonic clock.
+    pub time_received: BigInt,
+}
+
+/// A snapshot of one session.
+#[napi(object)]
+pub struct NativeSessionInfo {
+    /// Steam's `ESteamNetworkingConnectionState` value.
+    pub state: i32,
+    /// Where datagrams go.
+    pub remote_address: String,
+    /// Whether the local side accepted the session.
+    pub accepted: bool,
+    /// Payload bytes queued, not yet sent.
+    pub pending_bytes: f64,
+    /// Datagrams sent.
+    pub packets_sent: f64,
+    /// Bytes sent.
+    pub bytes_sent: f64,
+    /// Datagrams received.
+    pub packets_received: f64,
+    /// Bytes received.
+    pub bytes_received: f64,
+}
+
+type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false>;
+
+struct JsSink(EventFn);
+
+impl EventSink for JsSink {
+    fn emit(&self, events: Vec<Event>) {
+        let events = events
+            .into_iter()
+            .map(|e| match e {
+                Event::SessionRequest(id) => NativeEvent {
+                    kind: "sessionRequest".into(),
+                    identity: Some(id.to_string()),
+                    channel: None,
+                },
+                Event::MessagesWaiting(ch) => NativeEvent {
+                    kind: "messages".into(),
+                    identity: None,
+                    channel: Some(ch),
+                },
+            })
+            .collect();
+        // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
+        // would let a busy JS thread stall the network.
+        self.0.call(events, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+fn identity(text: &str) -> Result<Identity> {
+    text.parse().map_err(|e: netcore::identity::IdentityError| {
+        Error::new(Status::InvalidArg, e.to_string())
+    })
+}
+
+/// One bound endpoint.
+#[napi]
+pub struct NativeEndpoint {
+    inner: EndpointHandle,
+}
+
+#[napi]
+impl NativeEndpoint {
+    /// Binds a socket and starts the driver; `on_events` receives event batches.
+    #[napi(factory)]
+    pub fn bind(
+        bind: String,
+        config: HashMap<String, f64>,
+        on_events: Function<'_, Vec<NativeEvent>, ()>,
+    ) -> Result<Self> {
+        let mut cfg = Config::default();
+        cfg.apply(&entries(config))
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+        let tsfn: EventFn = on_events
+            .build_threadsafe_function()
+            .callee_handled::<false>()
+            .build()?;
+        let inner = EndpointHandle::bind(&bind, cfg, Arc::new(JsSink(tsfn)))
+            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        Ok(NativeEndpoint { inner })
+    }
+
+    /// The bound address as `host:port`.
+    #[napi]
+    pub fn local_address(&self) -> String {
+        self.inner.local_addr().to_string()
+    }
+
+    /// Queues a message; returns an EResult value.
+    #[napi]
+    pub fn send(
+        &self,
+        identity_remote: String,
+        remote_address: Option<String>,
+        data: Uint8Array,
+        flags: u32,
+        channel: i32,
+    ) -> i32 {
+        let Ok(peer) = identity(&identity_remote) else {
+            return netcore::EResult::InvalidParam as i32;
+        };
+        let remote = match remote_address.map(|a| a.parse::<SocketAddr>()) {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => return netcore::EResult::InvalidParam as i32,
+        };
+        let data = bytes::Bytes::copy_from_slice(&data);
+        self.inner.send(&peer, remote, data, flags, channel) as i32
+    }
+
+    /// Takes up to `max` messages waiting on `channel`.
+    #[napi]
+    pub fn receive(&self, channel: i32, max: u32) -> Vec<NativeMessage> {
+        self.inner
+            .receive(channel, max as usize)
+            .into_iter()
+            .map(|d| NativeMessage {
+                data: Buffer::from(d.msg.data.to_vec()),
+                identity: d.peer.to_string(),
+                channel: d.msg.channel,
+                message_number: BigInt::from(d.msg.number),
+                send_flags: d.msg.send_flags,
+                time_received: BigInt::from(d.msg.received_at.as_micros()),
+            })
+            .collect()
+    }
+
+    /// Accepts a pending session.
+    #[napi]
+    pub fn accept(&self, identity_remote: String) -> Result<bool> {
+        Ok(self.inner.accept(&identity(&identity_remote)?))
+    }
+
+    /// Closes a session.
+    #[napi]
+    pub fn close_session(&self, identity_remote: String) -> Result<bool> {
+        Ok(self.inner.close_session(&identity(&identity_remote)?))
+    }
+
+    /// Closes a channel with a peer.
+    #[napi]
+    pub fn close_channel(&self, identity_remote: String, channel: i32) -> Result<bool> {
+        Ok(self
+            .inner
+            .close_channel(&identity(&identity_remote)?, channel))
+    }
+
+    /// Status of a session, or null when there is none.
+    #[napi]
+    pub fn session_info(&self, identity_remote: String) -> Result<Option<NativeSessionInfo>> {
+        Ok(self
+            .inner
+            .session_info(&identity(&identity_remote)?)
+            .map(|s| NativeSessionInfo {
+                state: s.state as i32,
+                remote_address: s.remote.to_string(),
+                accepted: s.accepted,
+                pending_bytes: s.pending_bytes as f64,
+                packets_sent: s.packets_sent as f64,
+                bytes_sent: s.bytes_sent as f64,
+                packets_received: s.packets_received as f64,
+                bytes_received: s.bytes_received as f64,
+            }))
+    }
+
+    /// Applies configuration changes; returns the problem instead of changing anything.
+    #[napi]
+    pub fn set_config(&self, values: HashMap<String, f64>) -> Option<ConfigProblem> {
+        self.inner.set_config(&entries(values)).err().map(problem)
+    }
+
+    /// The configuration in force.
+    #[napi]
+    pub fn config(&self) -> HashMap<String, f64> {
+        config_map(&self.inner.config())
+    }
+
+    /// Stops the endpoint; resolves once the socket is freed.
+    #[napi]
+    pub fn close(&self) -> AsyncTask<CloseTask> {
+        AsyncTask::new(CloseTask(self.inner.close()))
+    }
+}
+
+/// Waits on a libuv worker thread for the driver task to finish.
+pub struct CloseTask(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl Task for CloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> Result<()> {
+        if let Some(rx) = self.0.take() {
+            // An error means the task already ended (its sender dropped): closed either way.
+            let _ = rx.blocking_recv();
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, _env: Env, _out: ()) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,16 @@
+/**
+ * netmessages: Valve's ISteamNetworkingMessages model for Node.js, without Steam.
+ * @packageDocumentation
+ */
+export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd } from './enums';
+export { Identity } from './identity';
+export {
+  NetworkingMessages,
+  type Config,
+  type CreateOptions,
+  type NetworkingMessage,
+  type ConnectionInfo,
+  type RealTimeStatus,
+  type SessionConnectionInfo,
+  type NetworkingMessagesEvents,
+} from './networking-messages';

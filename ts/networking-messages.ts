@@ -1,0 +1,387 @@
+import { EventEmitter, once } from 'node:events';
+
+import { ConnectionState, EResult, SendFlags } from './enums';
+import { Identity } from './identity';
+import { native, type NativeEndpoint, type NativeEvent, type NativeMessage } from './native';
+
+/** Tunables with Steam's names and defaults; see docs/API.md for each. */
+export interface Config {
+  timeoutInitial: number;
+  timeoutConnected: number;
+  sendBufferSize: number;
+  sendRateMin: number;
+  sendRateMax: number;
+  nagleTime: number;
+  mtuPacketSize: number;
+  recvBufferSize: number;
+  recvBufferMessages: number;
+  recvMaxMessageSize: number;
+  messagesSessionIdleTimeout: number;
+  fakePacketLossSend: number;
+  fakePacketLossRecv: number;
+  fakePacketLagSend: number;
+  fakePacketLagRecv: number;
+  fakePacketReorderSend: number;
+  fakePacketReorderRecv: number;
+  fakePacketReorderTime: number;
+  fakePacketDupSend: number;
+  fakePacketDupRecv: number;
+  fakePacketDupTimeMax: number;
+}
+
+/** Options of {@link NetworkingMessages.create}. */
+export interface CreateOptions {
+  /** `'host:port'` to bind; default `'0.0.0.0:0'`. */
+  bind?: string;
+  /** Who we claim to be. Not supported yet: peers know us by our `ip:` address. */
+  identity?: Identity | string;
+  /** Ed25519 identity key. Not supported yet (security issue). */
+  privateKey?: Uint8Array;
+  /** Certificate binding identity to key. Not supported yet (security issue). */
+  certificate?: Uint8Array;
+  /** CA public keys whose certificates we accept. Not supported yet (security issue). */
+  trustedCAs?: Uint8Array[];
+  /** Accept `ip:` peers without a certificate; default true (the only mode so far). */
+  allowUnauthenticated?: boolean;
+  /** Returns `'host:port'` for a non-IP identity, or undefined if unknown. */
+  resolve?: (id: Identity) => string | undefined;
+  /** Initial configuration; unknown keys are a TypeError, bad values a RangeError. */
+  config?: Partial<Config>;
+}
+
+/** A received message. */
+export interface NetworkingMessage {
+  /** The payload. Do not use after {@link NetworkingMessage.release}. */
+  readonly data: Buffer;
+  /** `data.length`. */
+  readonly size: number;
+  /** Who sent it. */
+  readonly identityPeer: Identity;
+  /** The channel it arrived on. */
+  readonly channel: number;
+  /** The sender's number for this message. */
+  readonly messageNumber: bigint;
+  /** The flags the sender used. */
+  readonly sendFlags: number;
+  /** Arrival time in µs on a monotonic clock. */
+  readonly timeReceived: bigint;
+  /** Gives the buffer back. Optional: the garbage collector reclaims it anyway. */
+  release(): void;
+}
+
+/** Steam's `SteamNetConnectionInfo_t`, in part. */
+export interface ConnectionInfo {
+  identityRemote: Identity;
+  state: ConnectionState;
+  endReason: number;
+  endDebug: string;
+  connectionDescription: string;
+  remoteAddress: string;
+  flags: number;
+}
+
+/** Steam's `SteamNetConnectionRealTimeStatus_t`. */
+export interface RealTimeStatus {
+  state: ConnectionState;
+  ping: number;
+  connectionQualityLocal: number;
+  connectionQualityRemote: number;
+  outPacketsPerSec: number;
+  outBytesPerSec: number;
+  inPacketsPerSec: number;
+  inBytesPerSec: number;
+  sendRateBytesPerSecond: number;
+  pendingUnreliable: number;
+  pendingReliable: number;
+  sentUnackedReliable: number;
+  queueTime: number;
+}
+
+/** What {@link NetworkingMessages.getSessionConnectionInfo} returns. */
+export interface SessionConnectionInfo {
+  state: ConnectionState;
+  info: ConnectionInfo | null;
+  /** Real-time figures; null until the transport measures them (RTT, rates). */
+  status: RealTimeStatus | null;
+}
+
+/** Events of a {@link NetworkingMessages} endpoint. */
+export interface NetworkingMessagesEvents {
+  sessionRequest: [e: { identityRemote: Identity }];
+  sessionFailed: [e: { info: ConnectionInfo }];
+  messages: [localChannel: number];
+  close: [];
+}
+
+const MAX_CHANNEL = 2 ** 31 - 1;
+const MAX_MESSAGE_SIZE = 512 * 1024;
+
+function checkChannel(name: string, ch: unknown): number {
+  if (typeof ch !== 'number') throw new TypeError(`${name} must be a number, got ${typeof ch}`);
+  if (!Number.isInteger(ch) || ch < 0 || ch > MAX_CHANNEL) {
+    throw new RangeError(`${name} must be an integer from 0 to 2^31-1, got ${ch}`);
+  }
+  return ch;
+}
+
+function configProblem(p: { kind: string; message: string } | null): void {
+  if (p === null) return;
+  if (p.kind === 'range') throw new RangeError(p.message);
+  throw new TypeError(p.message);
+}
+
+function configValues(config: unknown): Record<string, number> {
+  if (config === undefined) return {};
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+    throw new TypeError('config must be an object');
+  }
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(config)) {
+    if (typeof v !== 'number') throw new TypeError(`config ${k} must be a number, got ${typeof v}`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * An endpoint of Steam's ISteamNetworkingMessages model: send to a peer's identity at any
+ * time; sessions are made implicitly underneath.
+ */
+export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
+  /** The address actually bound. */
+  readonly localAddress: { address: string; port: number };
+  /** Who peers know us as. */
+  readonly identity: Identity;
+
+  readonly #native: NativeEndpoint;
+  readonly #resolve: ((id: Identity) => string | undefined) | undefined;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+
+  private constructor(nativeEndpoint: NativeEndpoint, resolve: CreateOptions['resolve']) {
+    super();
+    this.#native = nativeEndpoint;
+    this.#resolve = resolve;
+    const local = nativeEndpoint.localAddress();
+    const cut = local.lastIndexOf(':');
+    const host = local.slice(0, cut).replace(/^\[|\]$/g, '');
+    this.localAddress = { address: host, port: Number(local.slice(cut + 1)) };
+    this.identity = Identity.fromIp(local);
+  }
+
+  /** Binds a UDP socket and starts the endpoint. */
+  static async create(options: CreateOptions = {}): Promise<NetworkingMessages> {
+    if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+    for (const key of ['identity', 'privateKey', 'certificate', 'trustedCAs'] as const) {
+      if (options[key] !== undefined) {
+        throw new Error(
+          `netmessages: option '${key}' is not supported yet (authenticated identities come with the security work); peers know this endpoint by its ip: address`,
+        );
+      }
+    }
+    if (options.allowUnauthenticated === false) {
+      throw new Error('netmessages: allowUnauthenticated: false needs trustedCAs, which are not supported yet');
+    }
+    if (options.resolve !== undefined && typeof options.resolve !== 'function') {
+      throw new TypeError('resolve must be a function');
+    }
+    const bind = options.bind ?? '0.0.0.0:0';
+    if (typeof bind !== 'string') throw new TypeError('bind must be a "host:port" string');
+    const values = configValues(options.config);
+    configProblem(native.checkConfig(values));
+    let endpoint: NetworkingMessages | undefined;
+    const onEvents = (events: NativeEvent[]): void => {
+      if (endpoint !== undefined) endpoint.#dispatch(events);
+    };
+    const nativeEndpoint = native.NativeEndpoint.bind(bind, values, onEvents);
+    endpoint = new NetworkingMessages(nativeEndpoint, options.resolve);
+    return endpoint;
+  }
+
+  /**
+   * Sends a message to a peer, opening a session if needed. Returns `EResult.OK` when
+   * queued; `InvalidParam` for bad arguments; `LimitExceeded` when the send buffer is full;
+   * `NoConnection` when the peer cannot be reached; `InvalidState` after `close()`.
+   */
+  sendMessageToUser(
+    identityRemote: Identity | string,
+    data: Uint8Array | string,
+    sendFlags: number = SendFlags.Unreliable,
+    remoteChannel = 0,
+  ): EResult {
+    if (this.#closed) return EResult.InvalidState;
+    let peer: Identity;
+    try {
+      peer = Identity.from(identityRemote);
+    } catch {
+      return EResult.InvalidParam;
+    }
+    let bytes: Uint8Array;
+    if (typeof data === 'string') bytes = Buffer.from(data, 'utf8');
+    else if (data instanceof Uint8Array) bytes = data;
+    else return EResult.InvalidParam;
+    if (bytes.byteLength > MAX_MESSAGE_SIZE) return EResult.InvalidParam;
+    if (typeof sendFlags !== 'number' || !Number.isInteger(sendFlags) || sendFlags < 0 || sendFlags > 0xffff) {
+      return EResult.InvalidParam;
+    }
+    if (
+      typeof remoteChannel !== 'number' ||
+      !Number.isInteger(remoteChannel) ||
+      remoteChannel < 0 ||
+      remoteChannel > MAX_CHANNEL
+    ) {
+      return EResult.InvalidParam;
+    }
+    let remote: string | undefined;
+    if (peer.type !== 1 && this.#resolve !== undefined) {
+      const r = this.#resolve(peer);
+      if (typeof r === 'string') remote = r;
+    }
+    return this.#native.send(peer.toString(), remote, bytes, sendFlags, remoteChannel) as EResult;
+  }
+
+  /** Takes up to `maxMessages` messages waiting on `localChannel` (one native call). */
+  receiveMessagesOnChannel(localChannel: number, maxMessages = 64): NetworkingMessage[] {
+    this.#assertOpen();
+    checkChannel('localChannel', localChannel);
+    if (typeof maxMessages !== 'number' || !Number.isInteger(maxMessages) || maxMessages < 0) {
+      throw new RangeError(`maxMessages must be a non-negative integer, got ${String(maxMessages)}`);
+    }
+    if (maxMessages === 0) return [];
+    return this.#native.receive(localChannel, Math.min(maxMessages, 0xffffffff)).map(toMessage);
+  }
+
+  /** Accepts a pending session; false if no request from that peer waits. */
+  acceptSessionWithUser(identityRemote: Identity | string): boolean {
+    this.#assertOpen();
+    return this.#native.accept(Identity.from(identityRemote).toString());
+  }
+
+  /** Closes the session at once and purges that peer's unread messages. */
+  closeSessionWithUser(identityRemote: Identity | string): boolean {
+    this.#assertOpen();
+    return this.#native.closeSession(Identity.from(identityRemote).toString());
+  }
+
+  /** Closes one channel with a peer; the session closes with its last channel. */
+  closeChannelWithUser(identityRemote: Identity | string, localChannel: number): boolean {
+    this.#assertOpen();
+    checkChannel('localChannel', localChannel);
+    return this.#native.closeChannel(Identity.from(identityRemote).toString(), localChannel);
+  }
+
+  /** State of the session with a peer. */
+  getSessionConnectionInfo(identityRemote: Identity | string): SessionConnectionInfo {
+    this.#assertOpen();
+    const peer = Identity.from(identityRemote);
+    const s = this.#native.sessionInfo(peer.toString());
+    if (s === null) return { state: ConnectionState.None, info: null, status: null };
+    const state = s.state as ConnectionState;
+    return {
+      state,
+      info: {
+        identityRemote: peer,
+        state,
+        endReason: 0,
+        endDebug: '',
+        connectionDescription: `${peer.toString()} at ${s.remoteAddress}`,
+        remoteAddress: s.remoteAddress,
+        flags: 0,
+      },
+      status: null,
+    };
+  }
+
+  /** Sends whatever Nagle holds for this peer now. */
+  flushMessagesToUser(identityRemote: Identity | string): EResult {
+    if (this.#closed) return EResult.InvalidState;
+    let peer: Identity;
+    try {
+      peer = Identity.from(identityRemote);
+    } catch {
+      return EResult.InvalidParam;
+    }
+    // Nothing is held back yet (no Nagle delay in this version): a known session is flushed.
+    return this.#native.sessionInfo(peer.toString()) === null ? EResult.NoConnection : EResult.OK;
+  }
+
+  /** Changes configuration for this endpoint; all or nothing. */
+  setConfig(partial: Partial<Config>): void {
+    this.#assertOpen();
+    configProblem(this.#native.setConfig(configValues(partial)));
+  }
+
+  /** The configuration in force. */
+  getConfig(): Config {
+    this.#assertOpen();
+    return this.#native.config() as unknown as Config;
+  }
+
+  /** Messages on a channel as an async iterator; ends when the endpoint closes. */
+  async *messages(localChannel: number): AsyncIterableIterator<NetworkingMessage> {
+    checkChannel('localChannel', localChannel);
+    while (!this.#closed) {
+      const batch = this.receiveMessagesOnChannel(localChannel, 256);
+      if (batch.length > 0) {
+        yield* batch;
+        continue;
+      }
+      const ac = new AbortController();
+      const onMessages = (ch: number): void => {
+        if (ch === localChannel) ac.abort();
+      };
+      this.on('messages', onMessages);
+      this.once('close', () => ac.abort());
+      try {
+        await once(ac.signal, 'abort');
+      } finally {
+        this.off('messages', onMessages);
+      }
+    }
+  }
+
+  /** Flushes queued data (bounded linger) and frees the socket. Safe to call twice. */
+  close(): Promise<void> {
+    if (this.#closing === undefined) {
+      this.#closed = true;
+      this.#closing = this.#native.close().then(() => {
+        this.emit('close');
+      });
+    }
+    return this.#closing;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new Error('netmessages: the endpoint is closed');
+  }
+
+  #dispatch(events: NativeEvent[]): void {
+    for (const e of events) {
+      if (e.kind === 'messages' && e.channel !== undefined && e.channel !== null) {
+        this.emit('messages', e.channel);
+      } else if (e.kind === 'sessionRequest' && typeof e.identity === 'string') {
+        this.emit('sessionRequest', { identityRemote: Identity.parse(e.identity) });
+      }
+    }
+  }
+}
+
+function toMessage(m: NativeMessage): NetworkingMessage {
+  let data: Buffer | undefined = m.data;
+  const identityPeer = Identity.parse(m.identity);
+  return {
+    get data(): Buffer {
+      if (data === undefined) throw new Error('netmessages: message data used after release()');
+      return data;
+    },
+    size: m.data.length,
+    identityPeer,
+    channel: m.channel,
+    messageNumber: m.messageNumber,
+    sendFlags: m.sendFlags,
+    timeReceived: m.timeReceived,
+    release(): void {
+      data = undefined;
+    },
+  };
+}
