@@ -16,6 +16,7 @@ pub mod messages;
 pub mod sim;
 pub mod snp;
 pub mod time;
+pub mod wire;
 
 pub use config::Config;
 pub use eresult::EResult;
