@@ -2,7 +2,7 @@ import test from 'ava';
 import { once } from 'node:events';
 
 import { EResult, Identity, SendFlags, ConnectionState } from '../dist/index.mjs';
-import { addrOf, collect, endpoint } from './helpers.mjs';
+import { addrOf, collect, endpoint, waitFor } from './helpers.mjs';
 
 test('reliable messages cross loopback both ways on several channels', async (t) => {
   const server = await endpoint();
@@ -64,16 +64,23 @@ test('the messages event and async iterator deliver what waits', async (t) => {
   t.true((await it.next()).done, 'the iterator ends when the endpoint closes');
 });
 
-test('a message of 60000 bytes arrives whole', async (t) => {
+test('messages up to 512 KiB arrive whole, reliable and unreliable', async (t) => {
   const a = await endpoint();
   const b = await endpoint();
   t.teardown(() => Promise.all([a.close(), b.close()]));
   b.sendMessageToUser(a.identity, 'hello', SendFlags.Reliable, 9); // b accepts a by sending
-  const big = Buffer.alloc(60000);
+  a.setConfig({ sendRateMin: 50_000_000, sendRateMax: 50_000_000 });
+  const big = Buffer.alloc(512 * 1024);
   for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
   t.is(a.sendMessageToUser(b.identity, big, SendFlags.Reliable, 2), EResult.OK);
-  const [m] = await collect(b, 2, 1);
+  const [m] = await collect(b, 2, 1, 15000);
   t.true(m.data.equals(big));
+  // The send buffer holds the big message until it is acknowledged.
+  await waitFor(() => a.getSessionConnectionInfo(b.identity).status?.sentUnackedReliable === 0, 5000, 'the ack');
+  const medium = big.subarray(0, 100_000);
+  t.is(a.sendMessageToUser(b.identity, medium, SendFlags.Unreliable, 3), EResult.OK);
+  const [u] = await collect(b, 3, 1, 15000);
+  t.true(u.data.equals(medium));
   m.release();
   t.throws(() => m.data, { message: /after release/ });
 });
@@ -128,7 +135,7 @@ test('resolve reaches a named peer at the address it returns', async (t) => {
   t.is(a.sendMessageToUser('str:carol', 'x'), EResult.NoConnection);
 });
 
-test('closeSessionWithUser purges unread messages; a new send asks again', async (t) => {
+test('closeSessionWithUser purges unread messages; the peer sees ClosedByPeer and may restart', async (t) => {
   const a = await endpoint();
   const b = await endpoint();
   t.teardown(() => Promise.all([a.close(), b.close()]));
@@ -138,9 +145,39 @@ test('closeSessionWithUser purges unread messages; a new send asks again', async
   t.true(b.closeSessionWithUser(a.identity));
   t.deepEqual(b.receiveMessagesOnChannel(0), []);
   t.is(b.getSessionConnectionInfo(a.identity).state, ConnectionState.None);
+  await waitFor(() => a.getSessionConnectionInfo(b.identity).state === ConnectionState.ClosedByPeer, 5000, 'ClosedByPeer');
+  t.is(a.sendMessageToUser(b.identity, 'lost?', SendFlags.Reliable, 0), EResult.NoConnection);
   const again = once(b, 'sessionRequest');
-  a.sendMessageToUser(b.identity, 'two', SendFlags.Reliable, 0);
+  t.is(a.sendMessageToUser(b.identity, 'two', SendFlags.Reliable | SendFlags.AutoRestartBrokenSession, 0), EResult.OK);
   await again;
   const [m] = await collect(b, 0, 1);
   t.is(m.data.toString(), 'two');
+});
+
+test('a peer that vanishes fails the session with a timeout', async (t) => {
+  const a = await endpoint({ config: { timeoutConnected: 500 } });
+  t.teardown(() => a.close());
+  // Nobody listens at this port: the reliable message is never acknowledged.
+  const failed = once(a, 'sessionFailed');
+  t.is(a.sendMessageToUser('ip:127.0.0.1:9', 'hello?', SendFlags.Reliable, 0), EResult.OK);
+  const [{ info }] = await failed;
+  t.is(info.endReason, 5003);
+  t.true(info.identityRemote.equals('ip:127.0.0.1:9'));
+  t.is(a.getSessionConnectionInfo('ip:127.0.0.1:9').state, ConnectionState.ProblemDetectedLocally);
+  t.is(a.sendMessageToUser('ip:127.0.0.1:9', 'again', SendFlags.Reliable, 0), EResult.NoConnection);
+});
+
+test('getSessionConnectionInfo reports a measured ping', async (t) => {
+  const a = await endpoint();
+  const b = await endpoint();
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  for (let i = 0; i < 5; i++) a.sendMessageToUser(b.identity, `m${i}`, SendFlags.ReliableNoNagle, 0);
+  await collect(b, 0, 5);
+  const { status } = await waitFor(() => {
+    const s = a.getSessionConnectionInfo(b.identity);
+    return s.status && s.status.ping >= 0 && s.status.sentUnackedReliable === 0 ? s : undefined;
+  }, 5000, 'an acknowledged round trip');
+  t.true(status.ping < 100, `ping ${status.ping}`);
+  t.true(status.sendRateBytesPerSecond > 0);
 });

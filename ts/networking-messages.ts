@@ -101,7 +101,7 @@ export interface RealTimeStatus {
 export interface SessionConnectionInfo {
   state: ConnectionState;
   info: ConnectionInfo | null;
-  /** Real-time figures; null until the transport measures them (RTT, rates). */
+  /** Real-time figures (null without a session); -1 marks a figure not measured yet. */
   status: RealTimeStatus | null;
 }
 
@@ -282,13 +282,29 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       info: {
         identityRemote: peer,
         state,
-        endReason: 0,
-        endDebug: '',
+        endReason: s.endReason ?? 0,
+        endDebug: s.endDebug ?? '',
         connectionDescription: `${peer.toString()} at ${s.remoteAddress}`,
         remoteAddress: s.remoteAddress,
         flags: 0,
       },
-      status: null,
+      status: {
+        state,
+        // Steam reports -1 until a round trip has been measured.
+        ping: s.pingMs === undefined || s.pingMs === null ? -1 : Math.round(s.pingMs),
+        // Quality and per-second rates are not measured yet: Steam's "unknown" value.
+        connectionQualityLocal: -1,
+        connectionQualityRemote: -1,
+        outPacketsPerSec: -1,
+        outBytesPerSec: -1,
+        inPacketsPerSec: -1,
+        inBytesPerSec: -1,
+        sendRateBytesPerSecond: s.sendRate,
+        pendingUnreliable: -1,
+        pendingReliable: s.pendingBytes,
+        sentUnackedReliable: s.unackedReliable,
+        queueTime: -1,
+      },
     };
   }
 
@@ -301,8 +317,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     } catch {
       return EResult.InvalidParam;
     }
-    // Nothing is held back yet (no Nagle delay in this version): a known session is flushed.
-    return this.#native.sessionInfo(peer.toString()) === null ? EResult.NoConnection : EResult.OK;
+    return this.#native.flush(peer.toString()) as EResult;
   }
 
   /** Changes configuration for this endpoint; all or nothing. */
@@ -361,6 +376,20 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
         this.emit('messages', e.channel);
       } else if (e.kind === 'sessionRequest' && typeof e.identity === 'string') {
         this.emit('sessionRequest', { identityRemote: Identity.parse(e.identity) });
+      } else if (e.kind === 'sessionFailed' && typeof e.identity === 'string') {
+        const peer = Identity.parse(e.identity);
+        const remote = e.remoteAddress ?? '';
+        this.emit('sessionFailed', {
+          info: {
+            identityRemote: peer,
+            state: ConnectionState.ProblemDetectedLocally,
+            endReason: e.endReason ?? 0,
+            endDebug: e.endDebug ?? '',
+            connectionDescription: `${peer.toString()} at ${remote}`,
+            remoteAddress: remote,
+            flags: 0,
+          },
+        });
       }
     }
   }

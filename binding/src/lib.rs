@@ -86,13 +86,20 @@ pub fn parse_identity(text: String) -> Result<IdentityParts> {
 
 /// An event for the JS side.
 #[napi(object)]
+#[derive(Default)]
 pub struct NativeEvent {
-    /// `"sessionRequest"` or `"messages"`.
+    /// `"sessionRequest"`, `"sessionFailed"` or `"messages"`.
     pub kind: String,
     /// The remote identity, for session events.
     pub identity: Option<String>,
     /// The channel, for `messages`.
     pub channel: Option<i32>,
+    /// The peer's address, for `sessionFailed`.
+    pub remote_address: Option<String>,
+    /// Steam's end reason, for `sessionFailed`.
+    pub end_reason: Option<i32>,
+    /// Detail, for `sessionFailed`.
+    pub end_debug: Option<String>,
 }
 
 /// A received message.
@@ -131,6 +138,18 @@ pub struct NativeSessionInfo {
     pub packets_received: f64,
     /// Bytes received.
     pub bytes_received: f64,
+    /// Reliable bytes sent and not yet acknowledged.
+    pub unacked_reliable: f64,
+    /// Smoothed round-trip time in ms, once measured.
+    pub ping_ms: Option<f64>,
+    /// Current send rate, B/s.
+    pub send_rate: f64,
+    /// Packets declared lost.
+    pub packets_lost: f64,
+    /// Steam's end reason, when failed.
+    pub end_reason: Option<i32>,
+    /// Detail, when failed.
+    pub end_debug: Option<String>,
 }
 
 type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false>;
@@ -145,12 +164,26 @@ impl EventSink for JsSink {
                 Event::SessionRequest(id) => NativeEvent {
                     kind: "sessionRequest".into(),
                     identity: Some(id.to_string()),
-                    channel: None,
+                    ..NativeEvent::default()
                 },
                 Event::MessagesWaiting(ch) => NativeEvent {
                     kind: "messages".into(),
                     identity: None,
                     channel: Some(ch),
+                    ..NativeEvent::default()
+                },
+                Event::SessionFailed {
+                    peer,
+                    remote,
+                    end_reason,
+                    debug,
+                } => NativeEvent {
+                    kind: "sessionFailed".into(),
+                    identity: Some(peer.to_string()),
+                    remote_address: Some(remote.to_string()),
+                    end_reason: Some(end_reason),
+                    end_debug: Some(debug),
+                    ..NativeEvent::default()
                 },
             })
             .collect();
@@ -238,6 +271,15 @@ impl NativeEndpoint {
             .collect()
     }
 
+    /// Sends what Nagle holds for a peer now; returns an EResult value.
+    #[napi]
+    pub fn flush(&self, identity_remote: String) -> i32 {
+        match identity(&identity_remote) {
+            Ok(peer) => self.inner.flush(&peer) as i32,
+            Err(_) => netcore::EResult::InvalidParam as i32,
+        }
+    }
+
     /// Accepts a pending session.
     #[napi]
     pub fn accept(&self, identity_remote: String) -> Result<bool> {
@@ -273,6 +315,12 @@ impl NativeEndpoint {
                 bytes_sent: s.bytes_sent as f64,
                 packets_received: s.packets_received as f64,
                 bytes_received: s.bytes_received as f64,
+                unacked_reliable: s.unacked_reliable as f64,
+                ping_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                send_rate: s.send_rate as f64,
+                packets_lost: s.packets_lost as f64,
+                end_reason: s.failure.as_ref().map(|f| f.0),
+                end_debug: s.failure.map(|f| f.1),
             }))
     }
 

@@ -3,48 +3,94 @@
 //! # The sans-IO contract
 //!
 //! A [`Connection`] never reads a clock and never touches a socket. Its owner (the endpoint,
-//! driven by the driver or by the simulated network) feeds it:
-//! - `now`, on every call, as a [`Timestamp`];
-//! - datagram payloads addressed to it ([`Connection::handle_payload`]);
-//! - messages the application wants sent ([`Connection::queue`]);
+//! driven by the real driver or by the simulated network) feeds it:
+//! - `now`, on every call, as a [`Timestamp`] that never goes backwards;
+//! - datagrams addressed to it ([`Connection::handle_datagram`]);
+//! - messages the application wants sent ([`Connection::send`]);
+//! - a call to [`Connection::handle_timeout`] once the deadline from
+//!   [`Connection::poll_timeout`] has passed;
 //!
-//! and drains from it:
-//! - datagrams to send ([`Connection::poll_transmit`]), written into a caller's buffer;
-//! - received messages, appended to a caller's vector;
-//! - the next instant it needs to be woken ([`Connection::poll_timeout`]).
+//! and drains from it datagrams to send ([`Connection::poll_transmit`], written into a
+//! caller's buffer) and received messages (appended to a caller's vector). Because every
+//! input is explicit, the same code runs under the UDP driver and under the simulated
+//! network's virtual clock, and every test run is reproducible.
 //!
-//! Because every input is explicit, the same code runs under the real UDP driver and under a
-//! virtual clock in tests, and every test run is reproducible.
+//! # What travels
 //!
-//! # What this first version does
+//! Data packets in the GameNetworkingSockets format (`wire::datagram`): a clear header with
+//! the packet number, then SNP frames (`wire::frames`): acks and stop-waiting, reliable stream
+//! segments per lane, and unreliable message segments. Each channel maps to a lane
+//! (`channel % 256`), and each lane has its own reliable stream, so a loss on one channel
+//! does not hold back another. Messages carry the messages layer's 5-byte prefix
+//! ([`channel_prefix`]). The handshake and encryption are not here yet: packets go to
+//! connection id 0 in clear text, where the AEAD seal/open step will sit.
 //!
-//! This is the first end-to-end slice: messages are coalesced into datagrams up to the MTU
-//! and decoded on arrival, with the framing in [`framing`]. It has no handshake, no
-//! acknowledgements and no retransmission yet: on a lossy path a reliable message can be
-//! lost. The transport issue replaces the framing with the GameNetworkingSockets SNP frames
-//! and adds acks, retransmission, fragmentation and pacing behind this same interface.
+//! The mechanisms live in `snp/`: replay window, ack ranges, RTT, loss detection, streams,
+//! reassembly, Cubic congestion control and pacing; this module composes them.
 
-pub mod framing;
+pub mod channel_prefix;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::snp::ack_ranges::AckRanges;
+use crate::snp::congestion::{self, Controller, Cubic, RttSample};
+use crate::snp::pacing::Pacer;
+use crate::snp::packet_number::{ReplayWindow, Verdict};
+use crate::snp::recv_stream::RecvStream;
+use crate::snp::rtt::RttEstimator;
+use crate::snp::send_stream::SendStream;
+use crate::snp::sent_packets::SentPackets;
+use crate::snp::unreliable_reassembly::{ReassemblyConfig, UnreliableReassembler};
 use crate::time::Timestamp;
-use framing::{DecodeError, MessageRecord, PacketWriter};
+use crate::wire::datagram::{DataHeader, DATA_HEADER_LEN, MAX_PLAINTEXT_SEND};
+use crate::wire::frames::{
+    encode_ack_delay, AckBlock, Frame, FrameDecoder, FrameEncoder, StopWaiting,
+};
+use crate::wire::reliable_header::ReliableMsgHeader;
 
-/// A message waiting to be sent.
-#[derive(Clone, Debug)]
-pub struct OutMessage {
-    /// The channel it is addressed to on the remote side.
-    pub channel: i32,
-    /// Steam send flags it was sent with.
-    pub send_flags: u32,
-    /// Its number in this connection's outgoing sequence.
-    pub number: u64,
-    /// The payload.
-    pub data: Bytes,
+/// Lanes on the wire (the reference's limit); channels share them modulo this.
+pub const LANES: u32 = 256;
+/// Most gaps a lane's receive stream tolerates before refusing segments.
+const MAX_RECV_GAPS: usize = 30;
+/// Receive window per lane: reliable bytes buffered beyond what the application read.
+const RECV_WINDOW: usize = 1 << 20;
+
+/// Settings a connection takes from the endpoint's configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnectionConfig {
+    /// Largest datagram we send (`mtuPacketSize`).
+    pub mtu: usize,
+    /// Bytes a connection may hold unacknowledged or unsent (`sendBufferSize`).
+    pub send_buffer: usize,
+    /// How long a message may wait to share a packet (`nagleTime`).
+    pub nagle: Duration,
+    /// Send rate bounds, B/s.
+    pub rate_min: u64,
+    /// Upper send rate bound, B/s.
+    pub rate_max: u64,
+    /// Largest message accepted from the peer.
+    pub max_message: usize,
+    /// Silence after which a peer with unacknowledged data is given up (`timeoutConnected`).
+    pub timeout: Duration,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            mtu: 1300,
+            send_buffer: 512 * 1024,
+            nagle: Duration::from_micros(5000),
+            rate_min: 262_144,
+            rate_max: 262_144,
+            max_message: 512 * 1024,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// A message received from the peer.
@@ -52,11 +98,11 @@ pub struct OutMessage {
 pub struct InMessage {
     /// The channel it was sent to.
     pub channel: i32,
-    /// Steam send flags the sender used.
+    /// `Reliable` (8) if it came on a reliable stream, else 0.
     pub send_flags: u32,
-    /// The sender's message number.
+    /// The sender's message number on its lane.
     pub number: u64,
-    /// When the datagram carrying it arrived.
+    /// When its last piece arrived.
     pub received_at: Timestamp,
     /// The payload.
     pub data: Bytes,
@@ -67,41 +113,151 @@ pub struct InMessage {
 pub struct ConnectionStats {
     /// Datagrams sent.
     pub packets_sent: u64,
-    /// Payload bytes sent, headers included.
+    /// Bytes sent (UDP payload).
     pub bytes_sent: u64,
-    /// Datagrams received and decoded.
+    /// Datagrams received and accepted.
     pub packets_received: u64,
     /// Bytes received.
     pub bytes_received: u64,
-    /// Datagrams dropped because they did not decode.
-    pub packets_malformed: u64,
+    /// Datagrams dropped: malformed, duplicate, or protocol errors.
+    pub packets_dropped: u64,
+    /// Packets declared lost (their reliable data is resent).
+    pub packets_lost: u64,
+}
+
+/// Why the connection ended unusually.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// Steam's `ESteamNetConnectionEnd` code.
+    pub end_reason: i32,
+    /// Human-readable detail.
+    pub debug: String,
+}
+
+/// Steam's `k_ESteamNetConnectionEnd_Misc_Timeout`.
+pub const END_MISC_TIMEOUT: i32 = 5003;
+/// Steam's `k_ESteamNetConnectionEnd_Misc_InternalError`, used for protocol violations.
+pub const END_MISC_PROTOCOL: i32 = 5002;
+
+struct PendingUnreliable {
+    msg_num: u64,
+    payload: Bytes,
+    offset: usize,
+}
+
+struct SendLane {
+    stream: SendStream,
+    next_msg_num: u64,
+    last_reliable_num: u64,
+    unreliable: VecDeque<PendingUnreliable>,
+}
+
+impl SendLane {
+    fn new(limit: usize) -> Self {
+        SendLane {
+            stream: SendStream::new(1, limit),
+            next_msg_num: 1,
+            last_reliable_num: 0,
+            unreliable: VecDeque::new(),
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        self.stream.has_pending() || !self.unreliable.is_empty()
+    }
+}
+
+struct RecvLane {
+    stream: RecvStream,
+    last_reliable_num: u64,
+    highest_unreliable: u64,
+    reassembly: UnreliableReassembler,
+}
+
+/// What one sent packet carried, so an ack or a loss can be applied to it.
+#[derive(Debug)]
+struct Sent {
+    at: Timestamp,
+    bytes: u64,
+    reliable: Vec<(u32, Range<u64>)>,
 }
 
 /// One connection's state.
-#[derive(Debug)]
 pub struct Connection {
     remote: SocketAddr,
-    mtu: usize,
-    next_packet_number: u64,
-    next_message_number: u64,
-    outgoing: VecDeque<OutMessage>,
-    queued_bytes: usize,
-    last_activity: Timestamp,
+    cfg: ConnectionConfig,
+    // Sending.
+    next_pn: u64,
+    lanes: BTreeMap<u32, SendLane>,
+    nagle_deadline: Option<Timestamp>,
+    /// When the pacer will next allow a packet, if it held data back.
+    pacing_wake: Option<Timestamp>,
+    /// Data was ready at the last `poll_transmit` but the congestion window was full: an
+    /// ack (or the retransmit timer) is what wakes us, not Nagle.
+    window_blocked: bool,
+    sent: SentPackets<Sent>,
+    rtt: RttEstimator,
+    cc: Cubic,
+    pacer: Pacer,
+    // Receiving.
+    replay: ReplayWindow,
+    acks: AckRanges,
+    recv_lanes: BTreeMap<u32, RecvLane>,
+    recv_blocked: bool,
+    last_heard: Option<Timestamp>,
+    created: Timestamp,
+    failure: Option<Failure>,
+    /// The peer closed the connection politely, with this reason.
+    closed_by_peer: Option<u32>,
     stats: ConnectionStats,
+    scratch: Vec<u8>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("remote", &self.remote)
+            .field("next_pn", &self.next_pn)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why [`Connection::send`] refused a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendError {
+    /// The send buffer is full.
+    BufferFull,
+    /// The connection has failed.
+    Failed,
 }
 
 impl Connection {
-    /// A connection to `remote`, sending datagrams of at most `mtu` bytes where it can.
-    pub fn new(remote: SocketAddr, mtu: usize, now: Timestamp) -> Self {
+    /// A connection to `remote`.
+    pub fn new(remote: SocketAddr, cfg: ConnectionConfig, now: Timestamp) -> Self {
+        let mtu = cfg.mtu as u64;
         Connection {
             remote,
-            mtu,
-            next_packet_number: 0,
-            next_message_number: 1,
-            outgoing: VecDeque::new(),
-            queued_bytes: 0,
-            last_activity: now,
+            cfg,
+            next_pn: 1,
+            lanes: BTreeMap::new(),
+            nagle_deadline: None,
+            pacing_wake: None,
+            window_blocked: false,
+            sent: SentPackets::new(),
+            rtt: RttEstimator::new(),
+            cc: Cubic::new(mtu),
+            pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
+            replay: ReplayWindow::new(0),
+            acks: AckRanges::new(0),
+            recv_lanes: BTreeMap::new(),
+            recv_blocked: false,
+            last_heard: None,
+            created: now,
+            failure: None,
+            closed_by_peer: None,
             stats: ConnectionStats::default(),
+            scratch: Vec::with_capacity(MAX_PLAINTEXT_SEND),
         }
     }
 
@@ -110,175 +266,628 @@ impl Connection {
         self.remote
     }
 
-    /// Bytes of payload queued and not yet sent.
-    pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
-    }
-
     /// Counters so far.
     pub fn stats(&self) -> ConnectionStats {
         self.stats
     }
 
-    /// Last time anything was sent or received.
-    pub fn last_activity(&self) -> Timestamp {
-        self.last_activity
+    /// Smoothed round-trip time, once measured.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.rtt.smoothed()
     }
 
-    /// Whether a message of `len` bytes can be framed at all by this version.
-    pub fn fits(len: usize) -> bool {
-        len <= framing::MAX_RECORD_PAYLOAD
+    /// Current pacing rate, B/s.
+    pub fn send_rate(&self) -> u64 {
+        self.pacer.rate()
     }
 
-    /// Queues a message; returns the message number given to it.
-    pub fn queue(&mut self, channel: i32, send_flags: u32, data: Bytes) -> u64 {
-        let number = self.next_message_number;
-        self.next_message_number += 1;
-        self.queued_bytes += data.len();
-        self.outgoing.push_back(OutMessage {
-            channel,
-            send_flags,
-            number,
-            data,
-        });
-        number
+    /// Why the connection failed, if it did.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.failure.as_ref()
     }
 
-    /// Writes the next datagram into `buf` (cleared first); false when nothing is waiting.
-    ///
-    /// Messages are packed in order until the next one would push the datagram past the MTU;
-    /// a message larger than the MTU on its own travels alone.
-    pub fn poll_transmit(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
-        buf.clear();
-        if self.outgoing.is_empty() {
+    /// The peer's close reason, if it closed the connection politely.
+    pub fn closed_by_peer(&self) -> Option<u32> {
+        self.closed_by_peer
+    }
+
+    /// The peer said it closed the connection: nothing more is sent or expected.
+    pub fn on_peer_closed(&mut self, reason: u32) {
+        if self.failure.is_none() {
+            self.closed_by_peer = Some(reason);
+        }
+    }
+
+    /// Whether the connection can carry no more traffic (failed or closed by the peer).
+    pub fn is_dead(&self) -> bool {
+        self.failure.is_some() || self.closed_by_peer.is_some()
+    }
+
+    /// Whether anything was ever received from the peer.
+    pub fn heard_from_peer(&self) -> bool {
+        self.last_heard.is_some()
+    }
+
+    /// Bytes waiting to go on the wire: new or lost reliable data, and unsent unreliable.
+    pub fn queued_bytes(&self) -> usize {
+        let reliable: u64 = self.lanes.values().map(|l| l.stream.queued_bytes()).sum();
+        usize::try_from(reliable).unwrap_or(usize::MAX) + self.unreliable_bytes()
+    }
+
+    fn unreliable_bytes(&self) -> usize {
+        self.lanes
+            .values()
+            .flat_map(|l| l.unreliable.iter())
+            .map(|u| u.payload.len() - u.offset)
+            .sum()
+    }
+
+    /// Reliable bytes sent and not yet acknowledged.
+    pub fn unacked_reliable_bytes(&self) -> u64 {
+        self.lanes
+            .values()
+            .map(|l| l.stream.in_flight_bytes())
+            .sum()
+    }
+
+    /// Bytes held for the peer: reliable data until acknowledged, unreliable until sent.
+    pub fn buffered_bytes(&self) -> usize {
+        let reliable: u64 = self.lanes.values().map(|l| l.stream.buffered_bytes()).sum();
+        usize::try_from(reliable).unwrap_or(usize::MAX) + self.unreliable_bytes()
+    }
+
+    /// Applies new settings (buffer size, Nagle, rates, timeouts) to a live connection.
+    pub fn set_config(&mut self, now: Timestamp, cfg: ConnectionConfig) {
+        self.pacer.set_bounds(now, cfg.rate_min, cfg.rate_max);
+        for lane in self.lanes.values_mut() {
+            lane.stream.set_limit(cfg.send_buffer);
+        }
+        self.cfg = cfg;
+    }
+
+    /// While set, packets carrying new reliable data are neither processed nor acknowledged,
+    /// so the sender backs off and resends later: the receive side's back-pressure.
+    pub fn set_recv_blocked(&mut self, blocked: bool) {
+        self.recv_blocked = blocked;
+    }
+
+    /// Queues a message for `channel`. `no_nagle` sends it without waiting for more data.
+    pub fn send(
+        &mut self,
+        now: Timestamp,
+        channel: i32,
+        reliable: bool,
+        no_nagle: bool,
+        data: Bytes,
+    ) -> Result<u64, SendError> {
+        if self.is_dead() {
+            return Err(SendError::Failed);
+        }
+        let len = channel_prefix::PREFIX_LEN + data.len();
+        let buffered = self.buffered_bytes();
+        // An empty buffer takes any one message, so a message of the maximum size can always
+        // be sent with the default buffer size.
+        if buffered > 0 && buffered + len > self.cfg.send_buffer {
+            return Err(SendError::BufferFull);
+        }
+        let lane_id = (channel as u32) % LANES;
+        let limit = self.cfg.send_buffer;
+        let lane = self
+            .lanes
+            .entry(lane_id)
+            .or_insert_with(|| SendLane::new(limit));
+        let number = lane.next_msg_num;
+        lane.next_msg_num += 1;
+        if reliable {
+            let header = ReliableMsgHeader {
+                msg_num_delta: number - lane.last_reliable_num,
+                size: len as u32,
+            };
+            lane.last_reliable_num = number;
+            let mut head = Vec::with_capacity(header.encoded_len() + channel_prefix::PREFIX_LEN);
+            // Cannot fail: the delta is at least 1 and every message number is used once.
+            let _ = header.encode(&mut head);
+            head.extend_from_slice(&channel_prefix::encode(channel));
+            lane.stream.push(head);
+            if !data.is_empty() {
+                lane.stream.push(data);
+            }
+        } else {
+            let mut payload = Vec::with_capacity(len);
+            payload.extend_from_slice(&channel_prefix::encode(channel));
+            payload.extend_from_slice(&data);
+            lane.unreliable.push_back(PendingUnreliable {
+                msg_num: number,
+                payload: payload.into(),
+                offset: 0,
+            });
+        }
+        let deadline = if no_nagle { now } else { now + self.cfg.nagle };
+        self.nagle_deadline = Some(self.nagle_deadline.map_or(deadline, |d| d.min(deadline)));
+        Ok(number)
+    }
+
+    /// Sends what Nagle holds now.
+    pub fn flush(&mut self, now: Timestamp) {
+        if self.lanes.values().any(SendLane::has_pending) {
+            self.nagle_deadline = Some(now);
+        }
+    }
+
+    /// Whether data waits for Nagle, the pacer or the congestion window.
+    fn data_ready(&self, now: Timestamp) -> bool {
+        let pending = self.lanes.values().any(SendLane::has_pending);
+        if !pending {
             return false;
         }
-        let mut writer = PacketWriter::start(buf, self.next_packet_number);
-        self.next_packet_number += 1;
-        while let Some(msg) = self.outgoing.front() {
-            let record = MessageRecord {
-                channel: msg.channel,
-                send_flags: msg.send_flags,
-                number: msg.number,
-                data: &msg.data,
-            };
-            if !writer.is_empty() && writer.len() + record.encoded_len() > self.mtu {
-                break;
+        // Lost data queued for resending sets the Nagle deadline to "now" (see `on_lost`).
+        self.nagle_deadline.is_some_and(|d| d <= now) || self.queued_bytes() >= MAX_PLAINTEXT_SEND
+    }
+
+    fn window_open(&self) -> bool {
+        let srtt = self.rtt.smoothed().unwrap_or(crate::snp::rtt::INITIAL_RTT);
+        let window = self
+            .cc
+            .window()
+            .max(congestion::min_rate_window(self.cfg.rate_min, srtt));
+        (self.sent.bytes_in_flight() as u64) < window && !self.sent.is_full()
+    }
+
+    /// Writes the next datagram into `buf` (cleared first); false when nothing should go now.
+    pub fn poll_transmit(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        if self.is_dead() {
+            return false;
+        }
+        let ack_due = self.acks.ack_deadline().is_some_and(|d| d <= now);
+        let mtu = self.cfg.mtu as u64;
+        let data_ready = self.data_ready(now);
+        let ready = data_ready && self.window_open();
+        self.window_blocked = data_ready && !ready;
+        let send_data = ready && self.pacer.can_send(now, mtu);
+        self.pacing_wake = if ready && !send_data {
+            self.pacer.next_send_time(now, mtu)
+        } else {
+            None
+        };
+        if !ack_due && !send_data {
+            return false;
+        }
+        let pn = self.next_pn;
+        let limit = self
+            .cfg
+            .mtu
+            .saturating_sub(DATA_HEADER_LEN)
+            .min(MAX_PLAINTEXT_SEND);
+        let mut plain = std::mem::take(&mut self.scratch);
+        plain.clear();
+        let mut carried: Vec<(u32, Range<u64>)> = Vec::new();
+        let mut ack_eliciting = false;
+        {
+            let mut enc = FrameEncoder::new(&mut plain, limit);
+            // Acks first: they are small and keep the peer's window moving.
+            if let Some((latest, received_at)) = self.acks.latest() {
+                let blocks = self.ack_blocks(latest);
+                let delay = encode_ack_delay(now.saturating_since(received_at).as_micros() as u64);
+                if enc.ack(latest, delay, &blocks).is_ok() {
+                    self.acks.on_ack_sent();
+                }
             }
-            writer.push(&record);
-            self.queued_bytes -= msg.data.len();
-            self.outgoing.pop_front();
+            // Tell the peer which of our packets it may stop acknowledging.
+            let first_wanted = self.sent.min_unacked().unwrap_or(pn);
+            if let Some(sw) = StopWaiting::new(pn, first_wanted) {
+                let _ = enc.stop_waiting(sw);
+            }
+            if send_data {
+                for (&lane_id, lane) in self.lanes.iter_mut() {
+                    // Reliable: lost data first, then new (the stream orders them).
+                    loop {
+                        let room = enc.remaining().saturating_sub(
+                            enc.reliable_overhead(lane_id, lane.stream.write_pos()),
+                        );
+                        if room < 16 {
+                            break;
+                        }
+                        let Some(seg) = lane.stream.next_segment(room) else {
+                            break;
+                        };
+                        if enc.reliable(lane_id, seg.pos, &seg.data).is_err() {
+                            lane.stream.on_lost(seg.range());
+                            break;
+                        }
+                        carried.push((lane_id, seg.range()));
+                        ack_eliciting = true;
+                    }
+                    // Unreliable: whole messages or fragments of them.
+                    while let Some(u) = lane.unreliable.front_mut() {
+                        let overhead = enc.unreliable_overhead(lane_id, u.msg_num, u.offset as u32);
+                        let room = enc.remaining().saturating_sub(overhead);
+                        let left = u.payload.len() - u.offset;
+                        if room == 0 || (room < 16 && room < left) {
+                            break;
+                        }
+                        let take = left.min(room);
+                        let last = take == left;
+                        let piece = u.payload.slice(u.offset..u.offset + take);
+                        if enc
+                            .unreliable(lane_id, u.msg_num, u.offset as u32, last, &piece)
+                            .is_err()
+                        {
+                            break;
+                        }
+                        ack_eliciting = true;
+                        u.offset += take;
+                        if last {
+                            lane.unreliable.pop_front();
+                        }
+                    }
+                    if enc.remaining() < 32 {
+                        break;
+                    }
+                }
+            }
+            enc.finish();
+        }
+        if plain.is_empty() {
+            self.scratch = plain;
+            return false;
+        }
+        let header = DataHeader::new(0, crate::snp::packet_number::truncate(pn), None);
+        if header.encode(buf).is_err() {
+            self.scratch = plain;
+            return false;
+        }
+        // The AEAD seal goes here once the security layer lands; until then the frames go
+        // in clear text.
+        buf.extend_from_slice(&plain);
+        self.scratch = plain;
+        self.next_pn += 1;
+        let bytes = buf.len() as u64;
+        if ack_eliciting {
+            self.cc.on_sent(now, bytes);
+            self.pacer.on_sent(bytes);
+        }
+        let record = Sent {
+            at: now,
+            // Ack-only packets count for nothing: not in flight, not a congestion signal.
+            bytes: if ack_eliciting { bytes } else { 0 },
+            reliable: carried,
+        };
+        if let Err(rejected) = self.sent.on_sent(pn, now, buf.len(), ack_eliciting, record) {
+            // Not tracked (the record is full): treat its reliable data as lost right away.
+            self.requeue(rejected.reliable);
+        }
+        if !self.lanes.values().any(SendLane::has_pending) {
+            self.nagle_deadline = None;
         }
         self.stats.packets_sent += 1;
-        self.stats.bytes_sent += buf.len() as u64;
-        self.last_activity = now;
+        self.stats.bytes_sent += bytes;
         true
     }
 
-    /// Decodes one datagram from the peer, appending its messages to `out`.
-    ///
-    /// A datagram that does not decode is counted and dropped whole: nothing from it is
-    /// delivered, so a corrupt packet cannot inject a partial message.
-    pub fn handle_payload(
+    fn ack_blocks(&self, latest: u64) -> Vec<AckBlock> {
+        // Newest range first; each block is the run received, then the run missing below it.
+        // The last block's missing run reaches down to the floor, since the sender counts
+        // everything below the last block (down to its stop-waiting point) as received.
+        let mut blocks: Vec<AckBlock> = Vec::new();
+        let mut ranges = self.acks.ranges_desc().peekable();
+        let mut expect_top = latest;
+        while let Some(r) = ranges.next() {
+            if *r.end() != expect_top && blocks.is_empty() {
+                break;
+            }
+            let acks = r.end() - r.start() + 1;
+            let below = match ranges.peek() {
+                Some(next) => r.start() - next.end() - 1,
+                None => r.start().saturating_sub(self.acks.floor()),
+            };
+            blocks.push(AckBlock { acks, nacks: below });
+            expect_top = r.start().saturating_sub(below + 1);
+            if blocks.len() >= 64 {
+                break;
+            }
+        }
+        blocks
+    }
+
+    fn requeue(&mut self, ranges: Vec<(u32, Range<u64>)>) {
+        for (lane, range) in ranges {
+            if let Some(l) = self.lanes.get_mut(&lane) {
+                l.stream.on_lost(range);
+            }
+        }
+    }
+
+    /// Handles one datagram from the peer, appending delivered messages to `out`.
+    /// Returns false if the datagram was dropped.
+    pub fn handle_datagram(
         &mut self,
         now: Timestamp,
-        payload: &[u8],
+        datagram: &[u8],
         out: &mut Vec<InMessage>,
-    ) -> Result<(), DecodeError> {
-        let records = match framing::decode_packet(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                self.stats.packets_malformed += 1;
-                return Err(e);
-            }
+    ) -> bool {
+        let ok = self.accept_datagram(now, datagram, out);
+        if !ok {
+            self.stats.packets_dropped += 1;
+        }
+        ok
+    }
+
+    fn accept_datagram(
+        &mut self,
+        now: Timestamp,
+        datagram: &[u8],
+        out: &mut Vec<InMessage>,
+    ) -> bool {
+        let Ok((header, payload)) = DataHeader::decode(datagram) else {
+            return false;
         };
+        let Some(pn) = self.replay.expand(header.wire_pkt_num) else {
+            return false;
+        };
+        if self.replay.check(pn) != Verdict::New {
+            return false;
+        }
+        // Validate every frame before acting on any, so a corrupt packet changes nothing.
+        let mut carries_reliable = false;
+        let mut ack_eliciting = false;
+        for frame in FrameDecoder::new(payload) {
+            match frame {
+                Ok(Frame::Reliable(_)) => {
+                    carries_reliable = true;
+                    ack_eliciting = true;
+                }
+                Ok(Frame::Unreliable(_)) => ack_eliciting = true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        if carries_reliable && self.recv_blocked {
+            // Back-pressure: unacknowledged, so the peer resends once we have room.
+            return false;
+        }
+        let mut lane_ctx_unrel: BTreeMap<u32, u64> = BTreeMap::new();
+        for frame in FrameDecoder::new(payload).flatten() {
+            match frame {
+                Frame::Ack(ack) => self.on_ack_frame(now, ack),
+                Frame::StopWaiting(sw) => {
+                    if let Some(first) = sw.first_wanted(pn) {
+                        self.acks.forget_below(first);
+                    }
+                }
+                Frame::SelectLane(_) => {}
+                Frame::Reliable(seg) => {
+                    let lane = self.recv_lane(seg.lane);
+                    let Some(pos) = seg.stream_pos.resolve(lane.stream.read_pos()) else {
+                        return self.fail_protocol("unresolvable stream position");
+                    };
+                    if lane.stream.insert(pos, seg.data).is_err() {
+                        // Out of window or too many gaps: don't ack; the peer resends.
+                        return false;
+                    }
+                    if let Err(why) = self.drain_reliable(seg.lane, now, out) {
+                        return self.fail_protocol(why);
+                    }
+                }
+                Frame::Unreliable(seg) => {
+                    let reference = *lane_ctx_unrel.entry(seg.lane).or_insert_with(|| {
+                        self.recv_lanes
+                            .get(&seg.lane)
+                            .map_or(0, |l| l.highest_unreliable)
+                    });
+                    let Some(num) = seg.msg_num.resolve(reference) else {
+                        continue;
+                    };
+                    let lane = self.recv_lane(seg.lane);
+                    lane.highest_unreliable = lane.highest_unreliable.max(num);
+                    let data = Bytes::copy_from_slice(seg.data);
+                    if let Some(whole) =
+                        lane.reassembly.insert(now, num, seg.offset, data, seg.last)
+                    {
+                        if let Some((channel, skip)) = channel_prefix::decode(&whole) {
+                            out.push(InMessage {
+                                channel,
+                                send_flags: 0,
+                                number: num,
+                                received_at: now,
+                                data: whole.slice(skip..),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        self.replay.commit(pn);
+        self.acks.on_packet(pn, now, ack_eliciting);
+        self.last_heard = Some(now);
         self.stats.packets_received += 1;
-        self.stats.bytes_received += payload.len() as u64;
-        self.last_activity = now;
-        let shared = Bytes::copy_from_slice(payload);
-        for r in records {
+        self.stats.bytes_received += datagram.len() as u64;
+        true
+    }
+
+    fn recv_lane(&mut self, lane: u32) -> &mut RecvLane {
+        let max_message = self.cfg.max_message;
+        self.recv_lanes.entry(lane).or_insert_with(|| RecvLane {
+            stream: RecvStream::new(1, RECV_WINDOW.max(max_message + 64), MAX_RECV_GAPS),
+            last_reliable_num: 0,
+            highest_unreliable: 0,
+            reassembly: UnreliableReassembler::new(ReassemblyConfig {
+                max_message_size: max_message + channel_prefix::PREFIX_LEN,
+                ..ReassemblyConfig::default()
+            }),
+        })
+    }
+
+    /// Delivers every whole message at the front of a lane's reliable stream.
+    fn drain_reliable(
+        &mut self,
+        lane_id: u32,
+        now: Timestamp,
+        out: &mut Vec<InMessage>,
+    ) -> Result<(), &'static str> {
+        let max = (self.cfg.max_message + channel_prefix::PREFIX_LEN) as u32;
+        let Some(lane) = self.recv_lanes.get_mut(&lane_id) else {
+            return Ok(());
+        };
+        loop {
+            let (header, head_len) = match ReliableMsgHeader::decode(lane.stream.peek(), max) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(()),
+                Err(_) => return Err("bad reliable message header"),
+            };
+            let total = head_len + header.size as usize;
+            if lane.stream.readable_len() < total {
+                return Ok(());
+            }
+            let _ = lane.stream.read(head_len);
+            let body = lane.stream.read(header.size as usize);
+            lane.last_reliable_num += header.msg_num_delta;
+            let Some((channel, skip)) = channel_prefix::decode(&body) else {
+                return Err("reliable message shorter than its channel prefix");
+            };
             out.push(InMessage {
-                channel: r.channel,
-                send_flags: r.send_flags,
-                number: r.number,
+                channel,
+                send_flags: crate::eresult::send_flags::RELIABLE,
+                number: lane.last_reliable_num,
                 received_at: now,
-                // Slices of one shared buffer: one copy per datagram, not per message.
-                data: shared.slice(r.data_range),
+                data: body.slice(skip..),
             });
         }
-        Ok(())
     }
 
-    /// The next instant this connection must be woken, if any.
-    ///
-    /// This version has no timers of its own (no retransmission yet); the messages layer's
-    /// idle timeout lives above it.
+    fn fail_protocol(&mut self, why: &str) -> bool {
+        self.failure = Some(Failure {
+            end_reason: END_MISC_PROTOCOL,
+            debug: format!("peer broke the protocol: {why}"),
+        });
+        false
+    }
+
+    fn on_ack_frame(&mut self, now: Timestamp, ack: crate::wire::frames::AckFrame<'_>) {
+        let Some(latest) = ack.latest_pkt.resolve(self.next_pn) else {
+            return;
+        };
+        let mut acked: Vec<std::ops::RangeInclusive<u64>> = Vec::new();
+        let mut ranges = ack.ranges(latest);
+        for r in ranges.by_ref() {
+            match r {
+                Ok(r) if !r.acked.is_empty() => acked.push(r.acked.start..=r.acked.end - 1),
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        // Below the last block, down to our stop-waiting point, counts as received.
+        let implicit_end = ranges.implicit_end();
+        if let Some(first) = self.sent.min_unacked() {
+            if first < implicit_end {
+                acked.push(first..=implicit_end - 1);
+            }
+        }
+        let result = self.sent.on_ack(acked, now, self.rtt.loss_delay());
+        if let Some(sample) = result.rtt_sample {
+            let delay = Duration::from_micros(ack.delay_micros().unwrap_or(0));
+            self.rtt.on_sample(sample, delay);
+        }
+        let in_flight_before = self.sent.bytes_in_flight() as u64
+            + result.acked.iter().map(|(_, s)| s.bytes).sum::<u64>();
+        let app_limited = congestion::app_limited(in_flight_before, self.cc.window());
+        if !result.acked.is_empty() {
+            self.rtt.reset_backoff();
+        }
+        let srtt = self.rtt.smoothed().unwrap_or(crate::snp::rtt::INITIAL_RTT);
+        let sample = RttSample {
+            latest: self.rtt.latest().unwrap_or(srtt),
+            smoothed: srtt,
+            min: self.rtt.min().unwrap_or(srtt),
+        };
+        for (_, s) in result.acked {
+            if s.bytes > 0 {
+                self.cc.on_ack(now, s.at, s.bytes, app_limited, &sample);
+            }
+            for (lane, range) in s.reliable {
+                if let Some(l) = self.lanes.get_mut(&lane) {
+                    l.stream.on_acked(range);
+                }
+            }
+        }
+        self.on_lost(now, result.lost, false);
+        self.pacer.set_rate(now, self.cc.pacing_rate(srtt));
+    }
+
+    fn on_lost(&mut self, now: Timestamp, lost: Vec<(u64, Sent)>, persistent: bool) {
+        let lost: Vec<Sent> = lost
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| s.bytes > 0)
+            .collect();
+        let Some(newest) = lost.iter().map(|s| s.at).max() else {
+            return;
+        };
+        self.stats.packets_lost += lost.len() as u64;
+        self.cc.on_congestion_event(now, newest, persistent);
+        for s in lost {
+            for (lane, range) in s.reliable {
+                if let Some(l) = self.lanes.get_mut(&lane) {
+                    l.stream.on_lost(range);
+                }
+            }
+        }
+        // Resent data goes out without waiting for Nagle.
+        self.nagle_deadline = Some(now);
+    }
+
+    /// The next instant [`Connection::handle_timeout`] must run, if any.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        None
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr() -> SocketAddr {
-        "127.0.0.1:9".parse().unwrap()
-    }
-
-    #[test]
-    fn small_messages_share_a_datagram_and_arrive_intact() {
-        let mut a = Connection::new(addr(), 1300, Timestamp::ZERO);
-        let mut b = Connection::new(addr(), 1300, Timestamp::ZERO);
-        for i in 0..10u8 {
-            a.queue(i32::from(i % 3), 8, Bytes::from(vec![i; 32]));
+        if self.is_dead() {
+            return None;
         }
-        let mut buf = Vec::new();
-        assert!(a.poll_transmit(Timestamp(5), &mut buf));
-        assert!(
-            !a.poll_transmit(Timestamp(5), &mut Vec::new()),
-            "all fit in one datagram"
-        );
-        assert!(buf.len() <= 1300);
-        let mut got = Vec::new();
-        b.handle_payload(Timestamp(7), &buf, &mut got).unwrap();
-        assert_eq!(got.len(), 10);
-        for (i, m) in got.iter().enumerate() {
-            assert_eq!(m.data.as_ref(), &vec![i as u8; 32][..]);
-            assert_eq!(m.channel, (i % 3) as i32);
-            assert_eq!(m.number, i as u64 + 1);
-            assert_eq!(m.received_at, Timestamp(7));
+        let mut t: Option<Timestamp> = None;
+        let mut take = |x: Option<Timestamp>| {
+            if let Some(x) = x {
+                t = Some(t.map_or(x, |t| t.min(x)));
+            }
+        };
+        take(self.acks.ack_deadline());
+        take(self.sent.next_timeout(self.rtt.rto()));
+        if self.lanes.values().any(SendLane::has_pending) {
+            // A passed Nagle deadline means the data is due and something else holds it.
+            if self.pacing_wake.is_none() && !self.window_blocked {
+                take(self.nagle_deadline);
+            }
+            take(self.pacing_wake);
         }
-        assert_eq!(a.queued_bytes(), 0);
+        if self.sent.bytes_in_flight() > 0 {
+            take(Some(self.silence_deadline()));
+        }
+        t
     }
 
-    #[test]
-    fn datagrams_respect_the_mtu() {
-        let mut a = Connection::new(addr(), 1300, Timestamp::ZERO);
-        for _ in 0..100 {
-            a.queue(0, 0, Bytes::from(vec![7u8; 100]));
-        }
-        let mut buf = Vec::new();
-        let mut datagrams = 0;
-        while a.poll_transmit(Timestamp::ZERO, &mut buf) {
-            assert!(buf.len() <= 1300, "datagram of {} bytes", buf.len());
-            datagrams += 1;
-        }
-        assert!((8..=12).contains(&datagrams), "{datagrams} datagrams");
+    fn silence_deadline(&self) -> Timestamp {
+        self.last_heard.unwrap_or(self.created) + self.cfg.timeout
     }
 
-    #[test]
-    fn corrupt_datagram_delivers_nothing() {
-        let mut a = Connection::new(addr(), 1300, Timestamp::ZERO);
-        let mut b = Connection::new(addr(), 1300, Timestamp::ZERO);
-        a.queue(1, 0, Bytes::from_static(b"hello"));
-        a.queue(1, 0, Bytes::from_static(b"world"));
-        let mut buf = Vec::new();
-        assert!(a.poll_transmit(Timestamp::ZERO, &mut buf));
-        buf.truncate(buf.len() - 1);
-        let mut got = Vec::new();
-        assert!(b.handle_payload(Timestamp::ZERO, &buf, &mut got).is_err());
-        assert!(got.is_empty());
-        assert_eq!(b.stats().packets_malformed, 1);
+    /// Runs timers: retransmission, and giving up on a silent peer.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        if self.is_dead() {
+            return;
+        }
+        if self.sent.bytes_in_flight() > 0 && now >= self.silence_deadline() {
+            self.failure = Some(Failure {
+                end_reason: END_MISC_TIMEOUT,
+                debug: format!(
+                    "no reply from {} for {} ms with data unacknowledged",
+                    self.remote,
+                    self.cfg.timeout.as_millis()
+                ),
+            });
+            return;
+        }
+        let r = self
+            .sent
+            .on_timeout(now, self.rtt.rto(), self.rtt.loss_delay());
+        if r.rto_expired {
+            self.rtt.on_rto_expired();
+        }
+        self.on_lost(now, r.lost, r.rto_expired);
     }
 }

@@ -168,6 +168,14 @@ impl EndpointHandle {
         result
     }
 
+    /// Sends what Nagle holds for `peer` now.
+    pub fn flush(&self, peer: &Identity) -> EResult {
+        let now = self.shared.now();
+        let r = self.shared.lock().messages.flush(now, peer);
+        self.shared.wake.notify_one();
+        r
+    }
+
     /// Takes up to `max` waiting messages from `channel`.
     pub fn receive(&self, channel: i32, max: usize) -> Vec<Delivered> {
         self.shared.lock().messages.receive(channel, max)
@@ -185,7 +193,10 @@ impl EndpointHandle {
 
     /// Closes the session with `peer`.
     pub fn close_session(&self, peer: &Identity) -> bool {
-        self.shared.lock().messages.close_session(peer)
+        let closed = self.shared.lock().messages.close_session(peer);
+        // The polite close datagram to the peer goes out on the driver.
+        self.shared.wake.notify_one();
+        closed
     }
 
     /// Closes one channel with `peer`.
@@ -208,7 +219,7 @@ impl EndpointHandle {
         let mut st = self.shared.lock();
         let mut next = st.messages.config().clone();
         next.apply(changes)?;
-        st.messages.set_config(next);
+        st.messages.set_config(self.shared.now(), next);
         Ok(())
     }
 

@@ -12,11 +12,17 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
-use crate::connection::{Connection, InMessage};
+use crate::connection::{ConnectionConfig, InMessage, SendError};
 use crate::endpoint::{Endpoint, Incoming};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
+use crate::wire::control::{ConnectionClosed, ControlMessage};
+use crate::wire::datagram::{classify, ControlKind, Lead};
+
+/// Close reason sent when the application closes a session (Steam's messages layer uses
+/// 1001 for this).
+pub const END_APP_SESSION_CLOSED: u32 = 1001;
 
 /// How often a session request is posted again while an unaccepted peer keeps sending.
 pub const SESSION_REQUEST_REPOST: Duration = Duration::from_secs(1);
@@ -37,6 +43,17 @@ pub enum Event {
     SessionRequest(Identity),
     /// Messages wait on this channel (posted when its queue goes from empty to non-empty).
     MessagesWaiting(i32),
+    /// A session could not be established or broke (not posted for a polite close).
+    SessionFailed {
+        /// The peer.
+        peer: Identity,
+        /// Where it was.
+        remote: SocketAddr,
+        /// Steam's `ESteamNetConnectionEnd` code.
+        end_reason: i32,
+        /// Detail for logs.
+        debug: String,
+    },
 }
 
 /// Steam's `ESteamNetworkingConnectionState` values.
@@ -49,6 +66,10 @@ pub enum ConnectionState {
     Connecting = 1,
     /// Traffic has flowed both ways.
     Connected = 3,
+    /// The peer closed the session.
+    ClosedByPeer = 4,
+    /// The session failed (see the failure event).
+    ProblemDetectedLocally = 5,
 }
 
 /// A snapshot of one session for status calls.
@@ -62,6 +83,16 @@ pub struct SessionInfo {
     pub accepted: bool,
     /// Payload bytes queued and not sent.
     pub pending_bytes: usize,
+    /// Reliable bytes sent and not yet acknowledged.
+    pub unacked_reliable: u64,
+    /// Smoothed round-trip time, once measured.
+    pub rtt: Option<Duration>,
+    /// Current send rate, B/s.
+    pub send_rate: u64,
+    /// Packets declared lost.
+    pub packets_lost: u64,
+    /// End reason and detail, when failed.
+    pub failure: Option<(i32, String)>,
     /// Datagrams and bytes each way.
     pub packets_sent: u64,
     /// Bytes sent.
@@ -85,6 +116,7 @@ struct Session {
     unread_bytes: usize,
     last_request_posted: Option<Timestamp>,
     last_used: Timestamp,
+    failure_reported: bool,
     /// Channels the application used with this peer (Steam closes the session with the last).
     channels: BTreeSet<i32>,
 }
@@ -106,21 +138,23 @@ pub struct Messages {
     queues: HashMap<i32, VecDeque<Delivered>>,
     events: VecDeque<Event>,
     scratch: Vec<InMessage>,
+    /// Control datagrams to send (polite closes), drained by `poll_transmit`.
+    control_out: Vec<(SocketAddr, Vec<u8>)>,
     stats: MessagesStats,
 }
 
 impl Messages {
     /// An empty messages layer with `config`.
     pub fn new(config: Config) -> Self {
-        let mtu = usize::try_from(config.mtu_packet_size).unwrap_or(1300);
         Messages {
+            endpoint: Endpoint::new(connection_config(&config)),
             config,
-            endpoint: Endpoint::new(mtu),
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
             queues: HashMap::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
+            control_out: Vec::new(),
             stats: MessagesStats::default(),
         }
     }
@@ -130,10 +164,10 @@ impl Messages {
         &self.config
     }
 
-    /// Replaces the configuration (already validated by [`Config::apply`]).
-    pub fn set_config(&mut self, config: Config) {
-        self.endpoint
-            .set_mtu(usize::try_from(config.mtu_packet_size).unwrap_or(1300));
+    /// Replaces the configuration (already validated by [`Config::apply`]); it applies to
+    /// existing sessions too.
+    pub fn set_config(&mut self, now: Timestamp, config: Config) {
+        self.endpoint.set_config(now, connection_config(&config));
         self.config = config;
     }
 
@@ -168,27 +202,37 @@ impl Messages {
         if data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0 {
             return EResult::InvalidParam;
         }
-        if !Connection::fits(data.len()) {
-            // This version cannot fragment; say so instead of sending something that would not arrive.
-            return EResult::LimitExceeded;
-        }
         let Some(addr) = peer.ip_addr().or(remote) else {
             return EResult::NoConnection;
         };
-        let limit = usize::try_from(self.config.send_buffer_size).unwrap_or(usize::MAX);
-        if let Some(s) = self.sessions.get(peer) {
-            let queued = self
-                .endpoint
-                .connection(s.remote)
-                .map_or(0, |c| c.queued_bytes());
-            if queued + data.len() > limit {
-                return EResult::LimitExceeded;
+        let failed = self
+            .sessions
+            .get(peer)
+            .and_then(|s| self.endpoint.connection(s.remote))
+            .is_some_and(|c| c.is_dead());
+        if failed {
+            if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
+                return EResult::NoConnection;
             }
+            self.close_session(peer);
         }
+        let mtu = usize::try_from(self.config.mtu_packet_size).unwrap_or(1300);
         let Some(conn) = self.endpoint.connect(now, addr) else {
             return EResult::LimitExceeded;
         };
-        conn.queue(channel, flags, data);
+        if flags & send_flags::NO_DELAY != 0
+            && (!conn.heard_from_peer() || conn.queued_bytes() > mtu)
+        {
+            // NoDelay: the message could not leave almost at once, so it is not sent at all.
+            return EResult::Ignored;
+        }
+        let reliable = flags & send_flags::RELIABLE != 0;
+        let no_nagle = flags & send_flags::NO_NAGLE != 0;
+        match conn.send(now, channel, reliable, no_nagle, data) {
+            Ok(_) => {}
+            Err(SendError::BufferFull) => return EResult::LimitExceeded,
+            Err(SendError::Failed) => return EResult::NoConnection,
+        }
         let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
             self.by_addr.insert(addr, peer.clone());
             Session::new(addr, now)
@@ -221,7 +265,24 @@ impl Messages {
             return false;
         };
         self.by_addr.remove(&s.remote);
+        let peer_still_there = self
+            .endpoint
+            .connection(s.remote)
+            .is_some_and(|c| !c.is_dead());
         self.endpoint.close(s.remote);
+        if peer_still_there {
+            // Tell the peer, so its side of the session ends too and its next send asks anew.
+            let closed = ControlMessage::ConnectionClosed(ConnectionClosed {
+                to_connection_id: Some(0),
+                from_connection_id: Some(0),
+                debug: Some("session closed".into()),
+                reason_code: Some(END_APP_SESSION_CLOSED),
+            });
+            let mut datagram = Vec::new();
+            if closed.encode(&mut datagram).is_ok() {
+                self.control_out.push((s.remote, datagram));
+            }
+        }
         for q in self.queues.values_mut() {
             q.retain(|d| &d.peer != peer);
         }
@@ -251,6 +312,14 @@ impl Messages {
     /// Handles a datagram from `from`.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
         let from = crate::identity::normalize(from);
+        if let Ok(Lead::Control(ControlKind::ConnectionClosed)) = classify(data) {
+            if let Ok(ControlMessage::ConnectionClosed(c)) = ControlMessage::decode(data) {
+                if let Some(conn) = self.endpoint.connection_mut(from) {
+                    conn.on_peer_closed(c.reason_code.unwrap_or(0));
+                }
+            }
+            return;
+        }
         self.scratch.clear();
         let mut msgs = std::mem::take(&mut self.scratch);
         if self.endpoint.handle_datagram(now, from, data, &mut msgs) == Incoming::Dropped {
@@ -272,12 +341,11 @@ impl Messages {
         let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
         for m in msgs.drain(..) {
             session.channels.insert(m.channel);
-            let (count, bytes) = if session.accepted {
-                (session.unread, session.unread_bytes)
-            } else {
-                (session.held.len(), session.held_bytes)
-            };
-            if count + 1 > max_msgs || bytes + m.data.len() > max_bytes {
+            let (count, bytes) = session.backlog();
+            let over = count + 1 > max_msgs || bytes + m.data.len() > max_bytes;
+            // Reliable data in an accepted packet is already acknowledged: it is kept even past
+            // the limit (by at most one packet's worth), and back-pressure below stops more.
+            if over && m.send_flags & send_flags::RELIABLE == 0 {
                 self.stats.dropped_recv_full += 1;
                 continue;
             }
@@ -289,6 +357,10 @@ impl Messages {
             }
         }
         self.scratch = msgs;
+        let blocked = session.over_limit(max_msgs, max_bytes);
+        if let Some(c) = self.endpoint.connection_mut(from) {
+            c.set_recv_blocked(blocked);
+        }
         if !session.accepted {
             let due = session
                 .last_request_posted
@@ -313,29 +385,69 @@ impl Messages {
                 s.unread_bytes = s.unread_bytes.saturating_sub(d.msg.data.len());
             }
         }
+        self.update_backpressure(out.iter().map(|d| &d.peer));
         out
+    }
+
+    /// Lifts (or keeps) the receive block of the sessions these peers belong to.
+    fn update_backpressure<'a>(&mut self, peers: impl Iterator<Item = &'a Identity>) {
+        let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
+        let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
+        let mut last: Option<&Identity> = None;
+        for peer in peers {
+            if last == Some(peer) {
+                continue;
+            }
+            last = Some(peer);
+            if let Some(s) = self.sessions.get(peer) {
+                let blocked = s.over_limit(max_msgs, max_bytes);
+                if let Some(c) = self.endpoint.connection_mut(s.remote) {
+                    c.set_recv_blocked(blocked);
+                }
+            }
+        }
+    }
+
+    /// Sends what Nagle holds for `peer` now.
+    pub fn flush(&mut self, now: Timestamp, peer: &Identity) -> EResult {
+        let Some(s) = self.sessions.get(peer) else {
+            return EResult::NoConnection;
+        };
+        match self.endpoint.connection_mut(s.remote) {
+            Some(c) if c.failure().is_none() => {
+                c.flush(now);
+                EResult::Ok
+            }
+            _ => EResult::NoConnection,
+        }
     }
 
     /// A status snapshot of the session with `peer`.
     pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
         let s = self.sessions.get(peer)?;
-        let stats = self
-            .endpoint
-            .connection(s.remote)
-            .map(|c| c.stats())
-            .unwrap_or_default();
+        let conn = self.endpoint.connection(s.remote);
+        let stats = conn.map(|c| c.stats()).unwrap_or_default();
+        let failure = conn
+            .and_then(|c| c.failure())
+            .map(|f| (f.end_reason, f.debug.clone()));
         Some(SessionInfo {
-            state: if s.heard_from_peer {
+            state: if failure.is_some() {
+                ConnectionState::ProblemDetectedLocally
+            } else if conn.is_some_and(|c| c.closed_by_peer().is_some()) {
+                ConnectionState::ClosedByPeer
+            } else if s.heard_from_peer {
                 ConnectionState::Connected
             } else {
                 ConnectionState::Connecting
             },
             remote: s.remote,
             accepted: s.accepted,
-            pending_bytes: self
-                .endpoint
-                .connection(s.remote)
-                .map_or(0, |c| c.queued_bytes()),
+            pending_bytes: conn.map_or(0, |c| c.queued_bytes()),
+            unacked_reliable: conn.map_or(0, |c| c.unacked_reliable_bytes()),
+            rtt: conn.and_then(|c| c.rtt()),
+            send_rate: conn.map_or(0, |c| c.send_rate()),
+            packets_lost: stats.packets_lost,
+            failure,
             packets_sent: stats.packets_sent,
             bytes_sent: stats.bytes_sent,
             packets_received: stats.packets_received,
@@ -348,8 +460,11 @@ impl Messages {
         &mut self,
         now: Timestamp,
         buf: &mut Vec<u8>,
-        send: impl FnMut(SocketAddr, &[u8]),
+        mut send: impl FnMut(SocketAddr, &[u8]),
     ) {
+        for (to, d) in self.control_out.drain(..) {
+            send(to, &d);
+        }
         self.endpoint.poll_transmit(now, buf, send);
     }
 
@@ -360,12 +475,24 @@ impl Messages {
 
     /// When [`Messages::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let idle = self.idle_timeout()?;
-        self.sessions.values().map(|s| s.last_used + idle).min()
+        let idle = self.idle_timeout().and_then(|idle| {
+            // Unread messages keep a session in use: closing it would discard them.
+            self.sessions
+                .values()
+                .filter(|s| s.unread == 0)
+                .map(|s| s.last_used + idle)
+                .min()
+        });
+        match (idle, self.endpoint.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Closes sessions idle for longer than `messagesSessionIdleTimeout`, silently (as Steam).
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.endpoint.handle_timeout(now);
+        self.report_failures();
         let Some(idle) = self.idle_timeout() else {
             return;
         };
@@ -377,6 +504,30 @@ impl Messages {
             .collect();
         for id in expired {
             self.close_session(&id);
+        }
+    }
+
+    /// Posts `SessionFailed` once for each session whose connection failed.
+    fn report_failures(&mut self) {
+        for (addr, conn) in self.endpoint.failed() {
+            let Some(peer) = self.by_addr.get(&addr) else {
+                continue;
+            };
+            let Some(s) = self.sessions.get_mut(peer) else {
+                continue;
+            };
+            if s.failure_reported {
+                continue;
+            }
+            s.failure_reported = true;
+            if let Some(f) = conn.failure() {
+                self.events.push_back(Event::SessionFailed {
+                    peer: peer.clone(),
+                    remote: addr,
+                    end_reason: f.end_reason,
+                    debug: f.debug.clone(),
+                });
+            }
         }
     }
 
@@ -420,7 +571,35 @@ impl Messages {
     }
 }
 
+/// The connection settings an endpoint configuration implies.
+fn connection_config(c: &Config) -> ConnectionConfig {
+    let us = |v: i64| u64::try_from(v).unwrap_or(0);
+    ConnectionConfig {
+        mtu: usize::try_from(c.mtu_packet_size).unwrap_or(1300),
+        send_buffer: usize::try_from(c.send_buffer_size).unwrap_or(0),
+        nagle: Duration::from_micros(us(c.nagle_time)),
+        rate_min: us(c.send_rate_min),
+        rate_max: us(c.send_rate_max),
+        max_message: usize::try_from(c.recv_max_message_size).unwrap_or(MAX_MESSAGE_SIZE),
+        timeout: Duration::from_millis(us(c.timeout_connected)),
+    }
+}
+
 impl Session {
+    /// Messages and bytes waiting for the application (held before acceptance, unread after).
+    fn backlog(&self) -> (usize, usize) {
+        if self.accepted {
+            (self.unread, self.unread_bytes)
+        } else {
+            (self.held.len(), self.held_bytes)
+        }
+    }
+
+    fn over_limit(&self, max_msgs: usize, max_bytes: usize) -> bool {
+        let (count, bytes) = self.backlog();
+        count >= max_msgs || bytes >= max_bytes
+    }
+
     fn new(remote: SocketAddr, now: Timestamp) -> Self {
         Session {
             remote,
@@ -432,6 +611,7 @@ impl Session {
             unread_bytes: 0,
             last_request_posted: None,
             last_used: now,
+            failure_reported: false,
             channels: BTreeSet::new(),
         }
     }
@@ -448,8 +628,12 @@ mod tests {
         Identity::Ip(s.parse().unwrap())
     }
 
-    /// Moves every datagram from `from` to `to`.
+    /// Moves every datagram from `from` to `to` once the default Nagle delay has passed.
     fn pump(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
+        pump_at(from, from_addr, to, now + Duration::from_millis(10));
+    }
+
+    fn pump_at(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
         let mut out = Vec::new();
         from.poll_transmit(now, &mut Vec::new(), |_, d| out.push(d.to_vec()));
         for d in out {
@@ -522,11 +706,13 @@ mod tests {
             a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
             EResult::LimitExceeded
         );
-        assert_eq!(a.session_info(&ip(B)).unwrap().pending_bytes, 600);
+        // 600 bytes plus the message header and channel prefix.
+        let pending = a.session_info(&ip(B)).unwrap().pending_bytes;
+        assert!((605..=612).contains(&pending), "{pending}");
     }
 
     #[test]
-    fn close_session_purges_unread_and_idle_sessions_expire() {
+    fn close_session_purges_unread() {
         let (mut a, mut b) = (
             Messages::new(Config::default()),
             Messages::new(Config::default()),
@@ -538,13 +724,50 @@ mod tests {
         assert!(b.close_session(&ip(A)));
         assert!(b.receive(1, 10).is_empty());
         assert_eq!(b.session_count(), 0);
+    }
 
-        let deadline = a.poll_timeout().unwrap();
-        assert_eq!(deadline, t + Duration::from_millis(180_000));
-        a.handle_timeout(deadline - Duration::from_millis(1));
-        assert_eq!(a.session_count(), 1);
-        a.handle_timeout(deadline);
-        assert_eq!(a.session_count(), 0);
+    #[test]
+    fn idle_sessions_expire_silently_after_the_idle_timeout() {
+        let (mut a, mut b) = (
+            Messages::new(Config::default()),
+            Messages::new(Config::default()),
+        );
+        let t = Timestamp::ZERO;
+        a.send(t, &ip(B), None, Bytes::from_static(b"x"), 8, 1);
+        b.send(t, &ip(A), None, Bytes::from_static(b"y"), 8, 1);
+        // Drive both sides by their own timers until a's session is gone.
+        let mut now = t;
+        let mut steps = 0;
+        while a.session_count() > 0 {
+            steps += 1;
+            assert!(steps < 10_000, "no progress at {now:?}");
+            let next = [a.poll_timeout(), b.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
+            now = next.expect("a live session has a timer").max(now);
+            a.handle_timeout(now);
+            b.handle_timeout(now);
+            pump_at(&mut a, A, &mut b, now);
+            pump_at(&mut b, B, &mut a, now);
+            a.receive(1, 10);
+            b.receive(1, 10);
+        }
+        let idle = Duration::from_millis(180_000);
+        assert!(
+            now >= t + idle && now <= t + idle + Duration::from_secs(1),
+            "{now:?}"
+        );
+        let mut events = Vec::new();
+        while let Some(e) = a.poll_event() {
+            events.push(e);
+        }
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::SessionFailed { .. })),
+            "an idle close is silent: {events:?}"
+        );
     }
 
     #[test]
@@ -564,3 +787,6 @@ mod tests {
         assert_eq!(b.stats().dropped_recv_full, 15);
     }
 }
+
+#[cfg(test)]
+mod sim_tests;
