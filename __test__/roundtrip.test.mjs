@@ -154,17 +154,23 @@ test('closeSessionWithUser purges unread messages; the peer sees ClosedByPeer an
   t.is(m.data.toString(), 'two');
 });
 
-test('a peer that vanishes fails the session with a timeout', async (t) => {
-  const a = await endpoint({ config: { timeoutConnected: 500 } });
+test('an unreachable peer fails within timeoutInitial, then NoConnection, then AutoRestart', async (t) => {
+  const a = await endpoint({ config: { timeoutInitial: 500 } });
   t.teardown(() => a.close());
-  // Nobody listens at this port: the reliable message is never acknowledged.
+  // Nobody listens at this port: the handshake is never answered.
   const failed = once(a, 'sessionFailed');
+  const started = Date.now();
   t.is(a.sendMessageToUser('ip:127.0.0.1:9', 'hello?', SendFlags.Reliable, 0), EResult.OK);
   const [{ info }] = await failed;
+  const took = Date.now() - started;
+  t.true(took >= 450 && took < 3000, `failed after ${took} ms`);
   t.is(info.endReason, 5003);
   t.true(info.identityRemote.equals('ip:127.0.0.1:9'));
   t.is(a.getSessionConnectionInfo('ip:127.0.0.1:9').state, ConnectionState.ProblemDetectedLocally);
   t.is(a.sendMessageToUser('ip:127.0.0.1:9', 'again', SendFlags.Reliable, 0), EResult.NoConnection);
+  const restarted = a.sendMessageToUser('ip:127.0.0.1:9', 'again', SendFlags.Reliable | SendFlags.AutoRestartBrokenSession, 0);
+  t.is(restarted, EResult.OK);
+  t.is(a.getSessionConnectionInfo('ip:127.0.0.1:9').state, ConnectionState.Connecting);
 });
 
 test('getSessionConnectionInfo reports a measured ping', async (t) => {
@@ -180,4 +186,19 @@ test('getSessionConnectionInfo reports a measured ping', async (t) => {
   }, 5000, 'an acknowledged round trip');
   t.true(status.ping < 100, `ping ${status.ping}`);
   t.true(status.sendRateBytesPerSecond > 0);
+});
+
+test('close() lingers until queued reliable data is delivered, then the peer sees ClosedByPeer', async (t) => {
+  const a = await endpoint({ config: { sendRateMin: 20_000_000, sendRateMax: 20_000_000 } });
+  const b = await endpoint();
+  t.teardown(() => b.close());
+  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  const chunk = Buffer.alloc(50_000, 7);
+  for (let i = 0; i < 8; i++) t.is(a.sendMessageToUser(b.identity, chunk, SendFlags.Reliable, 1), EResult.OK);
+  const aId = a.identity;
+  await a.close();
+  const got = await collect(b, 1, 8, 5000);
+  t.is(got.length, 8);
+  t.true(got.every((m) => m.data.equals(chunk)));
+  await waitFor(() => b.getSessionConnectionInfo(aId).state === ConnectionState.ClosedByPeer, 3000, 'ClosedByPeer');
 });

@@ -29,6 +29,7 @@
 //! reassembly, Cubic congestion control and pacing; this module composes them.
 
 pub mod channel_prefix;
+pub mod handshake;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -47,11 +48,17 @@ use crate::snp::send_stream::SendStream;
 use crate::snp::sent_packets::SentPackets;
 use crate::snp::unreliable_reassembly::{ReassemblyConfig, UnreliableReassembler};
 use crate::time::Timestamp;
+use crate::wire::control::{
+    ConnectOk, ConnectionClosed, ControlMessage, UdpStats, STATS_ACK_REQUEST_E2E,
+    STATS_ACK_REQUEST_IMMEDIATE,
+};
 use crate::wire::datagram::{DataHeader, DATA_HEADER_LEN, MAX_PLAINTEXT_SEND};
 use crate::wire::frames::{
     encode_ack_delay, AckBlock, Frame, FrameDecoder, FrameEncoder, StopWaiting,
 };
 use crate::wire::reliable_header::ReliableMsgHeader;
+use handshake::Handshake;
+use prost::Message as _;
 
 /// Lanes on the wire (the reference's limit); channels share them modulo this.
 pub const LANES: u32 = 256;
@@ -75,8 +82,10 @@ pub struct ConnectionConfig {
     pub rate_max: u64,
     /// Largest message accepted from the peer.
     pub max_message: usize,
-    /// Silence after which a peer with unacknowledged data is given up (`timeoutConnected`).
+    /// Silence after which a connected peer is given up (`timeoutConnected`).
     pub timeout: Duration,
+    /// Time allowed to establish the connection (`timeoutInitial`).
+    pub timeout_initial: Duration,
 }
 
 impl Default for ConnectionConfig {
@@ -89,6 +98,7 @@ impl Default for ConnectionConfig {
             rate_max: 262_144,
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
+            timeout_initial: Duration::from_secs(10),
         }
     }
 }
@@ -136,6 +146,8 @@ pub struct Failure {
 
 /// Steam's `k_ESteamNetConnectionEnd_Misc_Timeout`.
 pub const END_MISC_TIMEOUT: i32 = 5003;
+/// Steam's `k_ESteamNetConnectionEnd_Misc_PeerSentNoConnection`.
+pub const END_MISC_PEER_SENT_NO_CONNECTION: i32 = 5010;
 /// Steam's `k_ESteamNetConnectionEnd_Misc_InternalError`, used for protocol violations.
 pub const END_MISC_PROTOCOL: i32 = 5002;
 
@@ -186,6 +198,20 @@ struct Sent {
 pub struct Connection {
     remote: SocketAddr,
     cfg: ConnectionConfig,
+    /// Our id for this connection: the peer addresses its packets to it.
+    local_id: u32,
+    /// The peer's id, once known: our packets go to it.
+    remote_id: Option<u32>,
+    /// Set while we are the connecting side and the handshake is not done.
+    handshake: Option<Handshake>,
+    /// We opened this connection (rather than answering the peer's request).
+    initiated: bool,
+    /// As the answering side: a `ConnectOK` is owed, echoing this timestamp of the peer's.
+    connect_ok_due: Option<u64>,
+    /// The peer asked for an immediate ack.
+    ack_now: bool,
+    /// Last keepalive sent, so quiet connections probe once per interval.
+    last_keepalive: Option<Timestamp>,
     // Sending.
     next_pn: u64,
     lanes: BTreeMap<u32, SendLane>,
@@ -233,12 +259,48 @@ pub enum SendError {
 }
 
 impl Connection {
-    /// A connection to `remote`.
-    pub fn new(remote: SocketAddr, cfg: ConnectionConfig, now: Timestamp) -> Self {
+    /// A connection we open to `remote`, starting with the handshake.
+    pub fn connect(
+        remote: SocketAddr,
+        cfg: ConnectionConfig,
+        now: Timestamp,
+        local_id: u32,
+    ) -> Self {
+        let mut c = Self::new(remote, cfg, now, local_id);
+        c.handshake = Some(Handshake::new());
+        c.initiated = true;
+        c
+    }
+
+    /// A connection accepted from `remote`'s valid `ConnectRequest` (id `client_id`,
+    /// timestamp `their_ts` to echo in our `ConnectOK`).
+    pub fn accept(
+        remote: SocketAddr,
+        cfg: ConnectionConfig,
+        now: Timestamp,
+        local_id: u32,
+        client_id: u32,
+        their_ts: u64,
+    ) -> Self {
+        let mut c = Self::new(remote, cfg, now, local_id);
+        c.remote_id = Some(client_id);
+        c.connect_ok_due = Some(their_ts);
+        c.last_heard = Some(now);
+        c
+    }
+
+    fn new(remote: SocketAddr, cfg: ConnectionConfig, now: Timestamp, local_id: u32) -> Self {
         let mtu = cfg.mtu as u64;
         Connection {
             remote,
             cfg,
+            local_id,
+            remote_id: None,
+            handshake: None,
+            initiated: false,
+            connect_ok_due: None,
+            ack_now: false,
+            last_keepalive: None,
             next_pn: 1,
             lanes: BTreeMap::new(),
             nagle_deadline: None,
@@ -264,6 +326,106 @@ impl Connection {
     /// The peer's address.
     pub fn remote(&self) -> SocketAddr {
         self.remote
+    }
+
+    /// Our id for this connection.
+    pub fn local_id(&self) -> u32 {
+        self.local_id
+    }
+
+    /// The peer's id for this connection, once known.
+    pub fn remote_id(&self) -> Option<u32> {
+        self.remote_id
+    }
+
+    /// Whether we opened this connection.
+    pub fn initiated(&self) -> bool {
+        self.initiated
+    }
+
+    /// The peer says it has no connection with the id we send to (it restarted or forgot
+    /// us): the connection is over, unusually.
+    pub fn on_peer_has_no_connection(&mut self) {
+        if !self.is_dead() {
+            self.failure = Some(Failure {
+                end_reason: END_MISC_PEER_SENT_NO_CONNECTION,
+                debug: format!("{} has no such connection", self.remote),
+            });
+        }
+    }
+
+    /// The datagram that tells the peer we closed the connection politely (`reason`).
+    pub fn close_datagram(&self, reason: u32, debug: &str) -> Option<Vec<u8>> {
+        let remote_id = self.remote_id?;
+        if self.is_dead() {
+            return None;
+        }
+        let msg = ControlMessage::ConnectionClosed(ConnectionClosed {
+            to_connection_id: Some(remote_id),
+            from_connection_id: Some(self.local_id),
+            debug: Some(debug.to_owned()),
+            reason_code: Some(reason),
+        });
+        let mut d = Vec::new();
+        msg.encode(&mut d).ok().map(|()| d)
+    }
+
+    /// Whether we are the connecting side and still in the handshake.
+    pub fn is_connecting(&self) -> bool {
+        self.handshake.is_some()
+    }
+
+    /// Whether the handshake is done and the peer is known.
+    pub fn is_connected(&self) -> bool {
+        self.handshake.is_none() && self.remote_id.is_some() && !self.is_dead()
+    }
+
+    /// The server answered our challenge.
+    pub fn on_challenge_reply(&mut self, now: Timestamp, challenge: u64, echoed: Option<u64>) {
+        if let Some(h) = &mut self.handshake {
+            h.on_challenge_reply(challenge);
+            self.rtt_from_echo(now, echoed);
+        }
+    }
+
+    /// The server accepted us: its id is `server_id`.
+    pub fn on_connect_ok(&mut self, now: Timestamp, server_id: u32, echoed: Option<u64>) {
+        let in_connect = matches!(
+            self.handshake.as_ref().map(Handshake::phase),
+            Some(handshake::Phase::Connect { .. })
+        );
+        if in_connect {
+            self.handshake = None;
+            self.remote_id = Some(server_id);
+            self.last_heard = Some(now);
+            self.rtt_from_echo(now, echoed);
+        }
+    }
+
+    /// Our `ConnectOK` was lost (the peer asked again): send it again.
+    pub fn resend_connect_ok(&mut self, their_ts: u64) {
+        if self.handshake.is_none() && self.remote_id.is_some() {
+            self.connect_ok_due = Some(their_ts);
+        }
+    }
+
+    /// Both sides opened at once and the peer's attempt wins: become the answering side of
+    /// its connection, keeping everything queued here.
+    pub fn adopt_incoming(&mut self, now: Timestamp, client_id: u32, their_ts: u64) {
+        self.handshake = None;
+        self.initiated = false;
+        self.remote_id = Some(client_id);
+        self.connect_ok_due = Some(their_ts);
+        self.last_heard = Some(now);
+    }
+
+    fn rtt_from_echo(&mut self, now: Timestamp, echoed: Option<u64>) {
+        if let Some(sent) = echoed.filter(|&t| t <= now.as_micros()) {
+            self.rtt.on_sample(
+                now.saturating_since(Timestamp::from_micros(sent)),
+                Duration::ZERO,
+            );
+        }
     }
 
     /// Counters so far.
@@ -439,7 +601,25 @@ impl Connection {
         if self.is_dead() {
             return false;
         }
-        let ack_due = self.acks.ack_deadline().is_some_and(|d| d <= now);
+        if let Some(ts) = self.connect_ok_due.take() {
+            let ok = ControlMessage::ConnectOk(ConnectOk {
+                client_connection_id: self.remote_id,
+                server_connection_id: Some(self.local_id),
+                your_timestamp: Some(ts),
+                delay_time_usec: Some(0),
+                ..ConnectOk::default()
+            });
+            return ok.encode(buf).is_ok();
+        }
+        if let Some(h) = &mut self.handshake {
+            // No data before the handshake is done; messages wait in their queues.
+            return match h.poll(now, self.local_id) {
+                Some(msg) => msg.encode(buf).is_ok(),
+                None => false,
+            };
+        }
+        let keepalive = self.keepalive_due(now);
+        let ack_due = self.ack_now || self.acks.ack_deadline().is_some_and(|d| d <= now);
         let mtu = self.cfg.mtu as u64;
         let data_ready = self.data_ready(now);
         let ready = data_ready && self.window_open();
@@ -450,7 +630,7 @@ impl Connection {
         } else {
             None
         };
-        if !ack_due && !send_data {
+        if !ack_due && !send_data && !keepalive {
             return false;
         }
         let pn = self.next_pn;
@@ -471,6 +651,7 @@ impl Connection {
                 let delay = encode_ack_delay(now.saturating_since(received_at).as_micros() as u64);
                 if enc.ack(latest, delay, &blocks).is_ok() {
                     self.acks.on_ack_sent();
+                    self.ack_now = false;
                 }
             }
             // Tell the peer which of our packets it may stop acknowledging.
@@ -528,11 +709,28 @@ impl Connection {
             }
             enc.finish();
         }
-        if plain.is_empty() {
+        if plain.is_empty() && !keepalive {
             self.scratch = plain;
             return false;
         }
-        let header = DataHeader::new(0, crate::snp::packet_number::truncate(pn), None);
+        // A quiet connection asks the peer for an immediate ack, which proves it is alive
+        // (the reference's keepalive: the ack-request flag in the stats blob).
+        let stats = (keepalive && !ack_eliciting).then(|| {
+            UdpStats {
+                flags: Some(STATS_ACK_REQUEST_IMMEDIATE),
+                ..UdpStats::default()
+            }
+            .encode_to_vec()
+        });
+        if stats.is_some() {
+            ack_eliciting = true;
+            self.last_keepalive = Some(now);
+        }
+        let header = DataHeader::new(
+            self.remote_id.unwrap_or(0),
+            crate::snp::packet_number::truncate(pn),
+            stats.as_deref(),
+        );
         if header.encode(buf).is_err() {
             self.scratch = plain;
             return false;
@@ -628,9 +826,17 @@ impl Connection {
         if self.replay.check(pn) != Verdict::New {
             return false;
         }
+        let mut ack_request = 0;
+        if let Some(blob) = header.stats {
+            match UdpStats::decode(blob) {
+                Ok(stats) => ack_request = stats.flags.unwrap_or(0),
+                Err(_) => return false,
+            }
+        }
         // Validate every frame before acting on any, so a corrupt packet changes nothing.
         let mut carries_reliable = false;
-        let mut ack_eliciting = false;
+        let mut ack_eliciting =
+            ack_request & (STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE) != 0;
         for frame in FrameDecoder::new(payload) {
             match frame {
                 Ok(Frame::Reliable(_)) => {
@@ -699,6 +905,9 @@ impl Connection {
         }
         self.replay.commit(pn);
         self.acks.on_packet(pn, now, ack_eliciting);
+        if ack_request & STATS_ACK_REQUEST_IMMEDIATE != 0 {
+            self.ack_now = true;
+        }
         self.last_heard = Some(now);
         self.stats.packets_received += 1;
         self.stats.bytes_received += datagram.len() as u64;
@@ -847,8 +1056,17 @@ impl Connection {
                 t = Some(t.map_or(x, |t| t.min(x)));
             }
         };
+        if let Some(h) = &self.handshake {
+            take(Some(h.next_send()));
+            take(Some(self.created + self.cfg.timeout_initial));
+            return t;
+        }
+        if self.connect_ok_due.is_some() || self.ack_now {
+            take(Some(Timestamp::ZERO));
+        }
         take(self.acks.ack_deadline());
         take(self.sent.next_timeout(self.rtt.rto()));
+        take(Some(self.keepalive_deadline()));
         if self.lanes.values().any(SendLane::has_pending) {
             // A passed Nagle deadline means the data is due and something else holds it.
             if self.pacing_wake.is_none() && !self.window_blocked {
@@ -856,9 +1074,7 @@ impl Connection {
             }
             take(self.pacing_wake);
         }
-        if self.sent.bytes_in_flight() > 0 {
-            take(Some(self.silence_deadline()));
-        }
+        take(Some(self.silence_deadline()));
         t
     }
 
@@ -866,16 +1082,47 @@ impl Connection {
         self.last_heard.unwrap_or(self.created) + self.cfg.timeout
     }
 
+    /// How long a connection may stay quiet before it probes the peer: a third of the
+    /// connected timeout, so a live peer answers several probes before the timeout.
+    fn keepalive_interval(&self) -> Duration {
+        (self.cfg.timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+
+    fn keepalive_deadline(&self) -> Timestamp {
+        let heard = self.last_heard.unwrap_or(self.created);
+        let base = self.last_keepalive.map_or(heard, |k| k.max(heard));
+        base + self.keepalive_interval()
+    }
+
+    fn keepalive_due(&self, now: Timestamp) -> bool {
+        self.remote_id.is_some()
+            && self.sent.bytes_in_flight() == 0
+            && now >= self.keepalive_deadline()
+    }
+
     /// Runs timers: retransmission, and giving up on a silent peer.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         if self.is_dead() {
             return;
         }
-        if self.sent.bytes_in_flight() > 0 && now >= self.silence_deadline() {
+        if self.handshake.is_some() {
+            if now >= self.created + self.cfg.timeout_initial {
+                self.failure = Some(Failure {
+                    end_reason: END_MISC_TIMEOUT,
+                    debug: format!(
+                        "could not connect to {} within {} ms",
+                        self.remote,
+                        self.cfg.timeout_initial.as_millis()
+                    ),
+                });
+            }
+            return;
+        }
+        if now >= self.silence_deadline() {
             self.failure = Some(Failure {
                 end_reason: END_MISC_TIMEOUT,
                 debug: format!(
-                    "no reply from {} for {} ms with data unacknowledged",
+                    "no reply from {} for {} ms",
                     self.remote,
                     self.cfg.timeout.as_millis()
                 ),

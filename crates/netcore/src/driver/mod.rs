@@ -30,8 +30,10 @@ use crate::time::Timestamp;
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
 const RECV_SLOT: usize = 65_536;
-/// Longest `close()` waits for queued data to leave before freeing the socket.
-pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Longest `close()` lingers for reliable data to be acknowledged before freeing the socket.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
+/// Longest the final goodbyes wait for socket buffer space.
+const FINAL_FLUSH: Duration = Duration::from_millis(200);
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
 const MAX_RECV_ROUNDS: usize = 16;
 
@@ -113,9 +115,11 @@ impl EndpointHandle {
         };
         let std_sock = open_socket(addr).map_err(io_err)?;
         let local = std_sock.local_addr().map_err(io_err)?;
+        let mut secret = [0u8; 16];
+        getrandom::fill(&mut secret).map_err(|e| io_err(io::Error::other(e.to_string())))?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                messages: Messages::new(config),
+                messages: Messages::new(config, secret),
                 closing: false,
             }),
             wake: Notify::new(),
@@ -275,6 +279,7 @@ async fn drive(
     let mut scratch = Vec::with_capacity(1500);
     let mut outgoing: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let mut events = Vec::new();
+    let mut linger_until: Option<Instant> = None;
 
     loop {
         let (deadline, closing) = {
@@ -282,23 +287,28 @@ async fn drive(
             (st.messages.poll_timeout(), st.closing)
         };
         if closing {
-            // Hand everything still queued to the kernel, waiting at most CLOSE_LINGER for
-            // socket buffer space, then free the socket. (Once the transport has acks, the
-            // linger also waits for reliable data to be acknowledged.)
-            shared
-                .lock()
-                .messages
-                .poll_transmit(shared.now(), &mut scratch, |to, d| {
-                    outgoing.push((to, d.to_vec()))
-                });
-            flush(
-                &socket,
-                &udp,
-                &mut outgoing,
-                Some(Instant::now() + CLOSE_LINGER),
-            )
-            .await;
-            break;
+            let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
+            // Linger: keep running the protocol until every reliable byte is acknowledged
+            // (or the linger runs out), then say goodbye to every peer and free the socket.
+            let settled = shared.lock().messages.is_settled();
+            if settled || Instant::now() >= limit {
+                {
+                    let mut st = shared.lock();
+                    st.messages.close_all();
+                    st.messages
+                        .poll_transmit(shared.now(), &mut scratch, |to, d| {
+                            outgoing.push((to, d.to_vec()))
+                        });
+                }
+                flush(
+                    &socket,
+                    &udp,
+                    &mut outgoing,
+                    Some(Instant::now() + FINAL_FLUSH),
+                )
+                .await;
+                break;
+            }
         }
         let sleep_for = deadline
             .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));

@@ -1,40 +1,59 @@
-//! One UDP socket's worth of connections: demultiplexing datagrams to connections, and the
-//! bounds on state kept for peers.
+//! One UDP socket's worth of connections: the handshake's answering side, demultiplexing
+//! datagrams to connections by connection id, and the bounds on state kept for peers.
 //!
-//! Sans-IO like the rest of the core: datagrams and `now` in, datagrams out. A connection is
-//! keyed by the peer's address for now; the handshake (connection ids and the stateless
-//! challenge for unknown sources) comes with the security work.
+//! Sans-IO like the rest of the core: datagrams and `now` in, datagrams out. A source earns
+//! state only by echoing a cookie (`challenge`): a `ChallengeRequest` is answered without
+//! remembering anything, and only a `ConnectRequest` carrying a valid cookie for its source
+//! address creates a connection. The connection table is bounded.
+
+pub mod challenge;
 
 use std::collections::HashMap;
+use std::hash::Hasher;
 use std::net::SocketAddr;
+
+use siphasher::sip::SipHasher24;
 
 use crate::connection::{Connection, ConnectionConfig, InMessage};
 use crate::time::Timestamp;
-use crate::wire::datagram::{classify, DataHeader, Lead};
+use crate::wire::control::{ChallengeReply, ControlMessage, NoConnection};
+use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
+use challenge::ChallengeKey;
 
-/// Most connections one endpoint keeps; datagrams from further new sources are dropped, so a
-/// flood of source addresses cannot grow the table without bound.
+/// Most connections one endpoint keeps; further peers are refused until some close, so a
+/// flood of sources cannot grow the table without bound.
 pub const MAX_CONNECTIONS: usize = 16_384;
+/// Most control replies (challenge replies, NoConnection) queued at once; beyond it replies
+/// are dropped, as a busy router would.
+pub const MAX_CONTROL_OUT: usize = 1024;
 
 /// Endpoint-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EndpointStats {
-    /// Datagrams that were not data packets we could parse.
+    /// Datagrams that did not parse.
     pub dropped_malformed: u64,
-    /// Datagrams from a new source while the connection table was full.
+    /// Connect requests refused because the connection table was full.
     pub dropped_table_full: u64,
     /// Datagrams a connection refused (duplicates, bad frames, back-pressure).
     pub dropped_by_connection: u64,
+    /// Datagrams for no connection we know (answered with NoConnection).
+    pub dropped_unknown_connection: u64,
+    /// Connect requests with a bad or stale cookie, or an unsupported protocol version.
+    pub dropped_bad_challenge: u64,
+    /// Challenge requests answered.
+    pub challenges_answered: u64,
 }
 
 /// What became of an incoming datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Incoming {
-    /// Accepted; `new` tells whether it opened a new connection.
+    /// Accepted for a connection; `new` tells whether a peer's connect request just created it.
     Accepted {
-        /// The datagram created the connection.
+        /// A new incoming connection.
         new: bool,
     },
+    /// Handled without delivering anything (handshake traffic).
+    Control,
     /// Dropped and counted.
     Dropped,
 }
@@ -42,17 +61,26 @@ pub enum Incoming {
 /// The connection table of one socket.
 #[derive(Debug)]
 pub struct Endpoint {
-    conns: HashMap<SocketAddr, Connection>,
+    conns: HashMap<u32, Connection>,
+    by_addr: HashMap<SocketAddr, u32>,
     cfg: ConnectionConfig,
+    key: ChallengeKey,
+    id_counter: u64,
+    control_out: Vec<(SocketAddr, Vec<u8>)>,
     stats: EndpointStats,
 }
 
 impl Endpoint {
-    /// An endpoint whose connections use `cfg`.
-    pub fn new(cfg: ConnectionConfig) -> Self {
+    /// An endpoint whose connections use `cfg`; `secret` keys its challenge cookies and
+    /// connection ids (the driver draws it from the OS's random source).
+    pub fn new(cfg: ConnectionConfig, secret: [u8; 16]) -> Self {
         Endpoint {
             conns: HashMap::new(),
+            by_addr: HashMap::new(),
             cfg,
+            key: ChallengeKey::new(secret),
+            id_counter: 0,
+            control_out: Vec::new(),
             stats: EndpointStats::default(),
         }
     }
@@ -70,32 +98,76 @@ impl Endpoint {
         self.stats
     }
 
-    /// The connection to `remote`, opened if needed; `None` when the table is full.
-    pub fn connect(&mut self, now: Timestamp, remote: SocketAddr) -> Option<&mut Connection> {
-        if !self.conns.contains_key(&remote) && self.conns.len() >= MAX_CONNECTIONS {
-            return None;
+    /// A fresh connection id: unpredictable to peers (keyed hash of a counter), nonzero and
+    /// unused here.
+    fn new_id(&mut self) -> u32 {
+        loop {
+            self.id_counter += 1;
+            let mut h = SipHasher24::new_with_keys(0x6e6d_6964, self.id_counter);
+            h.write_u64(
+                self.key
+                    .issue(SocketAddr::from(([0, 0, 0, 0], 0)), Timestamp::ZERO),
+            );
+            let id = h.finish() as u32;
+            if id != 0 && !self.conns.contains_key(&id) {
+                return id;
+            }
         }
-        let cfg = self.cfg;
-        Some(
-            self.conns
-                .entry(remote)
-                .or_insert_with(|| Connection::new(remote, cfg, now)),
-        )
+    }
+
+    fn insert(&mut self, conn: Connection) {
+        if let Some(old) = self.by_addr.insert(conn.remote(), conn.local_id()) {
+            self.conns.remove(&old);
+        }
+        self.conns.insert(conn.local_id(), conn);
+    }
+
+    /// The connection to `remote`, opened (handshake started) if needed; `None` when the
+    /// table is full.
+    pub fn connect(&mut self, now: Timestamp, remote: SocketAddr) -> Option<&mut Connection> {
+        if !self.by_addr.contains_key(&remote) {
+            if self.conns.len() >= MAX_CONNECTIONS {
+                return None;
+            }
+            let id = self.new_id();
+            self.insert(Connection::connect(remote, self.cfg, now, id));
+        }
+        let id = *self.by_addr.get(&remote)?;
+        self.conns.get_mut(&id)
     }
 
     /// The connection to `remote`, if open.
     pub fn connection(&self, remote: SocketAddr) -> Option<&Connection> {
-        self.conns.get(&remote)
+        self.by_addr.get(&remote).and_then(|id| self.conns.get(id))
     }
 
     /// The connection to `remote`, if open, for changes.
     pub fn connection_mut(&mut self, remote: SocketAddr) -> Option<&mut Connection> {
-        self.conns.get_mut(&remote)
+        let id = *self.by_addr.get(&remote)?;
+        self.conns.get_mut(&id)
     }
 
-    /// Closes and forgets the connection to `remote`.
-    pub fn close(&mut self, remote: SocketAddr) {
-        self.conns.remove(&remote);
+    /// Forgets the connection to `remote`; `notify` is the datagram telling the peer (if any).
+    pub fn close(&mut self, remote: SocketAddr, notify: Option<Vec<u8>>) {
+        if let Some(id) = self.by_addr.remove(&remote) {
+            self.conns.remove(&id);
+        }
+        if let Some(d) = notify {
+            self.queue_control(remote, d);
+        }
+    }
+
+    fn queue_control(&mut self, to: SocketAddr, datagram: Vec<u8>) {
+        if self.control_out.len() < MAX_CONTROL_OUT {
+            self.control_out.push((to, datagram));
+        }
+    }
+
+    fn reply(&mut self, to: SocketAddr, msg: ControlMessage) {
+        let mut d = Vec::new();
+        if msg.encode(&mut d).is_ok() {
+            self.queue_control(to, d);
+        }
     }
 
     /// Handles one datagram from `from`, appending the messages it completed to `out`.
@@ -106,40 +178,185 @@ impl Endpoint {
         data: &[u8],
         out: &mut Vec<InMessage>,
     ) -> Incoming {
-        // Parse the clear header before creating state, so garbage leaves nothing behind.
-        if classify(data) != Ok(Lead::Data) || DataHeader::decode(data).is_err() {
+        match classify(data) {
+            Ok(Lead::Data) => self.handle_data(now, from, data, out),
+            Ok(Lead::Control(_)) => match ControlMessage::decode(data) {
+                Ok(msg) => self.handle_control(now, from, msg),
+                Err(_) => {
+                    self.stats.dropped_malformed += 1;
+                    Incoming::Dropped
+                }
+            },
+            Err(_) => {
+                self.stats.dropped_malformed += 1;
+                Incoming::Dropped
+            }
+        }
+    }
+
+    fn handle_data(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<InMessage>,
+    ) -> Incoming {
+        let Ok((header, _)) = DataHeader::decode(data) else {
             self.stats.dropped_malformed += 1;
             return Incoming::Dropped;
-        }
-        let new = !self.conns.contains_key(&from);
-        if new && self.conns.len() >= MAX_CONNECTIONS {
-            self.stats.dropped_table_full += 1;
-            return Incoming::Dropped;
-        }
-        let cfg = self.cfg;
+        };
         let conn = self
             .conns
-            .entry(from)
-            .or_insert_with(|| Connection::new(from, cfg, now));
+            .get_mut(&header.to_conn_id)
+            // A connection id only counts from the address it belongs to.
+            .filter(|c| c.remote() == from);
+        let Some(conn) = conn else {
+            self.stats.dropped_unknown_connection += 1;
+            self.reply(
+                from,
+                ControlMessage::NoConnection(NoConnection {
+                    from_connection_id: Some(header.to_conn_id),
+                    to_connection_id: None,
+                }),
+            );
+            return Incoming::Dropped;
+        };
+        if !conn.is_connected() {
+            // Our connect is still in flight (its ConnectOK may be lost): the peer resends.
+            self.stats.dropped_by_connection += 1;
+            return Incoming::Dropped;
+        }
         if conn.handle_datagram(now, data, out) {
-            Incoming::Accepted { new }
+            Incoming::Accepted { new: false }
         } else {
             self.stats.dropped_by_connection += 1;
-            if new && !conn.heard_from_peer() {
-                // A first datagram that did not decode opens nothing.
-                self.conns.remove(&from);
-            }
             Incoming::Dropped
         }
     }
 
-    /// Calls `send` for every datagram any connection has ready, reusing `buf`.
+    fn handle_control(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        msg: ControlMessage,
+    ) -> Incoming {
+        match msg {
+            ControlMessage::ChallengeRequest(req) => {
+                let version = req.protocol_version.unwrap_or(0);
+                if version < MIN_PROTOCOL_VERSION {
+                    self.stats.dropped_bad_challenge += 1;
+                    return Incoming::Dropped;
+                }
+                self.stats.challenges_answered += 1;
+                self.reply(
+                    from,
+                    ControlMessage::ChallengeReply(ChallengeReply {
+                        connection_id: req.connection_id,
+                        challenge: Some(self.key.issue(from, now)),
+                        your_timestamp: req.my_timestamp,
+                        protocol_version: Some(PROTOCOL_VERSION),
+                    }),
+                );
+                Incoming::Control
+            }
+            ControlMessage::ChallengeReply(rep) => {
+                if let (Some(conn), Some(challenge)) =
+                    (self.conn_for(rep.connection_id, from), rep.challenge)
+                {
+                    conn.on_challenge_reply(now, challenge, rep.your_timestamp);
+                }
+                Incoming::Control
+            }
+            ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
+            ControlMessage::ConnectOk(ok) => {
+                if let (Some(conn), Some(server_id)) = (
+                    self.conn_for(ok.client_connection_id, from),
+                    ok.server_connection_id,
+                ) {
+                    conn.on_connect_ok(now, server_id, ok.your_timestamp);
+                }
+                Incoming::Control
+            }
+            ControlMessage::ConnectionClosed(c) => {
+                if let Some(conn) = self.conn_for(c.to_connection_id, from) {
+                    conn.on_peer_closed(c.reason_code.unwrap_or(0));
+                }
+                Incoming::Control
+            }
+            ControlMessage::NoConnection(n) => {
+                // The peer has no connection with the id we send to: it restarted or forgot us.
+                if let Some(conn) = self.connection_mut(from) {
+                    if n.from_connection_id.is_some() && conn.remote_id() == n.from_connection_id {
+                        conn.on_peer_has_no_connection();
+                    }
+                }
+                Incoming::Control
+            }
+        }
+    }
+
+    /// The connection with our id `id`, if it belongs to `from`.
+    fn conn_for(&mut self, id: Option<u32>, from: SocketAddr) -> Option<&mut Connection> {
+        self.conns.get_mut(&id?).filter(|c| c.remote() == from)
+    }
+
+    fn handle_connect_request(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        req: &crate::wire::control::ConnectRequest,
+    ) -> Incoming {
+        let (Some(client_id), Some(cookie)) = (req.client_connection_id, req.challenge) else {
+            self.stats.dropped_malformed += 1;
+            return Incoming::Dropped;
+        };
+        if !self.key.verify(from, now, cookie) {
+            self.stats.dropped_bad_challenge += 1;
+            return Incoming::Dropped;
+        }
+        let their_ts = req.my_timestamp.unwrap_or(0);
+        if let Some(conn) = self.connection_mut(from) {
+            if conn.remote_id() == Some(client_id) && !conn.is_connecting() {
+                // Our ConnectOK was lost: answer again.
+                conn.resend_connect_ok(their_ts);
+                return Incoming::Control;
+            }
+            if conn.is_connecting() {
+                // Both sides opened at once. The attempt with the lower connection id wins on
+                // both sides, so they agree on one connection without talking about it.
+                if conn.local_id() < client_id {
+                    return Incoming::Control;
+                }
+                conn.adopt_incoming(now, client_id, their_ts);
+                return Incoming::Accepted { new: false };
+            }
+            if conn.initiated() && conn.is_connected() && conn.local_id() < client_id {
+                // A late request from the peer's losing attempt: ours already won.
+                return Incoming::Control;
+            }
+            // Otherwise the peer started over: the old connection is gone with it.
+        }
+        if !self.by_addr.contains_key(&from) && self.conns.len() >= MAX_CONNECTIONS {
+            self.stats.dropped_table_full += 1;
+            return Incoming::Dropped;
+        }
+        let id = self.new_id();
+        self.insert(Connection::accept(
+            from, self.cfg, now, id, client_id, their_ts,
+        ));
+        Incoming::Accepted { new: true }
+    }
+
+    /// Calls `send` for every datagram ready to go, reusing `buf`.
     pub fn poll_transmit(
         &mut self,
         now: Timestamp,
         buf: &mut Vec<u8>,
         mut send: impl FnMut(SocketAddr, &[u8]),
     ) {
+        for (to, d) in self.control_out.drain(..) {
+            send(to, &d);
+        }
         for conn in self.conns.values_mut() {
             while conn.poll_transmit(now, buf) {
                 send(conn.remote(), buf);
@@ -149,6 +366,9 @@ impl Endpoint {
 
     /// The earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
+        if !self.control_out.is_empty() {
+            return Some(Timestamp::ZERO);
+        }
         self.conns
             .values()
             .filter_map(Connection::poll_timeout)
@@ -164,12 +384,12 @@ impl Endpoint {
         }
     }
 
-    /// Addresses of connections that failed, for the layer above to report.
+    /// Connections that failed, with their peer's address, for the layer above to report.
     pub fn failed(&self) -> impl Iterator<Item = (SocketAddr, &Connection)> + '_ {
         self.conns
-            .iter()
-            .filter(|(_, c)| c.failure().is_some())
-            .map(|(a, c)| (*a, c))
+            .values()
+            .filter(|c| c.failure().is_some())
+            .map(|c| (c.remote(), c))
     }
 }
 
@@ -177,11 +397,48 @@ impl Endpoint {
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::time::Duration;
+
+    const A: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+        1000,
+    );
+    const B: SocketAddr = SocketAddr::new(
+        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+        2000,
+    );
+
+    /// Delivers everything each side sends to the other, `rounds` times; returns what was
+    /// delivered to each (A's messages, B's messages) and whether B saw a new connection.
+    fn exchange(
+        a: &mut Endpoint,
+        b: &mut Endpoint,
+        now: Timestamp,
+        rounds: usize,
+    ) -> (Vec<InMessage>, Vec<InMessage>, usize) {
+        let (mut got_a, mut got_b, mut new_b) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..rounds {
+            let mut to_b = Vec::new();
+            a.poll_transmit(now, &mut Vec::new(), |_, d| to_b.push(d.to_vec()));
+            for d in to_b {
+                if b.handle_datagram(now, A, &d, &mut got_b) == (Incoming::Accepted { new: true }) {
+                    new_b += 1;
+                }
+            }
+            let mut to_a = Vec::new();
+            b.poll_transmit(now, &mut Vec::new(), |_, d| to_a.push(d.to_vec()));
+            for d in to_a {
+                a.handle_datagram(now, B, &d, &mut got_a);
+            }
+        }
+        (got_a, got_b, new_b)
+    }
 
     #[test]
-    fn garbage_from_new_sources_leaves_no_state() {
-        let mut ep = Endpoint::new(ConnectionConfig::default());
+    fn garbage_and_challenges_leave_no_state() {
+        let mut ep = Endpoint::new(ConnectionConfig::default(), [3; 16]);
         let mut out = Vec::new();
+        let mut client = Endpoint::new(ConnectionConfig::default(), [4; 16]);
         for port in 1..100u16 {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
             let junk = [0x80, 0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff];
@@ -193,36 +450,123 @@ mod tests {
                 ep.handle_datagram(Timestamp::ZERO, from, &[1, 2], &mut out),
                 Incoming::Dropped
             );
+            // A real ChallengeRequest is answered, statelessly.
+            client.connect(Timestamp::ZERO, from);
+            let mut reqs = Vec::new();
+            client.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |to, d| {
+                if to == from {
+                    reqs.push(d.to_vec())
+                }
+            });
+            assert!(reqs[0].len() >= 512, "challenge requests are padded");
+            assert_eq!(
+                ep.handle_datagram(Timestamp::ZERO, from, &reqs[0], &mut out),
+                Incoming::Control
+            );
         }
         assert!(ep.conns.is_empty());
-        assert_eq!(
-            ep.stats().dropped_malformed + ep.stats().dropped_by_connection,
-            198
-        );
+        assert_eq!(ep.stats().challenges_answered, 99);
     }
 
     #[test]
-    fn round_trip_between_two_endpoints() {
-        let a_addr = SocketAddr::from(([127, 0, 0, 1], 1000));
-        let b_addr = SocketAddr::from(([127, 0, 0, 1], 2000));
-        let mut a = Endpoint::new(ConnectionConfig::default());
-        let mut b = Endpoint::new(ConnectionConfig::default());
-        a.connect(Timestamp::ZERO, b_addr)
+    fn handshake_then_round_trip() {
+        let mut a = Endpoint::new(ConnectionConfig::default(), [5; 16]);
+        let mut b = Endpoint::new(ConnectionConfig::default(), [6; 16]);
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B)
             .unwrap()
-            .send(Timestamp::ZERO, 4, true, true, Bytes::from_static(b"hi"))
+            .send(t, 4, true, true, Bytes::from_static(b"hi"))
             .unwrap();
-        let mut sent = Vec::new();
-        a.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |to, d| {
-            sent.push((to, d.to_vec()))
-        });
-        assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0, b_addr);
+        let (_, got_b, new_b) = exchange(&mut a, &mut b, t, 4);
+        assert_eq!(new_b, 1);
+        assert_eq!(got_b.len(), 1);
+        assert_eq!(got_b[0].data.as_ref(), b"hi");
+        assert_eq!(got_b[0].channel, 4);
+        let ca = a.connection(B).unwrap();
+        let cb = b.connection(A).unwrap();
+        assert_eq!(ca.remote_id(), Some(cb.local_id()));
+        assert_eq!(cb.remote_id(), Some(ca.local_id()));
+    }
+
+    #[test]
+    fn a_forged_cookie_creates_nothing() {
+        let mut a = Endpoint::new(ConnectionConfig::default(), [5; 16]);
+        let mut b = Endpoint::new(ConnectionConfig::default(), [6; 16]);
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B);
         let mut out = Vec::new();
+        // Feed A a challenge reply with a made-up cookie, then pass its ConnectRequest to B.
+        let id = a.connection(B).unwrap().local_id();
+        let mut reply = Vec::new();
+        ControlMessage::ChallengeReply(ChallengeReply {
+            connection_id: Some(id),
+            challenge: Some(12345),
+            your_timestamp: None,
+            protocol_version: Some(PROTOCOL_VERSION),
+        })
+        .encode(&mut reply)
+        .unwrap();
+        a.poll_transmit(t, &mut Vec::new(), |_, _| {});
+        a.handle_datagram(t, B, &reply, &mut out);
+        let mut to_b = Vec::new();
+        a.poll_transmit(t, &mut Vec::new(), |_, d| to_b.push(d.to_vec()));
+        assert_eq!(to_b.len(), 1);
         assert_eq!(
-            b.handle_datagram(Timestamp::ZERO, a_addr, &sent[0].1, &mut out),
-            Incoming::Accepted { new: true }
+            b.handle_datagram(t, A, &to_b[0], &mut out),
+            Incoming::Dropped
         );
-        assert_eq!(out[0].data.as_ref(), b"hi");
-        assert_eq!(out[0].channel, 4);
+        assert!(b.conns.is_empty());
+        assert_eq!(b.stats().dropped_bad_challenge, 1);
+    }
+
+    #[test]
+    fn simultaneous_open_ends_with_one_connection() {
+        for seed in 0..20u8 {
+            let mut a = Endpoint::new(ConnectionConfig::default(), [seed; 16]);
+            let mut b = Endpoint::new(ConnectionConfig::default(), [seed.wrapping_add(100); 16]);
+            let t = Timestamp::from_micros(1_000_000);
+            a.connect(t, B)
+                .unwrap()
+                .send(t, 1, true, true, Bytes::from_static(b"from a"))
+                .unwrap();
+            b.connect(t, A)
+                .unwrap()
+                .send(t, 1, true, true, Bytes::from_static(b"from b"))
+                .unwrap();
+            let (got_a, got_b, _) = exchange(&mut a, &mut b, t, 6);
+            let ca = a.connection(B).unwrap();
+            let cb = b.connection(A).unwrap();
+            assert!(ca.is_connected() && cb.is_connected(), "seed {seed}");
+            assert_eq!(ca.remote_id(), Some(cb.local_id()), "seed {seed}");
+            assert_eq!(cb.remote_id(), Some(ca.local_id()), "seed {seed}");
+            assert_eq!(got_a.len(), 1, "seed {seed}");
+            assert_eq!(got_b.len(), 1, "seed {seed}");
+            assert_eq!(got_a[0].data.as_ref(), b"from b");
+            assert_eq!(got_b[0].data.as_ref(), b"from a");
+        }
+    }
+
+    #[test]
+    fn unreachable_peer_fails_within_timeout_initial() {
+        let cfg = ConnectionConfig {
+            timeout_initial: Duration::from_millis(2_000),
+            ..ConnectionConfig::default()
+        };
+        let mut a = Endpoint::new(cfg, [5; 16]);
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B);
+        let mut now = t;
+        let mut requests = 0;
+        while a.connection(B).unwrap().failure().is_none() {
+            a.poll_transmit(now, &mut Vec::new(), |_, _| requests += 1);
+            now = a
+                .poll_timeout()
+                .expect("a connecting connection has a timer")
+                .max(now);
+            a.handle_timeout(now);
+            assert!(now <= t + Duration::from_millis(2_000));
+        }
+        assert_eq!(now, t + Duration::from_millis(2_000));
+        assert!((3..=6).contains(&requests), "{requests} challenge requests");
     }
 }

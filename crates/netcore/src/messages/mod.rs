@@ -17,8 +17,6 @@ use crate::endpoint::{Endpoint, Incoming};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
-use crate::wire::control::{ConnectionClosed, ControlMessage};
-use crate::wire::datagram::{classify, ControlKind, Lead};
 
 /// Close reason sent when the application closes a session (Steam's messages layer uses
 /// 1001 for this).
@@ -138,23 +136,21 @@ pub struct Messages {
     queues: HashMap<i32, VecDeque<Delivered>>,
     events: VecDeque<Event>,
     scratch: Vec<InMessage>,
-    /// Control datagrams to send (polite closes), drained by `poll_transmit`.
-    control_out: Vec<(SocketAddr, Vec<u8>)>,
     stats: MessagesStats,
 }
 
 impl Messages {
-    /// An empty messages layer with `config`.
-    pub fn new(config: Config) -> Self {
+    /// An empty messages layer with `config`; `secret` (random, from the driver) keys the
+    /// endpoint's challenge cookies and connection ids.
+    pub fn new(config: Config, secret: [u8; 16]) -> Self {
         Messages {
-            endpoint: Endpoint::new(connection_config(&config)),
+            endpoint: Endpoint::new(connection_config(&config), secret),
             config,
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
             queues: HashMap::new(),
             events: VecDeque::new(),
             scratch: Vec::new(),
-            control_out: Vec::new(),
             stats: MessagesStats::default(),
         }
     }
@@ -265,24 +261,12 @@ impl Messages {
             return false;
         };
         self.by_addr.remove(&s.remote);
-        let peer_still_there = self
+        // Tell the peer, so its side of the session ends too and its next send asks anew.
+        let notify = self
             .endpoint
             .connection(s.remote)
-            .is_some_and(|c| !c.is_dead());
-        self.endpoint.close(s.remote);
-        if peer_still_there {
-            // Tell the peer, so its side of the session ends too and its next send asks anew.
-            let closed = ControlMessage::ConnectionClosed(ConnectionClosed {
-                to_connection_id: Some(0),
-                from_connection_id: Some(0),
-                debug: Some("session closed".into()),
-                reason_code: Some(END_APP_SESSION_CLOSED),
-            });
-            let mut datagram = Vec::new();
-            if closed.encode(&mut datagram).is_ok() {
-                self.control_out.push((s.remote, datagram));
-            }
-        }
+            .and_then(|c| c.close_datagram(END_APP_SESSION_CLOSED, "session closed"));
+        self.endpoint.close(s.remote, notify);
         for q in self.queues.values_mut() {
             q.retain(|d| &d.peer != peer);
         }
@@ -312,19 +296,15 @@ impl Messages {
     /// Handles a datagram from `from`.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
         let from = crate::identity::normalize(from);
-        if let Ok(Lead::Control(ControlKind::ConnectionClosed)) = classify(data) {
-            if let Ok(ControlMessage::ConnectionClosed(c)) = ControlMessage::decode(data) {
-                if let Some(conn) = self.endpoint.connection_mut(from) {
-                    conn.on_peer_closed(c.reason_code.unwrap_or(0));
-                }
-            }
-            return;
-        }
+
         self.scratch.clear();
         let mut msgs = std::mem::take(&mut self.scratch);
-        if self.endpoint.handle_datagram(now, from, data, &mut msgs) == Incoming::Dropped {
-            self.scratch = msgs;
-            return;
+        match self.endpoint.handle_datagram(now, from, data, &mut msgs) {
+            Incoming::Accepted { .. } => {}
+            Incoming::Control | Incoming::Dropped => {
+                self.scratch = msgs;
+                return;
+            }
         }
         let peer = self
             .by_addr
@@ -336,7 +316,10 @@ impl Messages {
             Session::new(from, now)
         });
         session.heard_from_peer = true;
-        session.last_used = now;
+        if !msgs.is_empty() {
+            // Messages count as use; keepalives and acks do not, or no session would idle out.
+            session.last_used = now;
+        }
         let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
         let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
         for m in msgs.drain(..) {
@@ -369,6 +352,24 @@ impl Messages {
                 session.last_request_posted = Some(now);
                 self.events.push_back(Event::SessionRequest(peer));
             }
+        }
+    }
+
+    /// Whether every live connection has delivered all its reliable data (nothing queued,
+    /// nothing unacknowledged): the end of a linger.
+    pub fn is_settled(&self) -> bool {
+        self.sessions.values().all(|s| {
+            self.endpoint.connection(s.remote).is_none_or(|c| {
+                c.is_dead() || (c.queued_bytes() == 0 && c.unacked_reliable_bytes() == 0)
+            })
+        })
+    }
+
+    /// Closes every session politely (the endpoint is shutting down).
+    pub fn close_all(&mut self) {
+        let peers: Vec<Identity> = self.sessions.keys().cloned().collect();
+        for p in peers {
+            self.close_session(&p);
         }
     }
 
@@ -460,11 +461,8 @@ impl Messages {
         &mut self,
         now: Timestamp,
         buf: &mut Vec<u8>,
-        mut send: impl FnMut(SocketAddr, &[u8]),
+        send: impl FnMut(SocketAddr, &[u8]),
     ) {
-        for (to, d) in self.control_out.drain(..) {
-            send(to, &d);
-        }
         self.endpoint.poll_transmit(now, buf, send);
     }
 
@@ -582,6 +580,7 @@ fn connection_config(c: &Config) -> ConnectionConfig {
         rate_max: us(c.send_rate_max),
         max_message: usize::try_from(c.recv_max_message_size).unwrap_or(MAX_MESSAGE_SIZE),
         timeout: Duration::from_millis(us(c.timeout_connected)),
+        timeout_initial: Duration::from_millis(us(c.timeout_initial)),
     }
 }
 
@@ -628,9 +627,15 @@ mod tests {
         Identity::Ip(s.parse().unwrap())
     }
 
-    /// Moves every datagram from `from` to `to` once the default Nagle delay has passed.
+    /// Runs both sides until nothing moves (handshake included), starting once the default
+    /// Nagle delay has passed; only `from`'s traffic is shown to `to` first.
     fn pump(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
-        pump_at(from, from_addr, to, now + Duration::from_millis(10));
+        let to_addr = if from_addr == A { B } else { A };
+        let now = now + Duration::from_millis(10);
+        for _ in 0..20 {
+            pump_at(from, from_addr, to, now);
+            pump_at(to, to_addr, from, now);
+        }
     }
 
     fn pump_at(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
@@ -644,8 +649,8 @@ mod tests {
     #[test]
     fn nothing_is_delivered_before_accept_and_all_after() {
         let (mut a, mut b) = (
-            Messages::new(Config::default()),
-            Messages::new(Config::default()),
+            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
         assert_eq!(
@@ -671,7 +676,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_invalid_param() {
-        let mut a = Messages::new(Config::default());
+        let mut a = Messages::new(Config::default(), [1; 16]);
         let t = Timestamp::ZERO;
         let big = Bytes::from(vec![0u8; MAX_MESSAGE_SIZE + 1]);
         assert_eq!(a.send(t, &ip(B), None, big, 8, 0), EResult::InvalidParam);
@@ -696,7 +701,7 @@ mod tests {
             send_buffer_size: 1000,
             ..Config::default()
         };
-        let mut a = Messages::new(cfg);
+        let mut a = Messages::new(cfg, [2; 16]);
         let t = Timestamp::ZERO;
         assert_eq!(
             a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
@@ -714,8 +719,8 @@ mod tests {
     #[test]
     fn close_session_purges_unread() {
         let (mut a, mut b) = (
-            Messages::new(Config::default()),
-            Messages::new(Config::default()),
+            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
         a.send(t, &ip(B), None, Bytes::from_static(b"x"), 0, 1);
@@ -729,8 +734,8 @@ mod tests {
     #[test]
     fn idle_sessions_expire_silently_after_the_idle_timeout() {
         let (mut a, mut b) = (
-            Messages::new(Config::default()),
-            Messages::new(Config::default()),
+            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
         a.send(t, &ip(B), None, Bytes::from_static(b"x"), 8, 1);
@@ -776,7 +781,10 @@ mod tests {
             recv_buffer_messages: 5,
             ..Config::default()
         };
-        let (mut a, mut b) = (Messages::new(Config::default()), Messages::new(cfg));
+        let (mut a, mut b) = (
+            Messages::new(Config::default(), [1; 16]),
+            Messages::new(cfg, [2; 16]),
+        );
         let t = Timestamp::ZERO;
         b.send(t, &ip(A), None, Bytes::new(), 0, 0); // accept A up front
         for _ in 0..20 {

@@ -25,9 +25,9 @@ struct Peer {
 }
 
 impl Peer {
-    fn new() -> Self {
+    fn new(secret: u8) -> Self {
         Peer {
-            m: Messages::new(Config::default()),
+            m: Messages::new(Config::default(), [secret; 16]),
             got: BTreeMap::new(),
             buf: Vec::new(),
         }
@@ -103,8 +103,8 @@ fn run_seed(seed: u64) {
         queue_bytes: 256 * 1024,
         ..LinkConfig::default()
     });
-    net.add_node(a_addr, Peer::new()).unwrap();
-    net.add_node(b_addr, Peer::new()).unwrap();
+    net.add_node(a_addr, Peer::new(1)).unwrap();
+    net.add_node(b_addr, Peer::new(2)).unwrap();
     let b_id = Identity::Ip(b_addr);
     const PER_CHANNEL: u32 = 60;
     let mut next = [0u32; 3];
