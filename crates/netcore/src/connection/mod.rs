@@ -66,6 +66,9 @@ pub const LANES: u32 = 256;
 const MAX_RECV_GAPS: usize = 30;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
+/// Ack at once after this many ack-eliciting packets, rather than waiting for the delayed-ack
+/// timer: at high rates a 50 ms ack clock would starve the sender's congestion window.
+const ACK_EVERY: u32 = 4;
 
 /// Settings a connection takes from the endpoint's configuration.
 #[derive(Clone, Copy, Debug)]
@@ -210,6 +213,8 @@ pub struct Connection {
     connect_ok_due: Option<u64>,
     /// The peer asked for an immediate ack.
     ack_now: bool,
+    /// Ack-eliciting packets received since our last ack.
+    unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
     // Sending.
@@ -300,6 +305,7 @@ impl Connection {
             initiated: false,
             connect_ok_due: None,
             ack_now: false,
+            unacked_received: 0,
             last_keepalive: None,
             next_pn: 1,
             lanes: BTreeMap::new(),
@@ -652,6 +658,7 @@ impl Connection {
                 if enc.ack(latest, delay, &blocks).is_ok() {
                     self.acks.on_ack_sent();
                     self.ack_now = false;
+                    self.unacked_received = 0;
                 }
             }
             // Tell the peer which of our packets it may stop acknowledging.
@@ -905,7 +912,10 @@ impl Connection {
         }
         self.replay.commit(pn);
         self.acks.on_packet(pn, now, ack_eliciting);
-        if ack_request & STATS_ACK_REQUEST_IMMEDIATE != 0 {
+        if ack_eliciting {
+            self.unacked_received += 1;
+        }
+        if ack_request & STATS_ACK_REQUEST_IMMEDIATE != 0 || self.unacked_received >= ACK_EVERY {
             self.ack_now = true;
         }
         self.last_heard = Some(now);
