@@ -173,19 +173,31 @@ test('an unreachable peer fails within timeoutInitial, then NoConnection, then A
   t.is(a.getSessionConnectionInfo('ip:127.0.0.1:9').state, ConnectionState.Connecting);
 });
 
-test('getSessionConnectionInfo reports a measured ping', async (t) => {
+test('getSessionConnectionInfo reports measured ping, rates and quality', async (t) => {
   const a = await endpoint();
   const b = await endpoint();
   t.teardown(() => Promise.all([a.close(), b.close()]));
   b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
-  for (let i = 0; i < 5; i++) a.sendMessageToUser(b.identity, `m${i}`, SendFlags.ReliableNoNagle, 0);
-  await collect(b, 0, 5);
+  // About 1.5 s of steady traffic, so at least one full measurement window passes.
+  for (let i = 0; i < 30; i++) {
+    a.sendMessageToUser(b.identity, `m${i}`, SendFlags.ReliableNoNagle, 0);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  await collect(b, 0, 30);
   const { status } = await waitFor(() => {
     const s = a.getSessionConnectionInfo(b.identity);
     return s.status && s.status.ping >= 0 && s.status.sentUnackedReliable === 0 ? s : undefined;
   }, 5000, 'an acknowledged round trip');
   t.true(status.ping < 100, `ping ${status.ping}`);
   t.true(status.sendRateBytesPerSecond > 0);
+  t.true(status.outPacketsPerSec > 5 && status.outPacketsPerSec < 200, `out ${status.outPacketsPerSec}/s`);
+  t.true(status.inPacketsPerSec > 0, `in ${status.inPacketsPerSec}/s`);
+  t.true(status.outBytesPerSec > 0);
+  t.is(status.connectionQualityRemote, 1, 'nothing lost on loopback');
+  t.is(status.connectionQualityLocal, 1);
+  t.is(status.pendingReliable, 0);
+  t.is(status.pendingUnreliable, 0);
+  t.is(status.queueTime, 0);
 });
 
 test('close() lingers until queued reliable data is delivered, then the peer sees ClosedByPeer', async (t) => {

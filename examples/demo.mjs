@@ -126,7 +126,12 @@ await new Promise((resolve) => {
     if (now - lastStatus >= 1000) {
       const secs = (now - lastStatus) / 1000;
       const rtt = rtts.length ? `${rtts[rtts.length - 1].toFixed(2)} ms` : 'n/a';
-      const line = `[${((now - started) / 1000).toFixed(0).padStart(3)}s] ${fmt(window.msgs / secs)} msgs/s  ${fmt(window.bytes / secs)}B/s  sessions ${lastInput.size}/${BOTS}  rtt ${rtt}`;
+      // The transport's own view of bot 0's session, as Steam's GetSessionConnectionInfo gives it.
+      const st = bots[0].ep.getSessionConnectionInfo(server.identity).status;
+      const link = st
+        ? `ping ${st.ping} ms  quality ${st.connectionQualityRemote < 0 ? 'n/a' : st.connectionQualityRemote.toFixed(2)}  out ${fmt(st.outPacketsPerSec)} pkt/s`
+        : 'no session';
+      const line = `[${((now - started) / 1000).toFixed(0).padStart(3)}s] ${fmt(window.msgs / secs)} msgs/s  ${fmt(window.bytes / secs)}B/s  sessions ${lastInput.size}/${BOTS}  app rtt ${rtt}  bot0 ${link}`;
       process.stdout.write(tty ? `\r${line}   ` : `${line}\n`);
       window = { msgs: 0, bytes: 0 };
       lastStatus = now;

@@ -101,7 +101,8 @@ export interface RealTimeStatus {
 export interface SessionConnectionInfo {
   state: ConnectionState;
   info: ConnectionInfo | null;
-  /** Real-time figures (null without a session); -1 marks a figure not measured yet. */
+  /** Real-time figures (null without a session); -1 marks a figure not measured yet. Rates
+   * and qualities cover the last second or so of traffic. */
   status: RealTimeStatus | null;
 }
 
@@ -290,20 +291,20 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       },
       status: {
         state,
-        // Steam reports -1 until a round trip has been measured.
+        // Steam reports -1 for what is not measured yet (ping before a round trip; quality
+        // before a full second of traffic).
         ping: s.pingMs === undefined || s.pingMs === null ? -1 : Math.round(s.pingMs),
-        // Quality and per-second rates are not measured yet: Steam's "unknown" value.
-        connectionQualityLocal: -1,
-        connectionQualityRemote: -1,
-        outPacketsPerSec: -1,
-        outBytesPerSec: -1,
-        inPacketsPerSec: -1,
-        inBytesPerSec: -1,
+        connectionQualityLocal: s.qualityLocal,
+        connectionQualityRemote: s.qualityRemote,
+        outPacketsPerSec: s.outPacketsPerSec,
+        outBytesPerSec: s.outBytesPerSec,
+        inPacketsPerSec: s.inPacketsPerSec,
+        inBytesPerSec: s.inBytesPerSec,
         sendRateBytesPerSecond: s.sendRate,
-        pendingUnreliable: -1,
-        pendingReliable: s.pendingBytes,
+        pendingUnreliable: s.pendingUnreliable,
+        pendingReliable: s.pendingReliable,
         sentUnackedReliable: s.unackedReliable,
-        queueTime: -1,
+        queueTime: s.queueTimeUs,
       },
     };
   }

@@ -146,6 +146,24 @@ pub struct NativeSessionInfo {
     pub send_rate: f64,
     /// Packets declared lost.
     pub packets_lost: f64,
+    /// Datagrams sent per second (last window).
+    pub out_packets_per_sec: f64,
+    /// Bytes sent per second.
+    pub out_bytes_per_sec: f64,
+    /// Datagrams received per second.
+    pub in_packets_per_sec: f64,
+    /// Bytes received per second.
+    pub in_bytes_per_sec: f64,
+    /// Fraction of the peer's packets that reached us, or -1.
+    pub quality_local: f64,
+    /// Fraction of our packets that reached the peer, or -1.
+    pub quality_remote: f64,
+    /// Unreliable bytes queued.
+    pub pending_unreliable: f64,
+    /// Reliable bytes queued.
+    pub pending_reliable: f64,
+    /// Expected wait of a newly queued message, µs.
+    pub queue_time_us: f64,
     /// Steam's end reason, when failed.
     pub end_reason: Option<i32>,
     /// Detail, when failed.
@@ -319,6 +337,15 @@ impl NativeEndpoint {
                 ping_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
                 send_rate: s.send_rate as f64,
                 packets_lost: s.packets_lost as f64,
+                out_packets_per_sec: s.rates.out_packets,
+                out_bytes_per_sec: s.rates.out_bytes,
+                in_packets_per_sec: s.rates.in_packets,
+                in_bytes_per_sec: s.rates.in_bytes,
+                quality_local: s.rates.quality_local,
+                quality_remote: s.rates.quality_remote,
+                pending_unreliable: s.pending_unreliable as f64,
+                pending_reliable: s.pending_reliable as f64,
+                queue_time_us: s.queue_time.as_micros() as f64,
                 end_reason: s.failure.as_ref().map(|f| f.0),
                 end_debug: s.failure.map(|f| f.1),
             }))

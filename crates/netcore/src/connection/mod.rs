@@ -30,6 +30,7 @@
 
 pub mod channel_prefix;
 pub mod handshake;
+pub mod rates;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -134,8 +135,10 @@ pub struct ConnectionStats {
     pub bytes_received: u64,
     /// Datagrams dropped: malformed, duplicate, or protocol errors.
     pub packets_dropped: u64,
-    /// Packets declared lost (their reliable data is resent).
+    /// Ack-eliciting packets declared lost (their reliable data is resent).
     pub packets_lost: u64,
+    /// Ack-eliciting packets acknowledged.
+    pub packets_acked: u64,
 }
 
 /// Why the connection ended unusually.
@@ -217,6 +220,7 @@ pub struct Connection {
     unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
+    meter: rates::RateMeter,
     // Sending.
     next_pn: u64,
     lanes: BTreeMap<u32, SendLane>,
@@ -307,6 +311,7 @@ impl Connection {
             ack_now: false,
             unacked_received: 0,
             last_keepalive: None,
+            meter: rates::RateMeter::new(now),
             next_pn: 1,
             lanes: BTreeMap::new(),
             nagle_deadline: None,
@@ -442,6 +447,38 @@ impl Connection {
     /// Smoothed round-trip time, once measured.
     pub fn rtt(&self) -> Option<Duration> {
         self.rtt.smoothed()
+    }
+
+    /// Traffic rates and link quality over the last second or so.
+    pub fn rates(&self) -> rates::Rates {
+        self.meter.rates()
+    }
+
+    /// Unreliable bytes queued and not yet sent.
+    pub fn pending_unreliable(&self) -> usize {
+        self.unreliable_bytes()
+    }
+
+    /// Reliable bytes queued and not yet sent (new or to be resent).
+    pub fn pending_reliable(&self) -> usize {
+        self.queued_bytes().saturating_sub(self.unreliable_bytes())
+    }
+
+    /// Roughly how long a message queued now would wait before its first byte leaves.
+    pub fn queue_time(&self) -> Duration {
+        let rate = self.pacer.rate().max(1);
+        Duration::from_micros((self.queued_bytes() as u64).saturating_mul(1_000_000) / rate)
+    }
+
+    fn totals(&self) -> rates::Totals {
+        rates::Totals {
+            packets_out: self.stats.packets_sent,
+            bytes_out: self.stats.bytes_sent,
+            packets_in: self.stats.packets_received,
+            bytes_in: self.stats.bytes_received,
+            settled: self.stats.packets_acked + self.stats.packets_lost,
+            lost: self.stats.packets_lost,
+        }
     }
 
     /// Current pacing rate, B/s.
@@ -607,6 +644,7 @@ impl Connection {
         if self.is_dead() {
             return false;
         }
+        self.meter.tick(now, self.totals());
         if let Some(ts) = self.connect_ok_due.take() {
             let ok = ControlMessage::ConnectOk(ConnectOk {
                 client_connection_id: self.remote_id,
@@ -824,6 +862,7 @@ impl Connection {
         datagram: &[u8],
         out: &mut Vec<InMessage>,
     ) -> bool {
+        self.meter.tick(now, self.totals());
         let Ok((header, payload)) = DataHeader::decode(datagram) else {
             return false;
         };
@@ -911,6 +950,7 @@ impl Connection {
             }
         }
         self.replay.commit(pn);
+        self.meter.on_peer_packet(pn);
         self.acks.on_packet(pn, now, ack_eliciting);
         if ack_eliciting {
             self.unacked_received += 1;
@@ -1021,6 +1061,7 @@ impl Connection {
         };
         for (_, s) in result.acked {
             if s.bytes > 0 {
+                self.stats.packets_acked += 1;
                 self.cc.on_ack(now, s.at, s.bytes, app_limited, &sample);
             }
             for (lane, range) in s.reliable {

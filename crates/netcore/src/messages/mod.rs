@@ -89,6 +89,14 @@ pub struct SessionInfo {
     pub send_rate: u64,
     /// Packets declared lost.
     pub packets_lost: u64,
+    /// Rates and quality over the last second or so.
+    pub rates: crate::connection::rates::Rates,
+    /// Unreliable bytes queued, not sent.
+    pub pending_unreliable: usize,
+    /// Reliable bytes queued, not sent.
+    pub pending_reliable: usize,
+    /// How long a message queued now would wait to start leaving.
+    pub queue_time: Duration,
     /// End reason and detail, when failed.
     pub failure: Option<(i32, String)>,
     /// Datagrams and bytes each way.
@@ -448,6 +456,10 @@ impl Messages {
             rtt: conn.and_then(|c| c.rtt()),
             send_rate: conn.map_or(0, |c| c.send_rate()),
             packets_lost: stats.packets_lost,
+            rates: conn.map(|c| c.rates()).unwrap_or_default(),
+            pending_unreliable: conn.map_or(0, |c| c.pending_unreliable()),
+            pending_reliable: conn.map_or(0, |c| c.pending_reliable()),
+            queue_time: conn.map_or(Duration::ZERO, |c| c.queue_time()),
             failure,
             packets_sent: stats.packets_sent,
             bytes_sent: stats.bytes_sent,
