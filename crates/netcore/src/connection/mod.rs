@@ -225,6 +225,9 @@ pub struct Connection {
     next_pn: u64,
     lanes: BTreeMap<u32, SendLane>,
     nagle_deadline: Option<Timestamp>,
+    /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
+    /// costs the same however long the queue is.
+    unreliable_queued: usize,
     /// When the pacer will next allow a packet, if it held data back.
     pacing_wake: Option<Timestamp>,
     /// Data was ready at the last `poll_transmit` but the congestion window was full: an
@@ -315,6 +318,7 @@ impl Connection {
             next_pn: 1,
             lanes: BTreeMap::new(),
             nagle_deadline: None,
+            unreliable_queued: 0,
             pacing_wake: None,
             window_blocked: false,
             sent: SentPackets::new(),
@@ -520,11 +524,16 @@ impl Connection {
     }
 
     fn unreliable_bytes(&self) -> usize {
-        self.lanes
-            .values()
-            .flat_map(|l| l.unreliable.iter())
-            .map(|u| u.payload.len() - u.offset)
-            .sum()
+        debug_assert_eq!(
+            self.unreliable_queued,
+            self.lanes
+                .values()
+                .flat_map(|l| l.unreliable.iter())
+                .map(|u| u.payload.len() - u.offset)
+                .sum::<usize>(),
+            "running total of queued unreliable bytes"
+        );
+        self.unreliable_queued
     }
 
     /// Reliable bytes sent and not yet acknowledged.
@@ -601,6 +610,7 @@ impl Connection {
             let mut payload = Vec::with_capacity(len);
             payload.extend_from_slice(&channel_prefix::encode(channel));
             payload.extend_from_slice(&data);
+            self.unreliable_queued += len;
             lane.unreliable.push_back(PendingUnreliable {
                 msg_num: number,
                 payload: payload.into(),
@@ -743,6 +753,7 @@ impl Connection {
                         }
                         ack_eliciting = true;
                         u.offset += take;
+                        self.unreliable_queued -= take;
                         if last {
                             lane.unreliable.pop_front();
                         }
