@@ -396,9 +396,24 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   }
 }
 
+// Identities of recent senders, so a burst of messages from one peer parses its identity once
+// rather than once per message. Bounded: cleared when it grows past a few thousand peers.
+const identityCache = new Map<string, Identity>();
+const IDENTITY_CACHE_MAX = 4096;
+
+function peerIdentity(text: string): Identity {
+  let id = identityCache.get(text);
+  if (id === undefined) {
+    if (identityCache.size >= IDENTITY_CACHE_MAX) identityCache.clear();
+    id = Identity.parse(text);
+    identityCache.set(text, id);
+  }
+  return id;
+}
+
 function toMessage(m: NativeMessage): NetworkingMessage {
   let data: Buffer | undefined = m.data;
-  const identityPeer = Identity.parse(m.identity);
+  const identityPeer = peerIdentity(m.identity);
   return {
     get data(): Buffer {
       if (data === undefined) throw new Error('netmessages: message data used after release()');
