@@ -193,8 +193,9 @@ test('getSessionConnectionInfo reports measured ping, rates and quality', async 
   t.true(status.outPacketsPerSec > 5 && status.outPacketsPerSec < 200, `out ${status.outPacketsPerSec}/s`);
   t.true(status.inPacketsPerSec > 0, `in ${status.inPacketsPerSec}/s`);
   t.true(status.outBytesPerSec > 0);
-  t.is(status.connectionQualityRemote, 1, 'nothing lost on loopback');
-  t.is(status.connectionQualityLocal, 1);
+  // Nothing is lost on loopback, but on a loaded machine a late ack can count as a loss.
+  t.true(status.connectionQualityRemote > 0.8 && status.connectionQualityRemote <= 1, `remote ${status.connectionQualityRemote}`);
+  t.true(status.connectionQualityLocal > 0.8 && status.connectionQualityLocal <= 1, `local ${status.connectionQualityLocal}`);
   t.is(status.pendingReliable, 0);
   t.is(status.pendingUnreliable, 0);
   t.is(status.queueTime, 0);

@@ -9,6 +9,12 @@
 //! held only for in-memory work, never across a system call; a send wakes the task through a
 //! [`Notify`]. Events reach the application through an [`EventSink`], called outside the lock
 //! with everything one wake-up produced, so a burst costs one call.
+//!
+//! Steam's fake-network knobs (`fakePacket*`) are applied here, to real datagrams, by
+//! [`fake_network`]: outgoing datagrams pass through it before the kernel, received ones before
+//! the protocol, and its next release time joins the task's sleep.
+
+pub mod fake_network;
 
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -26,6 +32,7 @@ use crate::eresult::EResult;
 use crate::identity::Identity;
 use crate::messages::{Delivered, Event, Messages, SessionInfo};
 use crate::time::Timestamp;
+use fake_network::{FakeNetwork, FakeParams, Fate};
 
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
@@ -280,26 +287,36 @@ async fn drive(
     let mut outgoing: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
     let mut events = Vec::new();
     let mut linger_until: Option<Instant> = None;
+    let mut fake = FakeNetwork::new();
 
     loop {
         let (deadline, closing) = {
             let st = shared.lock();
-            (st.messages.poll_timeout(), st.closing)
+            (
+                earliest(st.messages.poll_timeout(), fake.next_release()),
+                st.closing,
+            )
         };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
             // Linger: keep running the protocol until every reliable byte is acknowledged
             // (or the linger runs out), then say goodbye to every peer and free the socket.
+            // Datagrams the fake network still holds leave now rather than die with the
+            // socket; held received ones are dropped.
             let settled = shared.lock().messages.is_settled();
             if settled || Instant::now() >= limit {
                 {
                     let mut st = shared.lock();
                     st.messages.close_all();
-                    st.messages
-                        .poll_transmit(shared.now(), &mut scratch, |to, d| {
-                            outgoing.push((to, d.to_vec()))
-                        });
+                    let now = shared.now();
+                    let params = FakeParams::send(st.messages.config());
+                    st.messages.poll_transmit(now, &mut scratch, |to, d| {
+                        if fake.send.process(&params, now, to, d) == Fate::Now {
+                            outgoing.push((to, d.to_vec()));
+                        }
+                    });
                 }
+                outgoing.extend(fake.send.drain_all());
                 flush(
                     &socket,
                     &udp,
@@ -315,7 +332,7 @@ async fn drive(
         tokio::select! {
             r = socket.readable() => {
                 if r.is_ok() {
-                    receive_batches(&shared, &socket, &udp, &mut recv_buf, &mut metas, slots);
+                    receive_batches(&shared, &socket, &udp, &mut recv_buf, &mut metas, slots, &mut fake);
                 }
             }
             _ = shared.wake.notified() => {}
@@ -326,8 +343,19 @@ async fn drive(
         {
             let mut st = shared.lock();
             let now = shared.now();
-            st.messages
-                .poll_transmit(now, &mut scratch, |to, d| outgoing.push((to, d.to_vec())));
+            while let Some((from, d)) = fake.recv.pop_due(now) {
+                st.messages.handle_datagram(now, from, &d);
+            }
+            while let Some(due) = fake.send.pop_due(now) {
+                outgoing.push(due);
+            }
+            // Read per wake-up, so `setConfig` applies to the next datagram.
+            let params = FakeParams::send(st.messages.config());
+            st.messages.poll_transmit(now, &mut scratch, |to, d| {
+                if fake.send.process(&params, now, to, d) == Fate::Now {
+                    outgoing.push((to, d.to_vec()));
+                }
+            });
             while let Some(ev) = st.messages.poll_event() {
                 events.push(ev);
             }
@@ -336,6 +364,13 @@ async fn drive(
         if !events.is_empty() {
             sink.emit(std::mem::take(&mut events));
         }
+    }
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -353,6 +388,7 @@ fn receive_batches(
     recv_buf: &mut [u8],
     metas: &mut [RecvMeta],
     slots: usize,
+    fake: &mut FakeNetwork,
 ) {
     for _ in 0..MAX_RECV_ROUNDS {
         let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
@@ -371,6 +407,7 @@ fn receive_batches(
         drop(bufs);
         let now = shared.now();
         let mut st = shared.lock();
+        let params = FakeParams::recv(st.messages.config());
         for (i, meta) in metas.iter().take(n).enumerate() {
             let start = i * RECV_SLOT;
             let Some(buf) = recv_buf.get(start..start + meta.len.min(RECV_SLOT)) else {
@@ -383,7 +420,9 @@ fn receive_batches(
                 meta.stride
             };
             for dgram in buf.chunks(stride) {
-                st.messages.handle_datagram(now, meta.addr, dgram);
+                if fake.recv.process(&params, now, meta.addr, dgram) == Fate::Now {
+                    st.messages.handle_datagram(now, meta.addr, dgram);
+                }
             }
         }
     }
