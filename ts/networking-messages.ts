@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 
 import { ConnectionState, EResult, SendFlags } from './enums';
 import { Identity } from './identity';
-import { native, type NativeEndpoint, type NativeEvent, type NativeMessage } from './native';
+import { native, type NativeBatch, type NativeEndpoint, type NativeEvent } from './native';
 
 /** Tunables with Steam's names and defaults; see docs/API.md for each. */
 export interface Config {
@@ -249,7 +249,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       throw new RangeError(`maxMessages must be a non-negative integer, got ${String(maxMessages)}`);
     }
     if (maxMessages === 0) return [];
-    return this.#native.receive(localChannel, Math.min(maxMessages, 0xffffffff)).map(toMessage);
+    return toMessages(this.#native.receive(localChannel, Math.min(maxMessages, 0xffffffff)), localChannel);
   }
 
   /** Accepts a pending session; false if no request from that peer waits. */
@@ -411,22 +411,49 @@ function peerIdentity(text: string): Identity {
   return id;
 }
 
-function toMessage(m: NativeMessage): NetworkingMessage {
-  let data: Buffer | undefined = m.data;
-  const identityPeer = peerIdentity(m.identity);
-  return {
-    get data(): Buffer {
-      if (data === undefined) throw new Error('netmessages: message data used after release()');
-      return data;
-    },
-    size: m.data.length,
-    identityPeer,
-    channel: m.channel,
-    messageNumber: m.messageNumber,
-    sendFlags: m.sendFlags,
-    timeReceived: m.timeReceived,
-    release(): void {
-      data = undefined;
-    },
-  };
+/** Turns a columnar batch into message objects whose `data` are views of one buffer. */
+function toMessages(batch: NativeBatch, channel: number): NetworkingMessage[] {
+  const n = batch.sizes.length;
+  const out = new Array<NetworkingMessage>(n);
+  const peers = batch.peers.map(peerIdentity);
+  let offset = 0;
+  for (let i = 0; i < n; i++) {
+    const size = batch.sizes[i] ?? 0;
+    out[i] = new ReceivedMessage(
+      batch.data.subarray(offset, offset + size),
+      peers[batch.peerIndex[i] ?? 0] as Identity,
+      channel,
+      batch.numbers[i] ?? 0n,
+      batch.flags[i] ?? 0,
+      batch.times[i] ?? 0n,
+    );
+    offset += size;
+  }
+  return out;
+}
+
+class ReceivedMessage implements NetworkingMessage {
+  #data: Buffer | undefined;
+  readonly size: number;
+
+  constructor(
+    data: Buffer,
+    readonly identityPeer: Identity,
+    readonly channel: number,
+    readonly messageNumber: bigint,
+    readonly sendFlags: number,
+    readonly timeReceived: bigint,
+  ) {
+    this.#data = data;
+    this.size = data.length;
+  }
+
+  get data(): Buffer {
+    if (this.#data === undefined) throw new Error('netmessages: message data used after release()');
+    return this.#data;
+  }
+
+  release(): void {
+    this.#data = undefined;
+  }
 }

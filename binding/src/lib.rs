@@ -102,21 +102,24 @@ pub struct NativeEvent {
     pub end_debug: Option<String>,
 }
 
-/// A received message.
+/// Received messages of one channel, as columns: one payload buffer and one array per
+/// field, so a batch costs a handful of JS values however many messages it holds.
 #[napi(object)]
-pub struct NativeMessage {
-    /// Payload.
+pub struct NativeBatch {
+    /// Every payload, back to back.
     pub data: Buffer,
-    /// Sender identity, canonical text.
-    pub identity: String,
-    /// Channel it arrived on.
-    pub channel: i32,
-    /// The sender's message number.
-    pub message_number: BigInt,
-    /// Send flags used by the sender.
-    pub send_flags: u32,
-    /// Arrival time, µs on the endpoint's monotonic clock.
-    pub time_received: BigInt,
+    /// Payload sizes, in order.
+    pub sizes: Uint32Array,
+    /// Send flags used by each sender.
+    pub flags: Uint32Array,
+    /// Each sender's message number.
+    pub numbers: BigUint64Array,
+    /// Arrival times, µs on the endpoint's monotonic clock.
+    pub times: BigUint64Array,
+    /// The distinct senders of this batch, canonical text.
+    pub peers: Vec<String>,
+    /// For each message, its sender's index in `peers`.
+    pub peer_index: Uint32Array,
 }
 
 /// A snapshot of one session.
@@ -272,21 +275,53 @@ impl NativeEndpoint {
         self.inner.send(&peer, remote, data, flags, channel) as i32
     }
 
-    /// Takes up to `max` messages waiting on `channel`.
+    /// Takes up to `max` messages waiting on `channel`, as one columnar batch.
     #[napi]
-    pub fn receive(&self, channel: i32, max: u32) -> Vec<NativeMessage> {
-        self.inner
-            .receive(channel, max as usize)
-            .into_iter()
-            .map(|d| NativeMessage {
-                data: Buffer::from(d.msg.data.to_vec()),
-                identity: d.peer.to_string(),
-                channel: d.msg.channel,
-                message_number: BigInt::from(d.msg.number),
-                send_flags: d.msg.send_flags,
-                time_received: BigInt::from(d.msg.received_at.as_micros()),
-            })
-            .collect()
+    pub fn receive(&self, channel: i32, max: u32) -> NativeBatch {
+        let msgs = self.inner.receive(channel, max as usize);
+        let total: usize = msgs.iter().map(|d| d.msg.data.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut sizes = Vec::with_capacity(msgs.len());
+        let mut flags = Vec::with_capacity(msgs.len());
+        let mut numbers = Vec::with_capacity(msgs.len());
+        let mut times = Vec::with_capacity(msgs.len());
+        let mut peers: Vec<String> = Vec::new();
+        let mut peer_index = Vec::with_capacity(msgs.len());
+        let mut last_peer: Option<(&Identity, u32)> = None;
+        for d in &msgs {
+            data.extend_from_slice(&d.msg.data);
+            sizes.push(d.msg.data.len() as u32);
+            flags.push(d.msg.send_flags);
+            numbers.push(d.msg.number);
+            times.push(d.msg.received_at.as_micros());
+            // Runs of messages from one peer are the common case: compare with the last one
+            // before searching the (short) list.
+            let idx = match last_peer {
+                Some((p, i)) if p == &d.peer => i,
+                _ => {
+                    let text = d.peer.to_string();
+                    let i = match peers.iter().position(|p| p == &text) {
+                        Some(i) => i as u32,
+                        None => {
+                            peers.push(text);
+                            (peers.len() - 1) as u32
+                        }
+                    };
+                    last_peer = Some((&d.peer, i));
+                    i
+                }
+            };
+            peer_index.push(idx);
+        }
+        NativeBatch {
+            data: Buffer::from(data),
+            sizes: Uint32Array::new(sizes),
+            flags: Uint32Array::new(flags),
+            numbers: BigUint64Array::new(numbers),
+            times: BigUint64Array::new(times),
+            peers,
+            peer_index: Uint32Array::new(peer_index),
+        }
     }
 
     /// Sends what Nagle holds for a peer now; returns an EResult value.
