@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod connection;
+pub mod crypto;
 pub mod driver;
 pub mod endpoint;
 pub mod eresult;
