@@ -215,3 +215,30 @@ test('close() lingers until queued reliable data is delivered, then the peer see
   t.true(got.every((m) => m.data.equals(chunk)));
   await waitFor(() => b.getSessionConnectionInfo(aId).state === ConnectionState.ClosedByPeer, 3000, 'ClosedByPeer');
 });
+
+test('sendMessages sends a batch in one call, with a result per message', async (t) => {
+  const a = await endpoint();
+  const b = await endpoint();
+  const c = await endpoint();
+  t.teardown(() => Promise.all([a.close(), b.close(), c.close()]));
+  for (const p of [b, c]) p.on('sessionRequest', (e) => p.acceptSessionWithUser(e.identityRemote));
+  const batch = [];
+  for (let i = 0; i < 100; i++) {
+    batch.push({ identityRemote: i % 2 ? b.identity : c.identity.toString(), data: `m${i}`, sendFlags: SendFlags.Reliable, channel: i % 3 });
+  }
+  batch.splice(10, 0, { identityRemote: 'nonsense', data: 'x' }, { identityRemote: b.identity, data: 'x', channel: -1 }, null);
+  const results = a.sendMessages(batch);
+  t.is(results.length, 103);
+  t.deepEqual(results.slice(10, 13), [EResult.InvalidParam, EResult.InvalidParam, EResult.InvalidParam]);
+  t.is(results.filter((r) => r === EResult.OK).length, 100);
+  for (const [peer, parity] of [[b, 1], [c, 0]]) {
+    for (let ch = 0; ch < 3; ch++) {
+      const want = [];
+      for (let i = 0; i < 100; i++) if (i % 2 === parity && i % 3 === ch) want.push(`m${i}`);
+      const got = await collect(peer, ch, want.length);
+      t.deepEqual(got.map((m) => m.data.toString()), want);
+    }
+  }
+  await a.close();
+  t.deepEqual(a.sendMessages([{ identityRemote: b.identity, data: 'late' }]), [EResult.InvalidState]);
+});

@@ -9,6 +9,7 @@ export {
   type Config,
   type CreateOptions,
   type NetworkingMessage,
+  type OutgoingMessage,
   type ConnectionInfo,
   type RealTimeStatus,
   type SessionConnectionInfo,

@@ -49,6 +49,16 @@ export interface CreateOptions {
   config?: Partial<Config>;
 }
 
+/** One message for {@link NetworkingMessages.sendMessages}. */
+export interface OutgoingMessage {
+  identityRemote: Identity | string;
+  data: Uint8Array | string;
+  /** Default `SendFlags.Unreliable`. */
+  sendFlags?: number;
+  /** The remote channel; default 0. */
+  channel?: number;
+}
+
 /** A received message. */
 export interface NetworkingMessage {
   /** The payload. Do not use after {@link NetworkingMessage.release}. */
@@ -211,6 +221,82 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     remoteChannel = 0,
   ): EResult {
     if (this.#closed) return EResult.InvalidState;
+    const m = this.#prepare(identityRemote, data, sendFlags, remoteChannel);
+    if (typeof m === 'number') return m;
+    return this.#native.send(m.peer.toString(), m.remote, m.bytes, sendFlags, remoteChannel) as EResult;
+  }
+
+  /**
+   * Sends many messages in one native call (Steam's `SendMessages`); returns one result per
+   * message, in order, with the meanings of {@link NetworkingMessages.sendMessageToUser}.
+   * A bad message gets `InvalidParam` and does not stop the others.
+   */
+  sendMessages(messages: ReadonlyArray<OutgoingMessage>): EResult[] {
+    if (!Array.isArray(messages)) throw new TypeError('messages must be an array');
+    const n = messages.length;
+    const results = new Array<EResult>(n);
+    if (this.#closed) return results.fill(EResult.InvalidState);
+    const peers: string[] = [];
+    const remotes: (string | undefined)[] = [];
+    const peerSlots = new Map<string, number>();
+    const chunks: Uint8Array[] = [];
+    const sizes: number[] = [];
+    const flags: number[] = [];
+    const channels: number[] = [];
+    const peerIndex: number[] = [];
+    const slots: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const msg = messages[i];
+      if (msg === null || typeof msg !== 'object') {
+        results[i] = EResult.InvalidParam;
+        continue;
+      }
+      const f = msg.sendFlags ?? SendFlags.Unreliable;
+      const ch = msg.channel ?? 0;
+      const m = this.#prepare(msg.identityRemote, msg.data, f, ch);
+      if (typeof m === 'number') {
+        results[i] = m;
+        continue;
+      }
+      const text = m.peer.toString();
+      let slot = peerSlots.get(text);
+      if (slot === undefined) {
+        slot = peers.length;
+        peers.push(text);
+        remotes.push(m.remote);
+        peerSlots.set(text, slot);
+      }
+      chunks.push(m.bytes);
+      sizes.push(m.bytes.byteLength);
+      flags.push(f);
+      channels.push(ch);
+      peerIndex.push(slot);
+      slots.push(i);
+    }
+    if (slots.length > 0) {
+      const sent = this.#native.sendBatch(
+        peers,
+        remotes,
+        Buffer.concat(chunks),
+        Uint32Array.from(sizes),
+        Uint32Array.from(flags),
+        Int32Array.from(channels),
+        Uint32Array.from(peerIndex),
+      );
+      slots.forEach((i, k) => {
+        results[i] = (sent[k] ?? EResult.Fail) as EResult;
+      });
+    }
+    return results;
+  }
+
+  /** Validates one outgoing message; an EResult when it cannot be sent. */
+  #prepare(
+    identityRemote: Identity | string,
+    data: Uint8Array | string,
+    sendFlags: number,
+    remoteChannel: number,
+  ): { peer: Identity; bytes: Uint8Array; remote: string | undefined } | EResult {
     let peer: Identity;
     try {
       peer = Identity.from(identityRemote);
@@ -238,7 +324,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       const r = this.#resolve(peer);
       if (typeof r === 'string') remote = r;
     }
-    return this.#native.send(peer.toString(), remote, bytes, sendFlags, remoteChannel) as EResult;
+    return { peer, bytes, remote };
   }
 
   /** Takes up to `maxMessages` messages waiting on `localChannel` (one native call). */

@@ -275,6 +275,75 @@ impl NativeEndpoint {
         self.inner.send(&peer, remote, data, flags, channel) as i32
     }
 
+    /// Queues many messages in one call (Steam's `SendMessages`): payloads back to back in
+    /// `data`, one entry per message in the other arrays, senders deduplicated in `peers`
+    /// (with `remotes[i]` the resolved address of `peers[i]`, if any). Returns one EResult
+    /// value per message; a message whose peer does not parse gets `InvalidParam`.
+    #[napi]
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_batch(
+        &self,
+        peers: Vec<String>,
+        remotes: Vec<Option<String>>,
+        data: Uint8Array,
+        sizes: Uint32Array,
+        flags: Uint32Array,
+        channels: Int32Array,
+        peer_index: Uint32Array,
+    ) -> Int32Array {
+        let n = sizes.len();
+        if flags.len() != n || channels.len() != n || peer_index.len() != n {
+            return Int32Array::new(vec![netcore::EResult::InvalidParam as i32; n]);
+        }
+        let parsed: Vec<Option<(Identity, Option<SocketAddr>)>> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let id = identity(text).ok()?;
+                let remote = match remotes.get(i).cloned().flatten() {
+                    None => None,
+                    Some(a) => Some(a.parse::<SocketAddr>().ok()?),
+                };
+                Some((id, remote))
+            })
+            .collect();
+        // One copy of all payloads; each message is a slice of it.
+        let all = bytes::Bytes::copy_from_slice(&data);
+        let mut results = Vec::with_capacity(n);
+        let mut offset = 0usize;
+        let mut batch = Vec::with_capacity(n);
+        let mut slots = Vec::with_capacity(n);
+        for i in 0..n {
+            let size = sizes[i] as usize;
+            let end = offset.saturating_add(size);
+            let peer = parsed.get(peer_index[i] as usize).and_then(Option::as_ref);
+            match (peer, all.get(offset..end)) {
+                (Some((id, remote)), Some(_)) => {
+                    slots.push(None);
+                    batch.push(netcore::driver::OutgoingMessage {
+                        peer: id,
+                        remote: *remote,
+                        data: all.slice(offset..end),
+                        flags: flags[i],
+                        channel: channels[i],
+                    });
+                }
+                _ => slots.push(Some(netcore::EResult::InvalidParam)),
+            }
+            offset = end;
+        }
+        let mut sent = Vec::with_capacity(batch.len());
+        self.inner.send_batch(batch.into_iter(), &mut sent);
+        let mut sent = sent.into_iter();
+        for slot in slots {
+            let r = slot
+                .or_else(|| sent.next())
+                .unwrap_or(netcore::EResult::Fail);
+            results.push(r as i32);
+        }
+        Int32Array::new(results)
+    }
+
     /// Takes up to `max` messages waiting on `channel`, as one columnar batch.
     #[napi]
     pub fn receive(&self, channel: i32, max: u32) -> NativeBatch {

@@ -44,6 +44,20 @@ const FINAL_FLUSH: Duration = Duration::from_millis(200);
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
 const MAX_RECV_ROUNDS: usize = 16;
 
+/// One message of a [`EndpointHandle::send_batch`].
+pub struct OutgoingMessage<'a> {
+    /// The peer.
+    pub peer: &'a Identity,
+    /// Where a non-IP peer lives.
+    pub remote: Option<SocketAddr>,
+    /// The payload.
+    pub data: Bytes,
+    /// Steam send flags.
+    pub flags: u32,
+    /// The remote channel.
+    pub channel: i32,
+}
+
 /// Receives the events of one endpoint, a batch per driver wake-up.
 pub trait EventSink: Send + Sync + 'static {
     /// Called from the driver thread with one or more events.
@@ -165,18 +179,43 @@ impl EndpointHandle {
         flags: u32,
         channel: i32,
     ) -> EResult {
-        let now = self.shared.now();
-        let result = {
-            let mut st = self.shared.lock();
-            if st.closing {
-                return EResult::InvalidState;
-            }
-            st.messages.send(now, peer, remote, data, flags, channel)
+        let mut out = Vec::with_capacity(1);
+        let one = OutgoingMessage {
+            peer,
+            remote,
+            data,
+            flags,
+            channel,
         };
-        if result == EResult::Ok {
+        self.send_batch(std::iter::once(one), &mut out);
+        out.first().copied().unwrap_or(EResult::Fail)
+    }
+
+    /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`).
+    /// `out` receives one result per message, in order.
+    pub fn send_batch<'a>(
+        &self,
+        messages: impl Iterator<Item = OutgoingMessage<'a>>,
+        out: &mut Vec<EResult>,
+    ) {
+        let now = self.shared.now();
+        let mut any = false;
+        {
+            let mut st = self.shared.lock();
+            for m in messages {
+                let r = if st.closing {
+                    EResult::InvalidState
+                } else {
+                    st.messages
+                        .send(now, m.peer, m.remote, m.data, m.flags, m.channel)
+                };
+                any |= r == EResult::Ok;
+                out.push(r);
+            }
+        }
+        if any {
             self.shared.wake.notify_one();
         }
-        result
     }
 
     /// Sends what Nagle holds for `peer` now.
