@@ -1,6 +1,10 @@
 import { IdentityType } from './enums';
 import { native } from './native';
 
+/** Recently parsed identities by text (bounded: cleared past a few thousand peers). */
+const parsed = new Map<string, Identity>();
+const PARSED_MAX = 4096;
+
 /**
  * Who a peer is, in Steam's forms: an IP address (`ip:1.2.3.4:27015`), a generic string
  * (`str:alice`), generic bytes (`gen:<hex>`) or a SteamID (`steamid:<n>`).
@@ -21,6 +25,17 @@ export class Identity {
     if (typeof text !== 'string') {
       throw new TypeError(`identity text must be a string, got ${typeof text}`);
     }
+    // Identities are immutable, so one instance per text can be shared: a program that
+    // names its peers by string pays for parsing once per peer, not once per message.
+    const cached = parsed.get(text);
+    if (cached !== undefined) return cached;
+    const id = Identity.#parseNew(text);
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(text, id);
+    return id;
+  }
+
+  static #parseNew(text: string): Identity {
     let parts: { kind: number; text: string };
     try {
       parts = native.parseIdentity(text);

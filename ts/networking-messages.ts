@@ -482,26 +482,11 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   }
 }
 
-// Identities of recent senders, so a burst of messages from one peer parses its identity once
-// rather than once per message. Bounded: cleared when it grows past a few thousand peers.
-const identityCache = new Map<string, Identity>();
-const IDENTITY_CACHE_MAX = 4096;
-
-function peerIdentity(text: string): Identity {
-  let id = identityCache.get(text);
-  if (id === undefined) {
-    if (identityCache.size >= IDENTITY_CACHE_MAX) identityCache.clear();
-    id = Identity.parse(text);
-    identityCache.set(text, id);
-  }
-  return id;
-}
-
 /** Turns a columnar batch into message objects whose `data` are views of one buffer. */
 function toMessages(batch: NativeBatch, channel: number): NetworkingMessage[] {
   const n = batch.sizes.length;
   const out = new Array<NetworkingMessage>(n);
-  const peers = batch.peers.map(peerIdentity);
+  const peers = batch.peers.map((p) => Identity.parse(p));
   let offset = 0;
   for (let i = 0; i < n; i++) {
     const size = batch.sizes[i] ?? 0;
