@@ -271,8 +271,7 @@ impl NativeEndpoint {
             Some(Ok(a)) => Some(a),
             Some(Err(_)) => return netcore::EResult::InvalidParam as i32,
         };
-        let data = bytes::Bytes::copy_from_slice(&data);
-        self.inner.send(&peer, remote, data, flags, channel) as i32
+        self.inner.send(&peer, remote, &data, flags, channel) as i32
     }
 
     /// Queues many messages in one call (Steam's `SendMessages`): payloads back to back in
@@ -307,8 +306,9 @@ impl NativeEndpoint {
                 Some((id, remote))
             })
             .collect();
-        // One copy of all payloads; each message is a slice of it.
-        let all = bytes::Bytes::copy_from_slice(&data);
+        // Messages borrow their bytes from the caller's buffer; each is copied only if
+        // accepted, so a batch refused for a full send buffer costs no copies.
+        let all: &[u8] = &data;
         let mut results = Vec::with_capacity(n);
         let mut offset = 0usize;
         let mut batch = Vec::with_capacity(n);
@@ -323,7 +323,7 @@ impl NativeEndpoint {
                     batch.push(netcore::driver::OutgoingMessage {
                         peer: id,
                         remote: *remote,
-                        data: all.slice(offset..end),
+                        data: &all[offset..end],
                         flags: flags[i],
                         channel: channels[i],
                     });

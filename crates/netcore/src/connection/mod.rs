@@ -566,13 +566,15 @@ impl Connection {
     }
 
     /// Queues a message for `channel`. `no_nagle` sends it without waiting for more data.
+    /// The payload is copied only once the message is accepted, so a refused send costs no
+    /// copy.
     pub fn send(
         &mut self,
         now: Timestamp,
         channel: i32,
         reliable: bool,
         no_nagle: bool,
-        data: Bytes,
+        data: &[u8],
     ) -> Result<u64, SendError> {
         if self.is_dead() {
             return Err(SendError::Failed);
@@ -604,12 +606,12 @@ impl Connection {
             head.extend_from_slice(&channel_prefix::encode(channel));
             lane.stream.push(head);
             if !data.is_empty() {
-                lane.stream.push(data);
+                lane.stream.push_slice(data);
             }
         } else {
             let mut payload = Vec::with_capacity(len);
             payload.extend_from_slice(&channel_prefix::encode(channel));
-            payload.extend_from_slice(&data);
+            payload.extend_from_slice(data);
             self.unreliable_queued += len;
             lane.unreliable.push_back(PendingUnreliable {
                 msg_num: number,

@@ -21,7 +21,6 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
 use tokio::runtime::Runtime;
@@ -50,8 +49,8 @@ pub struct OutgoingMessage<'a> {
     pub peer: &'a Identity,
     /// Where a non-IP peer lives.
     pub remote: Option<SocketAddr>,
-    /// The payload.
-    pub data: Bytes,
+    /// The payload (copied only if the message is accepted).
+    pub data: &'a [u8],
     /// Steam send flags.
     pub flags: u32,
     /// The remote channel.
@@ -175,7 +174,7 @@ impl EndpointHandle {
         &self,
         peer: &Identity,
         remote: Option<SocketAddr>,
-        data: Bytes,
+        data: &[u8],
         flags: u32,
         channel: i32,
     ) -> EResult {
@@ -476,29 +475,77 @@ async fn flush(
     outgoing: &mut Vec<(SocketAddr, Vec<u8>)>,
     deadline: Option<Instant>,
 ) {
-    for (to, data) in outgoing.drain(..) {
-        let transmit = Transmit {
-            destination: to,
-            ecn: None,
-            contents: &data,
-            segment_size: None,
-            src_ip: None,
+    // Consecutive datagrams to one peer of one size (the last may be shorter) leave in one
+    // system call with UDP GSO where the kernel offers it (quinn-udp reports 1 otherwise).
+    let max_segments = udp.max_gso_segments().max(1);
+    let mut batch: Vec<u8> = Vec::new();
+    let mut i = 0;
+    while i < outgoing.len() {
+        let (to, seg) = match outgoing.get(i) {
+            Some((to, d)) => (*to, d.len()),
+            None => break,
         };
-        loop {
-            match socket.try_io(Interest::WRITABLE, || {
-                udp.try_send(socket.into(), &transmit)
-            }) {
-                Ok(()) => break,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if deadline.is_some_and(|d| Instant::now() >= d) {
-                        break;
-                    }
-                    if socket.writable().await.is_err() {
-                        break;
-                    }
-                }
-                Err(_) => break,
+        let mut j = i + 1;
+        while j < outgoing.len() && j - i < max_segments {
+            let (next_to, next) = &outgoing[j];
+            let prev_full = outgoing[j - 1].1.len() == seg;
+            if *next_to != to || next.len() > seg || !prev_full || seg == 0 {
+                break;
             }
+            j += 1;
+        }
+        let sent = if j - i > 1 {
+            batch.clear();
+            for (_, d) in &outgoing[i..j] {
+                batch.extend_from_slice(d);
+            }
+            send_one(socket, udp, to, &batch, Some(seg), deadline).await
+        } else {
+            false
+        };
+        if !sent {
+            // One at a time: no batch, or the batch was refused (the peer then sees each).
+            for (to, d) in &outgoing[i..j] {
+                send_one(socket, udp, *to, d, None, deadline).await;
+            }
+        }
+        i = j;
+    }
+    outgoing.clear();
+}
+
+/// Sends one transmit, waiting for socket buffer space until `deadline`; whether the kernel
+/// took it. A datagram refused for another reason is dropped: UDP promises no delivery, and the
+/// transport's retransmission (not this loop) recovers it.
+async fn send_one(
+    socket: &tokio::net::UdpSocket,
+    udp: &UdpSocketState,
+    to: SocketAddr,
+    contents: &[u8],
+    segment_size: Option<usize>,
+    deadline: Option<Instant>,
+) -> bool {
+    let transmit = Transmit {
+        destination: to,
+        ecn: None,
+        contents,
+        segment_size,
+        src_ip: None,
+    };
+    loop {
+        match socket.try_io(Interest::WRITABLE, || {
+            udp.try_send(socket.into(), &transmit)
+        }) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+                if socket.writable().await.is_err() {
+                    return false;
+                }
+            }
+            Err(_) => return false,
         }
     }
 }

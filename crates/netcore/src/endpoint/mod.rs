@@ -396,7 +396,6 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
     use std::time::Duration;
 
     const A: SocketAddr = SocketAddr::new(
@@ -475,7 +474,7 @@ mod tests {
         let t = Timestamp::from_micros(1_000_000);
         a.connect(t, B)
             .unwrap()
-            .send(t, 4, true, true, Bytes::from_static(b"hi"))
+            .send(t, 4, true, true, b"hi")
             .unwrap();
         let (_, got_b, new_b) = exchange(&mut a, &mut b, t, 4);
         assert_eq!(new_b, 1);
@@ -527,11 +526,11 @@ mod tests {
             let t = Timestamp::from_micros(1_000_000);
             a.connect(t, B)
                 .unwrap()
-                .send(t, 1, true, true, Bytes::from_static(b"from a"))
+                .send(t, 1, true, true, b"from a")
                 .unwrap();
             b.connect(t, A)
                 .unwrap()
-                .send(t, 1, true, true, Bytes::from_static(b"from b"))
+                .send(t, 1, true, true, b"from b")
                 .unwrap();
             let (got_a, got_b, _) = exchange(&mut a, &mut b, t, 6);
             let ca = a.connection(B).unwrap();

@@ -9,8 +9,6 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use crate::config::{Config, MAX_MESSAGE_SIZE};
 use crate::connection::{ConnectionConfig, InMessage, SendError};
 use crate::endpoint::{Endpoint, Incoming};
@@ -199,7 +197,7 @@ impl Messages {
         now: Timestamp,
         peer: &Identity,
         remote: Option<SocketAddr>,
-        data: Bytes,
+        data: &[u8],
         flags: u32,
         channel: i32,
     ) -> EResult {
@@ -665,14 +663,8 @@ mod tests {
             Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
-        assert_eq!(
-            a.send(t, &ip(B), None, Bytes::from_static(b"1"), 8, 3),
-            EResult::Ok
-        );
-        assert_eq!(
-            a.send(t, &ip(B), None, Bytes::from_static(b"2"), 8, 3),
-            EResult::Ok
-        );
+        assert_eq!(a.send(t, &ip(B), None, b"1", 8, 3), EResult::Ok);
+        assert_eq!(a.send(t, &ip(B), None, b"2", 8, 3), EResult::Ok);
         pump(&mut a, A, &mut b, t);
         assert_eq!(b.poll_event(), Some(Event::SessionRequest(ip(A))));
         assert!(b.receive(3, 10).is_empty());
@@ -680,31 +672,22 @@ mod tests {
         assert!(!b.accept(&ip(A)), "already accepted");
         assert_eq!(b.poll_event(), Some(Event::MessagesWaiting(3)));
         let got: Vec<_> = b.receive(3, 10).into_iter().map(|d| d.msg.data).collect();
-        assert_eq!(
-            got,
-            vec![Bytes::from_static(b"1"), Bytes::from_static(b"2")]
-        );
+        assert_eq!(got, vec![&b"1"[..], &b"2"[..]]);
     }
 
     #[test]
     fn bad_arguments_are_invalid_param() {
         let mut a = Messages::new(Config::default(), [1; 16]);
         let t = Timestamp::ZERO;
-        let big = Bytes::from(vec![0u8; MAX_MESSAGE_SIZE + 1]);
+        let big = &vec![0u8; MAX_MESSAGE_SIZE + 1];
         assert_eq!(a.send(t, &ip(B), None, big, 8, 0), EResult::InvalidParam);
+        assert_eq!(a.send(t, &ip(B), None, &[], 8, -1), EResult::InvalidParam);
         assert_eq!(
-            a.send(t, &ip(B), None, Bytes::new(), 8, -1),
-            EResult::InvalidParam
-        );
-        assert_eq!(
-            a.send(t, &ip(B), None, Bytes::new(), 1 << 10, 0),
+            a.send(t, &ip(B), None, &[], 1 << 10, 0),
             EResult::InvalidParam
         );
         let named = Identity::generic_string("bob").unwrap();
-        assert_eq!(
-            a.send(t, &named, None, Bytes::new(), 8, 0),
-            EResult::NoConnection
-        );
+        assert_eq!(a.send(t, &named, None, &[], 8, 0), EResult::NoConnection);
     }
 
     #[test]
@@ -715,12 +698,9 @@ mod tests {
         };
         let mut a = Messages::new(cfg, [2; 16]);
         let t = Timestamp::ZERO;
+        assert_eq!(a.send(t, &ip(B), None, &vec![0; 600], 8, 0), EResult::Ok);
         assert_eq!(
-            a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
-            EResult::Ok
-        );
-        assert_eq!(
-            a.send(t, &ip(B), None, Bytes::from(vec![0; 600]), 8, 0),
+            a.send(t, &ip(B), None, &vec![0; 600], 8, 0),
             EResult::LimitExceeded
         );
         // 600 bytes plus the message header and channel prefix.
@@ -735,8 +715,8 @@ mod tests {
             Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
-        a.send(t, &ip(B), None, Bytes::from_static(b"x"), 0, 1);
-        b.send(t, &ip(A), None, Bytes::from_static(b"y"), 0, 1);
+        a.send(t, &ip(B), None, b"x", 0, 1);
+        b.send(t, &ip(A), None, b"y", 0, 1);
         pump(&mut a, A, &mut b, t);
         assert!(b.close_session(&ip(A)));
         assert!(b.receive(1, 10).is_empty());
@@ -750,8 +730,8 @@ mod tests {
             Messages::new(Config::default(), [1; 16]),
         );
         let t = Timestamp::ZERO;
-        a.send(t, &ip(B), None, Bytes::from_static(b"x"), 8, 1);
-        b.send(t, &ip(A), None, Bytes::from_static(b"y"), 8, 1);
+        a.send(t, &ip(B), None, b"x", 8, 1);
+        b.send(t, &ip(A), None, b"y", 8, 1);
         // Drive both sides by their own timers until a's session is gone.
         let mut now = t;
         let mut steps = 0;
@@ -798,9 +778,9 @@ mod tests {
             Messages::new(cfg, [2; 16]),
         );
         let t = Timestamp::ZERO;
-        b.send(t, &ip(A), None, Bytes::new(), 0, 0); // accept A up front
+        b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
         for _ in 0..20 {
-            a.send(t, &ip(B), None, Bytes::from_static(b"m"), 0, 0);
+            a.send(t, &ip(B), None, b"m", 0, 0);
         }
         pump(&mut a, A, &mut b, t);
         assert_eq!(b.receive(0, 100).len(), 5);

@@ -116,13 +116,13 @@ fn run_seed(seed: u64) {
                 while next[ch as usize] < PER_CHANNEL {
                     let i = next[ch as usize];
                     let r =
-                        p.m.send(now, &b_id, None, message(ch, i), send_flags::RELIABLE, ch);
+                        p.m.send(now, &b_id, None, &message(ch, i), send_flags::RELIABLE, ch);
                     if r == EResult::LimitExceeded {
                         break;
                     }
                     assert_eq!(r, EResult::Ok, "seed {seed}");
                     // An unreliable message alongside, on channel 3.
-                    let _ = p.m.send(now, &b_id, None, message(3, i), 0, 3);
+                    let _ = p.m.send(now, &b_id, None, &message(3, i), 0, 3);
                     next[ch as usize] += 1;
                 }
             }
@@ -212,11 +212,7 @@ fn bulk_transfer_fills_the_configured_rate_on_a_clean_link() {
     let mut sent = 0u64;
     while net.now() < end {
         net.with_node::<Peer, _>(a_addr, |p, now| {
-            while p
-                .m
-                .send(now, &b_id, None, msg.clone(), send_flags::RELIABLE, 0)
-                == EResult::Ok
-            {
+            while p.m.send(now, &b_id, None, &msg, send_flags::RELIABLE, 0) == EResult::Ok {
                 sent += 1;
             }
         });
