@@ -65,6 +65,8 @@ use prost::Message as _;
 pub const LANES: u32 = 256;
 /// Most gaps a lane's receive stream tolerates before refusing segments.
 const MAX_RECV_GAPS: usize = 30;
+/// Fewest retransmission timeouts that fit in `timeoutConnected` (see `retransmit_timeout`).
+const PROBES_PER_TIMEOUT: u32 = 8;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
 /// Ack at once after this many ack-eliciting packets, rather than waiting for the delayed-ack
@@ -908,7 +910,12 @@ impl Connection {
             }
         }
         if carries_reliable && self.recv_blocked {
-            // Back-pressure: unacknowledged, so the peer resends once we have room.
+            // Back-pressure: unacknowledged, so the peer resends once we have room. The
+            // peer is alive all the same (it counts as heard), and we answer at once with an
+            // ack-only packet (not acking this one) so it hears from us too: neither side
+            // times the session out while we are full.
+            self.last_heard = Some(now);
+            self.ack_now = true;
             return false;
         }
         let mut lane_ctx_unrel: BTreeMap<u32, u64> = BTreeMap::new();
@@ -1129,8 +1136,12 @@ impl Connection {
             take(Some(Timestamp::ZERO));
         }
         take(self.acks.ack_deadline());
-        take(self.sent.next_timeout(self.rtt.rto()));
-        take(Some(self.keepalive_deadline()));
+        take(self.sent.next_timeout(self.retransmit_timeout()));
+        if self.remote_id.is_some() && self.sent.bytes_in_flight() == 0 {
+            // Only when `keepalive_due` can hold: with data in flight the retransmission
+            // timer probes instead, and a passed deadline here would fire in a loop.
+            take(Some(self.keepalive_deadline()));
+        }
         if self.lanes.values().any(SendLane::has_pending) {
             // A passed Nagle deadline means the data is due and something else holds it.
             if self.pacing_wake.is_none() && !self.window_blocked {
@@ -1140,6 +1151,15 @@ impl Connection {
         }
         take(Some(self.silence_deadline()));
         t
+    }
+
+    /// The retransmission timeout in force: the estimator's, backoff included, but never so
+    /// long that fewer than `PROBES_PER_TIMEOUT` retransmissions fit in `timeoutConnected`.
+    /// While data is in flight no keepalive goes out, so these retransmissions are what a
+    /// live peer answers; on a lossy path it needs several chances before we give up.
+    fn retransmit_timeout(&self) -> Duration {
+        let cap = (self.cfg.timeout / PROBES_PER_TIMEOUT).max(crate::snp::rtt::MIN_RTO);
+        self.rtt.rto().min(cap)
     }
 
     fn silence_deadline(&self) -> Timestamp {
@@ -1195,7 +1215,7 @@ impl Connection {
         }
         let r = self
             .sent
-            .on_timeout(now, self.rtt.rto(), self.rtt.loss_delay());
+            .on_timeout(now, self.retransmit_timeout(), self.rtt.loss_delay());
         if r.rto_expired {
             self.rtt.on_rto_expired();
         }

@@ -790,3 +790,9 @@ mod tests {
 
 #[cfg(test)]
 mod sim_tests;
+
+#[cfg(test)]
+mod sim_peer;
+
+#[cfg(test)]
+mod scenario_tests;

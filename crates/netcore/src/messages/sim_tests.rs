@@ -2,77 +2,19 @@
 //! reordering and duplication, many seeds. Invariants: reliable messages arrive exactly once
 //! and in order per (peer, channel), intact; unreliable ones arrive intact or not at all.
 //!
-//! `NETMESSAGES_SIM_SEEDS=N` runs N seeds instead of the default.
+//! `NETMESSAGES_SIM_SEEDS=N` runs N seeds instead of the default 1,000.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::{Event, Messages};
+use super::sim_peer::Peer;
 use crate::config::Config;
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
-use crate::sim::{LinkConfig, Network, SimNode};
+use crate::sim::{LinkConfig, Network};
 use crate::time::Timestamp;
-
-/// A messages endpoint that accepts every session and reads every channel at once.
-struct Peer {
-    m: Messages,
-    got: BTreeMap<i32, Vec<(u32, Bytes)>>,
-    buf: Vec<u8>,
-}
-
-impl Peer {
-    fn new(secret: u8) -> Self {
-        Peer {
-            m: Messages::new(Config::default(), [secret; 16]),
-            got: BTreeMap::new(),
-            buf: Vec::new(),
-        }
-    }
-
-    fn drain(&mut self) {
-        while let Some(e) = self.m.poll_event() {
-            match e {
-                Event::SessionRequest(id) => {
-                    self.m.accept(&id);
-                }
-                Event::MessagesWaiting(_) | Event::SessionFailed { .. } => {}
-            }
-        }
-        for ch in 0..4 {
-            for d in self.m.receive(ch, usize::MAX) {
-                self.got
-                    .entry(ch)
-                    .or_default()
-                    .push((d.msg.send_flags, d.msg.data));
-            }
-        }
-    }
-}
-
-impl SimNode for Peer {
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
-        self.m.handle_datagram(now, from, data);
-        self.drain();
-    }
-
-    fn poll_transmit(&mut self, now: Timestamp, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        self.m
-            .poll_transmit(now, &mut self.buf, |to, d| out.push((to, d.to_vec())));
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.m.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.m.handle_timeout(now);
-        self.drain();
-    }
-}
 
 /// Message `i` on a channel: its index, then a byte pattern, sized to exercise
 /// single-packet, multi-packet and large messages.
@@ -134,7 +76,7 @@ fn run_seed(seed: u64) {
     let done = net
         .run_until_with(deadline, |n| {
             let b = n.node::<Peer>(b_addr).unwrap();
-            (0..3).all(|ch| b.got.get(&ch).map_or(0, Vec::len) >= PER_CHANNEL as usize)
+            (0..3).all(|ch| b.count(ch) >= PER_CHANNEL as usize)
         })
         .unwrap();
     let b = net.node::<Peer>(b_addr).unwrap();
@@ -150,17 +92,17 @@ fn run_seed(seed: u64) {
             PER_CHANNEL as usize,
             "seed {seed} channel {ch}: duplicates"
         );
-        for (i, (flags, data)) in got.iter().enumerate() {
-            assert_eq!(*flags, send_flags::RELIABLE);
+        for (i, r) in got.iter().enumerate() {
+            assert_eq!(r.flags, send_flags::RELIABLE);
             assert_eq!(
-                data,
+                &r.data,
                 &message(ch, i as u32),
                 "seed {seed} channel {ch} message {i}"
             );
         }
     }
     // Unreliable: whatever arrived is intact.
-    for (_, data) in b.got.get(&3).map(Vec::as_slice).unwrap_or_default() {
+    for data in b.got.get(&3).into_iter().flatten().map(|r| &r.data) {
         let i = u32::from_le_bytes([data[0], data[1], data[2], data[3]]);
         assert_eq!(
             data,
@@ -175,7 +117,7 @@ fn reliable_exactly_once_in_order_under_loss_reorder_and_duplication() {
     let seeds: u64 = std::env::var("NETMESSAGES_SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(1000);
     for seed in 0..seeds {
         run_seed(seed);
     }
