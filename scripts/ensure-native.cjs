@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Makes sure the native addon exists for this platform.
 // In a source checkout (binding/ present) it runs the napi build, which cargo makes a no-op
-// when nothing changed; in an installed package it only checks that a binary loads.
+// when nothing changed; in an installed package it only checks that a binary loads, and fails
+// the install with a message naming the platform and what to do if none does.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -21,9 +22,12 @@ if (fromSource) {
   process.exit(r.status ?? 1);
 }
 
+// Installed package: never build (there is no binding/ to build from). dist/native.js loads
+// native/index.js, which tries the binary shipped in native/ and then the platform package
+// (netmessages-<platform>, an optional dependency), and explains what to do when neither loads.
 try {
-  require(path.join(root, 'native', 'index.js'));
+  require(path.join(root, 'dist', 'native.js'));
 } catch (e) {
-  console.error(`netmessages: no native binary for ${process.platform}-${process.arch} could be loaded.\n${e && e.message}`);
+  console.error(e && e.message ? e.message : String(e));
   process.exit(1);
 }
