@@ -124,15 +124,18 @@ test('config: Steam defaults, validation all-or-nothing', async (t) => {
   t.is(a.sendMessageToUser('ip:127.0.0.1:9', Buffer.alloc(900), SendFlags.Reliable), EResult.OK);
 });
 
-test('resolve reaches a named peer at the address it returns', async (t) => {
+test('a named peer must prove its name: without a certificate the session fails with BadCert', async (t) => {
   const b = await endpoint();
   const a = await endpoint({ resolve: (id) => (id.equals('str:bob') ? `127.0.0.1:${b.localAddress.port}` : undefined) });
   t.teardown(() => Promise.all([a.close(), b.close()]));
-  b.on('sessionRequest', (e) => b.acceptSessionWithUser(e.identityRemote));
+  const failed = once(a, 'sessionFailed');
+  // b is reached at the address the resolver gives, but it has no CA certificate for 'bob'.
   t.is(a.sendMessageToUser(Identity.fromString('bob'), 'hi bob', SendFlags.Reliable, 1), EResult.OK);
-  const [m] = await collect(b, 1, 1);
-  t.is(m.data.toString(), 'hi bob');
-  t.is(a.sendMessageToUser('str:carol', 'x'), EResult.NoConnection);
+  const [{ info }] = await failed;
+  t.is(info.endReason, 4003);
+  t.true(info.identityRemote.equals('str:bob'));
+  t.deepEqual(b.receiveMessagesOnChannel(1), []);
+  t.is(a.sendMessageToUser('str:carol', 'x'), EResult.NoConnection, 'no address for carol');
 });
 
 test('closeSessionWithUser purges unread messages; the peer sees ClosedByPeer and may restart', async (t) => {

@@ -60,7 +60,9 @@ test('simultaneous first sends end with one session each way and every message d
   t.teardown(() => Promise.all([a.close(), b.close()]));
   const unexpected = [];
   for (const [name, p] of [['a', a], ['b', b]]) {
-    p.on('sessionRequest', (e) => unexpected.push(`${name}: sessionRequest from ${e.identityRemote}`));
+    // A sessionRequest can be posted if one side's whole handshake lands before the other
+    // side's first send runs (a few tens of µs on loopback); the send then accepts it.
+    // What must never happen is a failure, or a second session.
     p.on('sessionFailed', (e) => unexpected.push(`${name}: sessionFailed ${e.info.endReason}`));
   }
   const n = 50;

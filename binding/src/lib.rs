@@ -242,7 +242,10 @@ impl NativeEndpoint {
             .build_threadsafe_function()
             .callee_handled::<false>()
             .build()?;
-        let inner = EndpointHandle::bind(&bind, cfg, Arc::new(JsSink(tsfn)))
+        let key = netcore::crypto::IdentityKey::generate()
+            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
+        let security = netcore::crypto::session_setup::LocalSecurity::unauthenticated(key);
+        let inner = EndpointHandle::bind(&bind, cfg, security, Arc::new(JsSink(tsfn)))
             .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
         Ok(NativeEndpoint { inner })
     }

@@ -18,14 +18,15 @@ pub const FIRST_RETRY: Duration = Duration::from_millis(250);
 pub const MAX_RETRY: Duration = Duration::from_millis(250);
 
 /// Where the handshake stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Phase {
     /// Asking for a cookie.
     Challenge,
-    /// Presenting the cookie.
+    /// Presenting the cookie, with our certificate and signed crypt info (the same on every
+    /// resend).
     Connect {
-        /// The server's cookie.
-        challenge: u64,
+        /// The request to (re)send; only the timestamp changes.
+        request: Box<ConnectRequest>,
     },
 }
 
@@ -54,8 +55,8 @@ impl Handshake {
     }
 
     /// The current phase.
-    pub fn phase(&self) -> Phase {
-        self.phase
+    pub fn phase(&self) -> &Phase {
+        &self.phase
     }
 
     fn retry_delay(&self) -> Duration {
@@ -79,26 +80,40 @@ impl Handshake {
         }
         self.last_sent = Some(now);
         self.attempts += 1;
-        Some(match self.phase {
+        Some(match &self.phase {
             Phase::Challenge => ControlMessage::ChallengeRequest(ChallengeRequest {
                 connection_id: Some(local_id),
                 my_timestamp: Some(now.as_micros()),
                 protocol_version: Some(PROTOCOL_VERSION),
             }),
-            Phase::Connect { challenge } => ControlMessage::ConnectRequest(ConnectRequest {
-                client_connection_id: Some(local_id),
-                challenge: Some(challenge),
-                my_timestamp: Some(now.as_micros()),
-                legacy_protocol_version: Some(PROTOCOL_VERSION),
-                ..ConnectRequest::default()
-            }),
+            Phase::Connect { request } => {
+                let mut req = (**request).clone();
+                req.my_timestamp = Some(now.as_micros());
+                ControlMessage::ConnectRequest(req)
+            }
         })
     }
 
-    /// The server answered the challenge: present the cookie at once.
-    pub fn on_challenge_reply(&mut self, challenge: u64) {
+    /// Whether we are still waiting for the server's cookie.
+    pub fn wants_challenge(&self) -> bool {
+        self.phase == Phase::Challenge
+    }
+
+    /// The server answered the challenge: present the cookie at once, in `request` (which
+    /// carries our certificate and crypt info; the id, cookie and version are set here).
+    pub fn on_challenge_reply(
+        &mut self,
+        local_id: u32,
+        challenge: u64,
+        mut request: ConnectRequest,
+    ) {
         if self.phase == Phase::Challenge {
-            self.phase = Phase::Connect { challenge };
+            request.client_connection_id = Some(local_id);
+            request.challenge = Some(challenge);
+            request.legacy_protocol_version = Some(PROTOCOL_VERSION);
+            self.phase = Phase::Connect {
+                request: Box::new(request),
+            };
             self.last_sent = None;
             self.attempts = 0;
         }
@@ -121,7 +136,7 @@ mod tests {
         let t1 = t0 + FIRST_RETRY;
         assert!(h.poll(t1, 9).is_some());
         assert_eq!(h.next_send(), t1 + MAX_RETRY);
-        h.on_challenge_reply(42);
+        h.on_challenge_reply(9, 42, ConnectRequest::default());
         match h.poll(t1, 9) {
             Some(ControlMessage::ConnectRequest(r)) => {
                 assert_eq!(r.challenge, Some(42));
@@ -130,7 +145,7 @@ mod tests {
             other => panic!("expected a ConnectRequest, got {other:?}"),
         }
         // A late duplicate reply does not restart the connect phase.
-        h.on_challenge_reply(43);
-        assert_eq!(h.phase(), Phase::Connect { challenge: 42 });
+        h.on_challenge_reply(9, 43, ConnectRequest::default());
+        assert!(matches!(h.phase(), Phase::Connect { request } if request.challenge == Some(42)));
     }
 }

@@ -39,6 +39,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use crate::crypto::session_keys::ConnectionIds;
+use crate::crypto::session_setup::{ClientOffer, Established, LocalSecurity};
+use crate::crypto::{SessionCipher, TAG_LEN};
+use crate::identity::Identity;
 use crate::snp::ack_ranges::AckRanges;
 use crate::snp::congestion::{self, Controller, Cubic, RttSample};
 use crate::snp::pacing::Pacer;
@@ -49,10 +53,12 @@ use crate::snp::send_stream::SendStream;
 use crate::snp::sent_packets::SentPackets;
 use crate::snp::unreliable_reassembly::{ReassemblyConfig, UnreliableReassembler};
 use crate::time::Timestamp;
+use crate::wire::control::ConnectRequest;
 use crate::wire::control::{
     ConnectOk, ConnectionClosed, ControlMessage, UdpStats, STATS_ACK_REQUEST_E2E,
     STATS_ACK_REQUEST_IMMEDIATE,
 };
+use crate::wire::datagram::MAX_PLAINTEXT_RECV;
 use crate::wire::datagram::{DataHeader, DATA_HEADER_LEN, MAX_PLAINTEXT_SEND};
 use crate::wire::frames::{
     encode_ack_delay, AckBlock, Frame, FrameDecoder, FrameEncoder, StopWaiting,
@@ -67,6 +73,8 @@ pub const LANES: u32 = 256;
 const MAX_RECV_GAPS: usize = 30;
 /// Fewest retransmission timeouts that fit in `timeoutConnected` (see `retransmit_timeout`).
 const PROBES_PER_TIMEOUT: u32 = 8;
+/// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field).
+const KEEPALIVE_BLOB_MAX: usize = 8;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
 /// Ack at once after this many ack-eliciting packets, rather than waiting for the delayed-ack
@@ -141,6 +149,8 @@ pub struct ConnectionStats {
     pub packets_lost: u64,
     /// Ack-eliciting packets acknowledged.
     pub packets_acked: u64,
+    /// Datagrams that failed authentication (forged, damaged or for another session).
+    pub packets_unauthenticated: u64,
 }
 
 /// Why the connection ended unusually.
@@ -156,6 +166,18 @@ pub struct Failure {
 pub const END_MISC_TIMEOUT: i32 = 5003;
 /// Steam's `k_ESteamNetConnectionEnd_Misc_PeerSentNoConnection`.
 pub const END_MISC_PEER_SENT_NO_CONNECTION: i32 = 5010;
+
+/// A `ConnectionClosed` datagram to the peer's connection `to` from ours.
+fn closed_datagram(to: u32, from: u32, reason: i32, debug: &str) -> Option<Vec<u8>> {
+    let msg = ControlMessage::ConnectionClosed(ConnectionClosed {
+        to_connection_id: Some(to),
+        from_connection_id: Some(from),
+        debug: Some(debug.to_owned()),
+        reason_code: u32::try_from(reason).ok(),
+    });
+    let mut d = Vec::new();
+    msg.encode(&mut d).ok().map(|()| d)
+}
 /// Steam's `k_ESteamNetConnectionEnd_Misc_InternalError`, used for protocol violations.
 pub const END_MISC_PROTOCOL: i32 = 5002;
 
@@ -212,10 +234,22 @@ pub struct Connection {
     remote_id: Option<u32>,
     /// Set while we are the connecting side and the handshake is not done.
     handshake: Option<Handshake>,
+    /// Who the peer is: what we dialled, then what the handshake proved.
+    peer: Identity,
+    /// The non-address identity we dialled, which the peer must prove.
+    expected: Option<Identity>,
+    /// Our crypto for the connect request in flight (connecting side).
+    offer: Option<ClientOffer>,
+    /// Seals and opens data packets once the handshake is done.
+    cipher: Option<SessionCipher>,
+    /// The `ConnectOK` we answer with (answering side), resent when the peer asks again.
+    connect_ok: Option<ConnectOk>,
+    /// Scratch space to decrypt a received packet in.
+    open_buf: Vec<u8>,
     /// We opened this connection (rather than answering the peer's request).
     initiated: bool,
-    /// As the answering side: a `ConnectOK` is owed, echoing this timestamp of the peer's.
-    connect_ok_due: Option<u64>,
+    /// As the answering side: a `ConnectOK` is owed (the message is in `connect_ok`).
+    connect_ok_due: bool,
     /// The peer asked for an immediate ack.
     ack_now: bool,
     /// Ack-eliciting packets received since our last ack.
@@ -247,6 +281,8 @@ pub struct Connection {
     last_heard: Option<Timestamp>,
     created: Timestamp,
     failure: Option<Failure>,
+    /// Whether the owner was told about `failure` (see [`Connection::take_new_failure`]).
+    failure_noticed: bool,
     /// The peer closed the connection politely, with this reason.
     closed_by_peer: Option<u32>,
     stats: ConnectionStats,
@@ -273,21 +309,29 @@ pub enum SendError {
 }
 
 impl Connection {
-    /// A connection we open to `remote`, starting with the handshake.
+    /// A connection we open to `remote`, starting with the handshake. `expected` is the
+    /// identity we dialled when it is not an address: the peer must prove it.
     pub fn connect(
         remote: SocketAddr,
         cfg: ConnectionConfig,
         now: Timestamp,
         local_id: u32,
+        expected: Option<Identity>,
     ) -> Self {
         let mut c = Self::new(remote, cfg, now, local_id);
         c.handshake = Some(Handshake::new());
         c.initiated = true;
+        if let Some(id) = expected {
+            c.peer = id.clone();
+            c.expected = Some(id);
+        }
         c
     }
 
     /// A connection accepted from `remote`'s valid `ConnectRequest` (id `client_id`,
-    /// timestamp `their_ts` to echo in our `ConnectOK`).
+    /// timestamp `their_ts` to echo), with the session `est` and the crypto fields of our
+    /// `ConnectOK` from the endpoint's checks.
+    #[allow(clippy::too_many_arguments)]
     pub fn accept(
         remote: SocketAddr,
         cfg: ConnectionConfig,
@@ -295,11 +339,11 @@ impl Connection {
         local_id: u32,
         client_id: u32,
         their_ts: u64,
+        est: Established,
+        ok: ConnectOk,
     ) -> Self {
         let mut c = Self::new(remote, cfg, now, local_id);
-        c.remote_id = Some(client_id);
-        c.connect_ok_due = Some(their_ts);
-        c.last_heard = Some(now);
+        c.become_server(now, client_id, their_ts, est, ok);
         c
     }
 
@@ -310,14 +354,21 @@ impl Connection {
             cfg,
             local_id,
             remote_id: None,
+            peer: Identity::Ip(crate::identity::normalize(remote)),
+            expected: None,
+            offer: None,
+            cipher: None,
+            connect_ok: None,
+            open_buf: Vec::with_capacity(MAX_PLAINTEXT_RECV + TAG_LEN),
             handshake: None,
             initiated: false,
-            connect_ok_due: None,
+            connect_ok_due: false,
             ack_now: false,
             unacked_received: 0,
             last_keepalive: None,
             meter: rates::RateMeter::new(now),
-            next_pn: 1,
+            // Since protocol 10 the handshake messages count as packet 1 each way.
+            next_pn: 2,
             lanes: BTreeMap::new(),
             nagle_deadline: None,
             unreliable_queued: 0,
@@ -327,13 +378,14 @@ impl Connection {
             rtt: RttEstimator::new(),
             cc: Cubic::new(mtu),
             pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
-            replay: ReplayWindow::new(0),
-            acks: AckRanges::new(0),
+            replay: ReplayWindow::new(1),
+            acks: AckRanges::new(1),
             recv_lanes: BTreeMap::new(),
             recv_blocked: false,
             last_heard: None,
             created: now,
             failure: None,
+            failure_noticed: false,
             closed_by_peer: None,
             stats: ConnectionStats::default(),
             scratch: Vec::with_capacity(MAX_PLAINTEXT_SEND),
@@ -377,14 +429,12 @@ impl Connection {
         if self.is_dead() {
             return None;
         }
-        let msg = ControlMessage::ConnectionClosed(ConnectionClosed {
-            to_connection_id: Some(remote_id),
-            from_connection_id: Some(self.local_id),
-            debug: Some(debug.to_owned()),
-            reason_code: Some(reason),
-        });
-        let mut d = Vec::new();
-        msg.encode(&mut d).ok().map(|()| d)
+        closed_datagram(
+            remote_id,
+            self.local_id,
+            i32::try_from(reason).unwrap_or(0),
+            debug,
+        )
     }
 
     /// Whether we are the connecting side and still in the handshake.
@@ -394,46 +444,133 @@ impl Connection {
 
     /// Whether the handshake is done and the peer is known.
     pub fn is_connected(&self) -> bool {
-        self.handshake.is_none() && self.remote_id.is_some() && !self.is_dead()
+        self.handshake.is_none() && self.cipher.is_some() && !self.is_dead()
     }
 
-    /// The server answered our challenge.
-    pub fn on_challenge_reply(&mut self, now: Timestamp, challenge: u64, echoed: Option<u64>) {
+    /// Who the peer is (what we dialled until the handshake proves otherwise).
+    pub fn peer(&self) -> &Identity {
+        &self.peer
+    }
+
+    /// Whether we still wait for the server's cookie.
+    pub fn wants_challenge(&self) -> bool {
+        self.handshake
+            .as_ref()
+            .is_some_and(Handshake::wants_challenge)
+    }
+
+    /// The server answered our challenge: present the cookie with our certificate and a
+    /// fresh signed crypt info (`offer`).
+    pub fn on_challenge_reply(
+        &mut self,
+        now: Timestamp,
+        challenge: u64,
+        echoed: Option<u64>,
+        offer: ClientOffer,
+        sec: &LocalSecurity,
+    ) {
         if let Some(h) = &mut self.handshake {
-            h.on_challenge_reply(challenge);
+            if !h.wants_challenge() {
+                return;
+            }
+            let mut req = ConnectRequest::default();
+            offer.fill(sec, &mut req);
+            h.on_challenge_reply(self.local_id, challenge, req);
+            self.offer = Some(offer);
             self.rtt_from_echo(now, echoed);
         }
     }
 
-    /// The server accepted us: its id is `server_id`.
-    pub fn on_connect_ok(&mut self, now: Timestamp, server_id: u32, echoed: Option<u64>) {
+    /// The server accepted us. Checks its certificate and crypt info and derives the
+    /// session; a refusal fails the connection (4002/4003/4006) and returns the datagram
+    /// that tells the server why.
+    pub fn on_connect_ok(
+        &mut self,
+        now: Timestamp,
+        ok: &ConnectOk,
+        sec: &LocalSecurity,
+        now_unix: u64,
+    ) -> Option<Vec<u8>> {
         let in_connect = matches!(
             self.handshake.as_ref().map(Handshake::phase),
             Some(handshake::Phase::Connect { .. })
         );
-        if in_connect {
-            self.handshake = None;
-            self.remote_id = Some(server_id);
-            self.last_heard = Some(now);
-            self.rtt_from_echo(now, echoed);
+        let (Some(server_id), Some(offer)) = (ok.server_connection_id, self.offer.as_ref()) else {
+            return None;
+        };
+        if !in_connect {
+            return None;
+        }
+        let ids = ConnectionIds {
+            local: self.local_id,
+            remote: server_id,
+        };
+        match offer.finish(sec, ok, ids, now_unix, self.remote, self.expected.as_ref()) {
+            Ok(est) => {
+                self.handshake = None;
+                self.offer = None;
+                self.remote_id = Some(server_id);
+                self.peer = est.peer;
+                self.cipher = Some(est.cipher);
+                self.last_heard = Some(now);
+                self.rtt_from_echo(now, ok.your_timestamp);
+                None
+            }
+            Err(refusal) => {
+                self.fail(refusal.end_reason, refusal.debug.clone());
+                closed_datagram(server_id, self.local_id, refusal.end_reason, &refusal.debug)
+            }
         }
     }
 
     /// Our `ConnectOK` was lost (the peer asked again): send it again.
-    pub fn resend_connect_ok(&mut self, their_ts: u64) {
-        if self.handshake.is_none() && self.remote_id.is_some() {
-            self.connect_ok_due = Some(their_ts);
+    pub fn resend_connect_ok(&mut self) {
+        if self.connect_ok.is_some() && !self.is_dead() {
+            self.connect_ok_due = true;
         }
     }
 
     /// Both sides opened at once and the peer's attempt wins: become the answering side of
-    /// its connection, keeping everything queued here.
-    pub fn adopt_incoming(&mut self, now: Timestamp, client_id: u32, their_ts: u64) {
+    /// its connection (with the session the endpoint derived for it), keeping everything
+    /// queued here.
+    pub fn adopt_incoming(
+        &mut self,
+        now: Timestamp,
+        client_id: u32,
+        their_ts: u64,
+        est: Established,
+        ok: ConnectOk,
+    ) {
         self.handshake = None;
+        self.offer = None;
         self.initiated = false;
+        self.become_server(now, client_id, their_ts, est, ok);
+    }
+
+    fn become_server(
+        &mut self,
+        now: Timestamp,
+        client_id: u32,
+        their_ts: u64,
+        est: Established,
+        mut ok: ConnectOk,
+    ) {
+        ok.client_connection_id = Some(client_id);
+        ok.server_connection_id = Some(self.local_id);
+        ok.your_timestamp = Some(their_ts);
+        ok.delay_time_usec = Some(0);
         self.remote_id = Some(client_id);
-        self.connect_ok_due = Some(their_ts);
+        self.peer = est.peer;
+        self.cipher = Some(est.cipher);
+        self.connect_ok = Some(ok);
+        self.connect_ok_due = true;
         self.last_heard = Some(now);
+    }
+
+    fn fail(&mut self, end_reason: i32, debug: String) {
+        if self.failure.is_none() {
+            self.failure = Some(Failure { end_reason, debug });
+        }
     }
 
     fn rtt_from_echo(&mut self, now: Timestamp, echoed: Option<u64>) {
@@ -497,14 +634,29 @@ impl Connection {
         self.failure.as_ref()
     }
 
+    /// True once after the connection failed: lets the owner report each failure exactly
+    /// once, right when it happens, without scanning every connection.
+    pub fn take_new_failure(&mut self) -> bool {
+        let new = self.failure.is_some() && !self.failure_noticed;
+        self.failure_noticed |= new;
+        new
+    }
+
     /// The peer's close reason, if it closed the connection politely.
     pub fn closed_by_peer(&self) -> Option<u32> {
         self.closed_by_peer
     }
 
-    /// The peer said it closed the connection: nothing more is sent or expected.
-    pub fn on_peer_closed(&mut self, reason: u32) {
-        if self.failure.is_none() {
+    /// The peer said it closed the connection: nothing more is sent or expected. During
+    /// our handshake that is a refusal (e.g. it rejected our certificate): a failure.
+    pub fn on_peer_closed(&mut self, reason: u32, debug: Option<&str>) {
+        if self.handshake.is_some() {
+            let why = debug.unwrap_or("no reason given");
+            self.fail(
+                i32::try_from(reason).unwrap_or(END_MISC_PROTOCOL),
+                format!("{} refused the connection: {why}", self.remote),
+            );
+        } else if self.failure.is_none() {
             self.closed_by_peer = Some(reason);
         }
     }
@@ -659,15 +811,10 @@ impl Connection {
             return false;
         }
         self.meter.tick(now, self.totals());
-        if let Some(ts) = self.connect_ok_due.take() {
-            let ok = ControlMessage::ConnectOk(ConnectOk {
-                client_connection_id: self.remote_id,
-                server_connection_id: Some(self.local_id),
-                your_timestamp: Some(ts),
-                delay_time_usec: Some(0),
-                ..ConnectOk::default()
-            });
-            return ok.encode(buf).is_ok();
+        if std::mem::take(&mut self.connect_ok_due) {
+            if let Some(ok) = &self.connect_ok {
+                return ControlMessage::ConnectOk(ok.clone()).encode(buf).is_ok();
+            }
         }
         if let Some(h) = &mut self.handshake {
             // No data before the handshake is done; messages wait in their queues.
@@ -692,10 +839,11 @@ impl Connection {
             return false;
         }
         let pn = self.next_pn;
+        // Room for the header, a keepalive's stats blob and the AEAD tag.
         let limit = self
             .cfg
             .mtu
-            .saturating_sub(DATA_HEADER_LEN)
+            .saturating_sub(DATA_HEADER_LEN + KEEPALIVE_BLOB_MAX + TAG_LEN)
             .min(MAX_PLAINTEXT_SEND);
         let mut plain = std::mem::take(&mut self.scratch);
         plain.clear();
@@ -791,14 +939,23 @@ impl Connection {
             crate::snp::packet_number::truncate(pn),
             stats.as_deref(),
         );
-        if header.encode(buf).is_err() {
-            self.scratch = plain;
+        let sealed = header.encode(buf).is_ok() && {
+            let at = buf.len();
+            buf.extend_from_slice(&plain);
+            buf.resize(at + plain.len() + TAG_LEN, 0);
+            self.cipher.as_ref().is_some_and(|c| {
+                c.send
+                    .seal_in_place(pn, buf.get_mut(at..).unwrap_or_default(), plain.len())
+                    .is_ok()
+            })
+        };
+        self.scratch = plain;
+        if !sealed {
+            // Cannot happen once connected (the buffer always has room for the tag); the
+            // frames' contents stay queued for the next packet either way.
+            buf.clear();
             return false;
         }
-        // The AEAD seal goes here once the security layer lands; until then the frames go
-        // in clear text.
-        buf.extend_from_slice(&plain);
-        self.scratch = plain;
         self.next_pn += 1;
         let bytes = buf.len() as u64;
         if ack_eliciting {
@@ -878,7 +1035,7 @@ impl Connection {
         out: &mut Vec<InMessage>,
     ) -> bool {
         self.meter.tick(now, self.totals());
-        let Ok((header, payload)) = DataHeader::decode(datagram) else {
+        let Ok((header, sealed)) = DataHeader::decode(datagram) else {
             return false;
         };
         let Some(pn) = self.replay.expand(header.wire_pkt_num) else {
@@ -887,8 +1044,40 @@ impl Connection {
         if self.replay.check(pn) != Verdict::New {
             return false;
         }
+        let Some(cipher) = &self.cipher else {
+            return false;
+        };
+        // Decrypt into scratch space; nothing about the connection changes unless the
+        // packet authenticates (a forged or damaged one is dropped and counted).
+        let mut buf = std::mem::take(&mut self.open_buf);
+        buf.clear();
+        buf.extend_from_slice(sealed);
+        let accepted = match cipher.recv.open_in_place(pn, &mut buf) {
+            Ok(n) => {
+                let payload = buf.get(..n).unwrap_or_default();
+                self.process_packet(now, pn, header.stats, payload, datagram.len(), out)
+            }
+            Err(_) => {
+                self.stats.packets_unauthenticated += 1;
+                false
+            }
+        };
+        self.open_buf = buf;
+        accepted
+    }
+
+    /// Acts on an authenticated packet's stats blob and frames.
+    fn process_packet(
+        &mut self,
+        now: Timestamp,
+        pn: u64,
+        stats: Option<&[u8]>,
+        payload: &[u8],
+        wire_len: usize,
+        out: &mut Vec<InMessage>,
+    ) -> bool {
         let mut ack_request = 0;
-        if let Some(blob) = header.stats {
+        if let Some(blob) = stats {
             match UdpStats::decode(blob) {
                 Ok(stats) => ack_request = stats.flags.unwrap_or(0),
                 Err(_) => return false,
@@ -980,7 +1169,7 @@ impl Connection {
         }
         self.last_heard = Some(now);
         self.stats.packets_received += 1;
-        self.stats.bytes_received += datagram.len() as u64;
+        self.stats.bytes_received += wire_len as u64;
         true
     }
 
@@ -1132,7 +1321,7 @@ impl Connection {
             take(Some(self.created + self.cfg.timeout_initial));
             return t;
         }
-        if self.connect_ok_due.is_some() || self.ack_now {
+        if self.connect_ok_due || self.ack_now {
             take(Some(Timestamp::ZERO));
         }
         take(self.acks.ack_deadline());

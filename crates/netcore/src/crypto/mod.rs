@@ -79,6 +79,7 @@ pub mod aead;
 pub mod cert;
 pub mod identity_key;
 pub mod session_keys;
+pub mod session_setup;
 
 pub use aead::{PacketCipher, SessionCipher, TAG_LEN};
 pub use cert::{CertParams, TrustPolicy, VerifiedCert};

@@ -27,6 +27,8 @@ use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::Config;
+use crate::crypto::session_setup::LocalSecurity;
+use crate::endpoint::EndpointSetup;
 use crate::eresult::EResult;
 use crate::identity::Identity;
 use crate::messages::{Delivered, Event, Messages, SessionInfo};
@@ -122,8 +124,14 @@ pub enum BindError {
 }
 
 impl EndpointHandle {
-    /// Binds `bind` (`host:port`; port 0 picks one) and starts the endpoint's driver task.
-    pub fn bind(bind: &str, config: Config, sink: Arc<dyn EventSink>) -> Result<Self, BindError> {
+    /// Binds `bind` (`host:port`; port 0 picks one) and starts the endpoint's driver task,
+    /// with `security` (identity key, certificate, trust policy) for its handshakes.
+    pub fn bind(
+        bind: &str,
+        config: Config,
+        security: LocalSecurity,
+        sink: Arc<dyn EventSink>,
+    ) -> Result<Self, BindError> {
         let addr = bind
             .to_socket_addrs()
             .ok()
@@ -135,11 +143,19 @@ impl EndpointHandle {
         };
         let std_sock = open_socket(addr).map_err(io_err)?;
         let local = std_sock.local_addr().map_err(io_err)?;
-        let mut secret = [0u8; 16];
+        let mut secret = [0u8; 32];
         getrandom::fill(&mut secret).map_err(|e| io_err(io::Error::other(e.to_string())))?;
+        let unix_at_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let setup = EndpointSetup {
+            secret,
+            security,
+            unix_at_epoch,
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                messages: Messages::new(config, secret),
+                messages: Messages::new(config, setup),
                 closing: false,
             }),
             wake: Notify::new(),

@@ -14,9 +14,15 @@ use std::net::SocketAddr;
 
 use siphasher::sip::SipHasher24;
 
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
 use crate::connection::{Connection, ConnectionConfig, InMessage};
+use crate::crypto::session_keys::ConnectionIds;
+use crate::crypto::session_setup::{self, ClientOffer, LocalSecurity};
+use crate::identity::Identity;
 use crate::time::Timestamp;
-use crate::wire::control::{ChallengeReply, ControlMessage, NoConnection};
+use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoConnection};
 use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use challenge::ChallengeKey;
 
@@ -42,6 +48,8 @@ pub struct EndpointStats {
     pub dropped_bad_challenge: u64,
     /// Challenge requests answered.
     pub challenges_answered: u64,
+    /// Connect requests refused for their certificate or crypt info.
+    pub dropped_bad_crypto: u64,
 }
 
 /// What became of an incoming datagram.
@@ -58,6 +66,31 @@ pub enum Incoming {
     Dropped,
 }
 
+/// What an endpoint is given at start: its secrets and who it is.
+pub struct EndpointSetup {
+    /// Random bytes from the OS: keys the challenge cookies, seeds connection ids and the
+    /// generator of ephemeral keys and nonces.
+    pub secret: [u8; 32],
+    /// Our identity key, certificate and trust policy.
+    pub security: LocalSecurity,
+    /// Unix time (seconds) at the driver's epoch, for certificate expiry checks.
+    pub unix_at_epoch: u64,
+}
+
+impl EndpointSetup {
+    /// A deterministic setup for tests: an unauthenticated endpoint whose secrets derive
+    /// from `seed`.
+    pub fn for_tests(seed: u8) -> Self {
+        EndpointSetup {
+            secret: [seed; 32],
+            security: LocalSecurity::unauthenticated(crate::crypto::IdentityKey::from_seed(
+                &[seed.wrapping_add(1); 32],
+            )),
+            unix_at_epoch: 1_800_000_000,
+        }
+    }
+}
+
 /// The connection table of one socket.
 #[derive(Debug)]
 pub struct Endpoint {
@@ -65,22 +98,36 @@ pub struct Endpoint {
     by_addr: HashMap<SocketAddr, u32>,
     cfg: ConnectionConfig,
     key: ChallengeKey,
+    security: LocalSecurity,
+    /// Ephemeral keys and nonces for handshakes (a CSPRNG seeded from the OS).
+    rng: ChaCha20Rng,
+    unix_at_epoch: u64,
     id_counter: u64,
     control_out: Vec<(SocketAddr, Vec<u8>)>,
+    /// Connections that failed since the owner last asked (each reported once).
+    newly_failed: Vec<SocketAddr>,
     stats: EndpointStats,
 }
 
 impl Endpoint {
-    /// An endpoint whose connections use `cfg`; `secret` keys its challenge cookies and
-    /// connection ids (the driver draws it from the OS's random source).
-    pub fn new(cfg: ConnectionConfig, secret: [u8; 16]) -> Self {
+    /// An endpoint whose connections use `cfg`.
+    pub fn new(cfg: ConnectionConfig, setup: EndpointSetup) -> Self {
+        let mut cookie_secret = [0u8; 16];
+        cookie_secret.copy_from_slice(&setup.secret[..16]);
+        let mut rng_seed = setup.secret;
+        // Separate the generator's seed from the cookie key drawn from the same bytes.
+        rng_seed[0] ^= 0x5a;
         Endpoint {
             conns: HashMap::new(),
             by_addr: HashMap::new(),
             cfg,
-            key: ChallengeKey::new(secret),
+            key: ChallengeKey::new(cookie_secret),
+            security: setup.security,
+            rng: ChaCha20Rng::from_seed(rng_seed),
+            unix_at_epoch: setup.unix_at_epoch,
             id_counter: 0,
             control_out: Vec::new(),
+            newly_failed: Vec::new(),
             stats: EndpointStats::default(),
         }
     }
@@ -122,15 +169,35 @@ impl Endpoint {
         self.conns.insert(conn.local_id(), conn);
     }
 
+    /// Our identity when a certificate proves it.
+    pub fn local_identity(&self) -> Option<&Identity> {
+        self.security.identity()
+    }
+
+    fn now_unix(&self, now: Timestamp) -> u64 {
+        self.unix_at_epoch + now.as_micros() / 1_000_000
+    }
+
+    fn random_offer(&mut self) -> ([u8; 32], u64) {
+        let mut eph = [0u8; 32];
+        self.rng.fill_bytes(&mut eph);
+        (eph, self.rng.next_u64())
+    }
+
     /// The connection to `remote`, opened (handshake started) if needed; `None` when the
-    /// table is full.
-    pub fn connect(&mut self, now: Timestamp, remote: SocketAddr) -> Option<&mut Connection> {
+    /// table is full. `expected` is the identity dialled when it is not an address.
+    pub fn connect(
+        &mut self,
+        now: Timestamp,
+        remote: SocketAddr,
+        expected: Option<Identity>,
+    ) -> Option<&mut Connection> {
         if !self.by_addr.contains_key(&remote) {
             if self.conns.len() >= MAX_CONNECTIONS {
                 return None;
             }
             let id = self.new_id();
-            self.insert(Connection::connect(remote, self.cfg, now, id));
+            self.insert(Connection::connect(remote, self.cfg, now, id, expected));
         }
         let id = *self.by_addr.get(&remote)?;
         self.conns.get_mut(&id)
@@ -172,6 +239,23 @@ impl Endpoint {
 
     /// Handles one datagram from `from`, appending the messages it completed to `out`.
     pub fn handle_datagram(
+        &mut self,
+        now: Timestamp,
+        from: SocketAddr,
+        data: &[u8],
+        out: &mut Vec<InMessage>,
+    ) -> Incoming {
+        let r = self.dispatch(now, from, data, out);
+        // Anything a datagram does to a connection happens to the one at its source address.
+        if let Some(c) = self.connection_mut(from) {
+            if c.take_new_failure() {
+                self.newly_failed.push(from);
+            }
+        }
+        r
+    }
+
+    fn dispatch(
         &mut self,
         now: Timestamp,
         from: SocketAddr,
@@ -260,26 +344,44 @@ impl Endpoint {
                 Incoming::Control
             }
             ControlMessage::ChallengeReply(rep) => {
-                if let (Some(conn), Some(challenge)) =
-                    (self.conn_for(rep.connection_id, from), rep.challenge)
+                let wants = self
+                    .conn_for(rep.connection_id, from)
+                    .is_some_and(|c| c.wants_challenge());
+                if let (true, Some(challenge), Some(id)) = (wants, rep.challenge, rep.connection_id)
                 {
-                    conn.on_challenge_reply(now, challenge, rep.your_timestamp);
+                    let (eph, nonce) = self.random_offer();
+                    let offer = ClientOffer::new(&self.security, eph, nonce);
+                    if let Some(conn) = self.conns.get_mut(&id) {
+                        conn.on_challenge_reply(
+                            now,
+                            challenge,
+                            rep.your_timestamp,
+                            offer,
+                            &self.security,
+                        );
+                    }
                 }
                 Incoming::Control
             }
             ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
             ControlMessage::ConnectOk(ok) => {
-                if let (Some(conn), Some(server_id)) = (
-                    self.conn_for(ok.client_connection_id, from),
-                    ok.server_connection_id,
-                ) {
-                    conn.on_connect_ok(now, server_id, ok.your_timestamp);
+                let now_unix = self.now_unix(now);
+                let conn = ok
+                    .client_connection_id
+                    .and_then(|id| self.conns.get_mut(&id))
+                    .filter(|c| c.remote() == from);
+                let refused = match conn {
+                    Some(c) => c.on_connect_ok(now, &ok, &self.security, now_unix),
+                    None => None,
+                };
+                if let Some(d) = refused {
+                    self.queue_control(from, d);
                 }
                 Incoming::Control
             }
             ControlMessage::ConnectionClosed(c) => {
                 if let Some(conn) = self.conn_for(c.to_connection_id, from) {
-                    conn.on_peer_closed(c.reason_code.unwrap_or(0));
+                    conn.on_peer_closed(c.reason_code.unwrap_or(0), c.debug.as_deref());
                 }
                 Incoming::Control
             }
@@ -315,34 +417,75 @@ impl Endpoint {
             return Incoming::Dropped;
         }
         let their_ts = req.my_timestamp.unwrap_or(0);
-        if let Some(conn) = self.connection_mut(from) {
-            if conn.remote_id() == Some(client_id) && !conn.is_connecting() {
-                // Our ConnectOK was lost: answer again.
-                conn.resend_connect_ok(their_ts);
-                return Incoming::Control;
+        enum Plan {
+            ResendOk,
+            Ignore,
+            Adopt(u32),
+            New,
+        }
+        let plan = match self.connection(from) {
+            Some(c) if c.remote_id() == Some(client_id) && !c.is_connecting() => Plan::ResendOk,
+            // Both sides opened at once. The attempt with the lower connection id wins on
+            // both sides, so they agree on one connection without talking about it.
+            Some(c) if c.is_connecting() && c.local_id() < client_id => Plan::Ignore,
+            Some(c) if c.is_connecting() => Plan::Adopt(c.local_id()),
+            // A late request from the peer's losing attempt: ours already won.
+            Some(c) if c.initiated() && c.is_connected() && c.local_id() < client_id => {
+                Plan::Ignore
             }
-            if conn.is_connecting() {
-                // Both sides opened at once. The attempt with the lower connection id wins on
-                // both sides, so they agree on one connection without talking about it.
-                if conn.local_id() < client_id {
-                    return Incoming::Control;
+            // Otherwise (none, or the peer started over) a new connection.
+            _ => Plan::New,
+        };
+        let local_id = match plan {
+            Plan::ResendOk => {
+                if let Some(c) = self.connection_mut(from) {
+                    c.resend_connect_ok();
                 }
-                conn.adopt_incoming(now, client_id, their_ts);
-                return Incoming::Accepted { new: false };
-            }
-            if conn.initiated() && conn.is_connected() && conn.local_id() < client_id {
-                // A late request from the peer's losing attempt: ours already won.
                 return Incoming::Control;
             }
-            // Otherwise the peer started over: the old connection is gone with it.
+            Plan::Ignore => return Incoming::Control,
+            Plan::Adopt(id) => id,
+            Plan::New => {
+                if !self.by_addr.contains_key(&from) && self.conns.len() >= MAX_CONNECTIONS {
+                    self.stats.dropped_table_full += 1;
+                    return Incoming::Dropped;
+                }
+                self.new_id()
+            }
+        };
+        let ids = ConnectionIds {
+            local: local_id,
+            remote: client_id,
+        };
+        let (eph, nonce) = self.random_offer();
+        let now_unix = self.now_unix(now);
+        let accepted =
+            session_setup::accept_client(&self.security, req, ids, now_unix, from, eph, nonce);
+        let (est, ok) = match accepted {
+            Ok(accepted) => accepted,
+            Err(refusal) => {
+                // Keep nothing; tell the client why, so it fails at once with the reason.
+                self.stats.dropped_bad_crypto += 1;
+                self.reply(
+                    from,
+                    ControlMessage::ConnectionClosed(ConnectionClosed {
+                        to_connection_id: Some(client_id),
+                        from_connection_id: None,
+                        debug: Some(refusal.debug),
+                        reason_code: u32::try_from(refusal.end_reason).ok(),
+                    }),
+                );
+                return Incoming::Dropped;
+            }
+        };
+        if let Plan::Adopt(id) = plan {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.adopt_incoming(now, client_id, their_ts, est, ok);
+            }
+            return Incoming::Accepted { new: false };
         }
-        if !self.by_addr.contains_key(&from) && self.conns.len() >= MAX_CONNECTIONS {
-            self.stats.dropped_table_full += 1;
-            return Incoming::Dropped;
-        }
-        let id = self.new_id();
         self.insert(Connection::accept(
-            from, self.cfg, now, id, client_id, their_ts,
+            from, self.cfg, now, local_id, client_id, their_ts, est, ok,
         ));
         Incoming::Accepted { new: true }
     }
@@ -380,16 +523,16 @@ impl Endpoint {
         for c in self.conns.values_mut() {
             if c.poll_timeout().is_some_and(|t| t <= now) {
                 c.handle_timeout(now);
+                if c.take_new_failure() {
+                    self.newly_failed.push(c.remote());
+                }
             }
         }
     }
 
-    /// Connections that failed, with their peer's address, for the layer above to report.
-    pub fn failed(&self) -> impl Iterator<Item = (SocketAddr, &Connection)> + '_ {
-        self.conns
-            .values()
-            .filter(|c| c.failure().is_some())
-            .map(|c| (c.remote(), c))
+    /// Addresses of connections that failed since the last call, each once.
+    pub fn take_failed(&mut self) -> Vec<SocketAddr> {
+        std::mem::take(&mut self.newly_failed)
     }
 }
 
@@ -435,9 +578,9 @@ mod tests {
 
     #[test]
     fn garbage_and_challenges_leave_no_state() {
-        let mut ep = Endpoint::new(ConnectionConfig::default(), [3; 16]);
+        let mut ep = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(3));
         let mut out = Vec::new();
-        let mut client = Endpoint::new(ConnectionConfig::default(), [4; 16]);
+        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(4));
         for port in 1..100u16 {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
             let junk = [0x80, 0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff];
@@ -450,7 +593,7 @@ mod tests {
                 Incoming::Dropped
             );
             // A real ChallengeRequest is answered, statelessly.
-            client.connect(Timestamp::ZERO, from);
+            client.connect(Timestamp::ZERO, from, None);
             let mut reqs = Vec::new();
             client.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |to, d| {
                 if to == from {
@@ -469,10 +612,10 @@ mod tests {
 
     #[test]
     fn handshake_then_round_trip() {
-        let mut a = Endpoint::new(ConnectionConfig::default(), [5; 16]);
-        let mut b = Endpoint::new(ConnectionConfig::default(), [6; 16]);
+        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
+        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
         let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B)
+        a.connect(t, B, None)
             .unwrap()
             .send(t, 4, true, true, b"hi")
             .unwrap();
@@ -489,10 +632,10 @@ mod tests {
 
     #[test]
     fn a_forged_cookie_creates_nothing() {
-        let mut a = Endpoint::new(ConnectionConfig::default(), [5; 16]);
-        let mut b = Endpoint::new(ConnectionConfig::default(), [6; 16]);
+        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
+        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
         let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B);
+        a.connect(t, B, None);
         let mut out = Vec::new();
         // Feed A a challenge reply with a made-up cookie, then pass its ConnectRequest to B.
         let id = a.connection(B).unwrap().local_id();
@@ -521,14 +664,17 @@ mod tests {
     #[test]
     fn simultaneous_open_ends_with_one_connection() {
         for seed in 0..20u8 {
-            let mut a = Endpoint::new(ConnectionConfig::default(), [seed; 16]);
-            let mut b = Endpoint::new(ConnectionConfig::default(), [seed.wrapping_add(100); 16]);
+            let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(seed));
+            let mut b = Endpoint::new(
+                ConnectionConfig::default(),
+                EndpointSetup::for_tests(seed.wrapping_add(100)),
+            );
             let t = Timestamp::from_micros(1_000_000);
-            a.connect(t, B)
+            a.connect(t, B, None)
                 .unwrap()
                 .send(t, 1, true, true, b"from a")
                 .unwrap();
-            b.connect(t, A)
+            b.connect(t, A, None)
                 .unwrap()
                 .send(t, 1, true, true, b"from b")
                 .unwrap();
@@ -551,9 +697,9 @@ mod tests {
             timeout_initial: Duration::from_millis(2_000),
             ..ConnectionConfig::default()
         };
-        let mut a = Endpoint::new(cfg, [5; 16]);
+        let mut a = Endpoint::new(cfg, EndpointSetup::for_tests(5));
         let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B);
+        a.connect(t, B, None);
         let mut now = t;
         let mut requests = 0;
         while a.connection(B).unwrap().failure().is_none() {
@@ -567,5 +713,52 @@ mod tests {
         }
         assert_eq!(now, t + Duration::from_millis(2_000));
         assert!((7..=9).contains(&requests), "{requests} challenge requests");
+    }
+
+    #[test]
+    fn data_is_encrypted_and_tampering_or_replay_changes_nothing() {
+        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
+        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B, None);
+        exchange(&mut a, &mut b, t, 4);
+        let secret = b"known plaintext that must never be seen on the wire";
+        a.connection_mut(B)
+            .unwrap()
+            .send(t, 0, true, true, secret)
+            .unwrap();
+        let mut wire = Vec::new();
+        a.poll_transmit(t, &mut Vec::new(), |_, d| wire.push(d.to_vec()));
+        assert_eq!(wire.len(), 1);
+        let packet = &wire[0];
+        assert!(
+            !packet.windows(secret.len()).any(|w| w == secret),
+            "plaintext visible on the wire"
+        );
+        // Every single-bit flip is dropped and counted; the connection lives on. (Bits 1-6 of
+        // the lead byte are reserved flags that receivers ignore, as the reference does: the
+        // clear header is not authenticated, and flipping them changes nothing.)
+        let mut out = Vec::new();
+        for bit in (0..packet.len() * 8).filter(|b| !(1..=6).contains(b)) {
+            let mut bad = packet.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_eq!(
+                b.handle_datagram(t, A, &bad, &mut out),
+                Incoming::Dropped,
+                "bit {bit}"
+            );
+        }
+        assert!(out.is_empty());
+        assert!(b.connection(A).unwrap().is_connected());
+        // The genuine packet is delivered once; a replay of it is not.
+        assert_eq!(
+            b.handle_datagram(t, A, packet, &mut out),
+            Incoming::Accepted { new: false }
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].data.as_ref(), secret);
+        assert_eq!(b.handle_datagram(t, A, packet, &mut out), Incoming::Dropped);
+        assert_eq!(out.len(), 1);
+        assert!(b.connection(A).unwrap().stats().packets_unauthenticated > 0);
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
 use crate::connection::{ConnectionConfig, InMessage, SendError};
-use crate::endpoint::{Endpoint, Incoming};
+use crate::endpoint::{Endpoint, EndpointSetup, Incoming};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
@@ -120,7 +120,6 @@ struct Session {
     unread_bytes: usize,
     last_request_posted: Option<Timestamp>,
     last_used: Timestamp,
-    failure_reported: bool,
     /// Channels the application used with this peer (Steam closes the session with the last).
     channels: BTreeSet<i32>,
 }
@@ -146,11 +145,11 @@ pub struct Messages {
 }
 
 impl Messages {
-    /// An empty messages layer with `config`; `secret` (random, from the driver) keys the
-    /// endpoint's challenge cookies and connection ids.
-    pub fn new(config: Config, secret: [u8; 16]) -> Self {
+    /// An empty messages layer with `config`; `setup` holds the endpoint's secrets and
+    /// security material.
+    pub fn new(config: Config, setup: EndpointSetup) -> Self {
         Messages {
-            endpoint: Endpoint::new(connection_config(&config), secret),
+            endpoint: Endpoint::new(connection_config(&config), setup),
             config,
             sessions: HashMap::new(),
             by_addr: HashMap::new(),
@@ -219,7 +218,9 @@ impl Messages {
             self.close_session(peer);
         }
         let mtu = usize::try_from(self.config.mtu_packet_size).unwrap_or(1300);
-        let Some(conn) = self.endpoint.connect(now, addr) else {
+        // A peer known by address is reached there; any other must prove who it is.
+        let expected = peer.ip_addr().is_none().then(|| peer.clone());
+        let Some(conn) = self.endpoint.connect(now, addr, expected) else {
             return EResult::LimitExceeded;
         };
         if flags & send_flags::NO_DELAY != 0
@@ -312,11 +313,14 @@ impl Messages {
                 return;
             }
         }
-        let peer = self
-            .by_addr
-            .get(&from)
-            .cloned()
-            .unwrap_or(Identity::Ip(from));
+        // The identity the handshake proved (or the address, for an unauthenticated peer).
+        let peer = match self.by_addr.get(&from) {
+            Some(p) => p.clone(),
+            None => self
+                .endpoint
+                .connection(from)
+                .map_or(Identity::Ip(from), |c| c.peer().clone()),
+        };
         let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
             self.by_addr.insert(from, peer.clone());
             Session::new(from, now)
@@ -478,6 +482,9 @@ impl Messages {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
+        // Failures are collected here, whatever caused them (a datagram, a timer), so each
+        // is posted once and in the order the owner polls.
+        self.report_failures();
         self.events.pop_front()
     }
 
@@ -500,7 +507,6 @@ impl Messages {
     /// Closes sessions idle for longer than `messagesSessionIdleTimeout`, silently (as Steam).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.endpoint.handle_timeout(now);
-        self.report_failures();
         let Some(idle) = self.idle_timeout() else {
             return;
         };
@@ -517,25 +523,19 @@ impl Messages {
 
     /// Posts `SessionFailed` once for each session whose connection failed.
     fn report_failures(&mut self) {
-        for (addr, conn) in self.endpoint.failed() {
+        for addr in self.endpoint.take_failed() {
             let Some(peer) = self.by_addr.get(&addr) else {
                 continue;
             };
-            let Some(s) = self.sessions.get_mut(peer) else {
+            let Some(f) = self.endpoint.connection(addr).and_then(|c| c.failure()) else {
                 continue;
             };
-            if s.failure_reported {
-                continue;
-            }
-            s.failure_reported = true;
-            if let Some(f) = conn.failure() {
-                self.events.push_back(Event::SessionFailed {
-                    peer: peer.clone(),
-                    remote: addr,
-                    end_reason: f.end_reason,
-                    debug: f.debug.clone(),
-                });
-            }
+            self.events.push_back(Event::SessionFailed {
+                peer: peer.clone(),
+                remote: addr,
+                end_reason: f.end_reason,
+                debug: f.debug.clone(),
+            });
         }
     }
 
@@ -620,7 +620,6 @@ impl Session {
             unread_bytes: 0,
             last_request_posted: None,
             last_used: now,
-            failure_reported: false,
             channels: BTreeSet::new(),
         }
     }
@@ -659,8 +658,8 @@ mod tests {
     #[test]
     fn nothing_is_delivered_before_accept_and_all_after() {
         let (mut a, mut b) = (
-            Messages::new(Config::default(), [1; 16]),
-            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
         assert_eq!(a.send(t, &ip(B), None, b"1", 8, 3), EResult::Ok);
@@ -677,7 +676,7 @@ mod tests {
 
     #[test]
     fn bad_arguments_are_invalid_param() {
-        let mut a = Messages::new(Config::default(), [1; 16]);
+        let mut a = Messages::new(Config::default(), EndpointSetup::for_tests(1));
         let t = Timestamp::ZERO;
         let big = &vec![0u8; MAX_MESSAGE_SIZE + 1];
         assert_eq!(a.send(t, &ip(B), None, big, 8, 0), EResult::InvalidParam);
@@ -696,7 +695,7 @@ mod tests {
             send_buffer_size: 1000,
             ..Config::default()
         };
-        let mut a = Messages::new(cfg, [2; 16]);
+        let mut a = Messages::new(cfg, EndpointSetup::for_tests(2));
         let t = Timestamp::ZERO;
         assert_eq!(a.send(t, &ip(B), None, &vec![0; 600], 8, 0), EResult::Ok);
         assert_eq!(
@@ -711,8 +710,8 @@ mod tests {
     #[test]
     fn close_session_purges_unread() {
         let (mut a, mut b) = (
-            Messages::new(Config::default(), [1; 16]),
-            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
         a.send(t, &ip(B), None, b"x", 0, 1);
@@ -726,8 +725,8 @@ mod tests {
     #[test]
     fn idle_sessions_expire_silently_after_the_idle_timeout() {
         let (mut a, mut b) = (
-            Messages::new(Config::default(), [1; 16]),
-            Messages::new(Config::default(), [1; 16]),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
         a.send(t, &ip(B), None, b"x", 8, 1);
@@ -774,8 +773,8 @@ mod tests {
             ..Config::default()
         };
         let (mut a, mut b) = (
-            Messages::new(Config::default(), [1; 16]),
-            Messages::new(cfg, [2; 16]),
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(cfg, EndpointSetup::for_tests(2)),
         );
         let t = Timestamp::ZERO;
         b.send(t, &ip(A), None, &[], 0, 0); // accept A up front

@@ -95,7 +95,7 @@ impl Peer {
     /// A peer with `config`, reading channels 0..4 eagerly.
     pub fn with_config(config: Config, secret: u8) -> Self {
         Peer {
-            m: Messages::new(config, [secret; 16]),
+            m: Messages::new(config, crate::endpoint::EndpointSetup::for_tests(secret)),
             got: BTreeMap::new(),
             channels: (0..4).collect(),
             reading: Reading::Eager,
