@@ -73,7 +73,7 @@ test.serial('the tarball ships dist, the loader and this platform\'s binary, the
   const dist = readdirSync(path.join(root, 'dist')).map((f) => `dist/${f}`);
   const expected = [
     'CHANGELOG.md', 'LICENSE', 'README.md', 'package.json',
-    'bin/netmessages.mjs', 'examples/loadtest/loadtest.mjs', 'scripts/ensure-native.cjs',
+    'bin/netmessages.mjs', 'bin/commands/keys.mjs', 'examples/loadtest/loadtest.mjs', 'scripts/ensure-native.cjs',
     'native/index.js', 'native/index.d.ts', `native/${binary}`,
     ...dist,
   ].sort();

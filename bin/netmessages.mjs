@@ -3,11 +3,15 @@
 // `main(argv) -> Promise<number>` (the exit code) and a one-line `summary`.
 const commands = {
   loadtest: () => import('../examples/loadtest/loadtest.mjs'),
+  keygen: async () => (await import('./commands/keys.mjs')).keygen,
+  cert: async () => (await import('./commands/keys.mjs')).cert,
 };
 
 function usage(out) {
   out.write('usage: netmessages <command> [options]\n\ncommands:\n');
   out.write('  loadtest   drive many sessions against a server; prints throughput, RTT percentiles and loss\n');
+  out.write('  keygen     make an Ed25519 key pair (an identity key, or a CA key)\n');
+  out.write('  cert       issue a certificate binding an identity to a public key, signed by a CA key\n');
   out.write('\nRun `netmessages <command> --help` for its options.\n');
 }
 

@@ -4,6 +4,7 @@
  */
 export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd } from './enums';
 export { Identity } from './identity';
+export { generateKeyPair, publicKeyOf, issueCertificate, type KeyPair, type CertificateRequest } from './security';
 export {
   NetworkingMessages,
   type Config,

@@ -33,15 +33,22 @@ export interface Config {
 export interface CreateOptions {
   /** `'host:port'` to bind; default `'0.0.0.0:0'`. */
   bind?: string;
-  /** Who we claim to be. Not supported yet: peers know us by our `ip:` address. */
+  /**
+   * Who we are. A non-`ip:` identity needs `privateKey` and a `certificate` for it from a CA
+   * the peers trust; without one, peers know us by the `ip:` address they see.
+   */
   identity?: Identity | string;
-  /** Ed25519 identity key. Not supported yet (security issue). */
+  /** Ed25519 private key (32 bytes, see `generateKeyPair`); default: generated per endpoint. */
   privateKey?: Uint8Array;
-  /** Certificate binding identity to key. Not supported yet (security issue). */
+  /** Certificate binding `identity` to `privateKey`'s public key (see `issueCertificate`). */
   certificate?: Uint8Array;
-  /** CA public keys whose certificates we accept. Not supported yet (security issue). */
+  /** CA public keys (32 bytes each) whose certificates prove peers' identities. */
   trustedCAs?: Uint8Array[];
-  /** Accept `ip:` peers without a certificate; default true (the only mode so far). */
+  /**
+   * Accept peers without a trusted certificate, known by their `ip:` address; default true.
+   * Their sessions are still encrypted, but an active man in the middle could impersonate
+   * them: set false (with `trustedCAs`) to accept only peers with certificates.
+   */
   allowUnauthenticated?: boolean;
   /** Returns `'host:port'` for a non-IP identity, or undefined if unknown. */
   resolve?: (id: Identity) => string | undefined;
@@ -135,6 +142,40 @@ function checkChannel(name: string, ch: unknown): number {
   return ch;
 }
 
+function bytesOption(name: string, v: unknown, length?: number): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (!(v instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
+  if (length !== undefined && v.byteLength !== length) {
+    throw new TypeError(`${name} must be ${length} bytes, got ${v.byteLength}`);
+  }
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** Checks the identity and trust options and puts them in the binding's shape. */
+function securityOptions(options: CreateOptions): {
+  privateKey?: Buffer;
+  certificate?: Buffer;
+  identity?: string;
+  trustedCAs?: Buffer[];
+  allowUnauthenticated?: boolean;
+} {
+  let identity: string | undefined;
+  if (options.identity !== undefined) {
+    identity = Identity.from(options.identity).toString();
+  }
+  const trusted = options.trustedCAs;
+  if (trusted !== undefined && !Array.isArray(trusted)) throw new TypeError('trustedCAs must be an array');
+  const allow = options.allowUnauthenticated;
+  if (allow !== undefined && typeof allow !== 'boolean') throw new TypeError('allowUnauthenticated must be a boolean');
+  return {
+    privateKey: bytesOption('privateKey', options.privateKey, 32),
+    certificate: bytesOption('certificate', options.certificate),
+    identity,
+    trustedCAs: trusted?.map((k, i) => bytesOption(`trustedCAs[${i}]`, k, 32) as Buffer),
+    allowUnauthenticated: allow,
+  };
+}
+
 function configProblem(p: { kind: string; message: string } | null): void {
   if (p === null) return;
   if (p.kind === 'range') throw new RangeError(p.message);
@@ -169,7 +210,11 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   #closed = false;
   #closing: Promise<void> | undefined;
 
-  private constructor(nativeEndpoint: NativeEndpoint, resolve: CreateOptions['resolve']) {
+  private constructor(
+    nativeEndpoint: NativeEndpoint,
+    resolve: CreateOptions['resolve'],
+    identity: string | undefined,
+  ) {
     super();
     this.#native = nativeEndpoint;
     this.#resolve = resolve;
@@ -177,22 +222,13 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     const cut = local.lastIndexOf(':');
     const host = local.slice(0, cut).replace(/^\[|\]$/g, '');
     this.localAddress = { address: host, port: Number(local.slice(cut + 1)) };
-    this.identity = Identity.fromIp(local);
+    this.identity = identity === undefined ? Identity.fromIp(local) : Identity.parse(identity);
   }
 
   /** Binds a UDP socket and starts the endpoint. */
   static async create(options: CreateOptions = {}): Promise<NetworkingMessages> {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
-    for (const key of ['identity', 'privateKey', 'certificate', 'trustedCAs'] as const) {
-      if (options[key] !== undefined) {
-        throw new Error(
-          `netmessages: option '${key}' is not supported yet (authenticated identities come with the security work); peers know this endpoint by its ip: address`,
-        );
-      }
-    }
-    if (options.allowUnauthenticated === false) {
-      throw new Error('netmessages: allowUnauthenticated: false needs trustedCAs, which are not supported yet');
-    }
+    const security = securityOptions(options);
     if (options.resolve !== undefined && typeof options.resolve !== 'function') {
       throw new TypeError('resolve must be a function');
     }
@@ -204,8 +240,15 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     const onEvents = (events: NativeEvent[]): void => {
       if (endpoint !== undefined) endpoint.#dispatch(events);
     };
-    const nativeEndpoint = native.NativeEndpoint.bind(bind, values, onEvents);
-    endpoint = new NetworkingMessages(nativeEndpoint, options.resolve);
+    let nativeEndpoint: NativeEndpoint;
+    try {
+      nativeEndpoint = native.NativeEndpoint.bind(bind, values, security, onEvents);
+    } catch (e) {
+      // Bad keys or certificates are bad arguments; a refused socket is not.
+      if ((e as { code?: string }).code === 'InvalidArg') throw new TypeError((e as Error).message);
+      throw e;
+    }
+    endpoint = new NetworkingMessages(nativeEndpoint, options.resolve, security.identity);
     return endpoint;
   }
 

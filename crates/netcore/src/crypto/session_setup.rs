@@ -90,6 +90,81 @@ impl LocalSecurity {
         }
     }
 
+    /// Security from the application's options: an identity key (`seed`, or a generated
+    /// one), optionally a CA-issued `certificate` (protobuf `CertificateSigned` bytes) for
+    /// `identity`, the CA public keys it trusts, and whether address-only peers are allowed.
+    ///
+    /// Refuses inconsistent options: a certificate for another key or another identity, a
+    /// non-address identity without a certificate (nobody could verify it), a certificate
+    /// no configured CA signed when `identity` is named, or no way at all to accept a peer.
+    pub fn from_options(
+        seed: Option<[u8; 32]>,
+        certificate: Option<&[u8]>,
+        identity: Option<Identity>,
+        trusted_cas: &[[u8; 32]],
+        allow_unauthenticated: bool,
+    ) -> Result<Self, CryptoError> {
+        use prost::Message as _;
+        let key = match seed {
+            Some(seed) => IdentityKey::from_seed(&seed),
+            None => IdentityKey::generate()?,
+        };
+        let cas = trusted_cas
+            .iter()
+            .map(|k| super::PublicKey::from_bytes(k))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !allow_unauthenticated && cas.is_empty() {
+            return Err(CryptoError::Untrusted(
+                "allowUnauthenticated is false and no trustedCAs are given: no peer could ever be accepted"
+                    .into(),
+            ));
+        }
+        let identity = identity.filter(|id| id.ip_addr().is_none());
+        let cert = match certificate {
+            None => {
+                if let Some(id) = &identity {
+                    return Err(CryptoError::BadCert(format!(
+                        "identity {id} needs a certificate issued by a CA peers trust"
+                    )));
+                }
+                None
+            }
+            Some(bytes) => {
+                let signed = CertificateSigned::decode(bytes).map_err(|e| {
+                    CryptoError::BadCert(format!("certificate does not decode: {e}"))
+                })?;
+                let inner = signed
+                    .cert
+                    .as_deref()
+                    .ok_or_else(|| CryptoError::BadCert("certificate is empty".into()))?;
+                let parsed = crate::wire::control::Certificate::decode(inner).map_err(|e| {
+                    CryptoError::BadCert(format!("certificate does not decode: {e}"))
+                })?;
+                if parsed.key_data.as_deref() != Some(&key.public_key().to_bytes()[..]) {
+                    return Err(CryptoError::BadCert(
+                        "the certificate is for another key than privateKey".into(),
+                    ));
+                }
+                let named = cert::cert_identity(&parsed)?;
+                if named != identity {
+                    return Err(CryptoError::WrongIdentity {
+                        cert: named.map_or_else(|| "no identity".into(), |i| i.to_string()),
+                        expected: identity
+                            .as_ref()
+                            .map_or_else(|| "no identity".into(), |i| i.to_string()),
+                    });
+                }
+                Some(signed)
+            }
+        };
+        let policy = TrustPolicy {
+            trusted_cas: cas,
+            allow_unsigned: allow_unauthenticated,
+            app_id: 0,
+        };
+        Ok(Self::new(key, cert, identity, policy))
+    }
+
     /// A generated-key endpoint that accepts unauthenticated (address-only) peers: the
     /// default, as in the reference's open-source build.
     pub fn unauthenticated(key: IdentityKey) -> Self {
@@ -134,6 +209,29 @@ impl LocalSecurity {
             debug: "peer has no certificate from a trusted CA".into(),
         })
     }
+}
+
+/// A certificate binding `identity` to `subject_key`, signed by the CA key `ca_seed`,
+/// valid from `now_unix` for `valid_secs`: protobuf `CertificateSigned` bytes, for
+/// `LocalSecurity::from_options` on the subject's endpoint.
+pub fn issue_certificate(
+    ca_seed: &[u8; 32],
+    subject_key: &[u8; 32],
+    identity: &Identity,
+    now_unix: u64,
+    valid_secs: u64,
+) -> Result<Vec<u8>, CryptoError> {
+    use prost::Message as _;
+    let ca = IdentityKey::from_seed(ca_seed);
+    let subject = super::PublicKey::from_bytes(subject_key)?;
+    let clamp = |t: u64| u32::try_from(t).unwrap_or(u32::MAX);
+    let params = cert::CertParams {
+        identity: Some(identity.clone()),
+        app_ids: vec![0],
+        time_created: Some(clamp(now_unix)),
+        time_expiry: Some(clamp(now_unix.saturating_add(valid_secs))),
+    };
+    Ok(cert::issue(&cert::build(&subject, &params), &ca).encode_to_vec())
 }
 
 /// The connecting side's crypto for one connection attempt.
@@ -405,5 +503,52 @@ mod tests {
         .err()
         .expect("refused");
         assert_eq!(err.end_reason, END_REMOTE_BAD_CRYPT);
+    }
+
+    #[test]
+    fn options_are_checked_for_consistency() {
+        let ca = [9u8; 32];
+        let ca_pub = IdentityKey::from_seed(&ca).public_key().to_bytes();
+        let seed = [5u8; 32];
+        let subject = IdentityKey::from_seed(&seed).public_key().to_bytes();
+        let bob = Identity::generic_string("bob").unwrap();
+        let cert = issue_certificate(&ca, &subject, &bob, NOW, 3600).unwrap();
+        let ok = LocalSecurity::from_options(
+            Some(seed),
+            Some(&cert),
+            Some(bob.clone()),
+            &[ca_pub],
+            true,
+        )
+        .unwrap();
+        assert_eq!(ok.identity(), Some(&bob));
+        // Someone else's certificate, a mismatched name, a name without certificate, garbage.
+        assert!(LocalSecurity::from_options(
+            Some([6; 32]),
+            Some(&cert),
+            Some(bob.clone()),
+            &[],
+            true
+        )
+        .is_err());
+        let alice = Identity::generic_string("alice").unwrap();
+        assert!(LocalSecurity::from_options(
+            Some(seed),
+            Some(&cert),
+            Some(alice.clone()),
+            &[],
+            true
+        )
+        .is_err());
+        assert!(LocalSecurity::from_options(Some(seed), None, Some(alice), &[], true).is_err());
+        assert!(
+            LocalSecurity::from_options(Some(seed), Some(b"nonsense"), Some(bob), &[], true)
+                .is_err()
+        );
+        // Nothing could ever be accepted.
+        assert!(LocalSecurity::from_options(None, None, None, &[], false).is_err());
+        // An address identity needs nothing.
+        let ip = Identity::Ip("1.2.3.4:5".parse().unwrap());
+        assert!(LocalSecurity::from_options(None, None, Some(ip), &[], true).is_ok());
     }
 }
