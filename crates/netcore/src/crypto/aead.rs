@@ -124,12 +124,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex::hex;
 
     /// GCM specification (McGrew & Viega) test cases 13 and 14: AES-256, zero key, zero IV.
     /// A zero base IV with packet number 0 gives the zero nonce.

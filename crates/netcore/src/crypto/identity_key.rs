@@ -116,12 +116,7 @@ impl std::fmt::Debug for PublicKey {
 mod tests {
     use super::*;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex::hex;
 
     /// RFC 8032 section 7.1, TEST 1 (empty message).
     #[test]

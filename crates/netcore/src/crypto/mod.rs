@@ -81,6 +81,18 @@ pub mod identity_key;
 pub mod session_keys;
 pub mod session_setup;
 
+/// Hex test vectors (from the primitives' public specifications) for the modules' tests.
+#[cfg(test)]
+mod test_hex {
+    /// Decodes a hex string (test input only).
+    pub fn hex(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+}
+
 pub use aead::{PacketCipher, SessionCipher, TAG_LEN};
 pub use cert::{CertParams, TrustPolicy, VerifiedCert};
 pub use identity_key::{IdentityKey, PublicKey};

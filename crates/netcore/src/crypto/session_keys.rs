@@ -392,12 +392,7 @@ mod tests {
     use crate::crypto::cert;
     use crate::wire::datagram::PROTOCOL_VERSION;
 
-    fn hex(s: &str) -> Vec<u8> {
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect()
-    }
+    use crate::crypto::test_hex::hex;
 
     /// RFC 5869 appendix A.1 (SHA-256, basic test case).
     #[test]
