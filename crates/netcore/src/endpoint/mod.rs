@@ -4,9 +4,12 @@
 //! Sans-IO like the rest of the core: datagrams and `now` in, datagrams out. A source earns
 //! state only by echoing a cookie (`challenge`): a `ChallengeRequest` is answered without
 //! remembering anything, and only a `ConnectRequest` carrying a valid cookie for its source
-//! address creates a connection. The connection table is bounded.
+//! address creates a connection. The connection table is bounded, and answers to sources
+//! without a connection are rate-limited per source IP and overall (`rate_limit`).
 
 pub mod challenge;
+pub mod fuzz_checks;
+pub mod rate_limit;
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -25,6 +28,7 @@ use crate::time::Timestamp;
 use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoConnection};
 use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use challenge::ChallengeKey;
+use rate_limit::{Limiter, RateLimits, Verdict};
 
 /// Most connections one endpoint keeps; further peers are refused until some close, so a
 /// flood of sources cannot grow the table without bound.
@@ -50,6 +54,11 @@ pub struct EndpointStats {
     pub challenges_answered: u64,
     /// Connect requests refused for their certificate or crypt info.
     pub dropped_bad_crypto: u64,
+    /// Datagrams from sources without a connection (challenge requests, data for unknown
+    /// ids) left unanswered because their source IP's bucket was empty.
+    pub rate_limited_source: u64,
+    /// Such datagrams left unanswered because the endpoint-wide bucket was empty.
+    pub rate_limited_global: u64,
 }
 
 /// What became of an incoming datagram.
@@ -98,6 +107,8 @@ pub struct Endpoint {
     by_addr: HashMap<SocketAddr, u32>,
     cfg: ConnectionConfig,
     key: ChallengeKey,
+    /// Budget for answering sources we have no connection with.
+    limiter: Limiter,
     security: LocalSecurity,
     /// Ephemeral keys and nonces for handshakes (a CSPRNG seeded from the OS).
     rng: ChaCha20Rng,
@@ -114,6 +125,8 @@ impl Endpoint {
     pub fn new(cfg: ConnectionConfig, setup: EndpointSetup) -> Self {
         let mut cookie_secret = [0u8; 16];
         cookie_secret.copy_from_slice(&setup.secret[..16]);
+        let mut limiter_secret = [0u8; 16];
+        limiter_secret.copy_from_slice(&setup.secret[16..]);
         let mut rng_seed = setup.secret;
         // Separate the generator's seed from the cookie key drawn from the same bytes.
         rng_seed[0] ^= 0x5a;
@@ -122,6 +135,7 @@ impl Endpoint {
             by_addr: HashMap::new(),
             cfg,
             key: ChallengeKey::new(cookie_secret),
+            limiter: Limiter::new(RateLimits::default(), limiter_secret),
             security: setup.security,
             rng: ChaCha20Rng::from_seed(rng_seed),
             unix_at_epoch: setup.unix_at_epoch,
@@ -143,6 +157,42 @@ impl Endpoint {
     /// Counters so far.
     pub fn stats(&self) -> EndpointStats {
         self.stats
+    }
+
+    /// Changes the limits on answers to sources without a connection.
+    pub fn set_rate_limits(&mut self, limits: RateLimits) {
+        self.limiter.set_limits(limits);
+    }
+
+    /// Whether a stateless answer to `from` may go out now; counts it if not.
+    fn may_answer(&mut self, from: SocketAddr, now: Timestamp) -> bool {
+        match self.limiter.check(from, now) {
+            Verdict::Allow => true,
+            Verdict::SourceLimited => {
+                self.stats.rate_limited_source += 1;
+                false
+            }
+            Verdict::GlobalLimited => {
+                self.stats.rate_limited_global += 1;
+                false
+            }
+        }
+    }
+
+    /// Number of connections in the table (any state).
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Bytes held for all peers (reliable until acknowledged, unreliable until sent), plus
+    /// queued control replies.
+    pub fn buffered_bytes(&self) -> usize {
+        let control: usize = self.control_out.iter().map(|(_, d)| d.len()).sum();
+        self.conns
+            .values()
+            .map(Connection::buffered_bytes)
+            .sum::<usize>()
+            + control
     }
 
     /// A fresh connection id: unpredictable to peers (keyed hash of a counter), nonzero and
@@ -296,6 +346,9 @@ impl Endpoint {
             .filter(|c| c.remote() == from);
         let Some(conn) = conn else {
             self.stats.dropped_unknown_connection += 1;
+            if !self.may_answer(from, now) {
+                return Incoming::Dropped;
+            }
             self.reply(
                 from,
                 ControlMessage::NoConnection(NoConnection {
@@ -329,6 +382,9 @@ impl Endpoint {
                 let version = req.protocol_version.unwrap_or(0);
                 if version < MIN_PROTOCOL_VERSION {
                     self.stats.dropped_bad_challenge += 1;
+                    return Incoming::Dropped;
+                }
+                if !self.may_answer(from, now) {
                     return Incoming::Dropped;
                 }
                 self.stats.challenges_answered += 1;
@@ -608,6 +664,108 @@ mod tests {
         }
         assert!(ep.conns.is_empty());
         assert_eq!(ep.stats().challenges_answered, 99);
+    }
+
+    fn challenge_request_from(client: &mut Endpoint, to: SocketAddr) -> Vec<u8> {
+        client.connect(Timestamp::ZERO, to, None);
+        let mut reqs = Vec::new();
+        client.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |dest, d| {
+            if dest == to {
+                reqs.push(d.to_vec())
+            }
+        });
+        reqs.remove(0)
+    }
+
+    #[test]
+    fn challenge_requests_are_rate_limited_per_source_and_overall() {
+        use rate_limit::{Bucket, RateLimits};
+        let mut ep = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(3));
+        ep.set_rate_limits(RateLimits {
+            per_source: Bucket {
+                burst: 20,
+                per_second: 10,
+            },
+            global: Bucket {
+                burst: 100,
+                per_second: 50,
+            },
+        });
+        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(4));
+        let req = challenge_request_from(&mut client, B);
+        let mut out = Vec::new();
+        let t = Timestamp::from_micros(10_000_000);
+        // 1,000 requests from one IP (many ports) within one second.
+        let mut answered = 0;
+        for i in 0..1000u64 {
+            let from = SocketAddr::from(([192, 0, 2, 1], 1000 + i as u16));
+            let now = t + Duration::from_millis(i);
+            if ep.handle_datagram(now, from, &req, &mut out) == Incoming::Control {
+                answered += 1;
+            }
+        }
+        assert!((29..=31).contains(&answered), "{answered} answered");
+        assert_eq!(ep.stats().challenges_answered, answered);
+        assert_eq!(ep.stats().rate_limited_source, 1000 - answered);
+        // Another source is still answered.
+        let other = SocketAddr::from(([192, 0, 2, 2], 1));
+        let now = t + Duration::from_millis(1000);
+        assert_eq!(
+            ep.handle_datagram(now, other, &req, &mut out),
+            Incoming::Control
+        );
+        // Spoofed sources, one request each: the global cap holds.
+        let before = ep.stats().challenges_answered;
+        for i in 0..5000u32 {
+            let from = SocketAddr::from((i.wrapping_mul(2_654_435_761).to_be_bytes(), 9));
+            ep.handle_datagram(now, from, &req, &mut out);
+        }
+        let spoofed = ep.stats().challenges_answered - before;
+        assert!(spoofed <= 100, "{spoofed} answered to spoofed sources");
+        assert!(ep.stats().rate_limited_global >= 4900);
+        assert!(ep.conns.is_empty());
+        // What was queued is bounded too.
+        let mut sent = 0;
+        ep.poll_transmit(now, &mut Vec::new(), |_, _| sent += 1);
+        assert!(sent <= MAX_CONTROL_OUT, "{sent} replies");
+    }
+
+    #[test]
+    fn a_live_session_is_not_limited_by_a_flood_from_its_own_ip() {
+        use rate_limit::{Bucket, RateLimits};
+        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
+        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
+        b.set_rate_limits(RateLimits {
+            per_source: Bucket {
+                burst: 1,
+                per_second: 1,
+            },
+            global: Bucket {
+                burst: 1,
+                per_second: 1,
+            },
+        });
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B, None);
+        exchange(&mut a, &mut b, t, 4);
+        assert!(b.connection(A).unwrap().is_connected());
+        // Drain both buckets with requests from A's IP, then garbage for unknown ids.
+        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(9));
+        let req = challenge_request_from(&mut client, B);
+        let mut out = Vec::new();
+        for port in 3000..3100u16 {
+            let from = SocketAddr::from(([127, 0, 0, 1], port));
+            b.handle_datagram(t, from, &req, &mut out);
+            b.handle_datagram(t, from, &[0x80, 1, 2, 3, 4, 0, 0, 9, 9, 9], &mut out);
+        }
+        assert!(b.stats().rate_limited_source + b.stats().rate_limited_global >= 198);
+        a.connection_mut(B)
+            .unwrap()
+            .send(t, 0, true, true, b"still here")
+            .unwrap();
+        let (_, got_b, _) = exchange(&mut a, &mut b, t, 2);
+        assert_eq!(got_b.len(), 1);
+        assert_eq!(got_b[0].data.as_ref(), b"still here");
     }
 
     #[test]
