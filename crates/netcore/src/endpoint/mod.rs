@@ -312,6 +312,12 @@ impl Endpoint {
         data: &[u8],
         out: &mut Vec<InMessage>,
     ) -> Incoming {
+        let rng = &mut self.rng;
+        self.key.rotate_if_due(now, || {
+            let mut fresh = [0u8; 16];
+            rng.fill_bytes(&mut fresh);
+            fresh
+        });
         match classify(data) {
             Ok(Lead::Data) => self.handle_data(now, from, data, out),
             Ok(Lead::Control(_)) => match ControlMessage::decode(data) {
