@@ -42,6 +42,8 @@ const RECV_SLOT: usize = 65_536;
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Longest the final goodbyes wait for socket buffer space.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
+/// Most spare datagram buffers kept for reuse (a burst beyond it allocates, then frees).
+const MAX_SPARE_BUFFERS: usize = 1024;
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
 const MAX_RECV_ROUNDS: usize = 16;
 
@@ -339,6 +341,9 @@ async fn drive(
     let mut metas = vec![RecvMeta::default(); slots];
     let mut scratch = Vec::with_capacity(1500);
     let mut outgoing: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    // Buffers of datagrams already sent, reused for the next ones: no allocation per
+    // datagram at steady state.
+    let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut events = Vec::new();
     let mut linger_until: Option<Instant> = None;
     let mut fake = FakeNetwork::new();
@@ -366,7 +371,7 @@ async fn drive(
                     let params = FakeParams::send(st.messages.config());
                     st.messages.poll_transmit(now, &mut scratch, |to, d| {
                         if fake.send.process(&params, now, to, d) == Fate::Now {
-                            outgoing.push((to, d.to_vec()));
+                            outgoing.push((to, reuse(&mut spare, d)));
                         }
                     });
                 }
@@ -375,6 +380,7 @@ async fn drive(
                     &socket,
                     &udp,
                     &mut outgoing,
+                    &mut spare,
                     Some(Instant::now() + FINAL_FLUSH),
                 )
                 .await;
@@ -407,14 +413,14 @@ async fn drive(
             let params = FakeParams::send(st.messages.config());
             st.messages.poll_transmit(now, &mut scratch, |to, d| {
                 if fake.send.process(&params, now, to, d) == Fate::Now {
-                    outgoing.push((to, d.to_vec()));
+                    outgoing.push((to, reuse(&mut spare, d)));
                 }
             });
             while let Some(ev) = st.messages.poll_event() {
                 events.push(ev);
             }
         }
-        flush(&socket, &udp, &mut outgoing, None).await;
+        flush(&socket, &udp, &mut outgoing, &mut spare, None).await;
         if !events.is_empty() {
             sink.emit(std::mem::take(&mut events));
         }
@@ -489,6 +495,7 @@ async fn flush(
     socket: &tokio::net::UdpSocket,
     udp: &UdpSocketState,
     outgoing: &mut Vec<(SocketAddr, Vec<u8>)>,
+    spare: &mut Vec<Vec<u8>>,
     deadline: Option<Instant>,
 ) {
     // Consecutive datagrams to one peer of one size (the last may be shorter) leave in one
@@ -527,7 +534,19 @@ async fn flush(
         }
         i = j;
     }
-    outgoing.clear();
+    for (_, mut buf) in outgoing.drain(..) {
+        if spare.len() < MAX_SPARE_BUFFERS {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+}
+
+/// A copy of `d` in a reused buffer when one is spare.
+fn reuse(spare: &mut Vec<Vec<u8>>, d: &[u8]) -> Vec<u8> {
+    let mut buf = spare.pop().unwrap_or_default();
+    buf.extend_from_slice(d);
+    buf
 }
 
 /// Sends one transmit, waiting for socket buffer space until `deadline`; whether the kernel
