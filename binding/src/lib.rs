@@ -440,7 +440,7 @@ impl NativeEndpoint {
             offset = end;
         }
         let mut sent = Vec::with_capacity(batch.len());
-        self.inner.send_batch(batch.into_iter(), &mut sent);
+        self.inner.send_batch(batch.into_iter(), |r| sent.push(r));
         let mut sent = sent.into_iter();
         for slot in slots {
             let r = slot

@@ -196,7 +196,6 @@ impl EndpointHandle {
         flags: u32,
         channel: i32,
     ) -> EResult {
-        let mut out = Vec::with_capacity(1);
         let one = OutgoingMessage {
             peer,
             remote,
@@ -204,16 +203,17 @@ impl EndpointHandle {
             flags,
             channel,
         };
-        self.send_batch(std::iter::once(one), &mut out);
-        out.first().copied().unwrap_or(EResult::Fail)
+        let mut result = EResult::Fail;
+        self.send_batch(std::iter::once(one), |r| result = r);
+        result
     }
 
     /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`).
-    /// `out` receives one result per message, in order.
+    /// `on_result` gets one result per message, in order.
     pub fn send_batch<'a>(
         &self,
         messages: impl Iterator<Item = OutgoingMessage<'a>>,
-        out: &mut Vec<EResult>,
+        mut on_result: impl FnMut(EResult),
     ) {
         let now = self.shared.now();
         let mut any = false;
@@ -227,7 +227,7 @@ impl EndpointHandle {
                         .send(now, m.peer, m.remote, m.data, m.flags, m.channel)
                 };
                 any |= r == EResult::Ok;
-                out.push(r);
+                on_result(r);
             }
         }
         if any {
