@@ -986,19 +986,18 @@ impl Connection {
         // everything below the last block (down to its stop-waiting point) as received.
         let mut blocks: Vec<AckBlock> = Vec::new();
         let mut ranges = self.acks.ranges_desc().peekable();
-        let mut expect_top = latest;
+        // The blocks count down from `latest`: the newest range must end there.
+        if ranges.peek().is_some_and(|r| *r.end() != latest) {
+            return blocks;
+        }
         while let Some(r) = ranges.next() {
-            if *r.end() != expect_top && blocks.is_empty() {
-                break;
-            }
             let acks = r.end() - r.start() + 1;
             let below = match ranges.peek() {
                 Some(next) => r.start() - next.end() - 1,
                 None => r.start().saturating_sub(self.acks.floor()),
             };
             blocks.push(AckBlock { acks, nacks: below });
-            expect_top = r.start().saturating_sub(below + 1);
-            if blocks.len() >= 64 {
+            if blocks.len() >= crate::snp::ack_ranges::MAX_ACK_RANGES {
                 break;
             }
         }
