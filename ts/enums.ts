@@ -7,6 +7,7 @@ export enum SendFlags {
   UnreliableNoDelay = 5,
   Reliable = 8,
   ReliableNoNagle = 9,
+  /** Transmit from the calling thread before returning (NoNagle and NoDelay do too). */
   UseCurrentThread = 16,
   AutoRestartBrokenSession = 32,
 }

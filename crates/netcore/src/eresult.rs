@@ -36,7 +36,8 @@ pub mod send_flags {
     pub const NO_DELAY: u32 = 4;
     /// Reliable, ordered per channel.
     pub const RELIABLE: u32 = 8;
-    /// Accepted for compatibility; has no effect here.
+    /// Transmit from the calling thread, not the driver's (also what `NO_NAGLE` and
+    /// `NO_DELAY` do).
     pub const USE_CURRENT_THREAD: u32 = 16;
     /// Restart a failed session instead of returning `NoConnection`.
     pub const AUTO_RESTART_BROKEN_SESSION: u32 = 32;

@@ -1,13 +1,15 @@
 //! The I/O driver: the only code that touches sockets and the clock.
 //!
-//! One tokio runtime per process (started on first use) runs one driver task per endpoint.
-//! The task owns the UDP socket (through quinn-udp, which batches with recvmmsg and, on send,
-//! can use GSO) and feeds the sans-IO [`Messages`] state: received datagrams and `now` in,
-//! datagrams and events out.
+//! One current-thread tokio runtime per process, on its own thread (started on first use),
+//! runs one driver task per endpoint. The task receives from the UDP socket (through
+//! quinn-udp, which batches with recvmmsg and, on send, can use GSO), runs timers and feeds
+//! the sans-IO [`Messages`] state: received datagrams and `now` in, datagrams and events out.
 //!
 //! The application's thread reaches the same state through [`EndpointHandle`] under a mutex
-//! held only for in-memory work, never across a system call; a send wakes the task through a
-//! [`Notify`]. Events reach the application through an [`EventSink`], called outside the lock
+//! held only for in-memory work, never across a system call. A send that may wait wakes the
+//! task through a [`Notify`]; one that asks not to (`NoNagle`, `NoDelay`,
+//! `UseCurrentThread`) is transmitted from the caller's thread, so the latency path has no
+//! thread hand-off. Both threads send through one ordered queue. Events reach the application through an [`EventSink`], called outside the lock
 //! with everything one wake-up produced, so a burst costs one call.
 //!
 //! Steam's fake-network knobs (`fakePacket*`) are applied here, to real datagrams, by
@@ -23,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
 use tokio::io::Interest;
-use tokio::runtime::Runtime;
+use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
 
 use crate::config::Config;
 use crate::crypto::session_setup::LocalSecurity;
 use crate::endpoint::EndpointSetup;
-use crate::eresult::EResult;
+use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::messages::{Delivered, Event, Messages, SessionInfo};
 use crate::time::Timestamp;
@@ -67,26 +69,59 @@ pub trait EventSink: Send + Sync + 'static {
     fn emit(&self, events: Vec<Event>);
 }
 
-fn runtime() -> &'static Runtime {
-    static RT: OnceLock<Runtime> = OnceLock::new();
+fn runtime() -> &'static Handle {
+    // One current-thread runtime on a thread of its own: a datagram or a send wakes the
+    // thread that runs the endpoint's task directly, with no hand-off between workers.
+    static RT: OnceLock<Handle> = OnceLock::new();
     RT.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("netmessages-driver")
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            // Without threads nothing can work; this happens only if the OS refuses them.
-            .expect("netmessages: cannot start the I/O runtime")
+            // Without a runtime nothing can work; this happens only if the OS refuses it.
+            .expect("netmessages: cannot start the I/O runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("netmessages-driver".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("netmessages: cannot start the I/O thread");
+        handle
     })
 }
 
 struct State {
     messages: Messages,
     closing: bool,
+    /// The deadline the driver task sleeps until (`None`: no timer). A caller that sends on
+    /// its own thread wakes the task only if it made something due sooner.
+    planned: Option<Timestamp>,
+    /// Whether the driver applies fake-network knobs to sends: then every datagram must pass
+    /// through the task, which owns the fake network's queues.
+    fake_send: bool,
+}
+
+/// Datagrams on their way to the kernel, in the order the protocol produced them. The task
+/// and a caller sending on its own thread both fill and drain this queue under its lock, so
+/// no datagram overtakes another. Lock order: `tx`, then `state`. Never held across an await.
+struct Tx {
+    outgoing: Vec<(SocketAddr, Vec<u8>)>,
+    /// Buffers of datagrams already sent, reused: no allocation per datagram at steady state.
+    spare: Vec<Vec<u8>>,
+    /// Where the protocol writes one datagram.
+    scratch: Vec<u8>,
+    /// Consecutive same-size datagrams to one peer, concatenated for one GSO send.
+    gso: Vec<u8>,
+}
+
+/// The socket, shared by the task and callers sending on their own thread.
+struct Io {
+    socket: tokio::net::UdpSocket,
+    udp: UdpSocketState,
 }
 
 struct Shared {
     state: Mutex<State>,
+    tx: Mutex<Tx>,
+    io: Io,
     wake: Notify,
     epoch: Instant,
 }
@@ -95,6 +130,46 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; the state is still the best we have.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_tx(&self) -> MutexGuard<'_, Tx> {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends what is due now from the caller's thread (Steam's `UseCurrentThread`): no
+    /// hand-off to the task, which is woken only if something became due before the
+    /// deadline it sleeps until, an event waits, or the kernel buffer is full.
+    fn transmit_here(&self) {
+        let mut wake = false;
+        {
+            let mut tx = self.lock_tx();
+            {
+                let mut guard = self.lock();
+                let st = &mut *guard;
+                if st.fake_send || st.closing {
+                    drop(guard);
+                    drop(tx);
+                    self.wake.notify_one();
+                    return;
+                }
+                let now = self.now();
+                let Tx {
+                    outgoing,
+                    spare,
+                    scratch,
+                    ..
+                } = &mut *tx;
+                st.messages.poll_transmit(now, scratch, |to, d| {
+                    outgoing.push((to, reuse(spare, d)));
+                });
+                let next = st.messages.poll_timeout();
+                wake |= st.messages.has_events() || due_before(next, st.planned);
+            }
+            wake |= !try_flush(&self.io, &mut tx, false);
+        }
+        if wake {
+            self.wake.notify_one();
+        }
     }
 
     fn now(&self) -> Timestamp {
@@ -155,24 +230,34 @@ impl EndpointHandle {
             security,
             unix_at_epoch,
         };
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                messages: Messages::new(config, setup),
-                closing: false,
-            }),
-            wake: Notify::new(),
-            epoch: Instant::now(),
-        });
-        let (done_tx, done_rx) = oneshot::channel();
-        let task_shared = Arc::clone(&shared);
         let rt = runtime();
         let socket = {
             let _guard = rt.enter();
             tokio::net::UdpSocket::from_std(std_sock).map_err(io_err)?
         };
-        let udp_state = UdpSocketState::new((&socket).into()).map_err(io_err)?;
+        let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
+        let fake_send = !FakeParams::send(&config).is_off();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                messages: Messages::new(config, setup),
+                closing: false,
+                planned: None,
+                fake_send,
+            }),
+            tx: Mutex::new(Tx {
+                outgoing: Vec::new(),
+                spare: Vec::new(),
+                scratch: Vec::with_capacity(1500),
+                gso: Vec::new(),
+            }),
+            io: Io { socket, udp },
+            wake: Notify::new(),
+            epoch: Instant::now(),
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let task_shared = Arc::clone(&shared);
         rt.spawn(async move {
-            drive(task_shared, socket, udp_state, sink).await;
+            drive(task_shared, sink).await;
             let _ = done_tx.send(());
         });
         Ok(EndpointHandle {
@@ -209,14 +294,19 @@ impl EndpointHandle {
     }
 
     /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`).
-    /// `on_result` gets one result per message, in order.
+    /// `on_result` gets one result per message, in order. If an accepted message asked not to
+    /// wait (`NoNagle`, `NoDelay` or `UseCurrentThread`), what is due leaves from this thread
+    /// before the call returns; otherwise the driver task sends it.
     pub fn send_batch<'a>(
         &self,
         messages: impl Iterator<Item = OutgoingMessage<'a>>,
         mut on_result: impl FnMut(EResult),
     ) {
+        const NOW: u32 =
+            send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
         let now = self.shared.now();
         let mut any = false;
+        let mut urgent = false;
         {
             let mut st = self.shared.lock();
             for m in messages {
@@ -226,20 +316,27 @@ impl EndpointHandle {
                     st.messages
                         .send(now, m.peer, m.remote, m.data, m.flags, m.channel)
                 };
-                any |= r == EResult::Ok;
+                if r == EResult::Ok {
+                    any = true;
+                    urgent |= m.flags & NOW != 0;
+                }
                 on_result(r);
             }
         }
-        if any {
+        if urgent {
+            self.shared.transmit_here();
+        } else if any {
             self.shared.wake.notify_one();
         }
     }
 
-    /// Sends what Nagle holds for `peer` now.
+    /// Sends what Nagle holds for `peer` now, from this thread.
     pub fn flush(&self, peer: &Identity) -> EResult {
         let now = self.shared.now();
         let r = self.shared.lock().messages.flush(now, peer);
-        self.shared.wake.notify_one();
+        if r == EResult::Ok {
+            self.shared.transmit_here();
+        }
         r
     }
 
@@ -286,7 +383,11 @@ impl EndpointHandle {
         let mut st = self.shared.lock();
         let mut next = st.messages.config().clone();
         next.apply(changes)?;
+        st.fake_send = !FakeParams::send(&next).is_off();
         st.messages.set_config(self.shared.now(), next);
+        drop(st);
+        // New rates or timeouts may move the task's deadline.
+        self.shared.wake.notify_one();
         Ok(())
     }
 
@@ -330,31 +431,20 @@ fn open_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
-async fn drive(
-    shared: Arc<Shared>,
-    socket: tokio::net::UdpSocket,
-    udp: UdpSocketState,
-    sink: Arc<dyn EventSink>,
-) {
+async fn drive(shared: Arc<Shared>, sink: Arc<dyn EventSink>) {
     let slots = BATCH_SIZE.min(32);
     let mut recv_buf = vec![0u8; RECV_SLOT * slots];
     let mut metas = vec![RecvMeta::default(); slots];
-    let mut scratch = Vec::with_capacity(1500);
-    let mut outgoing: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-    // Buffers of datagrams already sent, reused for the next ones: no allocation per
-    // datagram at steady state.
-    let mut spare: Vec<Vec<u8>> = Vec::new();
     let mut events = Vec::new();
     let mut linger_until: Option<Instant> = None;
     let mut fake = FakeNetwork::new();
 
     loop {
         let (deadline, closing) = {
-            let st = shared.lock();
-            (
-                earliest(st.messages.poll_timeout(), fake.next_release()),
-                st.closing,
-            )
+            let mut st = shared.lock();
+            let deadline = earliest(st.messages.poll_timeout(), fake.next_release());
+            st.planned = deadline;
+            (deadline, st.closing)
         };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
@@ -365,34 +455,30 @@ async fn drive(
             let settled = shared.lock().messages.is_settled();
             if settled || Instant::now() >= limit {
                 {
+                    let mut guard = shared.lock_tx();
+                    let tx = &mut *guard;
                     let mut st = shared.lock();
                     st.messages.close_all();
                     let now = shared.now();
                     let params = FakeParams::send(st.messages.config());
-                    st.messages.poll_transmit(now, &mut scratch, |to, d| {
+                    st.messages.poll_transmit(now, &mut tx.scratch, |to, d| {
                         if fake.send.process(&params, now, to, d) == Fate::Now {
-                            outgoing.push((to, reuse(&mut spare, d)));
+                            tx.outgoing.push((to, reuse(&mut tx.spare, d)));
                         }
                     });
+                    drop(st);
+                    tx.outgoing.extend(fake.send.drain_all());
                 }
-                outgoing.extend(fake.send.drain_all());
-                flush(
-                    &socket,
-                    &udp,
-                    &mut outgoing,
-                    &mut spare,
-                    Some(Instant::now() + FINAL_FLUSH),
-                )
-                .await;
+                flush(&shared, Some(Instant::now() + FINAL_FLUSH)).await;
                 break;
             }
         }
         let sleep_for = deadline
             .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));
         tokio::select! {
-            r = socket.readable() => {
+            r = shared.io.socket.readable() => {
                 if r.is_ok() {
-                    receive_batches(&shared, &socket, &udp, &mut recv_buf, &mut metas, slots, &mut fake);
+                    receive_batches(&shared, &mut recv_buf, &mut metas, slots, &mut fake);
                 }
             }
             _ = shared.wake.notified() => {}
@@ -401,29 +487,40 @@ async fn drive(
             }
         }
         {
+            let mut guard = shared.lock_tx();
+            let tx = &mut *guard;
             let mut st = shared.lock();
             let now = shared.now();
             while let Some((from, d)) = fake.recv.pop_due(now) {
                 st.messages.handle_datagram(now, from, &d);
             }
             while let Some(due) = fake.send.pop_due(now) {
-                outgoing.push(due);
+                tx.outgoing.push(due);
             }
             // Read per wake-up, so `setConfig` applies to the next datagram.
             let params = FakeParams::send(st.messages.config());
-            st.messages.poll_transmit(now, &mut scratch, |to, d| {
+            st.messages.poll_transmit(now, &mut tx.scratch, |to, d| {
                 if fake.send.process(&params, now, to, d) == Fate::Now {
-                    outgoing.push((to, reuse(&mut spare, d)));
+                    tx.outgoing.push((to, reuse(&mut tx.spare, d)));
                 }
             });
             while let Some(ev) = st.messages.poll_event() {
                 events.push(ev);
             }
         }
-        flush(&socket, &udp, &mut outgoing, &mut spare, None).await;
+        flush(&shared, None).await;
         if !events.is_empty() {
             sink.emit(std::mem::take(&mut events));
         }
+    }
+}
+
+/// Whether `next` comes before `planned` (no deadline comes after every deadline).
+fn due_before(next: Option<Timestamp>, planned: Option<Timestamp>) -> bool {
+    match (next, planned) {
+        (Some(n), Some(p)) => n < p,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
 }
 
@@ -443,13 +540,12 @@ async fn sleep_opt(d: Option<Duration>) {
 
 fn receive_batches(
     shared: &Shared,
-    socket: &tokio::net::UdpSocket,
-    udp: &UdpSocketState,
     recv_buf: &mut [u8],
     metas: &mut [RecvMeta],
     slots: usize,
     fake: &mut FakeNetwork,
 ) {
+    let Io { socket, udp } = &shared.io;
     for _ in 0..MAX_RECV_ROUNDS {
         let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
             .chunks_mut(RECV_SLOT)
@@ -488,22 +584,38 @@ fn receive_batches(
     }
 }
 
-/// Sends everything in `outgoing`, waiting for the socket when the kernel buffer is full.
-/// A datagram the kernel refuses for a reason other than back-pressure is dropped: UDP gives
-/// no delivery promise, and the transport's retransmission (not this loop) recovers it.
-async fn flush(
-    socket: &tokio::net::UdpSocket,
-    udp: &UdpSocketState,
-    outgoing: &mut Vec<(SocketAddr, Vec<u8>)>,
-    spare: &mut Vec<Vec<u8>>,
-    deadline: Option<Instant>,
-) {
+/// Sends everything queued in `tx`, waiting for the socket when the kernel buffer is full
+/// (until `deadline`, if any; what is left then is dropped).
+async fn flush(shared: &Shared, deadline: Option<Instant>) {
+    loop {
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        if try_flush(&shared.io, &mut shared.lock_tx(), expired) {
+            return;
+        }
+        if shared.io.socket.writable().await.is_err() {
+            try_flush(&shared.io, &mut shared.lock_tx(), true);
+            return;
+        }
+    }
+}
+
+/// Sends queued datagrams without waiting. Returns false if the kernel buffer filled: the rest
+/// stays queued, in order, for the driver task (unless `drop_rest`, then it is dropped). A
+/// datagram the kernel refuses for another reason is dropped: UDP promises no delivery, and
+/// the transport's retransmission (not this loop) recovers it.
+fn try_flush(io: &Io, tx: &mut Tx, drop_rest: bool) -> bool {
     // Consecutive datagrams to one peer of one size (the last may be shorter) leave in one
     // system call with UDP GSO where the kernel offers it (quinn-udp reports 1 otherwise).
-    let max_segments = udp.max_gso_segments().max(1);
-    let mut batch: Vec<u8> = Vec::new();
+    let max_segments = io.udp.max_gso_segments().max(1);
+    let Tx {
+        outgoing,
+        spare,
+        gso,
+        ..
+    } = tx;
     let mut i = 0;
-    while i < outgoing.len() {
+    let mut blocked = false;
+    'all: while i < outgoing.len() {
         let (to, seg) = match outgoing.get(i) {
             Some((to, d)) => (*to, d.len()),
             None => break,
@@ -517,29 +629,56 @@ async fn flush(
             }
             j += 1;
         }
-        let sent = if j - i > 1 {
-            batch.clear();
+        if j - i > 1 {
+            gso.clear();
             for (_, d) in &outgoing[i..j] {
-                batch.extend_from_slice(d);
+                gso.extend_from_slice(d);
             }
-            send_one(socket, udp, to, &batch, Some(seg), deadline).await
-        } else {
-            false
-        };
-        if !sent {
-            // One at a time: no batch, or the batch was refused (the peer then sees each).
-            for (to, d) in &outgoing[i..j] {
-                send_one(socket, udp, *to, d, None, deadline).await;
+            match send_now(io, to, gso, Some(seg)) {
+                Sent::Yes => {
+                    i = j;
+                    continue;
+                }
+                Sent::Blocked => {
+                    blocked = true;
+                    break 'all;
+                }
+                // Refused as a batch: the peer sees each on its own below.
+                Sent::Refused => {}
             }
         }
-        i = j;
+        while i < j {
+            if let Some((to, d)) = outgoing.get(i) {
+                if send_now(io, *to, d, None) == Sent::Blocked {
+                    blocked = true;
+                    break 'all;
+                }
+            }
+            i += 1;
+        }
     }
-    for (_, mut buf) in outgoing.drain(..) {
+    let done = if blocked && !drop_rest {
+        i
+    } else {
+        outgoing.len()
+    };
+    for (_, mut buf) in outgoing.drain(..done) {
         if spare.len() < MAX_SPARE_BUFFERS {
             buf.clear();
             spare.push(buf);
         }
     }
+    outgoing.is_empty()
+}
+
+/// What became of one transmit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sent {
+    Yes,
+    /// The kernel buffer is full: try again when the socket is writable.
+    Blocked,
+    /// Refused for another reason.
+    Refused,
 }
 
 /// A copy of `d` in a reused buffer when one is spare.
@@ -549,17 +688,9 @@ fn reuse(spare: &mut Vec<Vec<u8>>, d: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Sends one transmit, waiting for socket buffer space until `deadline`; whether the kernel
-/// took it. A datagram refused for another reason is dropped: UDP promises no delivery, and the
-/// transport's retransmission (not this loop) recovers it.
-async fn send_one(
-    socket: &tokio::net::UdpSocket,
-    udp: &UdpSocketState,
-    to: SocketAddr,
-    contents: &[u8],
-    segment_size: Option<usize>,
-    deadline: Option<Instant>,
-) -> bool {
+/// One non-blocking send. `try_io` clears the socket's writable readiness on `WouldBlock`,
+/// so the task's next `writable().await` really waits for the kernel.
+fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> Sent {
     let transmit = Transmit {
         destination: to,
         ecn: None,
@@ -567,20 +698,90 @@ async fn send_one(
         segment_size,
         src_ip: None,
     };
-    loop {
-        match socket.try_io(Interest::WRITABLE, || {
-            udp.try_send(socket.into(), &transmit)
-        }) {
-            Ok(()) => return true,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
-                }
-                if socket.writable().await.is_err() {
-                    return false;
-                }
+    match io.socket.try_io(Interest::WRITABLE, || {
+        io.udp.try_send((&io.socket).into(), &transmit)
+    }) {
+        Ok(()) => Sent::Yes,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+        Err(_) => Sent::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::identity_key::IdentityKey;
+
+    struct Discard;
+    impl EventSink for Discard {
+        fn emit(&self, _: Vec<Event>) {}
+    }
+
+    fn endpoint() -> EndpointHandle {
+        let security = LocalSecurity::unauthenticated(IdentityKey::from_seed(&[7; 32]));
+        EndpointHandle::bind(
+            "127.0.0.1:0",
+            Config::default(),
+            security,
+            Arc::new(Discard),
+        )
+        .expect("bind")
+    }
+
+    /// Waits up to `limit` for a datagram on `peer`.
+    fn datagram_within(peer: &std::net::UdpSocket, limit: Duration) -> bool {
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < limit {
+            if peer.recv(&mut buf).is_ok() {
+                return true;
             }
-            Err(_) => return false,
+            std::thread::sleep(Duration::from_millis(2));
         }
+        false
+    }
+
+    /// Keeps the runtime's one thread busy for `d`, so the driver task cannot run.
+    fn stall_driver(d: Duration) {
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        runtime().spawn(async move {
+            let _ = started_tx.send(());
+            std::thread::sleep(d);
+        });
+        let _ = started_rx.recv_timeout(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn no_nagle_sends_leave_from_the_callers_thread() {
+        let ep = endpoint();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let id =
+            Identity::from_ip_str(&peer.local_addr().expect("addr").to_string()).expect("identity");
+
+        // Control: while the task is stalled, a plain send waits for it.
+        stall_driver(Duration::from_millis(400));
+        assert_eq!(ep.send(&id, None, b"queued", 0, 0), EResult::Ok);
+        assert!(
+            !datagram_within(&peer, Duration::from_millis(150)),
+            "a Nagle send went out while the driver task could not run"
+        );
+        // Once the task runs, it sends the handshake's first datagram.
+        assert!(datagram_within(&peer, Duration::from_secs(2)));
+
+        let ep2 = endpoint();
+        let peer2 = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+        peer2.set_nonblocking(true).expect("nonblocking");
+        let id2 = Identity::from_ip_str(&peer2.local_addr().expect("addr").to_string())
+            .expect("identity");
+        stall_driver(Duration::from_millis(400));
+        assert_eq!(
+            ep2.send(&id2, None, b"now", send_flags::NO_NAGLE, 0),
+            EResult::Ok
+        );
+        assert!(
+            datagram_within(&peer2, Duration::from_millis(150)),
+            "a NoNagle send waited for the driver task"
+        );
     }
 }

@@ -488,6 +488,11 @@ impl Messages {
         self.events.pop_front()
     }
 
+    /// Whether events wait for [`Messages::poll_event`] (failures are collected by that call).
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// When [`Messages::handle_timeout`] must next run.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
         let idle = self.idle_timeout().and_then(|idle| {
