@@ -1334,6 +1334,11 @@ impl Connection {
             // A passed Nagle deadline means the data is due and something else holds it.
             if self.pacing_wake.is_none() && !self.window_blocked {
                 take(self.nagle_deadline);
+                // A full packet waits for no Nagle timer: it is due now. Stated here so a
+                // caller that queued it knows whether the driver must wake.
+                if self.queued_bytes() >= MAX_PLAINTEXT_SEND {
+                    take(Some(Timestamp::ZERO));
+                }
             }
             take(self.pacing_wake);
         }

@@ -126,6 +126,15 @@ struct Shared {
     epoch: Instant,
 }
 
+impl State {
+    /// Whether the task must wake: something is due before the deadline it sleeps until (a
+    /// full packet, a new handshake, an earlier Nagle timer) or an event waits. A flood of
+    /// small sends then costs a wake-up per packet, not one per message.
+    fn task_must_wake(&self) -> bool {
+        self.messages.has_events() || due_before(self.messages.poll_timeout(), self.planned)
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; the state is still the best we have.
@@ -162,8 +171,7 @@ impl Shared {
                 st.messages.poll_transmit(now, scratch, |to, d| {
                     outgoing.push((to, reuse(spare, d)));
                 });
-                let next = st.messages.poll_timeout();
-                wake |= st.messages.has_events() || due_before(next, st.planned);
+                wake |= st.task_must_wake();
             }
             wake |= !try_flush(&self.io, &mut tx, false);
         }
@@ -305,10 +313,11 @@ impl EndpointHandle {
         const NOW: u32 =
             send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
         let now = self.shared.now();
-        let mut any = false;
         let mut urgent = false;
+        let wake;
         {
             let mut st = self.shared.lock();
+            let mut any = false;
             for m in messages {
                 let r = if st.closing {
                     EResult::InvalidState
@@ -322,10 +331,11 @@ impl EndpointHandle {
                 }
                 on_result(r);
             }
+            wake = any && !urgent && st.task_must_wake();
         }
         if urgent {
             self.shared.transmit_here();
-        } else if any {
+        } else if wake {
             self.shared.wake.notify_one();
         }
     }

@@ -925,4 +925,43 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert!(b.connection(A).unwrap().stats().packets_unauthenticated > 0);
     }
+
+    #[test]
+    fn a_full_packet_of_small_messages_is_due_at_once() {
+        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
+        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
+        let t = Timestamp::from_micros(1_000_000);
+        a.connect(t, B, None)
+            .unwrap()
+            .send(t, 0, true, true, b"hi")
+            .unwrap();
+        let _ = exchange(&mut a, &mut b, t, 4);
+        // Small Nagle messages: due at the Nagle timer, not now (the driver may sleep on).
+        let t = t + Duration::from_millis(1);
+        for _ in 0..4 {
+            a.connection_mut(B)
+                .unwrap()
+                .send(t, 0, false, false, &[7; 32])
+                .unwrap();
+        }
+        let due = a.poll_timeout().unwrap();
+        assert!(due > t, "4 small messages must wait for Nagle, due {due:?}");
+        // A full packet's worth waits for nothing: the owner must wake its driver.
+        let mut queued = 4;
+        while a.poll_timeout().is_some_and(|d| d > t) && queued < 100 {
+            a.connection_mut(B)
+                .unwrap()
+                .send(t, 0, false, false, &[7; 32])
+                .unwrap();
+            queued += 1;
+        }
+        assert!(queued < 100, "a full packet queued and still not due");
+        let mut sent = 0;
+        a.poll_transmit(t, &mut Vec::new(), |_, _| sent += 1);
+        assert!(sent >= 1);
+        assert!(
+            a.poll_timeout().is_some_and(|d| d > t),
+            "due again after sending"
+        );
+    }
 }
