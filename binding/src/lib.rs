@@ -366,7 +366,7 @@ impl NativeEndpoint {
         &self,
         identity_remote: String,
         remote_address: Option<String>,
-        data: Uint8Array,
+        data: Uint8ArraySlice<'_>,
         flags: u32,
         channel: i32,
     ) -> i32 {
@@ -391,11 +391,11 @@ impl NativeEndpoint {
         &self,
         peers: Vec<String>,
         remotes: Vec<Option<String>>,
-        data: Uint8Array,
-        sizes: Uint32Array,
-        flags: Uint32Array,
-        channels: Int32Array,
-        peer_index: Uint32Array,
+        data: Uint8ArraySlice<'_>,
+        sizes: Uint32ArraySlice<'_>,
+        flags: Uint32ArraySlice<'_>,
+        channels: Int32ArraySlice<'_>,
+        peer_index: Uint32ArraySlice<'_>,
     ) -> Int32Array {
         let n = sizes.len();
         if flags.len() != n || channels.len() != n || peer_index.len() != n {
