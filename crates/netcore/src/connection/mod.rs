@@ -30,6 +30,7 @@
 
 pub mod channel_prefix;
 pub mod handshake;
+pub mod packet_keys;
 pub mod rates;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -41,7 +42,7 @@ use bytes::Bytes;
 
 use crate::crypto::session_keys::ConnectionIds;
 use crate::crypto::session_setup::{ClientOffer, Established, LocalSecurity};
-use crate::crypto::{SessionCipher, TAG_LEN};
+use crate::crypto::TAG_LEN;
 use crate::identity::Identity;
 use crate::snp::ack_ranges::AckRanges;
 use crate::snp::congestion::{self, Controller, Cubic, RttSample};
@@ -65,6 +66,7 @@ use crate::wire::frames::{
 };
 use crate::wire::reliable_header::ReliableMsgHeader;
 use handshake::Handshake;
+use packet_keys::PacketKeys;
 use prost::Message as _;
 
 /// Lanes on the wire (the reference's limit); channels share them modulo this.
@@ -75,6 +77,14 @@ const MAX_RECV_GAPS: usize = 30;
 const PROBES_PER_TIMEOUT: u32 = 8;
 /// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field).
 const KEEPALIVE_BLOB_MAX: usize = 8;
+/// A connection that neither sent nor received data for this long, with nothing in flight,
+/// queued or owed, lets go of what it can rebuild (the cipher's key schedules, emptied
+/// buffers): far longer than the gaps in a steady flow, so a busy connection never rebuilds,
+/// and shorter than the keepalive interval, so an idle one sheds between keepalives.
+const SHED_AFTER: Duration = Duration::from_secs(1);
+/// Room before a packet's frames for its longest header: the clear header and a keepalive's
+/// stats blob with its length byte.
+const HEADER_ROOM: usize = DATA_HEADER_LEN + 1 + KEEPALIVE_BLOB_MAX;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
 /// Ack at once after this many ack-eliciting packets, rather than waiting for the delayed-ack
@@ -239,13 +249,13 @@ pub struct Connection {
     /// The non-address identity we dialled, which the peer must prove.
     expected: Option<Identity>,
     /// Our crypto for the connect request in flight (connecting side).
-    offer: Option<ClientOffer>,
-    /// Seals and opens data packets once the handshake is done.
-    cipher: Option<SessionCipher>,
-    /// The `ConnectOK` we answer with (answering side), resent when the peer asks again.
-    connect_ok: Option<ConnectOk>,
-    /// Scratch space to decrypt a received packet in.
-    open_buf: Vec<u8>,
+    /// Boxed: handshake-only, so an established connection should not carry its room.
+    offer: Option<Box<ClientOffer>>,
+    /// Seal and open data packets once the handshake is done.
+    keys: Option<PacketKeys>,
+    /// The `ConnectOK` we answer with (answering side), resent when the peer asks again;
+    /// dropped once the peer's first sealed packet proves it has it.
+    connect_ok: Option<Box<ConnectOk>>,
     /// We opened this connection (rather than answering the peer's request).
     initiated: bool,
     /// As the answering side: a `ConnectOK` is owed (the message is in `connect_ok`).
@@ -259,7 +269,9 @@ pub struct Connection {
     meter: rates::RateMeter,
     // Sending.
     next_pn: u64,
-    lanes: BTreeMap<u32, SendLane>,
+    /// Send lanes in use, boxed: a map node has room for eleven entries, so inline lanes
+    /// would cost every connection eleven lanes' worth of memory for its first one.
+    lanes: BTreeMap<u32, Box<SendLane>>,
     nagle_deadline: Option<Timestamp>,
     /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
     /// costs the same however long the queue is.
@@ -276,9 +288,14 @@ pub struct Connection {
     // Receiving.
     replay: ReplayWindow,
     acks: AckRanges,
-    recv_lanes: BTreeMap<u32, RecvLane>,
+    /// Receive lanes in use, boxed for the same reason as `lanes`.
+    recv_lanes: BTreeMap<u32, Box<RecvLane>>,
     recv_blocked: bool,
     last_heard: Option<Timestamp>,
+    /// Last time a message was queued, or a packet with data sent or received.
+    last_data: Timestamp,
+    /// Nothing left to shed (see `shed_if_idle`) until the next packet.
+    shed: bool,
     created: Timestamp,
     failure: Option<Failure>,
     /// Whether the owner was told about `failure` (see [`Connection::take_new_failure`]).
@@ -286,7 +303,6 @@ pub struct Connection {
     /// The peer closed the connection politely, with this reason.
     closed_by_peer: Option<u32>,
     stats: ConnectionStats,
-    scratch: Vec<u8>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -357,9 +373,8 @@ impl Connection {
             peer: Identity::Ip(crate::identity::normalize(remote)),
             expected: None,
             offer: None,
-            cipher: None,
+            keys: None,
             connect_ok: None,
-            open_buf: Vec::with_capacity(MAX_PLAINTEXT_RECV + TAG_LEN),
             handshake: None,
             initiated: false,
             connect_ok_due: false,
@@ -383,12 +398,13 @@ impl Connection {
             recv_lanes: BTreeMap::new(),
             recv_blocked: false,
             last_heard: None,
+            last_data: now,
+            shed: false,
             created: now,
             failure: None,
             failure_noticed: false,
             closed_by_peer: None,
             stats: ConnectionStats::default(),
-            scratch: Vec::with_capacity(MAX_PLAINTEXT_SEND),
         }
     }
 
@@ -444,7 +460,7 @@ impl Connection {
 
     /// Whether the handshake is done and the peer is known.
     pub fn is_connected(&self) -> bool {
-        self.handshake.is_none() && self.cipher.is_some() && !self.is_dead()
+        self.handshake.is_none() && self.keys.is_some() && !self.is_dead()
     }
 
     /// Who the peer is (what we dialled until the handshake proves otherwise).
@@ -476,7 +492,7 @@ impl Connection {
             let mut req = ConnectRequest::default();
             offer.fill(sec, &mut req);
             h.on_challenge_reply(self.local_id, challenge, req);
-            self.offer = Some(offer);
+            self.offer = Some(Box::new(offer));
             self.rtt_from_echo(now, echoed);
         }
     }
@@ -511,7 +527,7 @@ impl Connection {
                 self.offer = None;
                 self.remote_id = Some(server_id);
                 self.peer = est.peer;
-                self.cipher = Some(est.cipher);
+                self.keys = Some(PacketKeys::new(est.keys));
                 self.last_heard = Some(now);
                 self.rtt_from_echo(now, ok.your_timestamp);
                 None
@@ -561,8 +577,8 @@ impl Connection {
         ok.delay_time_usec = Some(0);
         self.remote_id = Some(client_id);
         self.peer = est.peer;
-        self.cipher = Some(est.cipher);
-        self.connect_ok = Some(ok);
+        self.keys = Some(PacketKeys::new(est.keys));
+        self.connect_ok = Some(Box::new(ok));
         self.connect_ok_due = true;
         self.last_heard = Some(now);
     }
@@ -745,7 +761,7 @@ impl Connection {
         let lane = self
             .lanes
             .entry(lane_id)
-            .or_insert_with(|| SendLane::new(limit));
+            .or_insert_with(|| Box::new(SendLane::new(limit)));
         let number = lane.next_msg_num;
         lane.next_msg_num += 1;
         if reliable {
@@ -773,6 +789,8 @@ impl Connection {
                 offset: 0,
             });
         }
+        self.last_data = now;
+        self.shed = false;
         let deadline = if no_nagle { now } else { now + self.cfg.nagle };
         self.nagle_deadline = Some(self.nagle_deadline.map_or(deadline, |d| d.min(deadline)));
         Ok(number)
@@ -780,14 +798,14 @@ impl Connection {
 
     /// Sends what Nagle holds now.
     pub fn flush(&mut self, now: Timestamp) {
-        if self.lanes.values().any(SendLane::has_pending) {
+        if self.lanes.values().any(|l| l.has_pending()) {
             self.nagle_deadline = Some(now);
         }
     }
 
     /// Whether data waits for Nagle, the pacer or the congestion window.
     fn data_ready(&self, now: Timestamp) -> bool {
-        let pending = self.lanes.values().any(SendLane::has_pending);
+        let pending = self.lanes.values().any(|l| l.has_pending());
         if !pending {
             return false;
         }
@@ -806,6 +824,46 @@ impl Connection {
 
     /// Writes the next datagram into `buf` (cleared first); false when nothing should go now.
     pub fn poll_transmit(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
+        let sent = self.transmit(now, buf);
+        self.shed_if_idle(now);
+        sent
+    }
+
+    /// Lets go of what an idle connection can rebuild: the cipher's key schedules (2 KiB)
+    /// and the storage its emptied queues and records keep for reuse. Idle means no data
+    /// either way for [`SHED_AFTER`] and nothing in flight, queued or owed; a busy connection
+    /// never gets here, so its hot path allocates nothing new.
+    fn shed_if_idle(&mut self, now: Timestamp) {
+        if self.shed
+            || now.saturating_since(self.last_data) < SHED_AFTER
+            || self.sent.bytes_in_flight() > 0
+            || self.ack_now
+            || self.connect_ok_due
+            || self.acks.ack_deadline().is_some()
+            || self.lanes.values().any(|l| l.has_pending())
+        {
+            return;
+        }
+        if let Some(k) = &mut self.keys {
+            k.release();
+        }
+        self.acks.shrink();
+        for lane in self.lanes.values_mut() {
+            lane.stream.shrink();
+            if lane.unreliable.is_empty() {
+                lane.unreliable = VecDeque::new();
+            }
+        }
+        for lane in self.recv_lanes.values_mut() {
+            lane.stream.shrink();
+        }
+        self.sent.shrink();
+        // Ack-only packets may still wait for their fate (the retransmit timer settles
+        // them): until then, try again on the next call.
+        self.shed = self.sent.is_empty();
+    }
+
+    fn transmit(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
         buf.clear();
         if self.is_dead() {
             return false;
@@ -813,7 +871,9 @@ impl Connection {
         self.meter.tick(now, self.totals());
         if std::mem::take(&mut self.connect_ok_due) {
             if let Some(ok) = &self.connect_ok {
-                return ControlMessage::ConnectOk(ok.clone()).encode(buf).is_ok();
+                return ControlMessage::ConnectOk(ConnectOk::clone(ok))
+                    .encode(buf)
+                    .is_ok();
             }
         }
         if let Some(h) = &mut self.handshake {
@@ -845,12 +905,15 @@ impl Connection {
             .mtu
             .saturating_sub(DATA_HEADER_LEN + KEEPALIVE_BLOB_MAX + TAG_LEN)
             .min(MAX_PLAINTEXT_SEND);
-        let mut plain = std::mem::take(&mut self.scratch);
-        plain.clear();
+        // Frames go straight into `buf`, after room for the longest header; the header, known
+        // only once the frames are (a keepalive adds a stats blob), is put in front after.
+        // So no connection keeps a buffer of its own.
+        buf.resize(HEADER_ROOM, 0);
         let mut carried: Vec<(u32, Range<u64>)> = Vec::new();
         let mut ack_eliciting = false;
+        let mut data_sent = false;
         {
-            let mut enc = FrameEncoder::new(&mut plain, limit);
+            let mut enc = FrameEncoder::new(buf, limit);
             // Acks first: they are small and keep the peer's window moving.
             if let Some((latest, received_at)) = self.acks.latest() {
                 let blocks = self.ack_blocks(latest);
@@ -904,6 +967,7 @@ impl Connection {
                             break;
                         }
                         ack_eliciting = true;
+                        data_sent = true;
                         u.offset += take;
                         self.unreliable_queued -= take;
                         if last {
@@ -917,8 +981,9 @@ impl Connection {
             }
             enc.finish();
         }
-        if plain.is_empty() && !keepalive {
-            self.scratch = plain;
+        let frames_len = buf.len() - HEADER_ROOM;
+        if frames_len == 0 && !keepalive {
+            buf.clear();
             return false;
         }
         // A quiet connection asks the peer for an immediate ack, which proves it is alive
@@ -939,17 +1004,25 @@ impl Connection {
             crate::snp::packet_number::truncate(pn),
             stats.as_deref(),
         );
-        let sealed = header.encode(buf).is_ok() && {
-            let at = buf.len();
-            buf.extend_from_slice(&plain);
-            buf.resize(at + plain.len() + TAG_LEN, 0);
-            self.cipher.as_ref().is_some_and(|c| {
-                c.send
-                    .seal_in_place(pn, buf.get_mut(at..).unwrap_or_default(), plain.len())
-                    .is_ok()
-            })
-        };
-        self.scratch = plain;
+        let head_len = header.encoded_len();
+        let sealed = head_len <= HEADER_ROOM
+            && {
+                // [room][frames] becomes [header][frames]: the frames move left, then the header,
+                // appended after them, is copied to the front.
+                buf.copy_within(HEADER_ROOM.., head_len);
+                buf.truncate(head_len + frames_len);
+                header.encode(buf).is_ok()
+            }
+            && {
+                buf.copy_within(head_len + frames_len.., 0);
+                buf.resize(head_len + frames_len + TAG_LEN, 0);
+                self.keys.as_mut().is_some_and(|k| {
+                    k.cipher()
+                        .send
+                        .seal_in_place(pn, buf.get_mut(head_len..).unwrap_or_default(), frames_len)
+                        .is_ok()
+                })
+            };
         if !sealed {
             // Cannot happen once connected (the buffer always has room for the tag); the
             // frames' contents stay queued for the next packet either way.
@@ -957,6 +1030,10 @@ impl Connection {
             return false;
         }
         self.next_pn += 1;
+        self.shed = false;
+        if !carried.is_empty() || data_sent {
+            self.last_data = now;
+        }
         let bytes = buf.len() as u64;
         if ack_eliciting {
             self.cc.on_sent(now, bytes);
@@ -972,7 +1049,7 @@ impl Connection {
             // Not tracked (the record is full): treat its reliable data as lost right away.
             self.requeue(rejected.reliable);
         }
-        if !self.lanes.values().any(SendLane::has_pending) {
+        if !self.lanes.values().any(|l| l.has_pending()) {
             self.nagle_deadline = None;
         }
         self.stats.packets_sent += 1;
@@ -1024,6 +1101,7 @@ impl Connection {
         if !ok {
             self.stats.packets_dropped += 1;
         }
+        self.shed_if_idle(now);
         ok
     }
 
@@ -1043,15 +1121,18 @@ impl Connection {
         if self.replay.check(pn) != Verdict::New {
             return false;
         }
-        let Some(cipher) = &self.cipher else {
+        let Some(keys) = self.keys.as_mut() else {
             return false;
         };
-        // Decrypt into scratch space; nothing about the connection changes unless the
-        // packet authenticates (a forged or damaged one is dropped and counted).
-        let mut buf = std::mem::take(&mut self.open_buf);
-        buf.clear();
-        buf.extend_from_slice(sealed);
-        let accepted = match cipher.recv.open_in_place(pn, &mut buf) {
+        // Decrypt on the stack, so an idle connection holds no receive buffer; nothing about
+        // the connection changes unless the packet authenticates (a forged or damaged one is
+        // dropped and counted). Receivers are lenient up to `MAX_PLAINTEXT_RECV`, no further.
+        let mut space = [0u8; MAX_PLAINTEXT_RECV + TAG_LEN];
+        let Some(buf) = space.get_mut(..sealed.len()) else {
+            return false;
+        };
+        buf.copy_from_slice(sealed);
+        match keys.cipher().recv.open_in_place(pn, buf) {
             Ok(n) => {
                 let payload = buf.get(..n).unwrap_or_default();
                 self.process_packet(now, pn, header.stats, payload, datagram.len(), out)
@@ -1060,9 +1141,7 @@ impl Connection {
                 self.stats.packets_unauthenticated += 1;
                 false
             }
-        };
-        self.open_buf = buf;
-        accepted
+        }
     }
 
     /// Acts on an authenticated packet's stats blob and frames.
@@ -1084,15 +1163,20 @@ impl Connection {
         }
         // Validate every frame before acting on any, so a corrupt packet changes nothing.
         let mut carries_reliable = false;
+        let mut carries_data = false;
         let mut ack_eliciting =
             ack_request & (STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE) != 0;
         for frame in FrameDecoder::new(payload) {
             match frame {
                 Ok(Frame::Reliable(_)) => {
                     carries_reliable = true;
+                    carries_data = true;
                     ack_eliciting = true;
                 }
-                Ok(Frame::Unreliable(_)) => ack_eliciting = true,
+                Ok(Frame::Unreliable(_)) => {
+                    carries_data = true;
+                    ack_eliciting = true;
+                }
                 Ok(_) => {}
                 Err(_) => return false,
             }
@@ -1167,6 +1251,15 @@ impl Connection {
             self.ack_now = true;
         }
         self.last_heard = Some(now);
+        self.shed = false;
+        if carries_data {
+            self.last_data = now;
+        }
+        // The peer sealed this with the session's keys, so it took our ConnectOK: no request
+        // of its can call for it again.
+        if self.connect_ok.take().is_some() {
+            self.connect_ok_due = false;
+        }
         self.stats.packets_received += 1;
         self.stats.bytes_received += wire_len as u64;
         true
@@ -1174,14 +1267,16 @@ impl Connection {
 
     fn recv_lane(&mut self, lane: u32) -> &mut RecvLane {
         let max_message = self.cfg.max_message;
-        self.recv_lanes.entry(lane).or_insert_with(|| RecvLane {
-            stream: RecvStream::new(1, RECV_WINDOW.max(max_message + 64), MAX_RECV_GAPS),
-            last_reliable_num: 0,
-            highest_unreliable: 0,
-            reassembly: UnreliableReassembler::new(ReassemblyConfig {
-                max_message_size: max_message + channel_prefix::PREFIX_LEN,
-                ..ReassemblyConfig::default()
-            }),
+        self.recv_lanes.entry(lane).or_insert_with(|| {
+            Box::new(RecvLane {
+                stream: RecvStream::new(1, RECV_WINDOW.max(max_message + 64), MAX_RECV_GAPS),
+                last_reliable_num: 0,
+                highest_unreliable: 0,
+                reassembly: UnreliableReassembler::new(ReassemblyConfig {
+                    max_message_size: max_message + channel_prefix::PREFIX_LEN,
+                    ..ReassemblyConfig::default()
+                }),
+            })
         })
     }
 
@@ -1330,7 +1425,7 @@ impl Connection {
             // timer probes instead, and a passed deadline here would fire in a loop.
             take(Some(self.keepalive_deadline()));
         }
-        if self.lanes.values().any(SendLane::has_pending) {
+        if self.lanes.values().any(|l| l.has_pending()) {
             // A passed Nagle deadline means the data is due and something else holds it.
             if self.pacing_wake.is_none() && !self.window_blocked {
                 take(self.nagle_deadline);
@@ -1379,6 +1474,12 @@ impl Connection {
 
     /// Runs timers: retransmission, and giving up on a silent peer.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.run_timers(now);
+        // The retransmit timer may just have settled the last ack-only packets.
+        self.shed_if_idle(now);
+    }
+
+    fn run_timers(&mut self, now: Timestamp) {
         if self.is_dead() {
             return;
         }
@@ -1413,5 +1514,54 @@ impl Connection {
             self.rtt.on_rto_expired();
         }
         self.on_lost(now, r.lost, r.rto_expired);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use std::mem::size_of;
+
+    /// Ceiling on `size_of::<Connection>()`: every connection pays it inline in the
+    /// endpoint's table, idle or not (1,168 B when this was written).
+    const MAX_CONNECTION_SIZE: usize = 1_250;
+
+    /// Prints what a connection is made of (`--nocapture`) and guards its size.
+    #[test]
+    fn sizes() {
+        let rows: &[(&str, usize)] = &[
+            ("Connection", size_of::<Connection>()),
+            ("Option<PacketKeys>", size_of::<Option<PacketKeys>>()),
+            (
+                "SessionCipher (built while busy)",
+                size_of::<crate::crypto::SessionCipher>(),
+            ),
+            ("ConnectOk (until established)", size_of::<ConnectOk>()),
+            ("ClientOffer (until established)", size_of::<ClientOffer>()),
+            ("Option<Handshake>", size_of::<Option<Handshake>>()),
+            ("Identity", size_of::<Identity>()),
+            ("SendLane (boxed)", size_of::<SendLane>()),
+            ("RecvLane (boxed)", size_of::<RecvLane>()),
+            ("SendStream", size_of::<SendStream>()),
+            ("RecvStream", size_of::<RecvStream>()),
+            ("UnreliableReassembler", size_of::<UnreliableReassembler>()),
+            ("SentPackets<Sent>", size_of::<SentPackets<Sent>>()),
+            ("Sent", size_of::<Sent>()),
+            ("AckRanges", size_of::<AckRanges>()),
+            ("ReplayWindow", size_of::<ReplayWindow>()),
+            ("RttEstimator", size_of::<RttEstimator>()),
+            ("Cubic", size_of::<Cubic>()),
+            ("Pacer", size_of::<Pacer>()),
+            ("RateMeter", size_of::<rates::RateMeter>()),
+            ("ConnectionStats", size_of::<ConnectionStats>()),
+            ("ConnectionConfig", size_of::<ConnectionConfig>()),
+            ("Option<Failure>", size_of::<Option<Failure>>()),
+        ];
+        for (name, size) in rows {
+            println!("{name:>34}: {size:>5} B");
+        }
+        assert!(size_of::<Connection>() <= MAX_CONNECTION_SIZE);
+        // The 2 KiB cipher lives behind a box, built only while the connection is busy.
+        assert!(size_of::<Option<PacketKeys>>() <= 128);
     }
 }

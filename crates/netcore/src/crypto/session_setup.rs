@@ -11,8 +11,8 @@
 use std::net::SocketAddr;
 
 use super::cert::{self, TrustPolicy, VerifiedCert};
-use super::session_keys::{self, ConnectionIds, LocalCryptInfo, Role};
-use super::{CryptoError, IdentityKey, SessionCipher};
+use super::session_keys::{self, ConnectionIds, LocalCryptInfo, Role, SessionKeys};
+use super::{CryptoError, IdentityKey};
 use crate::identity::{normalize, Identity};
 use crate::wire::control::{CertificateSigned, Cipher, ConnectOk, ConnectRequest};
 use crate::wire::datagram::PROTOCOL_VERSION;
@@ -245,10 +245,11 @@ impl std::fmt::Debug for ClientOffer {
     }
 }
 
-/// A finished handshake: the cipher for data packets and who the peer proved to be.
+/// A finished handshake: the keys for data packets and who the peer proved to be.
 pub struct Established {
-    /// Seals what we send, opens what we receive.
-    pub cipher: SessionCipher,
+    /// What seals what we send and opens what we receive (the connection builds the cipher
+    /// from them while it needs it).
+    pub keys: SessionKeys,
     /// The peer, by our trust policy.
     pub peer: Identity,
 }
@@ -307,10 +308,7 @@ impl ClientOffer {
             sec.cert_bytes(),
             &verified.cert_bytes,
         )?;
-        Ok(Established {
-            cipher: SessionCipher::new(&keys),
-            peer,
-        })
+        Ok(Established { keys, peer })
     }
 }
 
@@ -351,13 +349,7 @@ pub fn accept_client(
         identity_string: sec.identity_string(),
         ..ConnectOk::default()
     };
-    Ok((
-        Established {
-            cipher: SessionCipher::new(&keys),
-            peer,
-        },
-        ok,
-    ))
+    Ok((Established { keys, peer }, ok))
 }
 
 #[cfg(test)]
@@ -426,8 +418,12 @@ mod tests {
         // What the client seals, the server opens.
         let mut buf = b"hello".to_vec();
         buf.resize(5 + crate::crypto::TAG_LEN, 0);
-        let n = cli.cipher.send.seal_in_place(7, &mut buf, 5).unwrap();
-        assert_eq!(srv.cipher.recv.open_in_place(7, &mut buf[..n]).unwrap(), 5);
+        let (cli, srv) = (
+            crate::crypto::SessionCipher::new(&cli.keys),
+            crate::crypto::SessionCipher::new(&srv.keys),
+        );
+        let n = cli.send.seal_in_place(7, &mut buf, 5).unwrap();
+        assert_eq!(srv.recv.open_in_place(7, &mut buf[..n]).unwrap(), 5);
         assert_eq!(&buf[..5], b"hello");
     }
 

@@ -558,7 +558,8 @@ impl Messages {
         events: &mut VecDeque<Event>,
     ) {
         s.held_bytes = 0;
-        while let Some(m) = s.held.pop_front() {
+        // Taken whole, so the accepted session keeps no empty queue's capacity.
+        for m in std::mem::take(&mut s.held) {
             Self::deliver(s, peer, m, queues, events);
         }
     }
@@ -769,6 +770,14 @@ mod tests {
                 .any(|e| matches!(e, Event::SessionFailed { .. })),
             "an idle close is silent: {events:?}"
         );
+    }
+
+    /// Every session pays its `Session` in the sessions table (beside its connection).
+    #[test]
+    fn a_session_is_small() {
+        let size = std::mem::size_of::<Session>();
+        println!("Session: {size} B");
+        assert!(size <= 160, "{size}");
     }
 
     #[test]

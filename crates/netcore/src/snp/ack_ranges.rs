@@ -66,11 +66,19 @@ impl AckRanges {
     /// A first packet above `floor` reveals a gap below it, as any other would.
     pub fn new(floor: u64) -> Self {
         AckRanges {
-            ranges: VecDeque::with_capacity(MAX_ACK_RANGES + 1),
+            // Grown on demand: a clean path needs one or two ranges, and an idle connection
+            // should not carry room for sixty-five.
+            ranges: VecDeque::new(),
             floor,
             latest: None,
             deadline: None,
         }
+    }
+
+    /// Gives back room beyond the ranges held, for an idle connection. Not for the hot
+    /// path: the next gap grows the list again.
+    pub fn shrink(&mut self) {
+        self.ranges.shrink_to_fit();
     }
 
     /// Records that packet `pn` arrived at `now`. Call it once the packet decrypted.

@@ -72,6 +72,17 @@ impl RecvStream {
         }
     }
 
+    /// Frees the storage kept for reuse when nothing waits to be read: for an idle
+    /// connection. Not for the hot path: the next segment allocates again.
+    pub fn shrink(&mut self) {
+        if self.received.is_empty() {
+            self.received = Vec::new();
+        }
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        }
+    }
+
     /// Accepts the segment `data` at stream position `pos`. Bytes already read or already
     /// buffered are ignored. Returns how many bytes became newly readable. On error nothing
     /// was stored.

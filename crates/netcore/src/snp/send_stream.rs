@@ -303,6 +303,24 @@ impl SendStream {
         self.limit = limit;
     }
 
+    /// Frees the storage kept for reuse by whatever is empty (chunk queue, tail buffer, range
+    /// sets): for an idle connection, which then holds nothing for this stream but positions.
+    /// Not for the hot path: the next write allocates again.
+    pub fn shrink(&mut self) {
+        if self.chunks.is_empty() {
+            self.chunks = VecDeque::new();
+        }
+        if self.tail.is_empty() {
+            self.tail = BytesMut::new();
+        }
+        if self.acked.is_empty() {
+            self.acked = RangeSet::default();
+        }
+        if self.lost.is_empty() {
+            self.lost = RangeSet::default();
+        }
+    }
+
     /// Seals the tail buffer into a chunk so a following chunk can be stored after it.
     fn seal_tail(&mut self) {
         if self.tail.is_empty() {

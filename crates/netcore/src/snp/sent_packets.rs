@@ -278,6 +278,14 @@ impl<T> SentPackets<T> {
             .collect()
     }
 
+    /// Frees the record's storage when it tracks nothing (an emptied map keeps a node for
+    /// reuse): for an idle connection. Not for the hot path: the next packet allocates again.
+    pub fn shrink(&mut self) {
+        if self.packets.is_empty() {
+            self.packets = BTreeMap::new();
+        }
+    }
+
     /// Bytes of ack-eliciting packets still in flight.
     pub fn bytes_in_flight(&self) -> usize {
         self.bytes_in_flight

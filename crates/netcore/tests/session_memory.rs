@@ -1,0 +1,240 @@
+//! What an idle, established session costs the server in heap memory.
+//!
+//! One server `Messages` and [`CLIENTS`] client `Messages` talk through a hand-driven,
+//! lossless in-memory network: every client sends one small reliable message, the server
+//! accepts the session and reads it, and both sides run until everything is acknowledged.
+//! The server's live heap growth divided by the number of sessions is its cost per idle
+//! session, which the performance target bounds (`<= 4 KiB` per session for the whole
+//! process; the core's share must be well under that).
+//!
+//! Only the server's heap is counted: a counting global allocator attributes allocations and
+//! frees to the server only while a server call runs on this thread (see [`server`]), so the
+//! clients' and the harness's memory stay out of the figure. Dropping the server at the end
+//! must bring its count back to where it started, which checks that attribution.
+//!
+//! This is its own test binary because it installs a global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+use netcore::config::Config;
+use netcore::connection::Connection;
+use netcore::endpoint::EndpointSetup;
+use netcore::eresult::send_flags;
+use netcore::messages::{Event, Messages};
+use netcore::{Identity, Timestamp};
+
+/// Sessions opened to the server.
+const CLIENTS: usize = 200;
+/// Ceiling on the server's heap bytes per idle session: the figure measured when this test
+/// was written (2,647 B, of which about 1,500 B is the endpoint's table of inline
+/// connections) plus a margin for small changes. It was 12,645 B before idle connections
+/// shed their buffers and cipher.
+const MAX_HEAP_PER_SESSION: usize = 3_000;
+/// Ceiling on `size_of::<Connection>()`, which every session pays inline (1,168 B when
+/// written; 3,520 B before).
+const MAX_CONNECTION_SIZE: usize = 1_250;
+/// Virtual time the network runs for: past the first keepalive round (the default
+/// `timeoutConnected` of 10 s makes it about 3.3 s), which is when an idle connection first
+/// sheds what it can rebuild; so the sessions end idle, settled and in their steady state.
+const RUN_FOR: Duration = Duration::from_millis(5_000);
+
+/// Live heap bytes allocated while a server call ran (and not yet freed by one).
+static SERVER_LIVE: AtomicIsize = AtomicIsize::new(0);
+
+thread_local! {
+    /// Set while the server runs on this thread: its allocations and frees are counted.
+    static IN_SERVER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The system allocator, counting the server's live bytes.
+struct Counting;
+
+fn count(delta: isize) {
+    // `try_with`: the thread-local may be gone while a thread shuts down.
+    if IN_SERVER.try_with(Cell::get).unwrap_or(false) {
+        SERVER_LIVE.fetch_add(delta, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call is forwarded unchanged to `System`; the counting only reads a
+// thread-local flag and updates an atomic, neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count(layout.size() as isize);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-(layout.size() as isize));
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count(new_size as isize - layout.size() as isize);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Runs `f` as server work: what it allocates or frees counts as the server's.
+fn server<R>(f: impl FnOnce() -> R) -> R {
+    IN_SERVER.with(|c| c.set(true));
+    let r = f();
+    IN_SERVER.with(|c| c.set(false));
+    r
+}
+
+/// Runs `f` as test work inside a server call (copying a datagram out of the server).
+fn outside<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_SERVER.with(|c| c.replace(false));
+    let r = f();
+    IN_SERVER.with(|c| c.set(was));
+    r
+}
+
+fn server_live() -> isize {
+    SERVER_LIVE.load(Ordering::Relaxed)
+}
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250 + 1) as u8], 27_000))
+}
+
+/// The next instant anything is due, if any.
+fn next_timer(server_msgs: &Messages, clients: &[Messages]) -> Option<Timestamp> {
+    clients
+        .iter()
+        .filter_map(Messages::poll_timeout)
+        .chain(server(|| server_msgs.poll_timeout()))
+        .min()
+}
+
+/// Opens one session from every client and runs the network until everything is
+/// acknowledged; returns how many messages the server read.
+fn establish(srv: &mut Messages, srv_addr: SocketAddr, clients: &mut [Messages]) -> usize {
+    let srv_id = Identity::Ip(srv_addr);
+    let mut now = Timestamp::ZERO;
+    for c in clients.iter_mut() {
+        assert_eq!(
+            c.send(now, &srv_id, None, b"hello", send_flags::RELIABLE, 0),
+            netcore::EResult::Ok
+        );
+    }
+    let end = Timestamp::ZERO + RUN_FOR;
+    let mut to_server: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut to_clients: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+    let mut buf = Vec::new();
+    let mut read = 0;
+    while now <= end {
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.handle_timeout(now);
+            c.poll_transmit(now, &mut buf, |_, d| to_server.push((addr(i), d.to_vec())));
+            while c.poll_event().is_some() {}
+        }
+        let moved = !to_server.is_empty();
+        server(|| {
+            for (from, d) in to_server.drain(..) {
+                srv.handle_datagram(now, from, &d);
+                // The datagram was the test's: its free is not the server's business.
+                outside(|| drop(d));
+            }
+            srv.handle_timeout(now);
+            while let Some(e) = srv.poll_event() {
+                match e {
+                    Event::SessionRequest(peer) => assert!(srv.accept(&peer)),
+                    Event::MessagesWaiting(ch) => read += srv.receive(ch, usize::MAX).len(),
+                    Event::SessionFailed { debug, .. } => panic!("session failed: {debug}"),
+                }
+            }
+            srv.poll_transmit(now, &mut buf, |to, d| {
+                outside(|| to_clients.push((to, d.to_vec())));
+            });
+        });
+        let moved = moved || !to_clients.is_empty();
+        for (to, d) in to_clients.drain(..) {
+            let i = (0..clients.len())
+                .find(|&i| addr(i) == to)
+                .expect("a client");
+            clients[i].handle_datagram(now, srv_addr, &d);
+        }
+        // Datagrams just delivered may call for an answer at once; otherwise sleep until the
+        // next timer (at least a millisecond, so a timer already due cannot spin us).
+        now = if moved {
+            now + Duration::from_micros(100)
+        } else {
+            next_timer(srv, clients).map_or(end, |t| t.max(now + Duration::from_millis(1)))
+        };
+        if now > end {
+            break;
+        }
+    }
+    read
+}
+
+#[test]
+fn an_idle_session_costs_the_server_little_heap() {
+    let srv_addr = SocketAddr::from(([10, 9, 9, 9], 27_015));
+    let mut clients: Vec<Messages> = (0..CLIENTS)
+        .map(|i| Messages::new(Config::default(), EndpointSetup::for_tests(i as u8)))
+        .collect();
+
+    let before_server = server_live();
+    let mut srv = server(|| Messages::new(Config::default(), EndpointSetup::for_tests(250)));
+    let empty = server_live();
+
+    let read = establish(&mut srv, srv_addr, &mut clients);
+    assert_eq!(read, CLIENTS, "every client's message reached the server");
+    assert_eq!(srv.session_count(), CLIENTS);
+    assert!(
+        srv.is_settled(),
+        "the server has nothing queued or in flight"
+    );
+    assert!(
+        clients.iter().all(Messages::is_settled),
+        "every client's message was acknowledged"
+    );
+
+    let with_sessions = server_live();
+    let per_session = (with_sessions - empty) as usize / CLIENTS;
+    println!(
+        "server heap: empty {} B, with {CLIENTS} idle sessions {} B: {per_session} B per session",
+        empty - before_server,
+        with_sessions - before_server,
+    );
+    println!(
+        "inline sizes: Connection {} B (the parts: unit tests connection::size_tests::sizes \
+         and messages::tests::a_session_is_small, with --nocapture)",
+        std::mem::size_of::<Connection>(),
+    );
+
+    server(|| drop(srv));
+    assert_eq!(
+        server_live(),
+        before_server,
+        "dropping the server frees exactly what was counted as its"
+    );
+    assert!(
+        std::mem::size_of::<Connection>() <= MAX_CONNECTION_SIZE,
+        "Connection grew to {} B",
+        std::mem::size_of::<Connection>()
+    );
+    assert!(
+        per_session <= MAX_HEAP_PER_SESSION,
+        "an idle session costs the server {per_session} B of heap (ceiling {MAX_HEAP_PER_SESSION})"
+    );
+}
