@@ -46,6 +46,8 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 /// Most spare datagram buffers kept for reuse (a burst beyond it allocates, then frees).
 const MAX_SPARE_BUFFERS: usize = 1024;
+/// Kernel socket buffer asked for in each direction.
+const SOCKET_BUFFER: usize = 4 << 20;
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
 const MAX_RECV_ROUNDS: usize = 16;
 
@@ -437,6 +439,11 @@ fn open_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
         let _ = sock.set_only_v6(false);
     }
     sock.set_nonblocking(true)?;
+    // Room for bursts: a receiver briefly off the CPU (or a sender's GSO burst) would
+    // otherwise overflow the default ~200 KiB. The OS caps these at its own maximum
+    // (net.core.rmem_max / wmem_max); a refusal leaves the default, which still works.
+    let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }
@@ -488,7 +495,7 @@ async fn drive(shared: Arc<Shared>, sink: Arc<dyn EventSink>) {
         tokio::select! {
             r = shared.io.socket.readable() => {
                 if r.is_ok() {
-                    receive_batches(&shared, &mut recv_buf, &mut metas, slots, &mut fake);
+                    receive_batches(&shared, &mut recv_buf, &mut metas, slots, &mut fake, &*sink);
                 }
             }
             _ = shared.wake.notified() => {}
@@ -554,8 +561,10 @@ fn receive_batches(
     metas: &mut [RecvMeta],
     slots: usize,
     fake: &mut FakeNetwork,
+    sink: &dyn EventSink,
 ) {
     let Io { socket, udp } = &shared.io;
+    let mut events = Vec::new();
     for _ in 0..MAX_RECV_ROUNDS {
         let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
             .chunks_mut(RECV_SLOT)
@@ -590,6 +599,16 @@ fn receive_batches(
                     st.messages.handle_datagram(now, meta.addr, dgram);
                 }
             }
+        }
+        while let Some(ev) = st.messages.poll_event() {
+            events.push(ev);
+        }
+        drop(st);
+        // Posted per round, not at the end of the wake-up: the application starts draining
+        // (on its own thread) while later rounds are decoded, instead of finding a queue
+        // that filled to its limit while it was not told.
+        if !events.is_empty() {
+            sink.emit(std::mem::take(&mut events));
         }
     }
 }
