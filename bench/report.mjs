@@ -55,7 +55,7 @@ export function markdownTable(rows) {
 }
 
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-const COLORS = { netmessages: '#d9480f', 'netmessages-fast': '#f59f00', dgram: '#1c7ed6', tcp: '#2f9e44', udx: '#7048e8' };
+const COLORS = { netmessages: '#d9480f', 'netmessages-fast': '#f59f00', 'netmessages-batch': '#e8590c', dgram: '#1c7ed6', tcp: '#2f9e44', udx: '#7048e8' };
 
 /**
  * Horizontal grouped bars: one group per (scenario, metric), one bar per implementation,

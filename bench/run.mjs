@@ -134,18 +134,24 @@ async function withChildren(fn) {
 // The subject again with the send rate raised from Steam's default (256 KiB/s min = max),
 // so the transport's own costs show instead of the configured rate.
 const FAST_RATE = 100_000_000;
-const VARIANTS = { 'netmessages-fast': { impl: 'netmessages', config: { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE } } };
+// `-batch`: the same, sending with sendMessages (Steam's SendMessages), 256 messages a call,
+// instead of one sendMessageToUser call per message.
+const FAST = { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE };
+const VARIANTS = {
+  'netmessages-fast': { impl: 'netmessages', config: FAST },
+  'netmessages-batch': { impl: 'netmessages', config: FAST, batch: true },
+};
 function resolveImpl(name) {
   const v = VARIANTS[name];
-  if (v === undefined) return { impl: name, config: nmConfig };
-  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) } };
+  if (v === undefined) return { impl: name, config: nmConfig, batch: false };
+  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true };
 }
 
 async function throughput(name, o) {
-  const { impl, config } = resolveImpl(name);
+  const { impl, config, batch } = resolveImpl(name);
   return withChildren(async (mk) => {
     const budget = T.warmupMs + T.windowMs + 15000;
-    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, timeoutMs: budget };
+    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, batch, timeoutMs: budget };
     const recv = mk('tp-recv', base);
     const r = await recv.wait('ready');
     const snd = mk('tp-send', base);
@@ -271,7 +277,7 @@ const scenarios = [
     id: 'unreliable-32B',
     title: 'Unreliable 32 B messages, one sender process to one receiver process',
     subject: 'netmessages',
-    variants: ['netmessages-fast'],
+    variants: ['netmessages-fast', 'netmessages-batch'],
     baselines: ['dgram', 'udx'],
     metrics: [{ key: 'msgsPerSec', label: 'msgs/s received', unit: 'msg/s', better: 'higher' }],
     async run(impl) {
@@ -282,7 +288,7 @@ const scenarios = [
     id: 'reliable-1200B',
     title: 'Reliable 1200 B messages, throughput',
     subject: 'netmessages',
-    variants: ['netmessages-fast'],
+    variants: ['netmessages-fast', 'netmessages-batch'],
     baselines: ['tcp', 'udx'],
     metrics: [{ key: 'mbPerSec', label: 'MB/s received', unit: 'MB/s', better: 'higher' }],
     async run(impl) {
