@@ -600,13 +600,18 @@ fn receive_batches(
                 }
             }
         }
+        if n < slots {
+            // Drained: the events go out at the end of the wake-up, after the answers
+            // (acks) are sent, so the application does not wake into a held lock.
+            return;
+        }
+        // A full round: more is waiting. Post what this one produced now, so the application
+        // starts draining on its own thread while later rounds are decoded, instead of finding
+        // a queue that reached its limit while it was not told.
         while let Some(ev) = st.messages.poll_event() {
             events.push(ev);
         }
         drop(st);
-        // Posted per round, not at the end of the wake-up: the application starts draining
-        // (on its own thread) while later rounds are decoded, instead of finding a queue
-        // that filled to its limit while it was not told.
         if !events.is_empty() {
             sink.emit(std::mem::take(&mut events));
         }
