@@ -6,10 +6,19 @@
 //! remembering anything, and only a `ConnectRequest` carrying a valid cookie for its source
 //! address creates a connection. The connection table is bounded, and answers to sources
 //! without a connection are rate-limited per source IP and overall (`rate_limit`).
+//!
+//! The work of one wake-up follows the connections that have something to do, not the size
+//! of the table: deadlines wait in a timer queue (`timer_queue`), and a connection is looked
+//! at by [`Endpoint::poll_transmit`] only once something touched it — a datagram, a timer,
+//! the owner taking `&mut` to it. Every path to a `&mut Connection` goes through
+//! `Endpoint::touch`, which is what makes skipping the others safe.
 
 pub mod challenge;
 pub mod fuzz_checks;
 pub mod rate_limit;
+#[cfg(test)]
+mod schedule_tests;
+pub mod timer_queue;
 
 use std::collections::HashMap;
 use std::hash::Hasher;
@@ -29,6 +38,7 @@ use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoC
 use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use challenge::ChallengeKey;
 use rate_limit::{Limiter, RateLimits, Verdict};
+use timer_queue::TimerQueue;
 
 /// Most connections one endpoint keeps; further peers are refused until some close, so a
 /// flood of sources cannot grow the table without bound.
@@ -36,6 +46,9 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 /// Most control replies (challenge replies, NoConnection) queued at once; beyond it replies
 /// are dropped, as a busy router would.
 pub const MAX_CONTROL_OUT: usize = 1024;
+/// The list of touched connections is pruned of entries for connections that are gone once
+/// it is this many times longer than the table.
+const MAX_TOUCHED_PER_CONNECTION: usize = 2;
 
 /// Endpoint-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
@@ -100,11 +113,32 @@ impl EndpointSetup {
     }
 }
 
+/// A connection and what the scheduler knows of it.
+#[derive(Debug)]
+struct Slot {
+    /// Boxed: the table keeps spare slots, and an inline connection would make each cost
+    /// a whole connection's size.
+    conn: Box<Connection>,
+    /// Tells this connection from an earlier one that had the same id (ids are reused only
+    /// by chance, but `Endpoint::touched` may still name the earlier one).
+    serial: u64,
+    /// Listed in `Endpoint::touched`: it may have something to send and its deadline may
+    /// have moved, so its timer is out of the queue until `poll_transmit` looks at it.
+    touched: bool,
+}
+
 /// The connection table of one socket.
 #[derive(Debug)]
 pub struct Endpoint {
-    conns: HashMap<u32, Connection>,
+    conns: HashMap<u32, Slot>,
     by_addr: HashMap<SocketAddr, u32>,
+    /// Deadlines of the connections not touched since `poll_transmit` last looked at them:
+    /// exactly their `Connection::poll_timeout`, since nothing changed them since.
+    timers: TimerQueue,
+    /// Connections touched since the last `poll_transmit` (id, serial); entries whose slot is
+    /// gone, was replaced or is no longer touched are skipped.
+    touched: Vec<(u32, u64)>,
+    next_serial: u64,
     cfg: ConnectionConfig,
     key: ChallengeKey,
     /// Budget for answering sources we have no connection with.
@@ -133,6 +167,9 @@ impl Endpoint {
         Endpoint {
             conns: HashMap::new(),
             by_addr: HashMap::new(),
+            timers: TimerQueue::new(),
+            touched: Vec::new(),
+            next_serial: 0,
             cfg,
             key: ChallengeKey::new(cookie_secret),
             limiter: Limiter::new(RateLimits::default(), limiter_secret),
@@ -149,8 +186,11 @@ impl Endpoint {
     /// Applies new connection settings to every connection, present and future.
     pub fn set_config(&mut self, now: Timestamp, cfg: ConnectionConfig) {
         self.cfg = cfg;
-        for c in self.conns.values_mut() {
-            c.set_config(now, cfg);
+        let ids: Vec<u32> = self.conns.keys().copied().collect();
+        for id in ids {
+            if let Some(c) = self.touch(id) {
+                c.set_config(now, cfg);
+            }
         }
     }
 
@@ -190,7 +230,7 @@ impl Endpoint {
         let control: usize = self.control_out.iter().map(|(_, d)| d.len()).sum();
         self.conns
             .values()
-            .map(Connection::buffered_bytes)
+            .map(|s| s.conn.buffered_bytes())
             .sum::<usize>()
             + control
     }
@@ -213,10 +253,52 @@ impl Endpoint {
     }
 
     fn insert(&mut self, conn: Connection) {
-        if let Some(old) = self.by_addr.insert(conn.remote(), conn.local_id()) {
-            self.conns.remove(&old);
+        let id = conn.local_id();
+        if let Some(old) = self.by_addr.insert(conn.remote(), id) {
+            self.forget(old);
         }
-        self.conns.insert(conn.local_id(), conn);
+        self.next_serial += 1;
+        let slot = Slot {
+            conn: Box::new(conn),
+            serial: self.next_serial,
+            touched: false,
+        };
+        self.conns.insert(id, slot);
+        if self.touched.len() > MAX_TOUCHED_PER_CONNECTION * self.conns.len() {
+            // Entries of connections gone pile up only while `poll_transmit` is not called.
+            let conns = &self.conns;
+            self.touched.retain(|(id, serial)| {
+                conns
+                    .get(id)
+                    .is_some_and(|s| s.serial == *serial && s.touched)
+            });
+        }
+        // A new connection has its first datagram to send.
+        self.touch(id);
+    }
+
+    /// Drops the connection with id `id` and its timer (not its address entry).
+    fn forget(&mut self, id: u32) {
+        self.conns.remove(&id);
+        self.timers.remove(id);
+    }
+
+    /// The connection with our id `id`, marked as touched. Every `&mut Connection` comes from
+    /// here: whoever changes a connection may give it something to send or move its
+    /// deadline, so it is listed for the next `poll_transmit` and its timer leaves the queue
+    /// (`poll_timeout` and `handle_timeout` read touched connections directly).
+    fn touch(&mut self, id: u32) -> Option<&mut Connection> {
+        touch(&mut self.conns, &mut self.touched, &mut self.timers, id)
+    }
+
+    /// The touched connections, each once.
+    fn touched_conns(&self) -> impl Iterator<Item = &Connection> {
+        self.touched.iter().filter_map(|(id, serial)| {
+            self.conns
+                .get(id)
+                .filter(|s| s.serial == *serial && s.touched)
+                .map(|s| &*s.conn)
+        })
     }
 
     /// Our identity when a certificate proves it.
@@ -250,24 +332,28 @@ impl Endpoint {
             self.insert(Connection::connect(remote, self.cfg, now, id, expected));
         }
         let id = *self.by_addr.get(&remote)?;
-        self.conns.get_mut(&id)
+        self.touch(id)
     }
 
     /// The connection to `remote`, if open.
     pub fn connection(&self, remote: SocketAddr) -> Option<&Connection> {
-        self.by_addr.get(&remote).and_then(|id| self.conns.get(id))
+        self.by_addr
+            .get(&remote)
+            .and_then(|id| self.conns.get(id))
+            .map(|s| &*s.conn)
     }
 
-    /// The connection to `remote`, if open, for changes.
+    /// The connection to `remote`, if open, for changes (it is looked at by the next
+    /// [`Endpoint::poll_transmit`]).
     pub fn connection_mut(&mut self, remote: SocketAddr) -> Option<&mut Connection> {
         let id = *self.by_addr.get(&remote)?;
-        self.conns.get_mut(&id)
+        self.touch(id)
     }
 
     /// Forgets the connection to `remote`; `notify` is the datagram telling the peer (if any).
     pub fn close(&mut self, remote: SocketAddr, notify: Option<Vec<u8>>) {
         if let Some(id) = self.by_addr.remove(&remote) {
-            self.conns.remove(&id);
+            self.forget(id);
         }
         if let Some(d) = notify {
             self.queue_control(remote, d);
@@ -345,12 +431,8 @@ impl Endpoint {
             self.stats.dropped_malformed += 1;
             return Incoming::Dropped;
         };
-        let conn = self
-            .conns
-            .get_mut(&header.to_conn_id)
-            // A connection id only counts from the address it belongs to.
-            .filter(|c| c.remote() == from);
-        let Some(conn) = conn else {
+        // A connection id only counts from the address it belongs to.
+        let Some(conn) = self.conn_for(Some(header.to_conn_id), from) else {
             self.stats.dropped_unknown_connection += 1;
             if !self.may_answer(from, now) {
                 return Incoming::Dropped;
@@ -413,7 +495,8 @@ impl Endpoint {
                 {
                     let (eph, nonce) = self.random_offer();
                     let offer = ClientOffer::new(&self.security, eph, nonce);
-                    if let Some(conn) = self.conns.get_mut(&id) {
+                    let conn = touch(&mut self.conns, &mut self.touched, &mut self.timers, id);
+                    if let Some(conn) = conn {
                         conn.on_challenge_reply(
                             now,
                             challenge,
@@ -428,10 +511,11 @@ impl Endpoint {
             ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
             ControlMessage::ConnectOk(ok) => {
                 let now_unix = self.now_unix(now);
-                let conn = ok
+                let id = ok
                     .client_connection_id
-                    .and_then(|id| self.conns.get_mut(&id))
-                    .filter(|c| c.remote() == from);
+                    .filter(|id| self.conns.get(id).is_some_and(|s| s.conn.remote() == from));
+                let conn = id
+                    .and_then(|id| touch(&mut self.conns, &mut self.touched, &mut self.timers, id));
                 let refused = match conn {
                     Some(c) => c.on_connect_ok(now, &ok, &self.security, now_unix),
                     None => None,
@@ -461,7 +545,11 @@ impl Endpoint {
 
     /// The connection with our id `id`, if it belongs to `from`.
     fn conn_for(&mut self, id: Option<u32>, from: SocketAddr) -> Option<&mut Connection> {
-        self.conns.get_mut(&id?).filter(|c| c.remote() == from)
+        let id = id?;
+        if self.conns.get(&id)?.conn.remote() != from {
+            return None;
+        }
+        self.touch(id)
     }
 
     fn handle_connect_request(
@@ -541,7 +629,7 @@ impl Endpoint {
             }
         };
         if let Plan::Adopt(id) = plan {
-            if let Some(c) = self.conns.get_mut(&id) {
+            if let Some(c) = self.touch(id) {
                 c.adopt_incoming(now, client_id, their_ts, est, ok);
             }
             return Incoming::Accepted { new: false };
@@ -553,6 +641,10 @@ impl Endpoint {
     }
 
     /// Calls `send` for every datagram ready to go, reusing `buf`.
+    ///
+    /// Only touched connections are looked at: an untouched one has not changed since it was
+    /// last looked at, and whatever it will have to send comes due at its deadline, when
+    /// [`Endpoint::handle_timeout`] touches it.
     pub fn poll_transmit(
         &mut self,
         now: Timestamp,
@@ -562,11 +654,23 @@ impl Endpoint {
         for (to, d) in self.control_out.drain(..) {
             send(to, &d);
         }
-        for conn in self.conns.values_mut() {
-            while conn.poll_transmit(now, buf) {
-                send(conn.remote(), buf);
+        // `send` cannot reach the endpoint, so nothing is touched while the list is out.
+        let mut touched = std::mem::take(&mut self.touched);
+        for (id, serial) in touched.drain(..) {
+            let Some(slot) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if slot.serial != serial || !slot.touched {
+                continue;
             }
+            slot.touched = false;
+            while slot.conn.poll_transmit(now, buf) {
+                send(slot.conn.remote(), buf);
+            }
+            self.timers.set(id, slot.conn.poll_timeout());
         }
+        // Keep the allocation for the next wake-up.
+        self.touched = touched;
     }
 
     /// The earliest deadline of any connection.
@@ -574,19 +678,43 @@ impl Endpoint {
         if !self.control_out.is_empty() {
             return Some(Timestamp::ZERO);
         }
-        self.conns
-            .values()
+        let touched = self
+            .touched_conns()
             .filter_map(Connection::poll_timeout)
-            .min()
+            .min();
+        match (touched, self.timers.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Runs the timers of every connection that is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
-        for c in self.conns.values_mut() {
-            if c.poll_timeout().is_some_and(|t| t <= now) {
+        // Touched connections are out of the queue: ask each. The list holds each once.
+        for i in 0..self.touched.len() {
+            let Some(&(id, serial)) = self.touched.get(i) else {
+                break;
+            };
+            let Some(slot) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            if slot.serial == serial
+                && slot.touched
+                && slot.conn.poll_timeout().is_some_and(|t| t <= now)
+            {
+                slot.conn.handle_timeout(now);
+                if slot.conn.take_new_failure() {
+                    self.newly_failed.push(slot.conn.remote());
+                }
+            }
+        }
+        // Then the due ones of the rest; touching them takes them out of the queue.
+        while let Some(id) = self.timers.pop_due(now) {
+            if let Some(c) = self.touch(id) {
                 c.handle_timeout(now);
                 if c.take_new_failure() {
-                    self.newly_failed.push(c.remote());
+                    let remote = c.remote();
+                    self.newly_failed.push(remote);
                 }
             }
         }
@@ -596,6 +724,22 @@ impl Endpoint {
     pub fn take_failed(&mut self) -> Vec<SocketAddr> {
         std::mem::take(&mut self.newly_failed)
     }
+}
+
+/// [`Endpoint::touch`] on the endpoint's parts, for callers that hold others borrowed.
+fn touch<'a>(
+    conns: &'a mut HashMap<u32, Slot>,
+    touched: &mut Vec<(u32, u64)>,
+    timers: &mut TimerQueue,
+    id: u32,
+) -> Option<&'a mut Connection> {
+    let slot = conns.get_mut(&id)?;
+    if !slot.touched {
+        slot.touched = true;
+        touched.push((id, slot.serial));
+        timers.remove(id);
+    }
+    Some(&mut slot.conn)
 }
 
 #[cfg(test)]

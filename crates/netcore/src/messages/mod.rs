@@ -4,6 +4,11 @@
 //!
 //! Sans-IO: every call takes `now`; datagrams go out through [`Messages::poll_transmit`],
 //! and what the application must hear about comes out of [`Messages::poll_event`].
+//!
+//! The idle timeout looks only at sessions that may have expired (`idle_queue`), so a
+//! wake-up costs the same with ten sessions as with ten thousand.
+
+pub mod idle_queue;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -15,6 +20,7 @@ use crate::endpoint::{Endpoint, EndpointSetup, Incoming};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
+use idle_queue::IdleQueue;
 
 /// Close reason sent when the application closes a session (Steam's messages layer uses
 /// 1001 for this).
@@ -22,6 +28,11 @@ pub const END_APP_SESSION_CLOSED: u32 = 1001;
 
 /// How often a session request is posted again while an unaccepted peer keeps sending.
 pub const SESSION_REQUEST_REPOST: Duration = Duration::from_secs(1);
+
+/// Most idle-queue entries one [`Messages::handle_timeout`] looks at; the rest stay due, so
+/// the next wake-up comes at once and carries on. Bounds the time of one wake-up when
+/// thousands of sessions expire together.
+pub const IDLE_CHECKS_PER_TIMEOUT: usize = 1024;
 
 /// A message handed to the application.
 #[derive(Clone, Debug)]
@@ -122,6 +133,11 @@ struct Session {
     last_used: Timestamp,
     /// Channels the application used with this peer (Steam closes the session with the last).
     channels: BTreeSet<i32>,
+    /// Tells this session from earlier ones with the same peer in the idle queue.
+    serial: u64,
+    /// Whether the idle queue holds an entry for this session (at most one). Only a session
+    /// with unread messages may be out of it; it goes back in once they are read.
+    idle_queued: bool,
 }
 
 /// Counters of the messages layer.
@@ -142,6 +158,10 @@ pub struct Messages {
     events: VecDeque<Event>,
     scratch: Vec<InMessage>,
     stats: MessagesStats,
+    /// Sessions by last known use, for the idle timeout.
+    idle: IdleQueue,
+    /// Serial of the last session created.
+    last_serial: u64,
 }
 
 impl Messages {
@@ -157,6 +177,8 @@ impl Messages {
             events: VecDeque::new(),
             scratch: Vec::new(),
             stats: MessagesStats::default(),
+            idle: IdleQueue::default(),
+            last_serial: 0,
         }
     }
 
@@ -238,7 +260,7 @@ impl Messages {
         }
         let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
             self.by_addr.insert(addr, peer.clone());
-            Session::new(addr, now)
+            Session::new(addr, now, peer, &mut self.last_serial, &mut self.idle)
         });
         session.channels.insert(channel);
         session.last_used = now;
@@ -277,6 +299,20 @@ impl Messages {
         for q in self.queues.values_mut() {
             q.retain(|d| &d.peer != peer);
         }
+        if self.idle.needs_compaction(self.sessions.len()) {
+            // Entries of closed sessions: drop them all at once.
+            self.idle
+                .rebuild(
+                    self.sessions
+                        .iter()
+                        .filter(|(_, s)| s.idle_queued)
+                        .map(|(peer, s)| idle_queue::Entry {
+                            used: s.last_used,
+                            serial: s.serial,
+                            peer: peer.clone(),
+                        }),
+                );
+        }
         true
     }
 
@@ -293,6 +329,7 @@ impl Messages {
             q.retain(|d| &d.peer != peer);
             let purged = before - q.len();
             s.unread = s.unread.saturating_sub(purged);
+            s.requeue_if_read(peer, &mut self.idle);
         }
         if last {
             self.close_session(peer);
@@ -323,7 +360,7 @@ impl Messages {
         };
         let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
             self.by_addr.insert(from, peer.clone());
-            Session::new(from, now)
+            Session::new(from, now, &peer, &mut self.last_serial, &mut self.idle)
         });
         session.heard_from_peer = true;
         if !msgs.is_empty() {
@@ -394,6 +431,7 @@ impl Messages {
             if let Some(s) = self.sessions.get_mut(&d.peer) {
                 s.unread = s.unread.saturating_sub(1);
                 s.unread_bytes = s.unread_bytes.saturating_sub(d.msg.data.len());
+                s.requeue_if_read(&d.peer, &mut self.idle);
             }
         }
         self.update_backpressure(out.iter().map(|d| &d.peer));
@@ -493,16 +531,12 @@ impl Messages {
         !self.events.is_empty()
     }
 
-    /// When [`Messages::handle_timeout`] must next run.
+    /// When [`Messages::handle_timeout`] must next run. The idle part may come early (the
+    /// earliest session in the idle queue may have been used since); that wake-up finds out.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        let idle = self.idle_timeout().and_then(|idle| {
-            // Unread messages keep a session in use: closing it would discard them.
-            self.sessions
-                .values()
-                .filter(|s| s.unread == 0)
-                .map(|s| s.last_used + idle)
-                .min()
-        });
+        let idle = self
+            .idle_timeout()
+            .and_then(|idle| Some(self.idle.earliest()? + idle));
         match (idle, self.endpoint.poll_timeout()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -515,12 +549,42 @@ impl Messages {
         let Some(idle) = self.idle_timeout() else {
             return;
         };
-        let expired: Vec<Identity> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| now.saturating_since(s.last_used) >= idle && s.unread == 0)
-            .map(|(id, _)| id.clone())
-            .collect();
+        // Sessions last used at or before `cutoff` have been idle long enough.
+        let Some(cutoff) = now
+            .as_micros()
+            .checked_sub(u64::try_from(idle.as_micros()).unwrap_or(u64::MAX))
+            .map(Timestamp::from_micros)
+        else {
+            return;
+        };
+        let mut expired: Vec<Identity> = Vec::new();
+        for _ in 0..IDLE_CHECKS_PER_TIMEOUT {
+            let Some(entry) = self.idle.pop_until(cutoff) else {
+                break;
+            };
+            let Some(s) = self
+                .sessions
+                .get_mut(&entry.peer)
+                .filter(|s| s.serial == entry.serial)
+            else {
+                // The session closed since it was queued.
+                continue;
+            };
+            s.idle_queued = false;
+            if s.last_used > cutoff {
+                // Used since: back in line at its last use (after the cutoff, so not again
+                // in this call).
+                s.idle_queued = true;
+                self.idle.push(idle_queue::Entry {
+                    used: s.last_used,
+                    ..entry
+                });
+            } else if s.unread == 0 {
+                expired.push(entry.peer);
+            }
+            // Otherwise unread messages keep it in use (closing it would discard them); it
+            // is queued again once they are read.
+        }
         for id in expired {
             self.close_session(&id);
         }
@@ -615,7 +679,21 @@ impl Session {
         count >= max_msgs || bytes >= max_bytes
     }
 
-    fn new(remote: SocketAddr, now: Timestamp) -> Self {
+    /// A session first used at `now`, queued for the idle timeout.
+    fn new(
+        remote: SocketAddr,
+        now: Timestamp,
+        peer: &Identity,
+        last_serial: &mut u64,
+        idle: &mut IdleQueue,
+    ) -> Self {
+        *last_serial += 1;
+        let serial = *last_serial;
+        idle.push(idle_queue::Entry {
+            used: now,
+            serial,
+            peer: peer.clone(),
+        });
         Session {
             remote,
             accepted: false,
@@ -627,6 +705,20 @@ impl Session {
             last_request_posted: None,
             last_used: now,
             channels: BTreeSet::new(),
+            serial,
+            idle_queued: true,
+        }
+    }
+
+    /// Puts the session back in the idle queue once its unread messages are all read.
+    fn requeue_if_read(&mut self, peer: &Identity, idle: &mut IdleQueue) {
+        if self.unread == 0 && !self.idle_queued {
+            self.idle_queued = true;
+            idle.push(idle_queue::Entry {
+                used: self.last_used,
+                serial: self.serial,
+                peer: peer.clone(),
+            });
         }
     }
 }
@@ -800,6 +892,9 @@ mod tests {
         assert_eq!(b.stats().dropped_recv_full, 15);
     }
 }
+
+#[cfg(test)]
+mod idle_tests;
 
 #[cfg(test)]
 mod sim_tests;
