@@ -79,4 +79,4 @@ function load(): typeof NativeTypes {
 }
 
 export const native: typeof NativeTypes = load();
-export type { NativeEndpoint, NativeEvent, NativeBatch, NativeSessionInfo, ConfigProblem } from '../native/index.js';
+export type { NativeEndpoint, NativeEvent, NativeSessionInfo, ConfigProblem } from '../native/index.js';

@@ -2,7 +2,7 @@ import { EventEmitter, once } from 'node:events';
 
 import { ConnectionState, EResult, SendFlags } from './enums';
 import { Identity } from './identity';
-import { native, type NativeBatch, type NativeEndpoint, type NativeEvent } from './native';
+import { native, type NativeEndpoint, type NativeEvent } from './native';
 
 /** Tunables with Steam's names and defaults; see docs/API.md for each. */
 export interface Config {
@@ -526,22 +526,42 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
 }
 
 /** Turns a columnar batch into message objects whose `data` are views of one buffer. */
-function toMessages(batch: NativeBatch, channel: number): NetworkingMessage[] {
-  const n = batch.sizes.length;
+/**
+ * Unpacks a native receive batch (layout documented on the binding's `receive`): one
+ * buffer, so a batch costs one value crossing from native code; each message's data is a
+ * view into it.
+ */
+function toMessages(batch: Buffer | null, channel: number): NetworkingMessage[] {
+  if (batch === null) return [];
+  const n = batch.readUInt32LE(0);
+  const p = batch.readUInt32LE(4);
+  const nameBytes = batch.readUInt32LE(8);
+  const numbersAt = 16;
+  const timesAt = numbersAt + 8 * n;
+  const sizesAt = timesAt + 8 * n;
+  const flagsAt = sizesAt + 4 * n;
+  const peerIndexAt = flagsAt + 4 * n;
+  const nameLensAt = peerIndexAt + 4 * n;
+  let nameAt = nameLensAt + 4 * p;
+  const peers = new Array<Identity>(p);
+  for (let i = 0; i < p; i++) {
+    const len = batch.readUInt32LE(nameLensAt + 4 * i);
+    peers[i] = Identity.parse(batch.toString('utf8', nameAt, nameAt + len));
+    nameAt += len;
+  }
+  let dataAt = nameLensAt + 4 * p + nameBytes;
   const out = new Array<NetworkingMessage>(n);
-  const peers = batch.peers.map((p) => Identity.parse(p));
-  let offset = 0;
   for (let i = 0; i < n; i++) {
-    const size = batch.sizes[i] ?? 0;
+    const size = batch.readUInt32LE(sizesAt + 4 * i);
     out[i] = new ReceivedMessage(
-      batch.data.subarray(offset, offset + size),
-      peers[batch.peerIndex[i] ?? 0] as Identity,
+      batch.subarray(dataAt, dataAt + size),
+      peers[batch.readUInt32LE(peerIndexAt + 4 * i)] as Identity,
       channel,
-      batch.numbers[i] ?? 0n,
-      batch.flags[i] ?? 0,
-      batch.times[i] ?? 0n,
+      batch.readBigUInt64LE(numbersAt + 8 * i),
+      batch.readUInt32LE(flagsAt + 4 * i),
+      batch.readBigUInt64LE(timesAt + 8 * i),
     );
-    offset += size;
+    dataAt += size;
   }
   return out;
 }

@@ -207,26 +207,6 @@ pub struct NativeEvent {
     pub end_debug: Option<String>,
 }
 
-/// Received messages of one channel, as columns: one payload buffer and one array per
-/// field, so a batch costs a handful of JS values however many messages it holds.
-#[napi(object)]
-pub struct NativeBatch {
-    /// Every payload, back to back.
-    pub data: Buffer,
-    /// Payload sizes, in order.
-    pub sizes: Uint32Array,
-    /// Send flags used by each sender.
-    pub flags: Uint32Array,
-    /// Each sender's message number.
-    pub numbers: BigUint64Array,
-    /// Arrival times, µs on the endpoint's monotonic clock.
-    pub times: BigUint64Array,
-    /// The distinct senders of this batch, canonical text.
-    pub peers: Vec<String>,
-    /// For each message, its sender's index in `peers`.
-    pub peer_index: Uint32Array,
-}
-
 /// A snapshot of one session.
 #[napi(object)]
 pub struct NativeSessionInfo {
@@ -451,25 +431,29 @@ impl NativeEndpoint {
         Int32Array::new(results)
     }
 
-    /// Takes up to `max` messages waiting on `channel`, as one columnar batch.
+    /// Takes up to `max` messages waiting on `channel`, packed into one buffer (`null` when
+    /// none wait), so a batch costs one JS value however many messages it holds. Layout,
+    /// little-endian: a 16-byte head (message count `n`, distinct sender count `p`, bytes
+    /// of sender names, bytes of payloads), then `u64` message numbers `[n]`, `u64` arrival
+    /// times (µs on the endpoint's clock) `[n]`, `u32` sizes `[n]`, `u32` send flags `[n]`,
+    /// `u32` sender indexes `[n]`, `u32` sender name lengths `[p]`, the sender names
+    /// (canonical text, UTF-8, back to back), and the payloads back to back.
     #[napi]
-    pub fn receive(&self, channel: i32, max: u32) -> NativeBatch {
+    pub fn receive<'env>(
+        &self,
+        env: &'env Env,
+        channel: i32,
+        max: u32,
+    ) -> Result<Option<BufferSlice<'env>>> {
         let msgs = self.inner.receive(channel, max as usize);
-        let total: usize = msgs.iter().map(|d| d.msg.data.len()).sum();
-        let mut data = Vec::with_capacity(total);
-        let mut sizes = Vec::with_capacity(msgs.len());
-        let mut flags = Vec::with_capacity(msgs.len());
-        let mut numbers = Vec::with_capacity(msgs.len());
-        let mut times = Vec::with_capacity(msgs.len());
+        if msgs.is_empty() {
+            return Ok(None);
+        }
+        let n = msgs.len();
         let mut peers: Vec<String> = Vec::new();
-        let mut peer_index = Vec::with_capacity(msgs.len());
+        let mut peer_index = Vec::with_capacity(n);
         let mut last_peer: Option<(&Identity, u32)> = None;
         for d in &msgs {
-            data.extend_from_slice(&d.msg.data);
-            sizes.push(d.msg.data.len() as u32);
-            flags.push(d.msg.send_flags);
-            numbers.push(d.msg.number);
-            times.push(d.msg.received_at.as_micros());
             // Runs of messages from one peer are the common case: compare with the last one
             // before searching the (short) list.
             let idx = match last_peer {
@@ -489,15 +473,41 @@ impl NativeEndpoint {
             };
             peer_index.push(idx);
         }
-        NativeBatch {
-            data: Buffer::from(data),
-            sizes: Uint32Array::new(sizes),
-            flags: Uint32Array::new(flags),
-            numbers: BigUint64Array::new(numbers),
-            times: BigUint64Array::new(times),
-            peers,
-            peer_index: Uint32Array::new(peer_index),
+        let names: usize = peers.iter().map(String::len).sum();
+        let data: usize = msgs.iter().map(|d| d.msg.data.len()).sum();
+        let mut out = Vec::with_capacity(16 + 28 * n + 4 * peers.len() + names + data);
+        let u32s = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
+        u32s(&mut out, n as u32);
+        u32s(&mut out, peers.len() as u32);
+        u32s(&mut out, names as u32);
+        u32s(&mut out, data as u32);
+        for d in &msgs {
+            out.extend_from_slice(&d.msg.number.to_le_bytes());
         }
+        for d in &msgs {
+            out.extend_from_slice(&d.msg.received_at.as_micros().to_le_bytes());
+        }
+        for d in &msgs {
+            u32s(&mut out, d.msg.data.len() as u32);
+        }
+        for d in &msgs {
+            u32s(&mut out, d.msg.send_flags);
+        }
+        for &i in &peer_index {
+            u32s(&mut out, i);
+        }
+        for p in &peers {
+            u32s(&mut out, p.len() as u32);
+        }
+        for p in &peers {
+            out.extend_from_slice(p.as_bytes());
+        }
+        for d in &msgs {
+            out.extend_from_slice(&d.msg.data);
+        }
+        // A copy into memory the JS engine manages: cheaper to create than an external
+        // buffer with a finalizer, and the packed batch is small.
+        BufferSlice::copy_from(env, &out).map(Some)
     }
 
     /// Sends what Nagle holds for a peer now; returns an EResult value.
