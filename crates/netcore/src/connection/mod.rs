@@ -750,9 +750,13 @@ impl Connection {
             return Err(SendError::Failed);
         }
         let len = channel_prefix::PREFIX_LEN + data.len();
-        let buffered = self.buffered_bytes();
+        // As the reference: the limit is on bytes not yet sent (new, or lost and waiting to
+        // be resent). Sent, unacknowledged data is bounded separately, by the congestion
+        // window and the sent-packet record (`MAX_TRACKED_PACKETS`); counting it here too
+        // capped a connection at `sendBufferSize` per round trip whatever the send rate.
         // An empty buffer takes any one message, so a message of the maximum size can always
         // be sent with the default buffer size.
+        let buffered = self.queued_bytes();
         if buffered > 0 && buffered + len > self.cfg.send_buffer {
             return Err(SendError::BufferFull);
         }

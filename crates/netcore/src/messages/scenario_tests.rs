@@ -222,10 +222,21 @@ fn assert_memory_bounded(ctx: &str, net: &Network, config: &Config, largest_mess
     let backlog_bytes = config.recv_buffer_size as usize + largest_message.max(mtu);
     for who in [A, B] {
         let p = net.node::<Peer>(addr(who)).unwrap().peaks;
+        // The limit is on bytes not yet sent (as the reference): new sends stop at it, but
+        // data declared lost returns to the queue on top. What was sent and is not yet
+        // acknowledged is bounded by the sent-packet record, so the total is too.
+        let in_flight_limit = (crate::snp::sent_packets::MAX_TRACKED_PACKETS * mtu) as u64;
         assert!(
-            p.send_buffered <= send_limit,
-            "{ctx}: {who} held {} bytes for sending (limit {send_limit})",
-            p.send_buffered
+            p.unacked_reliable <= in_flight_limit,
+            "{ctx}: {who} had {} reliable bytes unacknowledged (limit {in_flight_limit})",
+            p.unacked_reliable
+        );
+        assert!(
+            p.send_queued <= send_limit + in_flight_limit as usize
+                && p.send_buffered <= send_limit + in_flight_limit as usize,
+            "{ctx}: {who} held {} bytes for sending ({} queued)",
+            p.send_buffered,
+            p.send_queued
         );
         assert!(
             p.backlog_messages <= backlog_msgs && p.backlog_bytes <= backlog_bytes,

@@ -53,6 +53,9 @@ pub(super) struct MemoryPeaks {
     /// Most bytes held for sending by one connection (reliable until acked, unreliable until
     /// sent): `Connection::buffered_bytes`.
     pub send_buffered: usize,
+    /// Most bytes queued and not yet sent by one connection (what `sendBufferSize` limits):
+    /// `Connection::queued_bytes`.
+    pub send_queued: usize,
     /// Most unacknowledged reliable bytes of one connection.
     pub unacked_reliable: u64,
     /// Most messages of one session waiting for the application (held or unread).
@@ -159,6 +162,7 @@ impl Peer {
         for s in self.m.sessions.values() {
             if let Some(c) = self.m.endpoint.connection(s.remote) {
                 p.send_buffered = p.send_buffered.max(c.buffered_bytes());
+                p.send_queued = p.send_queued.max(c.queued_bytes());
                 p.unacked_reliable = p.unacked_reliable.max(c.unacked_reliable_bytes());
             }
             let (count, bytes) = s.backlog();
