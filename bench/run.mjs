@@ -133,7 +133,7 @@ async function withChildren(fn) {
 // ---------------------------------------------------------------- scenario runners
 // The subject again with the send rate raised from Steam's default (256 KiB/s min = max),
 // so the transport's own costs show instead of the configured rate.
-const FAST_RATE = 100_000_000;
+const FAST_RATE = 1_000_000_000;
 // `-batch`: the same, sending with sendMessages (Steam's SendMessages), 256 messages a call,
 // instead of one sendMessageToUser call per message.
 const FAST = { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE };
