@@ -11,7 +11,11 @@
 //! deadlines, which costs O(keys) once per that many changes.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+#[cfg(test)]
+use std::collections::HashMap;
+
+use super::Map;
 
 use crate::time::Timestamp;
 
@@ -25,7 +29,7 @@ pub const COMPACT_SLACK: usize = 64;
 pub struct TimerQueue {
     heap: BinaryHeap<Reverse<(Timestamp, u32)>>,
     /// Each key's deadline; an entry of `heap` is stale unless it matches.
-    current: HashMap<u32, Timestamp>,
+    current: Map<u32, Timestamp>,
 }
 
 impl TimerQueue {

@@ -10,7 +10,9 @@
 
 pub mod idle_queue;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::endpoint::Map;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -152,9 +154,9 @@ pub struct MessagesStats {
 pub struct Messages {
     config: Config,
     endpoint: Endpoint,
-    sessions: HashMap<Identity, Session>,
-    by_addr: HashMap<SocketAddr, Identity>,
-    queues: HashMap<i32, VecDeque<Delivered>>,
+    sessions: Map<Identity, Session>,
+    by_addr: Map<SocketAddr, Identity>,
+    queues: Map<i32, VecDeque<Delivered>>,
     events: VecDeque<Event>,
     scratch: Vec<InMessage>,
     stats: MessagesStats,
@@ -171,9 +173,9 @@ impl Messages {
         Messages {
             endpoint: Endpoint::new(connection_config(&config), setup),
             config,
-            sessions: HashMap::new(),
-            by_addr: HashMap::new(),
-            queues: HashMap::new(),
+            sessions: Map::default(),
+            by_addr: Map::default(),
+            queues: Map::default(),
             events: VecDeque::new(),
             scratch: Vec::new(),
             stats: MessagesStats::default(),
@@ -618,7 +620,7 @@ impl Messages {
     fn release_held(
         s: &mut Session,
         peer: &Identity,
-        queues: &mut HashMap<i32, VecDeque<Delivered>>,
+        queues: &mut Map<i32, VecDeque<Delivered>>,
         events: &mut VecDeque<Event>,
     ) {
         s.held_bytes = 0;
@@ -632,7 +634,7 @@ impl Messages {
         s: &mut Session,
         peer: &Identity,
         msg: InMessage,
-        queues: &mut HashMap<i32, VecDeque<Delivered>>,
+        queues: &mut Map<i32, VecDeque<Delivered>>,
         events: &mut VecDeque<Event>,
     ) {
         s.unread += 1;
