@@ -20,7 +20,9 @@ pub mod fake_network;
 
 use std::io::{self, IoSliceMut};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use parking_lot::{Mutex as SpinThenPark, MutexGuard};
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, Transmit, UdpSocketState, BATCH_SIZE};
@@ -121,8 +123,8 @@ struct Io {
 }
 
 struct Shared {
-    state: Mutex<State>,
-    tx: Mutex<Tx>,
+    state: SpinThenPark<State>,
+    tx: SpinThenPark<Tx>,
     io: Io,
     wake: Notify,
     epoch: Instant,
@@ -139,12 +141,11 @@ impl State {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock would be a bug; the state is still the best we have.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     fn lock_tx(&self) -> MutexGuard<'_, Tx> {
-        self.tx.lock().unwrap_or_else(|p| p.into_inner())
+        self.tx.lock()
     }
 
     /// Sends what is due now from the caller's thread (Steam's `UseCurrentThread`): no
@@ -248,13 +249,13 @@ impl EndpointHandle {
         let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
         let fake_send = !FakeParams::send(&config).is_off();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+            state: SpinThenPark::new(State {
                 messages: Messages::new(config, setup),
                 closing: false,
                 planned: None,
                 fake_send,
             }),
-            tx: Mutex::new(Tx {
+            tx: SpinThenPark::new(Tx {
                 outgoing: Vec::new(),
                 spare: Vec::new(),
                 scratch: Vec::with_capacity(1500),
