@@ -634,6 +634,25 @@ async function manyServer() {
       rssPerSessionBytes: c.sessions ? (rss1 - rss0) / c.sessions : 0,
     });
   };
+  // The idle phase: every peer has said hello and gone quiet.
+  let idleAt;
+  handlers['idle-start'] = () => {
+    idleAt = { t: now(), cpu: cpuMs() };
+    send({ type: 'idle-start', sessions: c.sessions });
+  };
+  handlers['idle-mark'] = () => {
+    const dt = now() - idleAt.t;
+    const cpu = cpuMs() - idleAt.cpu;
+    gc();
+    const rss1 = process.memoryUsage().rss;
+    send({
+      type: 'idle-mark',
+      sessions: c.sessions,
+      cpuPercent: (cpu / dt) * 100,
+      rssAfter: rss1,
+      rssPerSessionBytes: c.sessions ? (rss1 - rss0) / c.sessions : 0,
+    });
+  };
   handlers.report = async () => {
     await Promise.race([closeAll(), sleep(2500)]);
     send({ type: 'result', totalMsgs: c.msgs });
@@ -684,6 +703,14 @@ async function manyClient() {
   handlers.peer = (m) => {
     setTarget(m.port);
     send({ type: 'peered' });
+  };
+  // One message from every peer (opening each session), then quiet.
+  handlers.hello = async () => {
+    for (let i = 0; i < sends.length; i++) {
+      sends[i]();
+      if (i % 200 === 199) await sleep(20);
+    }
+    send({ type: 'helloed' });
   };
   handlers.go = () => {
     // Each endpoint sends `rate` msgs/s: SLICES timer ticks per period, each tick one slice.

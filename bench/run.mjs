@@ -28,9 +28,9 @@ const flag = (n) => args.includes(`--${n}`);
 const opt = (n) => args.find((a) => a.startsWith(`--${n}=`))?.slice(n.length + 3);
 const mode = flag('smoke') ? 'smoke' : flag('quick') ? 'quick' : 'full';
 const T = {
-  smoke: { warmupMs: 300, windowMs: 1000, manyWarmupMs: 800, manyWindowMs: 1000, peers: 20, manyProcs: 1 },
-  quick: { warmupMs: 500, windowMs: 2000, manyWarmupMs: 1500, manyWindowMs: 3000, peers: 500, manyProcs: 2 },
-  full: { warmupMs: 2000, windowMs: 10000, manyWarmupMs: 4000, manyWindowMs: 10000, peers: 10000, manyProcs: 4 },
+  smoke: { warmupMs: 300, windowMs: 1000, manyWarmupMs: 800, manyWindowMs: 1000, manyIdleMs: 500, peers: 20, manyProcs: 1 },
+  quick: { warmupMs: 500, windowMs: 2000, manyWarmupMs: 1500, manyWindowMs: 3000, manyIdleMs: 5000, peers: 500, manyProcs: 2 },
+  full: { warmupMs: 2000, windowMs: 10000, manyWarmupMs: 4000, manyWindowMs: 10000, manyIdleMs: 6000, peers: 10000, manyProcs: 4 },
 }[mode];
 if (opt('peers')) T.peers = Number(opt('peers'));
 const only = opt('only')?.split(',') ?? (mode === 'smoke' ? ['unreliable-32B'] : null);
@@ -234,6 +234,17 @@ async function manyPeers(impl, o) {
     await Promise.all(clients.map((c) => c.wait('ready', 45000)));
     for (const c of clients) c.send({ type: 'peer', port: sv.port });
     await Promise.all(clients.map((c) => c.wait('peered')));
+    // Idle phase first (RSS does not shrink after a busy phase): one message per peer,
+    // then nothing for longer than a keepalive interval (timeoutConnected / 3), so each
+    // session is established and idle when the server is measured.
+    for (const c of clients) c.send({ type: 'hello' });
+    await Promise.all(clients.map((c) => c.wait('helloed', 60000)));
+    await sleep(1000);
+    server.send({ type: 'idle-start' });
+    await server.wait('idle-start');
+    await sleep(T.manyIdleMs);
+    server.send({ type: 'idle-mark' });
+    const idle = await server.wait('idle-mark', 8000);
     for (const c of clients) c.send({ type: 'go' });
     await sleep(T.manyWarmupMs);
     server.send({ type: 'mark' });
@@ -254,6 +265,9 @@ async function manyPeers(impl, o) {
       clientProcesses: procs,
       ratePerPeer: o.rate,
       msgSize: o.size,
+      idleSessions: idle.sessions,
+      idleCpuPercent: idle.cpuPercent,
+      idleRssPerSessionKB: idle.rssPerSessionBytes / 1024,
       sessionsAtWindowStart: m0.sessions,
       sessions: m.sessions,
       serverCpuPercent: m.cpuPercent,
@@ -341,6 +355,8 @@ const scenarios = [
     metrics: [
       { key: 'serverCpuPercent', label: 'server CPU', unit: '% of a core', better: 'lower' },
       { key: 'rssPerSessionKB', label: 'server RSS growth per session', unit: 'KiB', better: 'lower' },
+      { key: 'idleRssPerSessionKB', label: 'server RSS growth per idle session', unit: 'KiB', better: 'lower' },
+      { key: 'idleCpuPercent', label: 'server CPU, sessions idle', unit: '% of a core', better: 'lower' },
       { key: 'msgsPerSec', label: 'msgs/s received', unit: 'msg/s', better: 'higher' },
     ],
     async run(impl) {
@@ -461,8 +477,10 @@ async function main() {
       if (r.seqGaps !== undefined) bits.push(`seq gaps ${r.seqGaps}, reorders ${r.seqReorders}`);
       if (r.receiverCpuPercent !== undefined) bits.push(`receiver CPU ${r.receiverCpuPercent.toFixed(0)}%`);
       if (r.lost !== undefined) bits.push(`round trips ${r.roundTrips}, timed out ${r.lost}, mean ${r.meanUs.toFixed(0)} µs, max ${r.maxUs.toFixed(0)} µs`);
-      if (r.sessions !== undefined)
+      if (r.sessions !== undefined) {
+        bits.push(`idle phase: ${r.idleSessions} sessions, CPU ${r.idleCpuPercent.toFixed(1)} %, ${r.idleRssPerSessionKB.toFixed(2)} KiB RSS per session`);
         bits.push(`sessions ${r.sessions}/${r.peers}, target ${r.expectedMsgsPerSec} msg/s, clients sent ${r.clientSendRatePerSec.toFixed(0)} msg/s, RSS ${r.rssBeforeMB.toFixed(1)} -> ${r.rssAfterMB.toFixed(1)} MB`);
+      }
       if (r.msgSize !== undefined) bits.push(`${r.msgSize} B msgs`);
       const ss = r.sessionStatusAtStop;
       if (ss && !ss.error) {
