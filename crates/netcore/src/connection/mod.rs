@@ -1094,7 +1094,9 @@ impl Connection {
     }
 
     /// Handles one datagram from the peer, appending delivered messages to `out`.
-    /// Returns false if the datagram was dropped.
+    /// Returns false if the datagram was dropped (not acknowledged). A packet refused
+    /// part-way may still have appended messages completed by its earlier segments: those
+    /// left the stream and must be delivered whatever this returns.
     pub fn handle_datagram(
         &mut self,
         now: Timestamp,

@@ -347,6 +347,11 @@ impl Messages {
         let mut msgs = std::mem::take(&mut self.scratch);
         match self.endpoint.handle_datagram(now, from, data, &mut msgs) {
             Incoming::Accepted { .. } => {}
+            // A packet refused part-way (a later segment beyond the receive window, or too
+            // many gaps) may already have completed messages from its earlier segments:
+            // their bytes have left the stream, and a resend of them would be taken as a
+            // duplicate, so they are delivered now or never.
+            Incoming::Dropped if !msgs.is_empty() => {}
             Incoming::Control | Incoming::Dropped => {
                 self.scratch = msgs;
                 return;

@@ -854,3 +854,40 @@ fn vanished_while_quiet_is_found_by_keepalives() {
         );
     }
 }
+
+/// A send buffer larger than the receiver's reliable window (1 MiB per lane): packets whose
+/// later segments land beyond the window are refused, and the messages their earlier
+/// segments completed must still be delivered (they were once silently lost).
+#[test]
+fn a_flight_beyond_the_receive_window_loses_nothing() {
+    let config = Config {
+        send_buffer_size: 8 << 20,
+        send_rate_min: 256 << 20,
+        send_rate_max: 256 << 20,
+        recv_buffer_size: 64 << 20,
+        recv_buffer_messages: 100_000,
+        ..scenario_config()
+    };
+    for seed in 0..seeds(2) {
+        let ctx = format!("beyond_window seed {seed}");
+        let mut net = network(seed, &link(0.01, 25, None), &config);
+        let b_id = Identity::Ip(addr(B));
+        let mut sent = 0u32;
+        let end = net.now() + Duration::from_secs(3);
+        while net.now() < end {
+            net.with_node::<Peer, _>(addr(A), |p, now| {
+                while sent < 600
+                    && p.m.send(now, &b_id, None, &message(0, sent, 20_000), 8, 0) == EResult::Ok
+                {
+                    sent += 1;
+                }
+            });
+            net.run_for(Duration::from_millis(5)).unwrap();
+        }
+        net.run_for(Duration::from_secs(5)).unwrap();
+        let b = net.node::<Peer>(addr(B)).unwrap();
+        assert_eq!(sent, 600, "{ctx}: the sender could not queue everything");
+        check_delivery(&ctx, b, 0..1, sent, |_| 20_000, None);
+        assert_no_failures(&ctx, &net);
+    }
+}
