@@ -317,7 +317,7 @@ impl EndpointHandle {
             send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
         let now = self.shared.now();
         let mut urgent = false;
-        let wake;
+        let mut wake = false;
         {
             let mut st = self.shared.lock();
             let mut any = false;
@@ -331,10 +331,13 @@ impl EndpointHandle {
                 if r == EResult::Ok {
                     any = true;
                     urgent |= m.flags & NOW != 0;
+                    // Only this peer's connection can have moved: checking it alone keeps a
+                    // send O(1) however many connections other sends touched.
+                    wake |= !urgent && due_before(st.messages.deadline_of(m.peer), st.planned);
                 }
                 on_result(r);
             }
-            wake = any && !urgent && st.task_must_wake();
+            wake |= any && !urgent && st.messages.has_events();
         }
         if urgent {
             self.shared.transmit_here();
@@ -378,7 +381,10 @@ impl EndpointHandle {
 
     /// Closes one channel with `peer`.
     pub fn close_channel(&self, peer: &Identity, channel: i32) -> bool {
-        self.shared.lock().messages.close_channel(peer, channel)
+        let closed = self.shared.lock().messages.close_channel(peer, channel);
+        // Closing the last channel closes the session: its goodbye goes out on the driver.
+        self.shared.wake.notify_one();
+        closed
     }
 
     /// Status of the session with `peer`.
@@ -475,6 +481,8 @@ async fn drive(shared: Arc<Shared>, sink: Arc<dyn EventSink>) {
                 {
                     let mut guard = shared.lock_tx();
                     let tx = &mut *guard;
+                    // Data the fake network still holds goes before the goodbyes.
+                    tx.outgoing.extend(fake.send.drain_all());
                     let mut st = shared.lock();
                     st.messages.close_all();
                     let now = shared.now();
@@ -485,7 +493,6 @@ async fn drive(shared: Arc<Shared>, sink: Arc<dyn EventSink>) {
                         }
                     });
                     drop(st);
-                    tx.outgoing.extend(fake.send.drain_all());
                 }
                 flush(&shared, Some(Instant::now() + FINAL_FLUSH)).await;
                 break;

@@ -340,6 +340,11 @@ impl Endpoint {
         self.touch(id)
     }
 
+    /// Whether control datagrams (challenge replies, closes) wait for `poll_transmit`.
+    pub fn has_control_out(&self) -> bool {
+        !self.control_out.is_empty()
+    }
+
     /// The connection to `remote`, if open.
     pub fn connection(&self, remote: SocketAddr) -> Option<&Connection> {
         self.by_addr

@@ -533,6 +533,17 @@ impl Messages {
         self.events.pop_front()
     }
 
+    /// When the connection of the session with `peer` next needs [`Messages::poll_transmit`]
+    /// or [`Messages::handle_timeout`]: what a send to `peer` can have moved, found without
+    /// looking at any other connection. Control datagrams waiting count as due now.
+    pub fn deadline_of(&self, peer: &Identity) -> Option<Timestamp> {
+        if self.endpoint.has_control_out() {
+            return Some(Timestamp::ZERO);
+        }
+        let s = self.sessions.get(peer)?;
+        self.endpoint.connection(s.remote)?.poll_timeout()
+    }
+
     /// Whether events wait for [`Messages::poll_event`] (failures are collected by that call).
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
