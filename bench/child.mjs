@@ -233,6 +233,17 @@ async function tpSend() {
     // Batch mode: 256 messages per sendMessages call, each with its own buffer (the
     // sequence number differs); the results are read in order, and the first refusal ends
     // the batch's count (the rest of it, to the same session, is refused too).
+    // Counts one send result; false when the sender should stop this round.
+    const tally = (r) => {
+      if (st.firstResult === null) st.firstResult = r;
+      if (r === ER_OK) {
+        st.sent++;
+        return true;
+      }
+      if (r === ER_LIMIT) st.backpressure++;
+      else st.otherResults[r] = (st.otherResults[r] ?? 0) + 1;
+      return false;
+    };
     const batch = Array.from({ length: 256 }, () => ({ identityRemote: undefined, data: Buffer.alloc(size, 7), sendFlags: flags, channel: 0 }));
     const pumpBatch = () => {
       if (stopped) return;
@@ -240,18 +251,7 @@ async function tpSend() {
         batch[i].identityRemote = target;
         batch[i].data.writeUInt32LE((st.sent + i) >>> 0, 0);
       }
-      const results = ep.sendMessages(batch);
-      for (const r of results) {
-        if (st.firstResult === null) st.firstResult = r;
-        if (r === ER_OK) st.sent++;
-        else if (r === ER_LIMIT) {
-          st.backpressure++;
-          break;
-        } else {
-          st.otherResults[r] = (st.otherResults[r] ?? 0) + 1;
-          break;
-        }
-      }
+      for (const r of ep.sendMessages(batch)) if (!tally(r)) break;
       setImmediate(pumpBatch);
     };
     go = () => {
@@ -260,16 +260,7 @@ async function tpSend() {
         if (stopped) return;
         for (let i = 0; i < 256; i++) {
           buf.writeUInt32LE(st.sent >>> 0, 0);
-          const r = ep.sendMessageToUser(target, buf, flags, 0);
-          if (st.firstResult === null) st.firstResult = r;
-          if (r === ER_OK) st.sent++;
-          else if (r === ER_LIMIT) {
-            st.backpressure++;
-            break;
-          } else {
-            st.otherResults[r] = (st.otherResults[r] ?? 0) + 1;
-            break;
-          }
+          if (!tally(ep.sendMessageToUser(target, buf, flags, 0))) break;
         }
         setImmediate(pump);
       };
