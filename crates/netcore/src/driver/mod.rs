@@ -7,10 +7,12 @@
 //!
 //! The application's thread reaches the same state through [`EndpointHandle`] under a mutex
 //! held only for in-memory work, never across a system call. A send that may wait wakes the
-//! task through a [`Notify`]; one that asks not to (`NoNagle`, `NoDelay`,
-//! `UseCurrentThread`) is transmitted from the caller's thread, so the latency path has no
-//! thread hand-off. Both threads send through one ordered queue. Events reach the application through an [`EventSink`], called outside the lock
-//! with everything one wake-up produced, so a burst costs one call.
+//! task through a [`Notify`], and only when it made something due sooner; one that asks not
+//! to wait (`NoNagle`, `NoDelay`, `UseCurrentThread`) is transmitted from the caller's
+//! thread, so the latency path has no thread hand-off. Both threads send through one ordered
+//! queue under a lock of its own, taken before the state's. Events reach the application
+//! through an [`EventSink`], called outside the locks with what a wake-up (or a full receive
+//! round) produced, so a burst costs one call.
 //!
 //! Steam's fake-network knobs (`fakePacket*`) are applied here, to real datagrams, by
 //! [`fake_network`]: outgoing datagrams pass through it before the kernel, received ones before
@@ -131,9 +133,9 @@ struct Shared {
 }
 
 impl State {
-    /// Whether the task must wake: something is due before the deadline it sleeps until (a
-    /// full packet, a new handshake, an earlier Nagle timer) or an event waits. A flood of
-    /// small sends then costs a wake-up per packet, not one per message.
+    /// Whether the task must wake after a caller transmitted on its own thread: something is
+    /// due before the deadline the task sleeps until (a retransmission timer, a paced
+    /// packet) or an event waits.
     fn task_must_wake(&self) -> bool {
         self.messages.has_events() || due_before(self.messages.poll_timeout(), self.planned)
     }
