@@ -1033,13 +1033,20 @@ mod tests {
         assert!((7..=9).contains(&requests), "{requests} challenge requests");
     }
 
-    #[test]
-    fn data_is_encrypted_and_tampering_or_replay_changes_nothing() {
+    /// A at `A` connected to B at `B` (default settings, handshake done) and the time it
+    /// finished.
+    fn connected_pair() -> (Endpoint, Endpoint, Timestamp) {
         let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
         let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
         let t = Timestamp::from_micros(1_000_000);
         a.connect(t, B, None);
         exchange(&mut a, &mut b, t, 4);
+        (a, b, t)
+    }
+
+    #[test]
+    fn data_is_encrypted_and_tampering_or_replay_changes_nothing() {
+        let (mut a, mut b, t) = connected_pair();
         let secret = b"known plaintext that must never be seen on the wire";
         a.connection_mut(B)
             .unwrap()
@@ -1082,14 +1089,8 @@ mod tests {
 
     #[test]
     fn a_full_packet_of_small_messages_is_due_at_once() {
-        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
-        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
-        let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None)
-            .unwrap()
-            .send(t, 0, true, true, b"hi")
-            .unwrap();
-        let _ = exchange(&mut a, &mut b, t, 4);
+        let (mut a, _b, t) = connected_pair();
+        assert!(a.connection(B).unwrap().is_connected());
         // Small Nagle messages: due at the Nagle timer, not now (the driver may sleep on).
         let t = t + Duration::from_millis(1);
         for _ in 0..4 {
