@@ -14,9 +14,9 @@ use napi_derive::napi;
 
 use netcore::config::{Config, ConfigError};
 use netcore::crypto::session_setup::LocalSecurity;
-use netcore::driver::{EndpointHandle, EventSink};
 use netcore::messages::Event;
 use netcore::Identity;
+use netdriver::{EndpointHandle, EventSink};
 
 /// A problem with configuration values; the TS layer turns it into a TypeError or RangeError.
 #[napi(object)]
@@ -407,7 +407,7 @@ impl NativeEndpoint {
             match (peer, all.get(offset..end)) {
                 (Some((id, remote)), Some(_)) => {
                     slots.push(None);
-                    batch.push(netcore::driver::OutgoingMessage {
+                    batch.push(netdriver::OutgoingMessage {
                         peer: id,
                         remote: *remote,
                         data: &all[offset..end],

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p netcore --bench acks`.
 
+// criterion_group! makes public functions that cannot carry doc comments.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::ops::Range;
 use std::time::Duration;

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p netcore --bench aead`.
 
+// criterion_group! makes public functions that cannot carry doc comments.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

@@ -3,6 +3,9 @@
 //!
 //! Run: `cargo bench -p netcore --bench codec`.
 
+// criterion_group! makes public functions that cannot carry doc comments.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};

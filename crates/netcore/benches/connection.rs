@@ -5,6 +5,9 @@
 //!
 //! Run: `cargo bench -p netcore --bench connection`.
 
+// criterion_group! makes public functions that cannot carry doc comments.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::time::Duration;

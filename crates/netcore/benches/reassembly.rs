@@ -4,6 +4,9 @@
 //!
 //! Run: `cargo bench -p netcore --bench reassembly`.
 
+// criterion_group! makes public functions that cannot carry doc comments.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 

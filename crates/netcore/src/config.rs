@@ -102,11 +102,17 @@ pub enum ConfigError {
     /// No such key.
     UnknownKey(String),
     /// The value is not an integer.
-    NotInteger { key: &'static str },
+    NotInteger {
+        /// The key.
+        key: &'static str,
+    },
     /// The value is outside the key's range.
     OutOfRange {
+        /// The key.
         key: &'static str,
+        /// Smallest value allowed.
         min: i64,
+        /// Largest value allowed.
         max: i64,
     },
     /// The combination of values is inconsistent.

@@ -2,13 +2,18 @@
 //!
 //! Layers, top to bottom (see `docs/ARCHITECTURE.md`): [`messages`] (sessions keyed by
 //! identity, channels, receive queues), [`endpoint`] (one socket's connections),
-//! [`connection`] (one peer's sans-IO state machine), and [`driver`], the only code that
-//! touches sockets and the clock.
+//! [`connection`] (one peer's state machine), [`snp`] (the transport's mechanisms),
+//! [`wire`] and [`crypto`].
+//!
+//! Everything here is sans-IO: time comes in as a [`Timestamp`], datagrams come in as bytes,
+//! and what to send, when to wake and what the application must hear about go out. The
+//! crate depends on no socket or runtime library, and clippy refuses `Instant` and
+//! `SystemTime` in it (`clippy.toml`): the `netdriver` crate is the only code that touches
+//! sockets and the clock.
 
 pub mod config;
 pub mod connection;
 pub mod crypto;
-pub mod driver;
 pub mod endpoint;
 pub mod eresult;
 pub mod identity;

@@ -14,6 +14,7 @@
 //! `Endpoint::touch`, which is what makes skipping the others safe.
 
 pub mod challenge;
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
 pub mod rate_limit;
 #[cfg(test)]

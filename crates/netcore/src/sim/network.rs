@@ -68,6 +68,7 @@ impl Default for NetworkLimits {
 /// What went wrong while driving the network. Errors leave the network consistent: the
 /// offending event stays queued, so calling again reports the same error.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are named in each variant's doc
 pub enum SimError {
     /// A node already sits at this address.
     AddrInUse(SocketAddr),

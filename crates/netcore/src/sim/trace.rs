@@ -16,6 +16,7 @@ pub struct TraceEvent {
 
 /// The kinds of [`TraceEvent`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // the fields are named in each variant's doc
 pub enum TraceKind {
     /// A node put a datagram on the link `from -> to`.
     Sent {

@@ -18,6 +18,7 @@ pub mod error;
 pub mod expand;
 pub mod frames;
 #[doc(hidden)]
+#[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
 pub mod reliable_header;
 pub mod varint;

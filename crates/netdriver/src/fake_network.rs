@@ -34,8 +34,8 @@ use std::time::Duration;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::Config;
-use crate::time::Timestamp;
+use netcore::config::Config;
+use netcore::time::Timestamp;
 
 /// Most datagrams held per direction; beyond it datagrams are dropped.
 pub const MAX_HELD_DATAGRAMS: usize = 16_384;

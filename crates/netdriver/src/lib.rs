@@ -32,14 +32,14 @@ use tokio::io::Interest;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
 
-use crate::config::Config;
-use crate::crypto::session_setup::LocalSecurity;
-use crate::endpoint::EndpointSetup;
-use crate::eresult::{send_flags, EResult};
-use crate::identity::Identity;
-use crate::messages::{Delivered, Event, Messages, SessionInfo};
-use crate::time::Timestamp;
 use fake_network::{FakeNetwork, FakeParams, Fate};
+use netcore::config::Config;
+use netcore::crypto::session_setup::LocalSecurity;
+use netcore::endpoint::EndpointSetup;
+use netcore::eresult::{send_flags, EResult};
+use netcore::identity::Identity;
+use netcore::messages::{Delivered, Event, Messages, SessionInfo};
+use netcore::time::Timestamp;
 
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
@@ -400,7 +400,10 @@ impl EndpointHandle {
     }
 
     /// Applies validated configuration changes; nothing changes on error.
-    pub fn set_config(&self, changes: &[(String, f64)]) -> Result<(), crate::config::ConfigError> {
+    pub fn set_config(
+        &self,
+        changes: &[(String, f64)],
+    ) -> Result<(), netcore::config::ConfigError> {
         let mut st = self.shared.lock();
         let mut next = st.messages.config().clone();
         next.apply(changes)?;
@@ -754,7 +757,7 @@ fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::identity_key::IdentityKey;
+    use netcore::crypto::identity_key::IdentityKey;
 
     struct Discard;
     impl EventSink for Discard {
