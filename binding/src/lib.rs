@@ -278,17 +278,12 @@ impl EventSink for JsSink {
                     channel: Some(ch),
                     ..NativeEvent::default()
                 },
-                Event::SessionFailed {
-                    peer,
-                    remote,
-                    end_reason,
-                    debug,
-                } => NativeEvent {
+                Event::SessionFailed { peer, remote, end } => NativeEvent {
                     kind: "sessionFailed".into(),
                     identity: Some(peer.to_string()),
                     remote_address: Some(remote.to_string()),
-                    end_reason: Some(end_reason),
-                    end_debug: Some(debug),
+                    end_reason: Some(end.reason.code()),
+                    end_debug: Some(end.debug),
                     ..NativeEvent::default()
                 },
             })
@@ -567,8 +562,8 @@ impl NativeEndpoint {
                 pending_unreliable: s.pending_unreliable as f64,
                 pending_reliable: s.pending_reliable as f64,
                 queue_time_us: s.queue_time.as_micros() as f64,
-                end_reason: s.failure.as_ref().map(|f| f.0),
-                end_debug: s.failure.map(|f| f.1),
+                end_reason: s.end.as_ref().map(|e| e.reason.code()),
+                end_debug: s.end.map(|e| e.debug),
             }))
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use netcore::connection::{ConnectionConfig, InMessage};
 use netcore::endpoint::rate_limit::{Bucket, RateLimits};
-use netcore::endpoint::{Endpoint, EndpointSetup};
+use netcore::endpoint::{ConnectionHandle, Endpoint, EndpointSetup};
 use netcore::Timestamp;
 
 /// Connection counts measured.
@@ -35,7 +35,6 @@ fn addr(i: u32) -> SocketAddr {
 struct Fleet {
     client: Endpoint,
     server: Endpoint,
-    n: u32,
     now: Timestamp,
     scratch: Vec<u8>,
     got: Vec<InMessage>,
@@ -43,6 +42,8 @@ struct Fleet {
     /// to the client before it sends again so that its acks keep the client's window open.
     sent_bytes: Vec<u8>,
     sent: Vec<(SocketAddr, usize)>,
+    /// The client's connections, `i` to `addr(i)`.
+    conns: Vec<ConnectionHandle>,
 }
 
 impl Fleet {
@@ -59,16 +60,17 @@ impl Fleet {
         let mut f = Fleet {
             client: Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(1)),
             server,
-            n,
             now: Timestamp::from_micros(1_000_000),
             scratch: Vec::with_capacity(1_500),
             got: Vec::new(),
             sent_bytes: Vec::new(),
             sent: Vec::new(),
+            conns: Vec::new(),
         };
         // In batches: the server queues at most `MAX_CONTROL_OUT` handshake replies at once.
         for i in 0..n {
-            f.client.connect(f.now, addr(i), None).expect("room");
+            let h = f.client.connect(f.now, addr(i), None, false).expect("room");
+            f.conns.push(h);
             if i % 500 == 499 || i + 1 == n {
                 for _ in 0..6 {
                     f.round();
@@ -78,7 +80,8 @@ impl Fleet {
         assert_eq!(f.server.connection_count(), n as usize);
         assert!((0..n).all(|i| f
             .server
-            .connection(addr(i))
+            .connection_at(addr(i))
+            .and_then(|h| f.server.connection(h))
             .is_some_and(|c| c.is_connected())));
         // Let acks and their timers settle, then stop at an instant nothing is due.
         for _ in 0..4 {
@@ -128,8 +131,8 @@ impl Fleet {
         self.got.clear();
         self.now += Duration::from_millis(1);
         self.client.handle_timeout(self.now);
-        for i in 0..self.n {
-            if let Some(c) = self.client.connection_mut(addr(i)) {
+        for &h in &self.conns {
+            if let Some(c) = self.client.connection_mut(h) {
                 let _ = c.send(self.now, 0, false, true, b"20 of these a second");
             }
         }

@@ -14,17 +14,20 @@
 pub mod config;
 pub mod connection;
 pub mod crypto;
+pub mod end_reason;
 pub mod endpoint;
 pub mod eresult;
 pub mod identity;
 pub mod messages;
-#[cfg(any(test, feature = "sim"))]
+#[cfg(any(test, feature = "sim", fuzzing))]
 pub mod sim;
 pub mod snp;
 pub mod time;
 pub mod wire;
 
 pub use config::Config;
+pub use connection::ConnectionState;
+pub use end_reason::{End, EndReason};
 pub use eresult::EResult;
 pub use identity::{Identity, IdentityType};
 pub use time::Timestamp;

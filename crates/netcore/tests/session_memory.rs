@@ -158,7 +158,7 @@ fn establish(srv: &mut Messages, srv_addr: SocketAddr, clients: &mut [Messages])
                 match e {
                     Event::SessionRequest(peer) => assert!(srv.accept(&peer)),
                     Event::MessagesWaiting(ch) => read += srv.receive(ch, usize::MAX).len(),
-                    Event::SessionFailed { debug, .. } => panic!("session failed: {debug}"),
+                    Event::SessionFailed { end, .. } => panic!("session failed: {}", end.debug),
                 }
             }
             srv.poll_transmit(now, &mut buf, |to, d| {

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use super::cert::{self, TrustPolicy, VerifiedCert};
 use super::session_keys::{self, ConnectionIds, LocalCryptInfo, Role, SessionKeys};
 use super::{CryptoError, IdentityKey};
+use crate::end_reason::EndReason;
 use crate::identity::{normalize, Identity};
 use crate::wire::control::{CertificateSigned, Cipher, ConnectOk, ConnectRequest};
 use crate::wire::datagram::PROTOCOL_VERSION;
@@ -20,18 +21,11 @@ use crate::wire::datagram::PROTOCOL_VERSION;
 /// Ciphers we offer, in preference order.
 pub const OUR_CIPHERS: &[Cipher] = &[Cipher::Aes256Gcm];
 
-/// Steam's `k_ESteamNetConnectionEnd_Remote_BadCrypt`.
-pub const END_REMOTE_BAD_CRYPT: i32 = 4002;
-/// Steam's `k_ESteamNetConnectionEnd_Remote_BadCert`.
-pub const END_REMOTE_BAD_CERT: i32 = 4003;
-/// Steam's `k_ESteamNetConnectionEnd_Remote_BadProtocolVersion`.
-pub const END_REMOTE_BAD_PROTOCOL_VERSION: i32 = 4006;
-
 /// Why the other side's handshake was refused: Steam's end reason and a description.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    /// `ESteamNetConnectionEnd` value.
-    pub end_reason: i32,
+    /// Why, as Steam's end reason.
+    pub end_reason: EndReason,
     /// For logs and `endDebug`.
     pub debug: String,
 }
@@ -42,9 +36,9 @@ impl From<CryptoError> for Refusal {
             CryptoError::BadCert(_)
             | CryptoError::Expired { .. }
             | CryptoError::Untrusted(_)
-            | CryptoError::WrongIdentity { .. } => END_REMOTE_BAD_CERT,
-            CryptoError::OldProtocol(_) => END_REMOTE_BAD_PROTOCOL_VERSION,
-            _ => END_REMOTE_BAD_CRYPT,
+            | CryptoError::WrongIdentity { .. } => EndReason::RemoteBadCert,
+            CryptoError::OldProtocol(_) => EndReason::RemoteBadProtocolVersion,
+            _ => EndReason::RemoteBadCrypt,
         };
         Refusal {
             end_reason,
@@ -205,7 +199,7 @@ impl LocalSecurity {
             return Ok(Identity::Ip(normalize(from)));
         }
         Err(Refusal {
-            end_reason: END_REMOTE_BAD_CERT,
+            end_reason: EndReason::RemoteBadCert,
             debug: "peer has no certificate from a trusted CA".into(),
         })
     }
@@ -281,12 +275,12 @@ impl ClientOffer {
         expected: Option<&Identity>,
     ) -> Result<Established, Refusal> {
         let signed = ok.cert.as_ref().ok_or_else(|| Refusal {
-            end_reason: END_REMOTE_BAD_CERT,
+            end_reason: EndReason::RemoteBadCert,
             debug: "ConnectOK without a certificate".into(),
         })?;
         let verified = cert::verify(signed, &sec.policy, now_unix, expected)?;
         let crypt = ok.crypt.as_ref().ok_or_else(|| Refusal {
-            end_reason: END_REMOTE_BAD_CRYPT,
+            end_reason: EndReason::RemoteBadCrypt,
             debug: "ConnectOK without crypt info".into(),
         })?;
         let remote = session_keys::verify_crypt_info(crypt, &verified.key)?;
@@ -324,12 +318,12 @@ pub fn accept_client(
     nonce: u64,
 ) -> Result<(Established, ConnectOk), Refusal> {
     let signed = req.cert.as_ref().ok_or_else(|| Refusal {
-        end_reason: END_REMOTE_BAD_CERT,
+        end_reason: EndReason::RemoteBadCert,
         debug: "ConnectRequest without a certificate".into(),
     })?;
     let verified = cert::verify(signed, &sec.policy, now_unix, None)?;
     let crypt = req.crypt.as_ref().ok_or_else(|| Refusal {
-        end_reason: END_REMOTE_BAD_CRYPT,
+        end_reason: EndReason::RemoteBadCrypt,
         debug: "ConnectRequest without crypt info".into(),
     })?;
     let remote = session_keys::verify_crypt_info(crypt, &verified.key)?;
@@ -456,7 +450,7 @@ mod tests {
         let err = handshake(&alice, &mallory, Some(&bob_id))
             .err()
             .expect("refused");
-        assert_eq!(err.end_reason, END_REMOTE_BAD_CERT);
+        assert_eq!(err.end_reason, EndReason::RemoteBadCert);
     }
 
     #[test]
@@ -469,7 +463,7 @@ mod tests {
         let server = LocalSecurity::new(IdentityKey::from_seed(&[4; 32]), None, None, strict);
         let client = LocalSecurity::unauthenticated(IdentityKey::from_seed(&[3; 32]));
         let err = handshake(&client, &server, None).err().expect("refused");
-        assert_eq!(err.end_reason, END_REMOTE_BAD_CERT);
+        assert_eq!(err.end_reason, EndReason::RemoteBadCert);
     }
 
     #[test]
@@ -498,7 +492,7 @@ mod tests {
         )
         .err()
         .expect("refused");
-        assert_eq!(err.end_reason, END_REMOTE_BAD_CRYPT);
+        assert_eq!(err.end_reason, EndReason::RemoteBadCrypt);
     }
 
     #[test]

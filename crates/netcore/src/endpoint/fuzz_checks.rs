@@ -168,16 +168,14 @@ impl Pair {
             tampered_control: false,
             tamper_count: 0,
         };
-        p.client.connect(p.now, SERVER, None);
+        p.client.connect(p.now, SERVER, None, true);
         p.send_c2s(b"setup-c2s-0", true);
         p.send_c2s(b"setup-unreliable", false);
         for _ in 0..6 {
             p.round(Duration::from_millis(1));
         }
         assert!(
-            p.client
-                .connection(SERVER)
-                .is_some_and(|c| c.is_connected()),
+            p.client_conn().is_some_and(|c| c.is_connected()),
             "handshake completes"
         );
         p.send_s2c(b"setup-s2c-0", true);
@@ -227,14 +225,30 @@ impl Pair {
 
     /// (client's id, server's id) of the live connection.
     pub fn ids(&self) -> (u32, u32) {
-        let c = self.client.connection(SERVER).map_or(0, |c| c.local_id());
-        let s = self.server.connection(CLIENT).map_or(0, |c| c.local_id());
+        let c = self.client_conn().map_or(0, |c| c.local_id());
+        let s = self.server_conn().map_or(0, |c| c.local_id());
         (c, s)
+    }
+
+    /// The client's connection to the server.
+    pub fn client_conn(&self) -> Option<&crate::connection::Connection> {
+        let h = self.client.connection_at(SERVER)?;
+        self.client.connection(h)
+    }
+
+    /// The server's connection from the client.
+    pub fn server_conn(&self) -> Option<&crate::connection::Connection> {
+        let h = self.server.connection_at(CLIENT)?;
+        self.server.connection(h)
     }
 
     fn send_c2s(&mut self, data: &[u8], reliable: bool) {
         let now = self.now;
-        if let Some(c) = self.client.connect(now, SERVER, None) {
+        let h = match self.client.connection_at(SERVER) {
+            Some(h) => Some(h),
+            None => self.client.connect(now, SERVER, None, true),
+        };
+        if let Some(c) = h.and_then(|h| self.client.connection_mut(h)) {
             if c.send(now, 1, reliable, true, data).is_ok() {
                 if reliable {
                     self.sent_c2s.push(data.to_vec());
@@ -247,7 +261,8 @@ impl Pair {
 
     fn send_s2c(&mut self, data: &[u8], reliable: bool) {
         let now = self.now;
-        if let Some(c) = self.server.connection_mut(CLIENT) {
+        let h = self.server.connection_at(CLIENT);
+        if let Some(c) = h.and_then(|h| self.server.connection_mut(h)) {
             if c.send(now, 2, reliable, true, data).is_ok() {
                 if reliable {
                     self.sent_s2c.push(data.to_vec());
@@ -462,8 +477,8 @@ impl Pair {
             }
             self.round(Duration::from_millis(10));
         }
-        let c = self.client.connection(SERVER).expect("client connection");
-        let s = self.server.connection(CLIENT).expect("server connection");
+        let c = self.client_conn().expect("client connection");
+        let s = self.server_conn().expect("server connection");
         assert!(c.failure().is_none(), "client failed: {:?}", c.failure());
         assert!(s.failure().is_none(), "server failed: {:?}", s.failure());
         assert_eq!(

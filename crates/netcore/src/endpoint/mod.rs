@@ -21,7 +21,7 @@ pub mod rate_limit;
 mod schedule_tests;
 pub mod timer_queue;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 /// Hash maps of the hot path: foldhash (randomly seeded per map) instead of SipHash, which
 /// took ~5 % of a flooding sender's samples. Keys are bounded tables of ids and addresses
@@ -35,9 +35,10 @@ use siphasher::sip::SipHasher24;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use crate::connection::{Connection, ConnectionConfig, InMessage};
+use crate::connection::{Connection, ConnectionConfig, ConnectionState, InMessage};
 use crate::crypto::session_keys::ConnectionIds;
 use crate::crypto::session_setup::{self, ClientOffer, LocalSecurity};
+use crate::end_reason::EndReason;
 use crate::identity::Identity;
 use crate::time::Timestamp;
 use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoConnection};
@@ -80,18 +81,51 @@ pub struct EndpointStats {
     pub rate_limited_global: u64,
 }
 
-/// What became of an incoming datagram.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Incoming {
-    /// Accepted for a connection; `new` tells whether a peer's connect request just created it.
-    Accepted {
-        /// A new incoming connection.
-        new: bool,
-    },
-    /// Handled without delivering anything (handshake traffic).
-    Control,
-    /// Dropped and counted.
-    Dropped,
+/// A connection of an endpoint: its id and a serial that tells it from an earlier connection
+/// that had the same id. Cheap to copy and compare; a handle to a connection that is gone
+/// finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionHandle {
+    id: u32,
+    serial: u64,
+}
+
+impl ConnectionHandle {
+    /// Our connection id (what the peer addresses its packets to).
+    pub fn id(self) -> u32 {
+        self.id
+    }
+
+    /// The endpoint-wide serial number: unique among the endpoint's connections, ever.
+    pub fn serial(self) -> u64 {
+        self.serial
+    }
+}
+
+/// What a valid `ConnectRequest` that matches no connection of ours does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IncomingPolicy {
+    /// Answer at once: the connection is established as soon as the peer hears us (the
+    /// messages model, whose sessions gate delivery above). At most one connection per peer
+    /// address: a new request from an address replaces the connection there (the peer
+    /// started over), so one source cannot fill the table.
+    Answer,
+    /// Keep the connection waiting for [`Endpoint::accept`] (the connection API's
+    /// listen sockets).
+    Hold,
+    /// No new connections from peers (a socket that only dials out).
+    Refuse,
+}
+
+/// A connection's public state changed (including its creation, from `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionEvent {
+    /// The connection.
+    pub conn: ConnectionHandle,
+    /// The state last reported.
+    pub old: ConnectionState,
+    /// The state now.
+    pub new: ConnectionState,
 }
 
 /// What an endpoint is given at start: its secrets and who it is.
@@ -137,6 +171,13 @@ struct Slot {
 #[derive(Debug)]
 pub struct Endpoint {
     conns: Map<u32, Slot>,
+    /// Connections whose peer id we know, by the peer's address and id: what a resent
+    /// `ConnectRequest`, or a `NoConnection` naming only the peer's side, is matched with.
+    by_remote: Map<(SocketAddr, u32), u32>,
+    /// Connections we dialled, by address, while the simultaneous-open rule applies to
+    /// them: a request from that address meets our own attempt.
+    dialled: Map<SocketAddr, u32>,
+    /// With [`IncomingPolicy::Answer`], the one connection at each address.
     by_addr: Map<SocketAddr, u32>,
     /// Deadlines of the connections not touched since `poll_transmit` last looked at them:
     /// exactly their `Connection::poll_timeout`, since nothing changed them since.
@@ -146,6 +187,7 @@ pub struct Endpoint {
     touched: Vec<(u32, u64)>,
     next_serial: u64,
     cfg: ConnectionConfig,
+    incoming: IncomingPolicy,
     key: ChallengeKey,
     /// Budget for answering sources we have no connection with.
     limiter: Limiter,
@@ -155,13 +197,13 @@ pub struct Endpoint {
     unix_at_epoch: u64,
     id_counter: u64,
     control_out: Vec<(SocketAddr, Vec<u8>)>,
-    /// Connections that failed since the owner last asked (each reported once).
-    newly_failed: Vec<SocketAddr>,
+    /// State changes not yet taken by the owner, in order.
+    events: VecDeque<ConnectionEvent>,
     stats: EndpointStats,
 }
 
 impl Endpoint {
-    /// An endpoint whose connections use `cfg`.
+    /// An endpoint whose connections use `cfg` and that answers peers' requests at once.
     pub fn new(cfg: ConnectionConfig, setup: EndpointSetup) -> Self {
         let mut cookie_secret = [0u8; 16];
         cookie_secret.copy_from_slice(&setup.secret[..16]);
@@ -172,11 +214,14 @@ impl Endpoint {
         rng_seed[0] ^= 0x5a;
         Endpoint {
             conns: Map::default(),
+            by_remote: Map::default(),
+            dialled: Map::default(),
             by_addr: Map::default(),
             timers: TimerQueue::new(),
             touched: Vec::new(),
             next_serial: 0,
             cfg,
+            incoming: IncomingPolicy::Answer,
             key: ChallengeKey::new(cookie_secret),
             limiter: Limiter::new(RateLimits::default(), limiter_secret),
             security: setup.security,
@@ -184,9 +229,14 @@ impl Endpoint {
             unix_at_epoch: setup.unix_at_epoch,
             id_counter: 0,
             control_out: Vec::new(),
-            newly_failed: Vec::new(),
+            events: VecDeque::new(),
             stats: EndpointStats::default(),
         }
+    }
+
+    /// Sets what a peer's new connect request does.
+    pub fn set_incoming(&mut self, policy: IncomingPolicy) {
+        self.incoming = policy;
     }
 
     /// Applies new connection settings to every connection, present and future.
@@ -230,6 +280,14 @@ impl Endpoint {
         self.conns.len()
     }
 
+    /// Every connection, in no particular order.
+    pub fn handles(&self) -> impl Iterator<Item = ConnectionHandle> + '_ {
+        self.conns.iter().map(|(&id, s)| ConnectionHandle {
+            id,
+            serial: s.serial,
+        })
+    }
+
     /// Bytes held for all peers (reliable until acknowledged, unreliable until sent), plus
     /// queued control replies.
     pub fn buffered_bytes(&self) -> usize {
@@ -258,18 +316,24 @@ impl Endpoint {
         }
     }
 
-    fn insert(&mut self, conn: Connection) {
+    fn insert(&mut self, conn: Connection) -> ConnectionHandle {
         let id = conn.local_id();
-        if let Some(old) = self.by_addr.insert(conn.remote(), id) {
-            self.forget(old);
+        if let Some(remote_id) = conn.remote_id() {
+            self.by_remote.insert((conn.remote(), remote_id), id);
+        }
+        if self.incoming == IncomingPolicy::Answer {
+            self.by_addr.insert(conn.remote(), id);
         }
         self.next_serial += 1;
-        let slot = Slot {
-            conn: Box::new(conn),
-            serial: self.next_serial,
-            touched: false,
-        };
-        self.conns.insert(id, slot);
+        let serial = self.next_serial;
+        self.conns.insert(
+            id,
+            Slot {
+                conn: Box::new(conn),
+                serial,
+                touched: false,
+            },
+        );
         if self.touched.len() > MAX_TOUCHED_PER_CONNECTION * self.conns.len() {
             // Entries of connections gone pile up only while `poll_transmit` is not called.
             let conns = &self.conns;
@@ -281,11 +345,42 @@ impl Endpoint {
         }
         // A new connection has its first datagram to send.
         self.touch(id);
+        let h = ConnectionHandle { id, serial };
+        self.note_change(h);
+        h
     }
 
-    /// Drops the connection with id `id` and its timer (not its address entry).
-    fn forget(&mut self, id: u32) {
-        self.conns.remove(&id);
+    /// The slot's id if `h` still names it.
+    fn live_id(&self, h: ConnectionHandle) -> Option<u32> {
+        self.conns
+            .get(&h.id)
+            .filter(|s| s.serial == h.serial)
+            .map(|_| h.id)
+    }
+
+    fn handle_of(&self, id: u32) -> Option<ConnectionHandle> {
+        self.conns.get(&id).map(|s| ConnectionHandle {
+            id,
+            serial: s.serial,
+        })
+    }
+
+    /// Drops the connection with id `id`, its timer and its index entries.
+    fn remove(&mut self, id: u32) {
+        if let Some(slot) = self.conns.remove(&id) {
+            let c = &slot.conn;
+            if let Some(remote_id) = c.remote_id() {
+                if self.by_remote.get(&(c.remote(), remote_id)) == Some(&id) {
+                    self.by_remote.remove(&(c.remote(), remote_id));
+                }
+            }
+            if self.dialled.get(&c.remote()) == Some(&id) {
+                self.dialled.remove(&c.remote());
+            }
+            if self.by_addr.get(&c.remote()) == Some(&id) {
+                self.by_addr.remove(&c.remote());
+            }
+        }
         self.timers.remove(id);
     }
 
@@ -307,9 +402,23 @@ impl Endpoint {
         })
     }
 
-    /// Our identity when a certificate proves it.
-    pub fn local_identity(&self) -> Option<&Identity> {
-        self.security.identity()
+    /// Records the connection's state change, if it has one, for [`Endpoint::poll_event`].
+    fn note_change(&mut self, h: ConnectionHandle) {
+        let Some(slot) = self.conns.get_mut(&h.id).filter(|s| s.serial == h.serial) else {
+            return;
+        };
+        if let Some(change) = slot.conn.take_state_change() {
+            if let Some(remote_id) = slot.conn.remote_id() {
+                self.by_remote
+                    .entry((slot.conn.remote(), remote_id))
+                    .or_insert(h.id);
+            }
+            self.events.push_back(ConnectionEvent {
+                conn: h,
+                old: change.old,
+                new: change.new,
+            });
+        }
     }
 
     fn now_unix(&self, now: Timestamp) -> u64 {
@@ -322,23 +431,27 @@ impl Endpoint {
         (eph, self.rng.next_u64())
     }
 
-    /// The connection to `remote`, opened (handshake started) if needed; `None` when the
-    /// table is full. `expected` is the identity dialled when it is not an address.
+    /// Opens a connection to `remote` (its handshake starts at the next `poll_transmit`);
+    /// `None` when the table is full. `expected` is the identity dialled when it is not an
+    /// address. With `symmetric`, a connect request from `remote` while this connection
+    /// exists meets it by the simultaneous-open rule (both sides agree on one connection)
+    /// instead of making a second one.
     pub fn connect(
         &mut self,
         now: Timestamp,
         remote: SocketAddr,
         expected: Option<Identity>,
-    ) -> Option<&mut Connection> {
-        if !self.by_addr.contains_key(&remote) {
-            if self.conns.len() >= MAX_CONNECTIONS {
-                return None;
-            }
-            let id = self.new_id();
-            self.insert(Connection::connect(remote, self.cfg, now, id, expected));
+        symmetric: bool,
+    ) -> Option<ConnectionHandle> {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            return None;
         }
-        let id = *self.by_addr.get(&remote)?;
-        self.touch(id)
+        let id = self.new_id();
+        let h = self.insert(Connection::connect(remote, self.cfg, now, id, expected));
+        if symmetric {
+            self.dialled.insert(remote, id);
+        }
+        Some(h)
     }
 
     /// Whether control datagrams (challenge replies, closes) wait for `poll_transmit`.
@@ -346,29 +459,69 @@ impl Endpoint {
         !self.control_out.is_empty()
     }
 
-    /// The connection to `remote`, if open.
-    pub fn connection(&self, remote: SocketAddr) -> Option<&Connection> {
-        self.by_addr
-            .get(&remote)
-            .and_then(|id| self.conns.get(id))
-            .map(|s| &*s.conn)
+    /// The connection `h`, if it still exists.
+    pub fn connection(&self, h: ConnectionHandle) -> Option<&Connection> {
+        let id = self.live_id(h)?;
+        self.conns.get(&id).map(|s| &*s.conn)
     }
 
-    /// The connection to `remote`, if open, for changes (it is looked at by the next
-    /// [`Endpoint::poll_transmit`]).
-    pub fn connection_mut(&mut self, remote: SocketAddr) -> Option<&mut Connection> {
-        let id = *self.by_addr.get(&remote)?;
+    /// The connection `h` for changes (it is looked at by the next
+    /// [`Endpoint::poll_transmit`]), if it still exists. A change of state made through it
+    /// is reported by [`Endpoint::poll_event`] after the next call into the endpoint.
+    pub fn connection_mut(&mut self, h: ConnectionHandle) -> Option<&mut Connection> {
+        let id = self.live_id(h)?;
         self.touch(id)
     }
 
-    /// Forgets the connection to `remote`; `notify` is the datagram telling the peer (if any).
-    pub fn close(&mut self, remote: SocketAddr, notify: Option<Vec<u8>>) {
-        if let Some(id) = self.by_addr.remove(&remote) {
-            self.forget(id);
+    /// Accepts a connection held for the application (see [`IncomingPolicy::Hold`]): our
+    /// answer goes out at the next `poll_transmit`. False if `h` is not held.
+    pub fn accept(&mut self, now: Timestamp, h: ConnectionHandle) -> bool {
+        let accepted = self.connection_mut(h).is_some_and(|c| c.accept_held(now));
+        self.note_change(h);
+        accepted
+    }
+
+    /// Closes `h` from our side: the peer is told (`reason`, `debug`) and the connection is
+    /// forgotten. False if `h` is gone.
+    pub fn close(&mut self, h: ConnectionHandle, reason: EndReason, debug: &str) -> bool {
+        let Some(id) = self.live_id(h) else {
+            return false;
+        };
+        let notify = self.touch(id).and_then(|c| {
+            let to = c.remote();
+            c.close(reason, debug).map(|d| (to, d))
+        });
+        self.remove(id);
+        if let Some((to, d)) = notify {
+            self.queue_control(to, d);
         }
-        if let Some(d) = notify {
-            self.queue_control(remote, d);
+        true
+    }
+
+    /// Forgets `h` without telling the peer (it was replaced, or the peer is gone).
+    pub fn forget(&mut self, h: ConnectionHandle) {
+        if let Some(id) = self.live_id(h) {
+            self.remove(id);
         }
+    }
+
+    /// The newest connection to `remote`: for test harnesses with one connection per
+    /// address (the table is keyed by id; this scans it).
+    #[cfg(any(test, fuzzing, feature = "sim"))]
+    pub fn connection_at(&self, remote: SocketAddr) -> Option<ConnectionHandle> {
+        self.conns
+            .iter()
+            .filter(|(_, s)| s.conn.remote() == remote)
+            .max_by_key(|(_, s)| s.serial)
+            .map(|(&id, s)| ConnectionHandle {
+                id,
+                serial: s.serial,
+            })
+    }
+
+    /// The next state change of a connection, in the order they happened.
+    pub fn poll_event(&mut self) -> Option<ConnectionEvent> {
+        self.events.pop_front()
     }
 
     fn queue_control(&mut self, to: SocketAddr, datagram: Vec<u8>) {
@@ -385,89 +538,80 @@ impl Endpoint {
     }
 
     /// Handles one datagram from `from`, appending the messages it completed to `out`.
+    /// Returns the connection the datagram was for when it took it (or it completed
+    /// messages, which then belong to that connection), including a connection a peer's
+    /// connect request just created.
     pub fn handle_datagram(
         &mut self,
         now: Timestamp,
         from: SocketAddr,
         data: &[u8],
         out: &mut Vec<InMessage>,
-    ) -> Incoming {
-        let r = self.dispatch(now, from, data, out);
-        // Anything a datagram does to a connection happens to the one at its source address.
-        if let Some(c) = self.connection_mut(from) {
-            if c.take_new_failure() {
-                self.newly_failed.push(from);
-            }
-        }
-        r
-    }
-
-    fn dispatch(
-        &mut self,
-        now: Timestamp,
-        from: SocketAddr,
-        data: &[u8],
-        out: &mut Vec<InMessage>,
-    ) -> Incoming {
+    ) -> Option<ConnectionHandle> {
+        let before = out.len();
         let rng = &mut self.rng;
         self.key.rotate_if_due(now, || {
             let mut fresh = [0u8; 16];
             rng.fill_bytes(&mut fresh);
             fresh
         });
-        match classify(data) {
+        let (to, taken) = match classify(data) {
             Ok(Lead::Data) => self.handle_data(now, from, data, out),
             Ok(Lead::Control(_)) => match ControlMessage::decode(data) {
                 Ok(msg) => self.handle_control(now, from, msg),
                 Err(_) => {
                     self.stats.dropped_malformed += 1;
-                    Incoming::Dropped
+                    (None, false)
                 }
             },
             Err(_) => {
                 self.stats.dropped_malformed += 1;
-                Incoming::Dropped
+                (None, false)
             }
-        }
+        };
+        // Whatever a datagram does to a connection happens to the one it names.
+        let h = to.and_then(|id| self.handle_of(id))?;
+        self.note_change(h);
+        (taken || out.len() > before).then_some(h)
     }
 
+    /// The id of the connection a datagram was for (if any), and whether it was taken.
     fn handle_data(
         &mut self,
         now: Timestamp,
         from: SocketAddr,
         data: &[u8],
         out: &mut Vec<InMessage>,
-    ) -> Incoming {
+    ) -> (Option<u32>, bool) {
         let Ok((header, _)) = DataHeader::decode(data) else {
             self.stats.dropped_malformed += 1;
-            return Incoming::Dropped;
+            return (None, false);
         };
         // A connection id only counts from the address it belongs to.
-        let Some(conn) = self.conn_for(Some(header.to_conn_id), from) else {
+        let id = header.to_conn_id;
+        let Some(conn) = self.conn_for(Some(id), from) else {
             self.stats.dropped_unknown_connection += 1;
-            if !self.may_answer(from, now) {
-                return Incoming::Dropped;
+            if self.may_answer(from, now) {
+                self.reply(
+                    from,
+                    ControlMessage::NoConnection(NoConnection {
+                        from_connection_id: Some(id),
+                        to_connection_id: None,
+                    }),
+                );
             }
-            self.reply(
-                from,
-                ControlMessage::NoConnection(NoConnection {
-                    from_connection_id: Some(header.to_conn_id),
-                    to_connection_id: None,
-                }),
-            );
-            return Incoming::Dropped;
+            return (None, false);
         };
         if !conn.is_connected() {
             // Our connect is still in flight (its ConnectOK may be lost): the peer resends.
             self.stats.dropped_by_connection += 1;
-            return Incoming::Dropped;
+            return (Some(id), false);
         }
-        if conn.handle_datagram(now, data, out) {
-            Incoming::Accepted { new: false }
-        } else {
+        let taken = conn.handle_datagram(now, data, out);
+        if !taken {
             self.stats.dropped_by_connection += 1;
-            Incoming::Dropped
         }
+        (Some(id), taken)
     }
 
     fn handle_control(
@@ -475,16 +619,16 @@ impl Endpoint {
         now: Timestamp,
         from: SocketAddr,
         msg: ControlMessage,
-    ) -> Incoming {
+    ) -> (Option<u32>, bool) {
         match msg {
             ControlMessage::ChallengeRequest(req) => {
                 let version = req.protocol_version.unwrap_or(0);
                 if version < MIN_PROTOCOL_VERSION {
                     self.stats.dropped_bad_challenge += 1;
-                    return Incoming::Dropped;
+                    return (None, false);
                 }
                 if !self.may_answer(from, now) {
-                    return Incoming::Dropped;
+                    return (None, false);
                 }
                 self.stats.challenges_answered += 1;
                 self.reply(
@@ -496,7 +640,7 @@ impl Endpoint {
                         protocol_version: Some(PROTOCOL_VERSION),
                     }),
                 );
-                Incoming::Control
+                (None, false)
             }
             ControlMessage::ChallengeReply(rep) => {
                 let wants = self
@@ -516,40 +660,57 @@ impl Endpoint {
                             &self.security,
                         );
                     }
+                    return (Some(id), false);
                 }
-                Incoming::Control
+                (None, false)
             }
             ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
             ControlMessage::ConnectOk(ok) => {
                 let now_unix = self.now_unix(now);
-                let id = ok
+                let Some(id) = ok
                     .client_connection_id
-                    .filter(|id| self.conns.get(id).is_some_and(|s| s.conn.remote() == from));
-                let conn = id
-                    .and_then(|id| touch(&mut self.conns, &mut self.touched, &mut self.timers, id));
-                let refused = match conn {
-                    Some(c) => c.on_connect_ok(now, &ok, &self.security, now_unix),
-                    None => None,
+                    .filter(|id| self.conns.get(id).is_some_and(|s| s.conn.remote() == from))
+                else {
+                    return (None, false);
                 };
+                let conn = touch(&mut self.conns, &mut self.touched, &mut self.timers, id);
+                let refused =
+                    conn.and_then(|c| c.on_connect_ok(now, &ok, &self.security, now_unix));
                 if let Some(d) = refused {
                     self.queue_control(from, d);
                 }
-                Incoming::Control
+                (Some(id), false)
             }
             ControlMessage::ConnectionClosed(c) => {
-                if let Some(conn) = self.conn_for(c.to_connection_id, from) {
-                    conn.on_peer_closed(c.reason_code.unwrap_or(0), c.debug.as_deref());
+                let reason = EndReason::from_wire(c.reason_code.unwrap_or(0));
+                let id = c.to_connection_id;
+                match self.conn_for(id, from) {
+                    Some(conn) => {
+                        conn.on_peer_closed(reason, c.debug.as_deref());
+                        (id, false)
+                    }
+                    None => (None, false),
                 }
-                Incoming::Control
             }
             ControlMessage::NoConnection(n) => {
-                // The peer has no connection with the id we send to: it restarted or forgot us.
-                if let Some(conn) = self.connection_mut(from) {
-                    if n.from_connection_id.is_some() && conn.remote_id() == n.from_connection_id {
+                // The peer has no connection with the id we send to: it restarted or forgot
+                // us. It names our id when it knew it; else only its own old one.
+                let id = match n.to_connection_id {
+                    Some(ours) => Some(ours),
+                    None => n
+                        .from_connection_id
+                        .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied()),
+                };
+                match self.conn_for(id, from) {
+                    Some(conn)
+                        if n.from_connection_id.is_some()
+                            && conn.remote_id() == n.from_connection_id =>
+                    {
                         conn.on_peer_has_no_connection();
+                        (id, false)
                     }
+                    _ => (None, false),
                 }
-                Incoming::Control
             }
         }
     }
@@ -568,48 +729,62 @@ impl Endpoint {
         now: Timestamp,
         from: SocketAddr,
         req: &crate::wire::control::ConnectRequest,
-    ) -> Incoming {
+    ) -> (Option<u32>, bool) {
         let (Some(client_id), Some(cookie)) = (req.client_connection_id, req.challenge) else {
             self.stats.dropped_malformed += 1;
-            return Incoming::Dropped;
+            return (None, false);
         };
         if !self.key.verify(from, now, cookie) {
             self.stats.dropped_bad_challenge += 1;
-            return Incoming::Dropped;
+            return (None, false);
         }
         let their_ts = req.my_timestamp.unwrap_or(0);
         enum Plan {
-            ResendOk,
+            ResendOk(u32),
             Ignore,
             Adopt(u32),
             New,
         }
-        let plan = match self.connection(from) {
-            Some(c) if c.remote_id() == Some(client_id) && !c.is_connecting() => Plan::ResendOk,
+        let answered = self.by_remote.get(&(from, client_id)).copied();
+        let ours = self
+            .dialled
+            .get(&from)
+            .and_then(|id| self.conns.get(id))
+            .map(|s| &*s.conn);
+        let plan = match (answered, ours) {
+            // Our answer was lost, or the request crossed it: say it again.
+            (Some(id), _) => Plan::ResendOk(id),
             // Both sides opened at once. The attempt with the lower connection id wins on
             // both sides, so they agree on one connection without talking about it.
-            Some(c) if c.is_connecting() && c.local_id() < client_id => Plan::Ignore,
-            Some(c) if c.is_connecting() => Plan::Adopt(c.local_id()),
+            (None, Some(c)) if c.is_connecting() && c.local_id() < client_id => Plan::Ignore,
+            (None, Some(c)) if c.is_connecting() => Plan::Adopt(c.local_id()),
             // A late request from the peer's losing attempt: ours already won.
-            Some(c) if c.initiated() && c.is_connected() && c.local_id() < client_id => {
+            (None, Some(c)) if c.initiated() && c.is_connected() && c.local_id() < client_id => {
                 Plan::Ignore
             }
             // Otherwise (none, or the peer started over) a new connection.
             _ => Plan::New,
         };
         let local_id = match plan {
-            Plan::ResendOk => {
-                if let Some(c) = self.connection_mut(from) {
+            Plan::ResendOk(id) => {
+                if let Some(c) = self.touch(id) {
                     c.resend_connect_ok();
                 }
-                return Incoming::Control;
+                return (None, false);
             }
-            Plan::Ignore => return Incoming::Control,
+            Plan::Ignore => return (None, false),
             Plan::Adopt(id) => id,
             Plan::New => {
-                if !self.by_addr.contains_key(&from) && self.conns.len() >= MAX_CONNECTIONS {
+                if self.incoming == IncomingPolicy::Refuse {
+                    return (None, false);
+                }
+                let replaced = match self.incoming {
+                    IncomingPolicy::Answer => self.by_addr.get(&from).copied(),
+                    _ => None,
+                };
+                if replaced.is_none() && self.conns.len() >= MAX_CONNECTIONS {
                     self.stats.dropped_table_full += 1;
-                    return Incoming::Dropped;
+                    return (None, false);
                 }
                 self.new_id()
             }
@@ -633,22 +808,30 @@ impl Endpoint {
                         to_connection_id: Some(client_id),
                         from_connection_id: None,
                         debug: Some(refusal.debug),
-                        reason_code: u32::try_from(refusal.end_reason).ok(),
+                        reason_code: u32::try_from(refusal.end_reason.code()).ok(),
                     }),
                 );
-                return Incoming::Dropped;
+                return (None, false);
             }
         };
         if let Plan::Adopt(id) = plan {
             if let Some(c) = self.touch(id) {
                 c.adopt_incoming(now, client_id, their_ts, est, ok);
             }
-            return Incoming::Accepted { new: false };
+            self.by_remote.insert((from, client_id), id);
+            return (Some(id), true);
         }
-        self.insert(Connection::accept(
-            from, self.cfg, now, local_id, client_id, their_ts, est, ok,
+        if self.incoming == IncomingPolicy::Answer {
+            // Only a request that checked out replaces the connection at its address.
+            if let Some(old) = self.by_addr.get(&from).copied() {
+                self.remove(old);
+            }
+        }
+        let hold = self.incoming == IncomingPolicy::Hold;
+        let h = self.insert(Connection::accept(
+            from, self.cfg, now, local_id, client_id, their_ts, est, ok, hold,
         ));
-        Incoming::Accepted { new: true }
+        (Some(h.id), true)
     }
 
     /// Calls `send` for every datagram ready to go, reusing `buf`.
@@ -699,8 +882,19 @@ impl Endpoint {
         }
     }
 
+    /// When connection `h` next needs [`Endpoint::poll_transmit`] or
+    /// [`Endpoint::handle_timeout`]: what a send on it can have moved, found without looking at
+    /// any other connection. Control datagrams waiting count as due now.
+    pub fn deadline_of(&self, h: ConnectionHandle) -> Option<Timestamp> {
+        if self.has_control_out() {
+            return Some(Timestamp::ZERO);
+        }
+        self.connection(h)?.poll_timeout()
+    }
+
     /// Runs the timers of every connection that is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        let mut fired: Vec<ConnectionHandle> = Vec::new();
         // Touched connections are out of the queue: ask each. The list holds each once.
         for i in 0..self.touched.len() {
             let Some(&(id, serial)) = self.touched.get(i) else {
@@ -714,26 +908,21 @@ impl Endpoint {
                 && slot.conn.poll_timeout().is_some_and(|t| t <= now)
             {
                 slot.conn.handle_timeout(now);
-                if slot.conn.take_new_failure() {
-                    self.newly_failed.push(slot.conn.remote());
-                }
+                fired.push(ConnectionHandle { id, serial });
             }
         }
         // Then the due ones of the rest; touching them takes them out of the queue.
         while let Some(id) = self.timers.pop_due(now) {
             if let Some(c) = self.touch(id) {
                 c.handle_timeout(now);
-                if c.take_new_failure() {
-                    let remote = c.remote();
-                    self.newly_failed.push(remote);
+                if let Some(h) = self.handle_of(id) {
+                    fired.push(h);
                 }
             }
         }
-    }
-
-    /// Addresses of connections that failed since the last call, each once.
-    pub fn take_failed(&mut self) -> Vec<SocketAddr> {
-        std::mem::take(&mut self.newly_failed)
+        for h in fired {
+            self.note_change(h);
+        }
     }
 }
 
@@ -756,71 +945,42 @@ fn touch<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::pair::{EndpointNode, Pair, A, B};
     use std::time::Duration;
 
-    const A: SocketAddr = SocketAddr::new(
-        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
-        1000,
-    );
-    const B: SocketAddr = SocketAddr::new(
-        std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
-        2000,
-    );
+    fn endpoint(seed: u8) -> Endpoint {
+        Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(seed))
+    }
 
-    /// Delivers everything each side sends to the other, `rounds` times; returns what was
-    /// delivered to each (A's messages, B's messages) and whether B saw a new connection.
-    fn exchange(
-        a: &mut Endpoint,
-        b: &mut Endpoint,
-        now: Timestamp,
-        rounds: usize,
-    ) -> (Vec<InMessage>, Vec<InMessage>, usize) {
-        let (mut got_a, mut got_b, mut new_b) = (Vec::new(), Vec::new(), 0);
-        for _ in 0..rounds {
-            let mut to_b = Vec::new();
-            a.poll_transmit(now, &mut Vec::new(), |_, d| to_b.push(d.to_vec()));
-            for d in to_b {
-                if b.handle_datagram(now, A, &d, &mut got_b) == (Incoming::Accepted { new: true }) {
-                    new_b += 1;
-                }
-            }
-            let mut to_a = Vec::new();
-            b.poll_transmit(now, &mut Vec::new(), |_, d| to_a.push(d.to_vec()));
-            for d in to_a {
-                a.handle_datagram(now, B, &d, &mut got_a);
-            }
-        }
-        (got_a, got_b, new_b)
+    fn pair(a: u8, b: u8) -> Pair<EndpointNode, EndpointNode> {
+        Pair::new(
+            EndpointNode::new(endpoint(a)),
+            EndpointNode::new(endpoint(b)),
+        )
     }
 
     #[test]
     fn garbage_and_challenges_leave_no_state() {
-        let mut ep = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(3));
+        let mut ep = endpoint(3);
         let mut out = Vec::new();
-        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(4));
+        let mut client = endpoint(4);
         for port in 1..100u16 {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
             let junk = [0x80, 0, 0, 0, 0, 1, 0, 0xff, 0xff, 0xff];
             assert_eq!(
                 ep.handle_datagram(Timestamp::ZERO, from, &junk, &mut out),
-                Incoming::Dropped
+                None
             );
             assert_eq!(
                 ep.handle_datagram(Timestamp::ZERO, from, &[1, 2], &mut out),
-                Incoming::Dropped
+                None
             );
             // A real ChallengeRequest is answered, statelessly.
-            client.connect(Timestamp::ZERO, from, None);
-            let mut reqs = Vec::new();
-            client.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |to, d| {
-                if to == from {
-                    reqs.push(d.to_vec())
-                }
-            });
-            assert!(reqs[0].len() >= 512, "challenge requests are padded");
+            let req = challenge_request_from(&mut client, from);
+            assert!(req.len() >= 512, "challenge requests are padded");
             assert_eq!(
-                ep.handle_datagram(Timestamp::ZERO, from, &reqs[0], &mut out),
-                Incoming::Control
+                ep.handle_datagram(Timestamp::ZERO, from, &req, &mut out),
+                None
             );
         }
         assert!(ep.conns.is_empty());
@@ -828,7 +988,7 @@ mod tests {
     }
 
     fn challenge_request_from(client: &mut Endpoint, to: SocketAddr) -> Vec<u8> {
-        client.connect(Timestamp::ZERO, to, None);
+        client.connect(Timestamp::ZERO, to, None, false);
         let mut reqs = Vec::new();
         client.poll_transmit(Timestamp::ZERO, &mut Vec::new(), |dest, d| {
             if dest == to {
@@ -841,7 +1001,7 @@ mod tests {
     #[test]
     fn challenge_requests_are_rate_limited_per_source_and_overall() {
         use rate_limit::{Bucket, RateLimits};
-        let mut ep = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(3));
+        let mut ep = endpoint(3);
         ep.set_rate_limits(RateLimits {
             per_source: Bucket {
                 burst: 20,
@@ -852,29 +1012,25 @@ mod tests {
                 per_second: 50,
             },
         });
-        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(4));
+        let mut client = endpoint(4);
         let req = challenge_request_from(&mut client, B);
         let mut out = Vec::new();
         let t = Timestamp::from_micros(10_000_000);
         // 1,000 requests from one IP (many ports) within one second.
-        let mut answered = 0;
+        let before = ep.stats().challenges_answered;
         for i in 0..1000u64 {
             let from = SocketAddr::from(([192, 0, 2, 1], 1000 + i as u16));
             let now = t + Duration::from_millis(i);
-            if ep.handle_datagram(now, from, &req, &mut out) == Incoming::Control {
-                answered += 1;
-            }
+            ep.handle_datagram(now, from, &req, &mut out);
         }
+        let answered = ep.stats().challenges_answered - before;
         assert!((29..=31).contains(&answered), "{answered} answered");
-        assert_eq!(ep.stats().challenges_answered, answered);
         assert_eq!(ep.stats().rate_limited_source, 1000 - answered);
         // Another source is still answered.
         let other = SocketAddr::from(([192, 0, 2, 2], 1));
         let now = t + Duration::from_millis(1000);
-        assert_eq!(
-            ep.handle_datagram(now, other, &req, &mut out),
-            Incoming::Control
-        );
+        ep.handle_datagram(now, other, &req, &mut out);
+        assert_eq!(ep.stats().challenges_answered, answered + 1);
         // Spoofed sources, one request each: the global cap holds.
         let before = ep.stats().challenges_answered;
         for i in 0..5000u32 {
@@ -894,8 +1050,7 @@ mod tests {
     #[test]
     fn a_live_session_is_not_limited_by_a_flood_from_its_own_ip() {
         use rate_limit::{Bucket, RateLimits};
-        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
-        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
+        let mut b = endpoint(6);
         b.set_rate_limits(RateLimits {
             per_source: Bucket {
                 burst: 1,
@@ -906,58 +1061,144 @@ mod tests {
                 per_second: 1,
             },
         });
-        let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None);
-        exchange(&mut a, &mut b, t, 4);
-        assert!(b.connection(A).unwrap().is_connected());
+        let (mut p, ha, hb) = Pair::connected(endpoint(5), b);
         // Drain both buckets with requests from A's IP, then garbage for unknown ids.
-        let mut client = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(9));
+        let mut client = endpoint(9);
         let req = challenge_request_from(&mut client, B);
         let mut out = Vec::new();
+        let t = p.now;
         for port in 3000..3100u16 {
             let from = SocketAddr::from(([127, 0, 0, 1], port));
+            let b = &mut p.b.endpoint;
             b.handle_datagram(t, from, &req, &mut out);
             b.handle_datagram(t, from, &[0x80, 1, 2, 3, 4, 0, 0, 9, 9, 9], &mut out);
         }
-        assert!(b.stats().rate_limited_source + b.stats().rate_limited_global >= 198);
-        a.connection_mut(B)
+        let st = p.b.endpoint.stats();
+        assert!(st.rate_limited_source + st.rate_limited_global >= 198);
+        p.a.endpoint
+            .connection_mut(ha)
             .unwrap()
             .send(t, 0, true, true, b"still here")
             .unwrap();
-        let (_, got_b, _) = exchange(&mut a, &mut b, t, 2);
-        assert_eq!(got_b.len(), 1);
-        assert_eq!(got_b[0].data.as_ref(), b"still here");
+        p.rounds(2);
+        let got: Vec<_> = p.b.take_received();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].0, hb);
+        assert_eq!(got[0].1.data.as_ref(), b"still here");
     }
 
     #[test]
     fn handshake_then_round_trip() {
-        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
-        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
-        let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None)
+        let mut p = pair(5, 6);
+        let t = p.now;
+        let ha = p.a.endpoint.connect(t, B, None, false).unwrap();
+        p.a.endpoint
+            .connection_mut(ha)
             .unwrap()
             .send(t, 4, true, true, b"hi")
             .unwrap();
-        let (_, got_b, new_b) = exchange(&mut a, &mut b, t, 4);
-        assert_eq!(new_b, 1);
-        assert_eq!(got_b.len(), 1);
-        assert_eq!(got_b[0].data.as_ref(), b"hi");
-        assert_eq!(got_b[0].channel, 4);
-        let ca = a.connection(B).unwrap();
-        let cb = b.connection(A).unwrap();
+        p.rounds(4);
+        let mut events = Vec::new();
+        while let Some(e) = p.b.endpoint.poll_event() {
+            events.push(e);
+        }
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0].old, events[0].new),
+            (ConnectionState::None, ConnectionState::Connected)
+        );
+        let hb = events[0].conn;
+        let got = p.b.take_received();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.data.as_ref(), b"hi");
+        assert_eq!(got[0].1.channel, 4);
+        let ca = p.a.endpoint.connection(ha).unwrap();
+        let cb = p.b.endpoint.connection(hb).unwrap();
         assert_eq!(ca.remote_id(), Some(cb.local_id()));
         assert_eq!(cb.remote_id(), Some(ca.local_id()));
+        let a_events: Vec<_> = std::iter::from_fn(|| p.a.endpoint.poll_event())
+            .map(|e| (e.old, e.new))
+            .collect();
+        assert_eq!(
+            a_events,
+            [
+                (ConnectionState::None, ConnectionState::Connecting),
+                (ConnectionState::Connecting, ConnectionState::Connected)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_held_connection_waits_for_accept_then_connects() {
+        let mut p = pair(5, 6);
+        p.b.endpoint.set_incoming(IncomingPolicy::Hold);
+        let t = p.now;
+        let ha = p.a.endpoint.connect(t, B, None, false).unwrap();
+        p.a.endpoint
+            .connection_mut(ha)
+            .unwrap()
+            .send(t, 0, true, true, b"after accept")
+            .unwrap();
+        p.rounds(6);
+        let e = p.b.endpoint.poll_event().expect("the incoming connection");
+        assert_eq!(
+            (e.old, e.new),
+            (ConnectionState::None, ConnectionState::Connecting)
+        );
+        assert!(p.b.endpoint.connection(e.conn).unwrap().is_held());
+        assert!(p.a.endpoint.connection(ha).unwrap().is_connecting());
+        assert!(p.b.received.is_empty());
+        assert!(p.b.endpoint.accept(p.now, e.conn));
+        assert!(!p.b.endpoint.accept(p.now, e.conn), "accepted once");
+        p.rounds(4);
+        let got = p.b.take_received();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].1.data.as_ref(), b"after accept");
+        assert!(p.a.endpoint.connection(ha).unwrap().is_connected());
+    }
+
+    #[test]
+    fn a_held_connection_not_accepted_times_out() {
+        let cfg = ConnectionConfig {
+            timeout_initial: Duration::from_millis(2_000),
+            ..ConnectionConfig::default()
+        };
+        let mut b = Endpoint::new(cfg, EndpointSetup::for_tests(6));
+        b.set_incoming(IncomingPolicy::Hold);
+        let mut p = Pair::new(EndpointNode::new(endpoint(5)), EndpointNode::new(b));
+        p.a.endpoint.connect(p.now, B, None, false).unwrap();
+        p.rounds(3);
+        let h = p.b.endpoint.poll_event().unwrap().conn;
+        let end = p.now + Duration::from_secs(3);
+        let failed = p.run_until(end, 1000, |p| {
+            p.b.endpoint
+                .connection(h)
+                .is_some_and(|c| c.failure().is_some())
+        });
+        assert!(failed);
+        let c = p.b.endpoint.connection(h).unwrap();
+        assert_eq!(c.failure().unwrap().reason, EndReason::MiscTimeout);
+    }
+
+    #[test]
+    fn a_refusing_endpoint_makes_no_connection() {
+        let mut p = pair(5, 6);
+        p.b.endpoint.set_incoming(IncomingPolicy::Refuse);
+        p.a.endpoint.connect(p.now, B, None, false).unwrap();
+        p.rounds(6);
+        assert_eq!(p.b.endpoint.connection_count(), 0);
+        assert!(p.b.endpoint.poll_event().is_none());
     }
 
     #[test]
     fn a_forged_cookie_creates_nothing() {
-        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
-        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
+        let mut a = endpoint(5);
+        let mut b = endpoint(6);
         let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None);
+        let h = a.connect(t, B, None, false).unwrap();
         let mut out = Vec::new();
         // Feed A a challenge reply with a made-up cookie, then pass its ConnectRequest to B.
-        let id = a.connection(B).unwrap().local_id();
+        let id = a.connection(h).unwrap().local_id();
         let mut reply = Vec::new();
         ControlMessage::ChallengeReply(ChallengeReply {
             connection_id: Some(id),
@@ -972,10 +1213,7 @@ mod tests {
         let mut to_b = Vec::new();
         a.poll_transmit(t, &mut Vec::new(), |_, d| to_b.push(d.to_vec()));
         assert_eq!(to_b.len(), 1);
-        assert_eq!(
-            b.handle_datagram(t, A, &to_b[0], &mut out),
-            Incoming::Dropped
-        );
+        assert_eq!(b.handle_datagram(t, A, &to_b[0], &mut out), None);
         assert!(b.conns.is_empty());
         assert_eq!(b.stats().dropped_bad_challenge, 1);
     }
@@ -983,30 +1221,34 @@ mod tests {
     #[test]
     fn simultaneous_open_ends_with_one_connection() {
         for seed in 0..20u8 {
-            let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(seed));
-            let mut b = Endpoint::new(
-                ConnectionConfig::default(),
-                EndpointSetup::for_tests(seed.wrapping_add(100)),
-            );
-            let t = Timestamp::from_micros(1_000_000);
-            a.connect(t, B, None)
+            let mut p = pair(seed, seed.wrapping_add(100));
+            let t = p.now;
+            let ha = p.a.endpoint.connect(t, B, None, true).unwrap();
+            p.a.endpoint
+                .connection_mut(ha)
                 .unwrap()
                 .send(t, 1, true, true, b"from a")
                 .unwrap();
-            b.connect(t, A, None)
+            let hb = p.b.endpoint.connect(t, A, None, true).unwrap();
+            p.b.endpoint
+                .connection_mut(hb)
                 .unwrap()
                 .send(t, 1, true, true, b"from b")
                 .unwrap();
-            let (got_a, got_b, _) = exchange(&mut a, &mut b, t, 6);
-            let ca = a.connection(B).unwrap();
-            let cb = b.connection(A).unwrap();
+            p.rounds(6);
+            assert_eq!(p.a.endpoint.connection_count(), 1, "seed {seed}");
+            assert_eq!(p.b.endpoint.connection_count(), 1, "seed {seed}");
+            let ca = p.a.endpoint.connection(ha).unwrap();
+            let cb = p.b.endpoint.connection(hb).unwrap();
             assert!(ca.is_connected() && cb.is_connected(), "seed {seed}");
             assert_eq!(ca.remote_id(), Some(cb.local_id()), "seed {seed}");
             assert_eq!(cb.remote_id(), Some(ca.local_id()), "seed {seed}");
+            let got_a = p.a.take_received();
+            let got_b = p.b.take_received();
             assert_eq!(got_a.len(), 1, "seed {seed}");
             assert_eq!(got_b.len(), 1, "seed {seed}");
-            assert_eq!(got_a[0].data.as_ref(), b"from b");
-            assert_eq!(got_b[0].data.as_ref(), b"from a");
+            assert_eq!(got_a[0].1.data.as_ref(), b"from b");
+            assert_eq!(got_b[0].1.data.as_ref(), b"from a");
         }
     }
 
@@ -1018,10 +1260,10 @@ mod tests {
         };
         let mut a = Endpoint::new(cfg, EndpointSetup::for_tests(5));
         let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None);
+        let h = a.connect(t, B, None, false).unwrap();
         let mut now = t;
         let mut requests = 0;
-        while a.connection(B).unwrap().failure().is_none() {
+        while a.connection(h).unwrap().failure().is_none() {
             a.poll_transmit(now, &mut Vec::new(), |_, _| requests += 1);
             now = a
                 .poll_timeout()
@@ -1032,29 +1274,62 @@ mod tests {
         }
         assert_eq!(now, t + Duration::from_millis(2_000));
         assert!((7..=9).contains(&requests), "{requests} challenge requests");
+        let changes: Vec<_> = std::iter::from_fn(|| a.poll_event())
+            .map(|e| e.new)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ConnectionState::Connecting,
+                ConnectionState::ProblemDetectedLocally
+            ]
+        );
     }
 
-    /// A at `A` connected to B at `B` (default settings, handshake done) and the time it
-    /// finished.
-    fn connected_pair() -> (Endpoint, Endpoint, Timestamp) {
-        let mut a = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(5));
-        let mut b = Endpoint::new(ConnectionConfig::default(), EndpointSetup::for_tests(6));
-        let t = Timestamp::from_micros(1_000_000);
-        a.connect(t, B, None);
-        exchange(&mut a, &mut b, t, 4);
-        (a, b, t)
+    #[test]
+    fn a_peer_that_connects_again_replaces_its_connection_when_answering() {
+        for (policy, count, old_kept) in [
+            (IncomingPolicy::Answer, 1, false),
+            (IncomingPolicy::Hold, 2, true),
+        ] {
+            let mut b = endpoint(6);
+            b.set_incoming(policy);
+            let (mut p, _ha, hb) = if policy == IncomingPolicy::Hold {
+                let mut p = Pair::new(EndpointNode::new(endpoint(5)), EndpointNode::new(b));
+                p.a.endpoint.connect(p.now, B, None, false).unwrap();
+                p.rounds(2);
+                let hb = p.b.endpoint.poll_event().unwrap().conn;
+                (p, None, hb)
+            } else {
+                let (p, ha, hb) = Pair::connected(endpoint(5), b);
+                (p, Some(ha), hb)
+            };
+            // A restarts: a fresh endpoint at the same address dials again.
+            p.a = EndpointNode::new(endpoint(15));
+            p.a.endpoint.connect(p.now, B, None, false).unwrap();
+            p.rounds(4);
+            assert_eq!(p.b.endpoint.connection_count(), count, "{policy:?}");
+            assert_eq!(
+                p.b.endpoint.connection(hb).is_some(),
+                old_kept,
+                "{policy:?}"
+            );
+        }
     }
 
     #[test]
     fn data_is_encrypted_and_tampering_or_replay_changes_nothing() {
-        let (mut a, mut b, t) = connected_pair();
+        let (mut p, ha, hb) = Pair::connected(endpoint(5), endpoint(6));
+        let t = p.now;
         let secret = b"known plaintext that must never be seen on the wire";
-        a.connection_mut(B)
+        p.a.endpoint
+            .connection_mut(ha)
             .unwrap()
             .send(t, 0, true, true, secret)
             .unwrap();
         let mut wire = Vec::new();
-        a.poll_transmit(t, &mut Vec::new(), |_, d| wire.push(d.to_vec()));
+        p.a.endpoint
+            .poll_transmit(t, &mut Vec::new(), |_, d| wire.push(d.to_vec()));
         assert_eq!(wire.len(), 1);
         let packet = &wire[0];
         assert!(
@@ -1064,38 +1339,33 @@ mod tests {
         // Every single-bit flip is dropped and counted; the connection lives on. (Bits 1-6 of
         // the lead byte are reserved flags that receivers ignore, as the reference does: the
         // clear header is not authenticated, and flipping them changes nothing.)
+        let b = &mut p.b.endpoint;
         let mut out = Vec::new();
         for bit in (0..packet.len() * 8).filter(|b| !(1..=6).contains(b)) {
             let mut bad = packet.clone();
             bad[bit / 8] ^= 1 << (bit % 8);
-            assert_eq!(
-                b.handle_datagram(t, A, &bad, &mut out),
-                Incoming::Dropped,
-                "bit {bit}"
-            );
+            assert_eq!(b.handle_datagram(t, A, &bad, &mut out), None, "bit {bit}");
         }
         assert!(out.is_empty());
-        assert!(b.connection(A).unwrap().is_connected());
+        assert!(b.connection(hb).unwrap().is_connected());
         // The genuine packet is delivered once; a replay of it is not.
-        assert_eq!(
-            b.handle_datagram(t, A, packet, &mut out),
-            Incoming::Accepted { new: false }
-        );
+        assert_eq!(b.handle_datagram(t, A, packet, &mut out), Some(hb));
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].data.as_ref(), secret);
-        assert_eq!(b.handle_datagram(t, A, packet, &mut out), Incoming::Dropped);
+        assert_eq!(b.handle_datagram(t, A, packet, &mut out), None);
         assert_eq!(out.len(), 1);
-        assert!(b.connection(A).unwrap().stats().packets_unauthenticated > 0);
+        assert!(b.connection(hb).unwrap().stats().packets_unauthenticated > 0);
     }
 
     #[test]
     fn a_full_packet_of_small_messages_is_due_at_once() {
-        let (mut a, _b, t) = connected_pair();
-        assert!(a.connection(B).unwrap().is_connected());
+        let (mut p, ha, _hb) = Pair::connected(endpoint(5), endpoint(6));
+        let a = &mut p.a.endpoint;
+        assert!(a.connection(ha).unwrap().is_connected());
         // Small Nagle messages: due at the Nagle timer, not now (the driver may sleep on).
-        let t = t + Duration::from_millis(1);
+        let t = p.now + Duration::from_millis(1);
         for _ in 0..4 {
-            a.connection_mut(B)
+            a.connection_mut(ha)
                 .unwrap()
                 .send(t, 0, false, false, &[7; 32])
                 .unwrap();
@@ -1105,7 +1375,7 @@ mod tests {
         // A full packet's worth waits for nothing: the owner must wake its driver.
         let mut queued = 4;
         while a.poll_timeout().is_some_and(|d| d > t) && queued < 100 {
-            a.connection_mut(B)
+            a.connection_mut(ha)
                 .unwrap()
                 .send(t, 0, false, false, &[7; 32])
                 .unwrap();
@@ -1119,5 +1389,18 @@ mod tests {
             a.poll_timeout().is_some_and(|d| d > t),
             "due again after sending"
         );
+    }
+
+    #[test]
+    fn close_tells_the_peer_with_the_reason() {
+        let (mut p, ha, hb) = Pair::connected(endpoint(5), endpoint(6));
+        assert!(p.a.endpoint.close(ha, EndReason::App(1234), "bye now"));
+        assert!(p.a.endpoint.connection(ha).is_none());
+        assert!(!p.a.endpoint.close(ha, EndReason::App(1), "again"));
+        p.rounds(1);
+        let c = p.b.endpoint.connection(hb).unwrap();
+        assert_eq!(c.state(), ConnectionState::ClosedByPeer);
+        assert_eq!(c.closed_by_peer(), Some(EndReason::App(1234)));
+        assert_eq!(c.end().unwrap().debug, "bye now");
     }
 }

@@ -148,7 +148,11 @@ fn operate(rng: &mut ChaCha8Rng, pairs: &mut [Pair; 2], now: &mut Timestamp) -> 
             let len = (rng.next_u32() % 3_000) as usize;
             let data = vec![i as u8; len];
             for p in pairs.iter_mut() {
-                if let Some(c) = p.side(server).connection_mut(addr(i)) {
+                let side = p.side(server);
+                if let Some(c) = side
+                    .connection_at(addr(i))
+                    .and_then(|h| side.connection_mut(h))
+                {
                     if c.is_connected() {
                         let _ = c.send(*now, 1, reliable, no_nagle, &data);
                     }
@@ -167,13 +171,17 @@ fn operate(rng: &mut ChaCha8Rng, pairs: &mut [Pair; 2], now: &mut Timestamp) -> 
         }
         90..=93 => {
             for p in pairs.iter_mut() {
-                p.client.close(addr(i), None);
+                if let Some(h) = p.client.connection_at(addr(i)) {
+                    p.client.forget(h);
+                }
             }
             "close"
         }
         94..=97 => {
             for p in pairs.iter_mut() {
-                p.client.connect(*now, addr(i), None);
+                if p.client.connection_at(addr(i)).is_none() {
+                    p.client.connect(*now, addr(i), None, true);
+                }
             }
             "connect"
         }
@@ -196,7 +204,7 @@ fn run(seed: u8, steps: usize) {
     let mut now = Timestamp::from_micros(1_000_000);
     for p in pairs.iter_mut() {
         for i in 0..PEERS {
-            p.client.connect(now, addr(i), None);
+            p.client.connect(now, addr(i), None, true);
         }
     }
     let mut sent_total = 0usize;
@@ -260,7 +268,7 @@ fn queue_and_touched_list_stay_bounded() {
     let mut p = Pair::new(40, false);
     let mut now = Timestamp::from_micros(1_000_000);
     for i in 0..PEERS * 10 {
-        p.client.connect(now, addr(i), None);
+        p.client.connect(now, addr(i), None, true);
     }
     for _ in 0..200 {
         now += Duration::from_millis(7);

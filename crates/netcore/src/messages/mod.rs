@@ -5,8 +5,10 @@
 //! Sans-IO: every call takes `now`; datagrams go out through [`Messages::poll_transmit`],
 //! and what the application must hear about comes out of [`Messages::poll_event`].
 //!
-//! The idle timeout looks only at sessions that may have expired (`idle_queue`), so a
-//! wake-up costs the same with ten sessions as with ten thousand.
+//! A session holds the handle of its connection; the connection's peer identity (what its
+//! handshake proved, or its address) names the session. The idle timeout looks only at
+//! sessions that may have expired (`idle_queue`), so a wake-up costs the same with ten
+//! sessions as with ten thousand.
 
 pub mod idle_queue;
 
@@ -18,15 +20,18 @@ use std::time::Duration;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
 use crate::connection::{ConnectionConfig, InMessage, SendError};
-use crate::endpoint::{Endpoint, EndpointSetup, Incoming};
+use crate::end_reason::{End, EndReason};
+use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup, EndpointStats};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
 use idle_queue::IdleQueue;
 
+pub use crate::connection::ConnectionState;
+
 /// Close reason sent when the application closes a session (Steam's messages layer uses
 /// 1001 for this).
-pub const END_APP_SESSION_CLOSED: u32 = 1001;
+pub const END_SESSION_CLOSED: EndReason = EndReason::App(1001);
 
 /// How often a session request is posted again while an unaccepted peer keeps sending.
 pub const SESSION_REQUEST_REPOST: Duration = Duration::from_secs(1);
@@ -58,27 +63,9 @@ pub enum Event {
         peer: Identity,
         /// Where it was.
         remote: SocketAddr,
-        /// Steam's `ESteamNetConnectionEnd` code.
-        end_reason: i32,
-        /// Detail for logs.
-        debug: String,
+        /// Why.
+        end: End,
     },
-}
-
-/// Steam's `ESteamNetworkingConnectionState` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
-pub enum ConnectionState {
-    /// No session.
-    None = 0,
-    /// Waiting for the peer.
-    Connecting = 1,
-    /// Traffic has flowed both ways.
-    Connected = 3,
-    /// The peer closed the session.
-    ClosedByPeer = 4,
-    /// The session failed (see the failure event).
-    ProblemDetectedLocally = 5,
 }
 
 /// A snapshot of one session for status calls.
@@ -108,8 +95,8 @@ pub struct SessionInfo {
     pub pending_reliable: usize,
     /// How long a message queued now would wait to start leaving.
     pub queue_time: Duration,
-    /// End reason and detail, when failed.
-    pub failure: Option<(i32, String)>,
+    /// How it ended, once it has (by failure or by the peer's close).
+    pub end: Option<End>,
     /// Datagrams and bytes each way.
     pub packets_sent: u64,
     /// Bytes sent.
@@ -122,9 +109,9 @@ pub struct SessionInfo {
 
 #[derive(Debug)]
 struct Session {
-    remote: SocketAddr,
+    /// The connection carrying the session.
+    conn: ConnectionHandle,
     accepted: bool,
-    heard_from_peer: bool,
     /// Received before acceptance; delivered on accept, dropped on close.
     held: VecDeque<InMessage>,
     held_bytes: usize,
@@ -155,7 +142,8 @@ pub struct Messages {
     config: Config,
     endpoint: Endpoint,
     sessions: Map<Identity, Session>,
-    by_addr: Map<SocketAddr, Identity>,
+    /// Which session each live connection carries.
+    by_conn: Map<ConnectionHandle, Identity>,
     queues: Map<i32, VecDeque<Delivered>>,
     events: VecDeque<Event>,
     scratch: Vec<InMessage>,
@@ -174,7 +162,7 @@ impl Messages {
             endpoint: Endpoint::new(connection_config(&config), setup),
             config,
             sessions: Map::default(),
-            by_addr: Map::default(),
+            by_conn: Map::default(),
             queues: Map::default(),
             events: VecDeque::new(),
             scratch: Vec::new(),
@@ -202,7 +190,7 @@ impl Messages {
     }
 
     /// Counters of the endpoint below.
-    pub fn endpoint_stats(&self) -> crate::endpoint::EndpointStats {
+    pub fn endpoint_stats(&self) -> EndpointStats {
         self.endpoint.stats()
     }
 
@@ -211,10 +199,16 @@ impl Messages {
         self.sessions.len()
     }
 
+    /// The peers with a session, in no particular order.
+    pub fn peers(&self) -> impl Iterator<Item = &Identity> {
+        self.sessions.keys()
+    }
+
     /// Queues a message to `peer`, opening (and accepting) its session as needed.
     ///
-    /// `remote` is where a non-IP identity lives (from the application's resolver); an IP
-    /// identity is reached at its own address.
+    /// A session's own connection carries it wherever the peer is; a new session goes to
+    /// the peer's address: its own for an IP identity, else `remote` (from the
+    /// application's resolver).
     pub fn send(
         &mut self,
         now: Timestamp,
@@ -227,49 +221,56 @@ impl Messages {
         if data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0 {
             return EResult::InvalidParam;
         }
-        let Some(addr) = peer.ip_addr().or(remote) else {
-            return EResult::NoConnection;
-        };
         let failed = self
             .sessions
             .get(peer)
-            .and_then(|s| self.endpoint.connection(s.remote))
-            .is_some_and(|c| c.is_dead());
+            .is_some_and(|s| self.endpoint.connection(s.conn).is_none_or(|c| c.is_dead()));
         if failed {
             if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
                 return EResult::NoConnection;
             }
             self.close_session(peer);
         }
-        let mtu = usize::try_from(self.config.mtu_packet_size).unwrap_or(1300);
-        // A peer known by address is reached there; any other must prove who it is.
-        let expected = peer.ip_addr().is_none().then(|| peer.clone());
-        let Some(conn) = self.endpoint.connect(now, addr, expected) else {
-            return EResult::LimitExceeded;
+        let conn = match self.sessions.get(peer) {
+            Some(s) => s.conn,
+            None => {
+                let Some(addr) = peer.ip_addr().or(remote) else {
+                    return EResult::NoConnection;
+                };
+                // A peer known by address is reached there; any other must prove who it is.
+                let expected = peer.ip_addr().is_none().then(|| peer.clone());
+                let Some(h) = self.endpoint.connect(now, addr, expected, true) else {
+                    return EResult::LimitExceeded;
+                };
+                self.by_conn.insert(h, peer.clone());
+                let session = Session::new(h, now, peer, &mut self.last_serial, &mut self.idle);
+                self.sessions.insert(peer.clone(), session);
+                h
+            }
         };
-        if flags & send_flags::NO_DELAY != 0
-            && (!conn.heard_from_peer() || conn.queued_bytes() > mtu)
-        {
+        let mtu = usize::try_from(self.config.mtu_packet_size).unwrap_or(1300);
+        let Some(c) = self.endpoint.connection_mut(conn) else {
+            return EResult::NoConnection;
+        };
+        if flags & send_flags::NO_DELAY != 0 && (!c.heard_from_peer() || c.queued_bytes() > mtu) {
             // NoDelay: the message could not leave almost at once, so it is not sent at all.
             return EResult::Ignored;
         }
         let reliable = flags & send_flags::RELIABLE != 0;
         let no_nagle = flags & send_flags::NO_NAGLE != 0;
-        match conn.send(now, channel, reliable, no_nagle, data) {
+        match c.send(now, channel, reliable, no_nagle, data) {
             Ok(_) => {}
             Err(SendError::BufferFull) => return EResult::LimitExceeded,
-            Err(SendError::Failed) => return EResult::NoConnection,
+            Err(SendError::Closed) => return EResult::NoConnection,
         }
-        let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
-            self.by_addr.insert(addr, peer.clone());
-            Session::new(addr, now, peer, &mut self.last_serial, &mut self.idle)
-        });
-        session.channels.insert(channel);
-        session.last_used = now;
-        if !session.accepted {
-            // Sending to a peer implicitly accepts its pending request.
-            session.accepted = true;
-            Self::release_held(session, peer, &mut self.queues, &mut self.events);
+        if let Some(session) = self.sessions.get_mut(peer) {
+            session.channels.insert(channel);
+            session.last_used = now;
+            if !session.accepted {
+                // Sending to a peer implicitly accepts its pending request.
+                session.accepted = true;
+                Self::release_held(session, peer, &mut self.queues, &mut self.events);
+            }
         }
         EResult::Ok
     }
@@ -291,13 +292,10 @@ impl Messages {
         let Some(s) = self.sessions.remove(peer) else {
             return false;
         };
-        self.by_addr.remove(&s.remote);
+        self.by_conn.remove(&s.conn);
         // Tell the peer, so its side of the session ends too and its next send asks anew.
-        let notify = self
-            .endpoint
-            .connection(s.remote)
-            .and_then(|c| c.close_datagram(END_APP_SESSION_CLOSED, "session closed"));
-        self.endpoint.close(s.remote, notify);
+        self.endpoint
+            .close(s.conn, END_SESSION_CLOSED, "session closed");
         for q in self.queues.values_mut() {
             q.retain(|d| &d.peer != peer);
         }
@@ -339,37 +337,49 @@ impl Messages {
         true
     }
 
+    /// The session a connection carries, made (or moved onto this connection) if the
+    /// connection is new to us: a peer that connects again replaces its old connection.
+    fn session_for(&mut self, now: Timestamp, h: ConnectionHandle) -> Option<Identity> {
+        if let Some(peer) = self.by_conn.get(&h) {
+            return Some(peer.clone());
+        }
+        let c = self.endpoint.connection(h)?;
+        let peer = c.peer().clone();
+        match self.sessions.get_mut(&peer) {
+            Some(s) => {
+                let old = std::mem::replace(&mut s.conn, h);
+                self.by_conn.remove(&old);
+                self.endpoint.forget(old);
+            }
+            None => {
+                let session = Session::new(h, now, &peer, &mut self.last_serial, &mut self.idle);
+                self.sessions.insert(peer.clone(), session);
+            }
+        }
+        self.by_conn.insert(h, peer.clone());
+        Some(peer)
+    }
+
     /// Handles a datagram from `from`.
     pub fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
         let from = crate::identity::normalize(from);
 
         self.scratch.clear();
         let mut msgs = std::mem::take(&mut self.scratch);
-        match self.endpoint.handle_datagram(now, from, data, &mut msgs) {
-            Incoming::Accepted { .. } => {}
-            // A packet refused part-way (a later segment beyond the receive window, or too
-            // many gaps) may already have completed messages from its earlier segments:
-            // their bytes have left the stream, and a resend of them would be taken as a
-            // duplicate, so they are delivered now or never.
-            Incoming::Dropped if !msgs.is_empty() => {}
-            Incoming::Control | Incoming::Dropped => {
-                self.scratch = msgs;
-                return;
-            }
-        }
-        // The identity the handshake proved (or the address, for an unauthenticated peer).
-        let peer = match self.by_addr.get(&from) {
-            Some(p) => p.clone(),
-            None => self
-                .endpoint
-                .connection(from)
-                .map_or(Identity::Ip(from), |c| c.peer().clone()),
+        // `Some` when the datagram was taken by a connection, or (refused part-way, a later
+        // segment beyond the receive window, say) completed messages from its earlier
+        // segments: their bytes have left the stream, and a resend of them would be taken as
+        // a duplicate, so they are delivered now or never.
+        let taken = self.endpoint.handle_datagram(now, from, data, &mut msgs);
+        self.collect_endpoint_events();
+        let Some(peer) = taken.and_then(|h| self.session_for(now, h)) else {
+            self.scratch = msgs;
+            return;
         };
-        let session = self.sessions.entry(peer.clone()).or_insert_with(|| {
-            self.by_addr.insert(from, peer.clone());
-            Session::new(from, now, &peer, &mut self.last_serial, &mut self.idle)
-        });
-        session.heard_from_peer = true;
+        let Some(session) = self.sessions.get_mut(&peer) else {
+            self.scratch = msgs;
+            return;
+        };
         if !msgs.is_empty() {
             // Messages count as use; keepalives and acks do not, or no session would idle out.
             session.last_used = now;
@@ -395,17 +405,20 @@ impl Messages {
         }
         self.scratch = msgs;
         let blocked = session.over_limit(max_msgs, max_bytes);
-        if let Some(c) = self.endpoint.connection_mut(from) {
-            c.set_recv_blocked(blocked);
-        }
-        if !session.accepted {
-            let due = session
+        let conn = session.conn;
+        let accepted = session.accepted;
+        let due = !accepted
+            && session
                 .last_request_posted
                 .is_none_or(|t| now.saturating_since(t) >= SESSION_REQUEST_REPOST);
-            if due {
-                session.last_request_posted = Some(now);
-                self.events.push_back(Event::SessionRequest(peer));
-            }
+        if due {
+            session.last_request_posted = Some(now);
+        }
+        if let Some(c) = self.endpoint.connection_mut(conn) {
+            c.set_recv_blocked(blocked);
+        }
+        if due {
+            self.events.push_back(Event::SessionRequest(peer));
         }
     }
 
@@ -413,7 +426,7 @@ impl Messages {
     /// nothing unacknowledged): the end of a linger.
     pub fn is_settled(&self) -> bool {
         self.sessions.values().all(|s| {
-            self.endpoint.connection(s.remote).is_none_or(|c| {
+            self.endpoint.connection(s.conn).is_none_or(|c| {
                 c.is_dead() || (c.queued_bytes() == 0 && c.unacked_reliable_bytes() == 0)
             })
         })
@@ -457,7 +470,7 @@ impl Messages {
             last = Some(peer);
             if let Some(s) = self.sessions.get(peer) {
                 let blocked = s.over_limit(max_msgs, max_bytes);
-                if let Some(c) = self.endpoint.connection_mut(s.remote) {
+                if let Some(c) = self.endpoint.connection_mut(s.conn) {
                     c.set_recv_blocked(blocked);
                 }
             }
@@ -469,7 +482,7 @@ impl Messages {
         let Some(s) = self.sessions.get(peer) else {
             return EResult::NoConnection;
         };
-        match self.endpoint.connection_mut(s.remote) {
+        match self.endpoint.connection_mut(s.conn) {
             Some(c) if c.failure().is_none() => {
                 c.flush(now);
                 EResult::Ok
@@ -481,22 +494,11 @@ impl Messages {
     /// A status snapshot of the session with `peer`.
     pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
         let s = self.sessions.get(peer)?;
-        let conn = self.endpoint.connection(s.remote);
+        let conn = self.endpoint.connection(s.conn);
         let stats = conn.map(|c| c.stats()).unwrap_or_default();
-        let failure = conn
-            .and_then(|c| c.failure())
-            .map(|f| (f.end_reason, f.debug.clone()));
         Some(SessionInfo {
-            state: if failure.is_some() {
-                ConnectionState::ProblemDetectedLocally
-            } else if conn.is_some_and(|c| c.closed_by_peer().is_some()) {
-                ConnectionState::ClosedByPeer
-            } else if s.heard_from_peer {
-                ConnectionState::Connected
-            } else {
-                ConnectionState::Connecting
-            },
-            remote: s.remote,
+            state: conn.map_or(ConnectionState::None, |c| c.state()),
+            remote: conn.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.remote()),
             accepted: s.accepted,
             pending_bytes: conn.map_or(0, |c| c.queued_bytes()),
             unacked_reliable: conn.map_or(0, |c| c.unacked_reliable_bytes()),
@@ -507,7 +509,7 @@ impl Messages {
             pending_unreliable: conn.map_or(0, |c| c.pending_unreliable()),
             pending_reliable: conn.map_or(0, |c| c.pending_reliable()),
             queue_time: conn.map_or(Duration::ZERO, |c| c.queue_time()),
-            failure,
+            end: conn.and_then(|c| c.end()).cloned(),
             packets_sent: stats.packets_sent,
             bytes_sent: stats.bytes_sent,
             packets_received: stats.packets_received,
@@ -527,24 +529,42 @@ impl Messages {
 
     /// The next event for the application, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        // Failures are collected here, whatever caused them (a datagram, a timer), so each
-        // is posted once and in the order the owner polls.
-        self.report_failures();
+        self.collect_endpoint_events();
         self.events.pop_front()
+    }
+
+    /// Turns the endpoint's connection state changes into session events: `SessionFailed`
+    /// for a session's connection that failed locally, once, in the order they happened.
+    fn collect_endpoint_events(&mut self) {
+        while let Some(e) = self.endpoint.poll_event() {
+            if e.new != ConnectionState::ProblemDetectedLocally {
+                continue;
+            }
+            let Some(peer) = self.by_conn.get(&e.conn) else {
+                continue;
+            };
+            let Some(c) = self.endpoint.connection(e.conn) else {
+                continue;
+            };
+            if let Some(end) = c.failure() {
+                self.events.push_back(Event::SessionFailed {
+                    peer: peer.clone(),
+                    remote: c.remote(),
+                    end: end.clone(),
+                });
+            }
+        }
     }
 
     /// When the connection of the session with `peer` next needs [`Messages::poll_transmit`]
     /// or [`Messages::handle_timeout`]: what a send to `peer` can have moved, found without
     /// looking at any other connection. Control datagrams waiting count as due now.
     pub fn deadline_of(&self, peer: &Identity) -> Option<Timestamp> {
-        if self.endpoint.has_control_out() {
-            return Some(Timestamp::ZERO);
-        }
         let s = self.sessions.get(peer)?;
-        self.endpoint.connection(s.remote)?.poll_timeout()
+        self.endpoint.deadline_of(s.conn)
     }
 
-    /// Whether events wait for [`Messages::poll_event`] (failures are collected by that call).
+    /// Whether events wait for [`Messages::poll_event`].
     pub fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
@@ -564,6 +584,7 @@ impl Messages {
     /// Closes sessions idle for longer than `messagesSessionIdleTimeout`, silently (as Steam).
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.endpoint.handle_timeout(now);
+        self.collect_endpoint_events();
         let Some(idle) = self.idle_timeout() else {
             return;
         };
@@ -605,24 +626,6 @@ impl Messages {
         }
         for id in expired {
             self.close_session(&id);
-        }
-    }
-
-    /// Posts `SessionFailed` once for each session whose connection failed.
-    fn report_failures(&mut self) {
-        for addr in self.endpoint.take_failed() {
-            let Some(peer) = self.by_addr.get(&addr) else {
-                continue;
-            };
-            let Some(f) = self.endpoint.connection(addr).and_then(|c| c.failure()) else {
-                continue;
-            };
-            self.events.push_back(Event::SessionFailed {
-                peer: peer.clone(),
-                remote: addr,
-                end_reason: f.end_reason,
-                debug: f.debug.clone(),
-            });
         }
     }
 
@@ -697,9 +700,9 @@ impl Session {
         count >= max_msgs || bytes >= max_bytes
     }
 
-    /// A session first used at `now`, queued for the idle timeout.
+    /// A session on connection `conn` first used at `now`, queued for the idle timeout.
     fn new(
-        remote: SocketAddr,
+        conn: ConnectionHandle,
         now: Timestamp,
         peer: &Identity,
         last_serial: &mut u64,
@@ -713,9 +716,8 @@ impl Session {
             peer: peer.clone(),
         });
         Session {
-            remote,
+            conn,
             accepted: false,
-            heard_from_peer: false,
             held: VecDeque::new(),
             held_bytes: 0,
             unread: 0,
@@ -744,6 +746,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::pair::Pair;
 
     const A: &str = "127.0.0.1:1000";
     const B: &str = "127.0.0.1:2000";
@@ -752,41 +755,36 @@ mod tests {
         Identity::Ip(s.parse().unwrap())
     }
 
-    /// Runs both sides until nothing moves (handshake included), starting once the default
-    /// Nagle delay has passed; only `from`'s traffic is shown to `to` first.
-    fn pump(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
-        let to_addr = if from_addr == A { B } else { A };
-        let now = now + Duration::from_millis(10);
-        for _ in 0..20 {
-            pump_at(from, from_addr, to, now);
-            pump_at(to, to_addr, from, now);
-        }
+    /// Two messages layers on the shared harness, `a` at `A` and `b` at `B`, at time zero.
+    fn pair(a: Messages, b: Messages) -> Pair<Messages, Messages> {
+        let mut p = Pair::new(a, b);
+        p.now = Timestamp::ZERO;
+        p
     }
 
-    fn pump_at(from: &mut Messages, from_addr: &str, to: &mut Messages, now: Timestamp) {
-        let mut out = Vec::new();
-        from.poll_transmit(now, &mut Vec::new(), |_, d| out.push(d.to_vec()));
-        for d in out {
-            to.handle_datagram(now, from_addr.parse().unwrap(), &d);
-        }
+    /// Runs both sides until nothing moves (handshake included), once the default Nagle
+    /// delay has passed; `a`'s traffic goes first.
+    fn pump(p: &mut Pair<Messages, Messages>) {
+        p.now += Duration::from_millis(10);
+        p.rounds(20);
     }
 
     #[test]
     fn nothing_is_delivered_before_accept_and_all_after() {
-        let (mut a, mut b) = (
+        let mut p = pair(
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
-        assert_eq!(a.send(t, &ip(B), None, b"1", 8, 3), EResult::Ok);
-        assert_eq!(a.send(t, &ip(B), None, b"2", 8, 3), EResult::Ok);
-        pump(&mut a, A, &mut b, t);
-        assert_eq!(b.poll_event(), Some(Event::SessionRequest(ip(A))));
-        assert!(b.receive(3, 10).is_empty());
-        assert!(b.accept(&ip(A)));
-        assert!(!b.accept(&ip(A)), "already accepted");
-        assert_eq!(b.poll_event(), Some(Event::MessagesWaiting(3)));
-        let got: Vec<_> = b.receive(3, 10).into_iter().map(|d| d.msg.data).collect();
+        assert_eq!(p.a.send(t, &ip(B), None, b"1", 8, 3), EResult::Ok);
+        assert_eq!(p.a.send(t, &ip(B), None, b"2", 8, 3), EResult::Ok);
+        pump(&mut p);
+        assert_eq!(p.b.poll_event(), Some(Event::SessionRequest(ip(A))));
+        assert!(p.b.receive(3, 10).is_empty());
+        assert!(p.b.accept(&ip(A)));
+        assert!(!p.b.accept(&ip(A)), "already accepted");
+        assert_eq!(p.b.poll_event(), Some(Event::MessagesWaiting(3)));
+        let got: Vec<_> = p.b.receive(3, 10).into_iter().map(|d| d.msg.data).collect();
         assert_eq!(got, vec![&b"1"[..], &b"2"[..]]);
     }
 
@@ -825,53 +823,48 @@ mod tests {
 
     #[test]
     fn close_session_purges_unread() {
-        let (mut a, mut b) = (
+        let mut p = pair(
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
-        a.send(t, &ip(B), None, b"x", 0, 1);
-        b.send(t, &ip(A), None, b"y", 0, 1);
-        pump(&mut a, A, &mut b, t);
-        assert!(b.close_session(&ip(A)));
-        assert!(b.receive(1, 10).is_empty());
-        assert_eq!(b.session_count(), 0);
+        p.a.send(t, &ip(B), None, b"x", 0, 1);
+        p.b.send(t, &ip(A), None, b"y", 0, 1);
+        pump(&mut p);
+        assert!(p.b.close_session(&ip(A)));
+        assert!(p.b.receive(1, 10).is_empty());
+        assert_eq!(p.b.session_count(), 0);
     }
 
     #[test]
     fn idle_sessions_expire_silently_after_the_idle_timeout() {
-        let (mut a, mut b) = (
+        let mut p = pair(
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
         );
         let t = Timestamp::ZERO;
-        a.send(t, &ip(B), None, b"x", 8, 1);
-        b.send(t, &ip(A), None, b"y", 8, 1);
+        p.a.send(t, &ip(B), None, b"x", 8, 1);
+        p.b.send(t, &ip(A), None, b"y", 8, 1);
         // Drive both sides by their own timers until a's session is gone.
-        let mut now = t;
         let mut steps = 0;
-        while a.session_count() > 0 {
+        while p.a.session_count() > 0 {
             steps += 1;
-            assert!(steps < 10_000, "no progress at {now:?}");
-            let next = [a.poll_timeout(), b.poll_timeout()]
-                .into_iter()
-                .flatten()
-                .min();
-            now = next.expect("a live session has a timer").max(now);
-            a.handle_timeout(now);
-            b.handle_timeout(now);
-            pump_at(&mut a, A, &mut b, now);
-            pump_at(&mut b, B, &mut a, now);
-            a.receive(1, 10);
-            b.receive(1, 10);
+            assert!(steps < 10_000, "no progress at {:?}", p.now);
+            let next = p.next_timeout().expect("a live session has a timer");
+            p.now = next.max(p.now);
+            p.run_timers();
+            p.round();
+            p.a.receive(1, 10);
+            p.b.receive(1, 10);
         }
+        let now = p.now;
         let idle = Duration::from_millis(180_000);
         assert!(
             now >= t + idle && now <= t + idle + Duration::from_secs(1),
             "{now:?}"
         );
         let mut events = Vec::new();
-        while let Some(e) = a.poll_event() {
+        while let Some(e) = p.a.poll_event() {
             events.push(e);
         }
         assert!(
@@ -896,18 +889,18 @@ mod tests {
             recv_buffer_messages: 5,
             ..Config::default()
         };
-        let (mut a, mut b) = (
+        let mut p = pair(
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
             Messages::new(cfg, EndpointSetup::for_tests(2)),
         );
         let t = Timestamp::ZERO;
-        b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
+        p.b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
         for _ in 0..20 {
-            a.send(t, &ip(B), None, b"m", 0, 0);
+            p.a.send(t, &ip(B), None, b"m", 0, 0);
         }
-        pump(&mut a, A, &mut b, t);
-        assert_eq!(b.receive(0, 100).len(), 5);
-        assert_eq!(b.stats().dropped_recv_full, 15);
+        pump(&mut p);
+        assert_eq!(p.b.receive(0, 100).len(), 5);
+        assert_eq!(p.b.stats().dropped_recv_full, 15);
     }
 }
 

@@ -27,7 +27,8 @@ use bytes::Bytes;
 use super::sim_peer::{Peer, Reading};
 use super::Event;
 use crate::config::Config;
-use crate::connection::{ConnectionStats, END_MISC_TIMEOUT};
+use crate::connection::ConnectionStats;
+use crate::end_reason::EndReason;
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::sim::{LinkConfig, LinkStats, Network};
@@ -791,10 +792,10 @@ fn vanished_peer_fails_the_session_after_timeout_connected() {
         net.remove_node(addr(B));
         net.run_for(timeout * 3).unwrap();
         let a = net.node::<Peer>(addr(A)).unwrap();
-        let [(at, Event::SessionFailed { end_reason, .. })] = a.failures.as_slice() else {
+        let [(at, Event::SessionFailed { end, .. })] = a.failures.as_slice() else {
             panic!("{ctx}: expected one failure, got {:?}", a.failures);
         };
-        assert_eq!(*end_reason, END_MISC_TIMEOUT, "{ctx}");
+        assert_eq!(end.reason, EndReason::MiscTimeout, "{ctx}");
         // Silence counts from the last packet heard, which may precede the vanishing by up
         // to a keepalive interval (a third of the timeout) when the burst followed a quiet
         // spell.
@@ -840,10 +841,10 @@ fn vanished_while_quiet_is_found_by_keepalives() {
         net.remove_node(addr(B));
         net.run_for(timeout * 3).unwrap();
         let a = net.node::<Peer>(addr(A)).unwrap();
-        let [(at, Event::SessionFailed { end_reason, .. })] = a.failures.as_slice() else {
+        let [(at, Event::SessionFailed { end, .. })] = a.failures.as_slice() else {
             panic!("{ctx}: expected one failure, got {:?}", a.failures);
         };
-        assert_eq!(*end_reason, END_MISC_TIMEOUT, "{ctx}");
+        assert_eq!(end.reason, EndReason::MiscTimeout, "{ctx}");
         let after = at.saturating_since(vanished);
         assert!(
             after >= earliest && after <= timeout + Duration::from_millis(200),

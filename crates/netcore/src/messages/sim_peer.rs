@@ -160,7 +160,7 @@ impl Peer {
     fn sample_memory(&mut self) {
         let p = &mut self.peaks;
         for s in self.m.sessions.values() {
-            if let Some(c) = self.m.endpoint.connection(s.remote) {
+            if let Some(c) = self.m.endpoint.connection(s.conn) {
                 p.send_buffered = p.send_buffered.max(c.buffered_bytes());
                 p.send_queued = p.send_queued.max(c.queued_bytes());
                 p.unacked_reliable = p.unacked_reliable.max(c.unacked_reliable_bytes());

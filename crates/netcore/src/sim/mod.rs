@@ -16,6 +16,7 @@
 mod link;
 mod network;
 mod node;
+pub mod pair;
 mod rng;
 mod trace;
 
@@ -28,4 +29,5 @@ pub use network::{
     MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_DATAGRAMS, MAX_LINKS, MAX_POLLS_PER_WAKE,
 };
 pub use node::SimNode;
+pub use pair::{EndpointNode, Pair, Wired};
 pub use trace::{digest, TraceEvent, TraceKind};

@@ -34,6 +34,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use crate::time::Timestamp;
+use crate::wire::frames::AckBlock;
 
 /// Most disjoint ranges of received packet numbers kept at once.
 ///
@@ -206,6 +207,35 @@ impl AckRanges {
         idx.checked_sub(1)
             .and_then(|i| self.ranges.get(i))
             .is_some_and(|&(_, last)| pn <= last)
+    }
+
+    /// The ack frame's blocks for what is recorded, newest first: each the run received, then
+    /// the run missing below it, the last one's missing run reaching down to the floor (the
+    /// sender counts everything below the last block, down to its stop-waiting point, as
+    /// received: see the reporting contract). Empty when the newest range does not end at
+    /// the latest number received (the blocks count down from it). At most
+    /// [`MAX_ACK_RANGES`] blocks.
+    pub fn blocks(&self) -> Vec<AckBlock> {
+        let mut blocks: Vec<AckBlock> = Vec::new();
+        let Some((latest, _)) = self.latest else {
+            return blocks;
+        };
+        let mut ranges = self.ranges_desc().peekable();
+        if ranges.peek().is_some_and(|r| *r.end() != latest) {
+            return blocks;
+        }
+        while let Some(r) = ranges.next() {
+            let acks = r.end() - r.start() + 1;
+            let below = match ranges.peek() {
+                Some(next) => r.start() - next.end() - 1,
+                None => r.start().saturating_sub(self.floor),
+            };
+            blocks.push(AckBlock { acks, nacks: below });
+            if blocks.len() >= MAX_ACK_RANGES {
+                break;
+            }
+        }
+        blocks
     }
 
     /// Number of disjoint ranges held.

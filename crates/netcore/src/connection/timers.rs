@@ -1,0 +1,195 @@
+//! The connection's timers: one deadline each, derived from the state that sets it, merged
+//! by [`Connection::poll_timeout`] and acted on by [`Connection::handle_timeout`].
+//!
+//! Deadlines are computed, not stored: each follows from the state it guards (the ack record,
+//! the sent-packet record, the Nagle deadline, the pacer), so no event can leave a stale
+//! timer behind.
+
+use std::time::Duration;
+
+use super::state::{ConnectionState, State};
+use super::Connection;
+use crate::end_reason::EndReason;
+use crate::snp::rtt::MIN_RTO;
+use crate::time::Timestamp;
+use crate::wire::datagram::MAX_PLAINTEXT_SEND;
+
+/// Fewest retransmission timeouts that fit in `timeoutConnected` (see
+/// [`Connection::retransmit_timeout`]).
+const PROBES_PER_TIMEOUT: u32 = 8;
+
+/// The connection's timers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Resend the handshake's current request (connecting side).
+    HandshakeResend,
+    /// Give up on a connection not established within `timeoutInitial` (connecting, or held
+    /// for the application's accept).
+    Establish,
+    /// Something is owed at once: our `ConnectOK`, or an ack the peer asked for.
+    Immediate,
+    /// The delayed-ack deadline.
+    Ack,
+    /// Retransmission timeout of the oldest packet in flight, or the loss-detection delay.
+    Retransmit,
+    /// Probe a quiet peer.
+    Keepalive,
+    /// Queued data is due (Nagle), or a full packet waits for nothing.
+    Nagle,
+    /// The pacer allows the next packet.
+    Pacing,
+    /// Give up on a silent peer (`timeoutConnected`).
+    Silence,
+}
+
+impl Timer {
+    /// Every timer.
+    pub const ALL: [Timer; 9] = [
+        Timer::HandshakeResend,
+        Timer::Establish,
+        Timer::Immediate,
+        Timer::Ack,
+        Timer::Retransmit,
+        Timer::Keepalive,
+        Timer::Nagle,
+        Timer::Pacing,
+        Timer::Silence,
+    ];
+}
+
+impl Connection {
+    /// When `timer` fires, if it is set.
+    pub fn deadline(&self, timer: Timer) -> Option<Timestamp> {
+        let established_timer = match &self.state {
+            State::Closed(_) => return None,
+            State::Connecting(d) => {
+                return match timer {
+                    Timer::HandshakeResend => Some(d.handshake.next_send()),
+                    Timer::Establish => Some(self.created + self.cfg.timeout_initial),
+                    _ => None,
+                }
+            }
+            State::Held { .. } => {
+                return (timer == Timer::Establish).then(|| self.created + self.cfg.timeout_initial)
+            }
+            State::Answering { owed, .. } => timer == Timer::Immediate && *owed,
+            State::Established(_) => false,
+        };
+        match timer {
+            Timer::HandshakeResend | Timer::Establish => None,
+            Timer::Immediate => (established_timer || self.ack_now).then_some(Timestamp::ZERO),
+            Timer::Ack => self.acks.ack_deadline(),
+            Timer::Retransmit => self.sent.next_timeout(self.retransmit_timeout()),
+            // Only when `keepalive_due` can hold: with data in flight the retransmission
+            // timer probes instead, and a passed deadline here would fire in a loop.
+            Timer::Keepalive => {
+                (self.sent.bytes_in_flight() == 0).then(|| self.keepalive_deadline())
+            }
+            // A passed Nagle deadline means the data is due and something else (the pacer,
+            // the window) holds it: then that is what wakes us.
+            Timer::Nagle => {
+                if !self.send.has_pending() || self.pacing_wake.is_some() || self.window_blocked {
+                    None
+                } else if self.send.queued_bytes() >= MAX_PLAINTEXT_SEND {
+                    // A full packet waits for no Nagle timer: it is due now. Stated here so a
+                    // caller that queued it knows whether the driver must wake.
+                    Some(Timestamp::ZERO)
+                } else {
+                    self.nagle_deadline
+                }
+            }
+            Timer::Pacing => self.pacing_wake.filter(|_| self.send.has_pending()),
+            Timer::Silence => Some(self.silence_deadline()),
+        }
+    }
+
+    /// The next instant [`Connection::handle_timeout`] must run, if any.
+    pub fn poll_timeout(&self) -> Option<Timestamp> {
+        Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min()
+    }
+
+    /// Runs the timers that are due: handshake and silence timeouts, retransmission.
+    pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.run_timers(now);
+        // The retransmit timer may just have settled the last ack-only packets.
+        self.shed_if_idle(now);
+    }
+
+    fn run_timers(&mut self, now: Timestamp) {
+        match &self.state {
+            State::Closed(_) => return,
+            State::Connecting(_) | State::Held { .. } => {
+                if now >= self.created + self.cfg.timeout_initial {
+                    let ms = self.cfg.timeout_initial.as_millis();
+                    let debug = if matches!(self.state, State::Held { .. }) {
+                        format!(
+                            "the application did not accept {} within {ms} ms",
+                            self.remote
+                        )
+                    } else {
+                        format!("could not connect to {} within {ms} ms", self.remote)
+                    };
+                    self.end_with(
+                        ConnectionState::ProblemDetectedLocally,
+                        EndReason::MiscTimeout,
+                        debug,
+                    );
+                }
+                return;
+            }
+            State::Answering { .. } | State::Established(_) => {}
+        }
+        if now >= self.silence_deadline() {
+            let debug = format!(
+                "no reply from {} for {} ms",
+                self.remote,
+                self.cfg.timeout.as_millis()
+            );
+            self.end_with(
+                ConnectionState::ProblemDetectedLocally,
+                EndReason::MiscTimeout,
+                debug,
+            );
+            return;
+        }
+        let r = self
+            .sent
+            .on_timeout(now, self.retransmit_timeout(), self.rtt.loss_delay());
+        if r.rto_expired {
+            self.rtt.on_rto_expired();
+        }
+        self.on_lost(now, r.lost, r.rto_expired);
+    }
+
+    /// The retransmission timeout in force: the estimator's, backoff included, but never so
+    /// long that fewer than `PROBES_PER_TIMEOUT` retransmissions fit in `timeoutConnected`.
+    /// While data is in flight no keepalive goes out, so these retransmissions are what a
+    /// live peer answers; on a lossy path it needs several chances before we give up.
+    pub(super) fn retransmit_timeout(&self) -> Duration {
+        let cap = (self.cfg.timeout / PROBES_PER_TIMEOUT).max(MIN_RTO);
+        self.rtt.rto().min(cap)
+    }
+
+    fn silence_deadline(&self) -> Timestamp {
+        self.last_heard.unwrap_or(self.created) + self.cfg.timeout
+    }
+
+    /// How long a connection may stay quiet before it probes the peer: a third of the
+    /// connected timeout, so a live peer answers several probes before the timeout.
+    fn keepalive_interval(&self) -> Duration {
+        (self.cfg.timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(5))
+    }
+
+    fn keepalive_deadline(&self) -> Timestamp {
+        let heard = self.last_heard.unwrap_or(self.created);
+        let base = self.last_keepalive.map_or(heard, |k| k.max(heard));
+        base + self.keepalive_interval()
+    }
+
+    /// Whether a quiet connection should probe the peer now.
+    pub(super) fn keepalive_due(&self, now: Timestamp) -> bool {
+        self.state.carries_data()
+            && self.sent.bytes_in_flight() == 0
+            && now >= self.keepalive_deadline()
+    }
+}

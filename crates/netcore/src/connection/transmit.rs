@@ -1,0 +1,161 @@
+//! What the next datagram carries: a handshake message, or a data packet with acks,
+//! stop-waiting and as much lane data as Nagle, the congestion window and the pacer allow.
+
+use prost::Message as _;
+
+use super::packet_builder::PacketBuilder;
+use super::state::State;
+use super::{Connection, Sent};
+use crate::snp::congestion::Controller;
+use crate::snp::packet_number;
+use crate::time::Timestamp;
+use crate::wire::control::{ConnectOk, ControlMessage, UdpStats, STATS_ACK_REQUEST_IMMEDIATE};
+use crate::wire::datagram::{DataHeader, MAX_PLAINTEXT_SEND};
+use crate::wire::frames::{encode_ack_delay, StopWaiting};
+
+/// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field).
+const KEEPALIVE_BLOB_MAX: usize = 8;
+
+impl Connection {
+    /// Whether data waits for Nagle, the pacer or the congestion window.
+    fn data_ready(&self, now: Timestamp) -> bool {
+        if !self.send.has_pending() {
+            return false;
+        }
+        // Lost data queued for resending sets the Nagle deadline to "now" (see `on_lost`).
+        self.nagle_deadline.is_some_and(|d| d <= now)
+            || self.send.queued_bytes() >= MAX_PLAINTEXT_SEND
+    }
+
+    /// Writes the next datagram into `buf` (cleared first); false when nothing should go now.
+    pub(super) fn transmit(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
+        buf.clear();
+        if matches!(self.state, State::Closed(_)) {
+            return false;
+        }
+        self.meter.tick(now, self.totals());
+        match &mut self.state {
+            State::Closed(_) | State::Held { .. } => return false,
+            State::Connecting(d) => {
+                // No data before the handshake is done; messages wait in their queues.
+                return match d.handshake.poll(now, self.local_id) {
+                    Some(msg) => msg.encode(buf).is_ok(),
+                    None => false,
+                };
+            }
+            State::Answering { ok, owed, .. } if *owed => {
+                *owed = false;
+                return ControlMessage::ConnectOk(ConnectOk::clone(ok))
+                    .encode(buf)
+                    .is_ok();
+            }
+            State::Answering { .. } | State::Established(_) => {}
+        }
+        self.data_packet(now, buf)
+    }
+
+    fn data_packet(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
+        let keepalive = self.keepalive_due(now);
+        let ack_due = self.ack_now || self.acks.ack_deadline().is_some_and(|d| d <= now);
+        let mtu = self.cfg.mtu as u64;
+        let data_ready = self.data_ready(now);
+        let ready = data_ready && self.window_open();
+        self.window_blocked = data_ready && !ready;
+        let send_data = ready && self.pacer.can_send(now, mtu);
+        self.pacing_wake = if ready && !send_data {
+            self.pacer.next_send_time(now, mtu)
+        } else {
+            None
+        };
+        if !ack_due && !send_data && !keepalive {
+            return false;
+        }
+        let pn = self.next_pn;
+        let mut packet = PacketBuilder::new(buf, self.cfg.mtu, KEEPALIVE_BLOB_MAX);
+        let written = {
+            let mut enc = packet.frames();
+            // Acks first: they are small and keep the peer's window moving.
+            if let Some((latest, received_at)) = self.acks.latest() {
+                let blocks = self.acks.blocks();
+                let delay = encode_ack_delay(now.saturating_since(received_at).as_micros() as u64);
+                if enc.ack(latest, delay, &blocks).is_ok() {
+                    self.acks.on_ack_sent();
+                    self.ack_now = false;
+                    self.unacked_received = 0;
+                }
+            }
+            // Tell the peer which of our packets it may stop acknowledging.
+            let first_wanted = self.sent.min_unacked().unwrap_or(pn);
+            if let Some(sw) = StopWaiting::new(pn, first_wanted) {
+                let _ = enc.stop_waiting(sw);
+            }
+            let written = if send_data {
+                self.send.write(&mut enc)
+            } else {
+                Default::default()
+            };
+            enc.finish();
+            written
+        };
+        if packet.frames_len() == 0 && !keepalive {
+            packet.abandon();
+            return false;
+        }
+        let mut ack_eliciting = written.data;
+        // A quiet connection asks the peer for an immediate ack, which proves it is alive
+        // (the reference's keepalive: the ack-request flag in the stats blob).
+        let stats = (keepalive && !ack_eliciting).then(|| {
+            UdpStats {
+                flags: Some(STATS_ACK_REQUEST_IMMEDIATE),
+                ..UdpStats::default()
+            }
+            .encode_to_vec()
+        });
+        if stats.is_some() {
+            ack_eliciting = true;
+            self.last_keepalive = Some(now);
+        }
+        let Some(link) = self.state.link_mut() else {
+            packet.abandon();
+            self.send.on_lost(written.carried);
+            return false;
+        };
+        let header = DataHeader::new(
+            link.remote_id,
+            packet_number::truncate(pn),
+            stats.as_deref(),
+        );
+        if !packet.seal(&header, pn, &link.keys.cipher().send) {
+            // Cannot happen once connected (the buffer always has room for the tag); the
+            // frames' reliable contents are queued again for the next packet.
+            self.send.on_lost(written.carried);
+            return false;
+        }
+        self.next_pn += 1;
+        self.shed = false;
+        if written.data {
+            self.last_data = now;
+        }
+        let bytes = buf.len() as u64;
+        if ack_eliciting {
+            self.cc.on_sent(now, bytes);
+            self.pacer.on_sent(bytes);
+        }
+        let record = Sent {
+            at: now,
+            // Ack-only packets count for nothing: not in flight, not a congestion signal.
+            bytes: if ack_eliciting { bytes } else { 0 },
+            reliable: written.carried,
+        };
+        if let Err(rejected) = self.sent.on_sent(pn, now, buf.len(), ack_eliciting, record) {
+            // Not tracked (the record is full): treat its reliable data as lost right away.
+            self.send.on_lost(rejected.reliable);
+        }
+        if !self.send.has_pending() {
+            self.nagle_deadline = None;
+        }
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += bytes;
+        true
+    }
+}
