@@ -21,3 +21,58 @@ test('a process whose endpoints are closed exits by itself', async (t) => {
   t.is(code, 0, out);
   t.regex(out, /got hello\nclosed\n/);
 });
+
+test('messages(): many waits add no listeners, and they are removed when the loop ends', async (t) => {
+  const { endpoint, addrOf } = await import('./helpers.mjs');
+  const { SendFlags } = await import('../dist/index.mjs');
+  const [a, b] = await Promise.all([endpoint(), endpoint()]);
+  const warnings = [];
+  const onWarning = (w) => warnings.push(w);
+  process.on('warning', onWarning);
+  try {
+    const closeBefore = b.listenerCount('close');
+    const it = b.messages(0);
+    let got = 0;
+    // 20 messages sent one at a time: each arrives while the iterator waits.
+    for (let i = 0; i < 20; i++) {
+      a.sendMessageToUser(addrOf(b), `m${i}`, SendFlags.ReliableNoNagle, 0);
+      if (i === 0) {
+        // Accept the session once its request arrives, then read on.
+        await new Promise((r) => b.once('sessionRequest', ({ identityRemote }) => r(b.acceptSessionWithUser(identityRemote))));
+      }
+      const { value } = await it.next();
+      t.is(value.data.toString(), `m${i}`);
+      got++;
+      t.is(b.listenerCount('close'), closeBefore + 1, 'one close listener for the whole iterator');
+    }
+    await it.return();
+    t.is(got, 20);
+    t.is(b.listenerCount('close'), closeBefore);
+    t.is(b.listenerCount('messages'), 0);
+    t.deepEqual(
+      warnings.filter((w) => w.name === 'MaxListenersExceededWarning'),
+      [],
+    );
+  } finally {
+    process.off('warning', onWarning);
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test('messages(): an AbortSignal ends a waiting loop with its reason', async (t) => {
+  const { endpoint } = await import('./helpers.mjs');
+  const peer = await endpoint();
+  try {
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 50);
+    const err = await t.throwsAsync(async () => {
+      for await (const m of peer.messages(3, { signal: ac.signal })) t.fail(`unexpected ${m}`);
+    });
+    t.is(err.name, 'AbortError');
+    t.is(err.code, 'ABORT_ERR');
+    t.is(peer.listenerCount('messages'), 0);
+    await t.throwsAsync(() => peer.messages(0, { signal: 'nope' }).next(), { instanceOf: TypeError });
+  } finally {
+    await peer.close();
+  }
+});

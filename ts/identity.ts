@@ -1,4 +1,4 @@
-import { IdentityType } from './enums';
+import { IdentityType } from './generated';
 import { native } from './native';
 
 /** Recently parsed identities by text (bounded: cleared past a few thousand peers). */

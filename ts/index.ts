@@ -2,9 +2,16 @@
  * netmessages: Valve's ISteamNetworkingMessages model for Node.js, without Steam.
  * @packageDocumentation
  */
-export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd } from './enums';
+export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd, CONFIG_KEYS } from './generated';
 export { Identity } from './identity';
-export { generateKeyPair, publicKeyOf, issueCertificate, type KeyPair, type CertificateRequest } from './security';
+export {
+  generateKeyPair,
+  publicKeyOf,
+  issueCertificate,
+  type KeyPair,
+  type CertificateRequest,
+  type SecurityCreateOptions,
+} from './security';
 export {
   NetworkingMessages,
   type Config,

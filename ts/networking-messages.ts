@@ -1,55 +1,19 @@
 import { EventEmitter, once } from 'node:events';
 
-import { ConnectionState, EResult, SendFlags } from './enums';
+import { configProblem, configValues, toConfig, type Config } from './config';
+import { ConnectionState, EResult, IdentityType, SendFlags } from './generated';
 import { Identity } from './identity';
 import { native, type NativeEndpoint, type NativeEvent } from './native';
+import { toMessages, type NetworkingMessage } from './receive-batch';
+import { securityOptions, type SecurityCreateOptions } from './security';
 
-/** Tunables with Steam's names and defaults; see docs/API.md for each. */
-export interface Config {
-  timeoutInitial: number;
-  timeoutConnected: number;
-  sendBufferSize: number;
-  sendRateMin: number;
-  sendRateMax: number;
-  nagleTime: number;
-  mtuPacketSize: number;
-  recvBufferSize: number;
-  recvBufferMessages: number;
-  recvMaxMessageSize: number;
-  messagesSessionIdleTimeout: number;
-  fakePacketLossSend: number;
-  fakePacketLossRecv: number;
-  fakePacketLagSend: number;
-  fakePacketLagRecv: number;
-  fakePacketReorderSend: number;
-  fakePacketReorderRecv: number;
-  fakePacketReorderTime: number;
-  fakePacketDupSend: number;
-  fakePacketDupRecv: number;
-  fakePacketDupTimeMax: number;
-}
+export type { Config } from './config';
+export type { NetworkingMessage } from './receive-batch';
 
 /** Options of {@link NetworkingMessages.create}. */
-export interface CreateOptions {
+export interface CreateOptions extends SecurityCreateOptions {
   /** `'host:port'` to bind; default `'0.0.0.0:0'`. */
   bind?: string;
-  /**
-   * Who we are. A non-`ip:` identity needs `privateKey` and a `certificate` for it from a CA
-   * the peers trust; without one, peers know us by the `ip:` address they see.
-   */
-  identity?: Identity | string;
-  /** Ed25519 private key (32 bytes, see `generateKeyPair`); default: generated per endpoint. */
-  privateKey?: Uint8Array;
-  /** Certificate binding `identity` to `privateKey`'s public key (see `issueCertificate`). */
-  certificate?: Uint8Array;
-  /** CA public keys (32 bytes each) whose certificates prove peers' identities. */
-  trustedCAs?: Uint8Array[];
-  /**
-   * Accept peers without a trusted certificate, known by their `ip:` address; default true.
-   * Their sessions are still encrypted, but an active man in the middle could impersonate
-   * them: set false (with `trustedCAs`) to accept only peers with certificates.
-   */
-  allowUnauthenticated?: boolean;
   /** Returns `'host:port'` for a non-IP identity, or undefined if unknown. */
   resolve?: (id: Identity) => string | undefined;
   /** Initial configuration; unknown keys are a TypeError, bad values a RangeError. */
@@ -64,26 +28,6 @@ export interface OutgoingMessage {
   sendFlags?: number;
   /** The remote channel; default 0. */
   channel?: number;
-}
-
-/** A received message. */
-export interface NetworkingMessage {
-  /** The payload. Do not use after {@link NetworkingMessage.release}. */
-  readonly data: Buffer;
-  /** `data.length`. */
-  readonly size: number;
-  /** Who sent it. */
-  readonly identityPeer: Identity;
-  /** The channel it arrived on. */
-  readonly channel: number;
-  /** The sender's number for this message. */
-  readonly messageNumber: bigint;
-  /** The flags the sender used. */
-  readonly sendFlags: number;
-  /** Arrival time in µs on a monotonic clock. */
-  readonly timeReceived: bigint;
-  /** Gives the buffer back. Optional: the garbage collector reclaims it anyway. */
-  release(): void;
 }
 
 /** Steam's `SteamNetConnectionInfo_t`, in part. */
@@ -132,6 +76,13 @@ export interface NetworkingMessagesEvents {
 }
 
 const MAX_CHANNEL = 2 ** 31 - 1;
+
+/** The error an aborted wait ends with, shaped as Node's own (`events.on`, timers/promises). */
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  return Object.assign(err, { code: 'ABORT_ERR' });
+}
 const MAX_MESSAGE_SIZE = 512 * 1024;
 
 function checkChannel(name: string, ch: unknown): number {
@@ -140,59 +91,6 @@ function checkChannel(name: string, ch: unknown): number {
     throw new RangeError(`${name} must be an integer from 0 to 2^31-1, got ${ch}`);
   }
   return ch;
-}
-
-function bytesOption(name: string, v: unknown, length?: number): Buffer | undefined {
-  if (v === undefined) return undefined;
-  if (!(v instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
-  if (length !== undefined && v.byteLength !== length) {
-    throw new TypeError(`${name} must be ${length} bytes, got ${v.byteLength}`);
-  }
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-}
-
-/** Checks the identity and trust options and puts them in the binding's shape. */
-function securityOptions(options: CreateOptions): {
-  privateKey?: Buffer;
-  certificate?: Buffer;
-  identity?: string;
-  trustedCAs?: Buffer[];
-  allowUnauthenticated?: boolean;
-} {
-  let identity: string | undefined;
-  if (options.identity !== undefined) {
-    identity = Identity.from(options.identity).toString();
-  }
-  const trusted = options.trustedCAs;
-  if (trusted !== undefined && !Array.isArray(trusted)) throw new TypeError('trustedCAs must be an array');
-  const allow = options.allowUnauthenticated;
-  if (allow !== undefined && typeof allow !== 'boolean') throw new TypeError('allowUnauthenticated must be a boolean');
-  return {
-    privateKey: bytesOption('privateKey', options.privateKey, 32),
-    certificate: bytesOption('certificate', options.certificate),
-    identity,
-    trustedCAs: trusted?.map((k, i) => bytesOption(`trustedCAs[${i}]`, k, 32) as Buffer),
-    allowUnauthenticated: allow,
-  };
-}
-
-function configProblem(p: { kind: string; message: string } | null): void {
-  if (p === null) return;
-  if (p.kind === 'range') throw new RangeError(p.message);
-  throw new TypeError(p.message);
-}
-
-function configValues(config: unknown): Record<string, number> {
-  if (config === undefined) return {};
-  if (config === null || typeof config !== 'object' || Array.isArray(config)) {
-    throw new TypeError('config must be an object');
-  }
-  const out: Record<string, number> = {};
-  for (const [k, v] of Object.entries(config)) {
-    if (typeof v !== 'number') throw new TypeError(`config ${k} must be a number, got ${typeof v}`);
-    out[k] = v;
-  }
-  return out;
 }
 
 /**
@@ -363,7 +261,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       return EResult.InvalidParam;
     }
     let remote: string | undefined;
-    if (peer.type !== 1 && this.#resolve !== undefined) {
+    if (peer.type !== IdentityType.IPAddress && this.#resolve !== undefined) {
       const r = this.#resolve(peer);
       if (typeof r === 'string') remote = r;
     }
@@ -459,29 +357,49 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   /** The configuration in force. */
   getConfig(): Config {
     this.#assertOpen();
-    return this.#native.config() as unknown as Config;
+    return toConfig(this.#native.config());
   }
 
-  /** Messages on a channel as an async iterator; ends when the endpoint closes. */
-  async *messages(localChannel: number): AsyncIterableIterator<NetworkingMessage> {
+  /**
+   * Messages on a channel as an async iterator; ends when the endpoint closes. With
+   * `signal`, an abort ends the wait with the signal's reason (an `AbortError`), as Node's
+   * `events.on` does.
+   */
+  async *messages(
+    localChannel: number,
+    options: { signal?: AbortSignal } = {},
+  ): AsyncIterableIterator<NetworkingMessage> {
     checkChannel('localChannel', localChannel);
-    while (!this.#closed) {
-      const batch = this.receiveMessagesOnChannel(localChannel, 256);
-      if (batch.length > 0) {
-        yield* batch;
-        continue;
+    const signal = options.signal;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw new TypeError('signal must be an AbortSignal');
+    // One set of listeners for the iterator's whole life (not one per wait), removed when
+    // it ends however it ends.
+    let wake: (() => void) | undefined;
+    const onMessages = (ch: number): void => {
+      if (ch === localChannel) wake?.();
+    };
+    const onWake = (): void => wake?.();
+    this.on('messages', onMessages);
+    this.on('close', onWake);
+    signal?.addEventListener('abort', onWake);
+    try {
+      while (!this.#closed) {
+        if (signal?.aborted) throw abortError(signal);
+        const batch = this.receiveMessagesOnChannel(localChannel, 256);
+        if (batch.length > 0) {
+          yield* batch;
+          continue;
+        }
+        // Set in the same tick as the empty receive: no event can fall between them.
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
+        wake = undefined;
       }
-      const ac = new AbortController();
-      const onMessages = (ch: number): void => {
-        if (ch === localChannel) ac.abort();
-      };
-      this.on('messages', onMessages);
-      this.once('close', () => ac.abort());
-      try {
-        await once(ac.signal, 'abort');
-      } finally {
-        this.off('messages', onMessages);
-      }
+    } finally {
+      this.off('messages', onMessages);
+      this.off('close', onWake);
+      signal?.removeEventListener('abort', onWake);
     }
   }
 
@@ -502,92 +420,29 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
 
   #dispatch(events: NativeEvent[]): void {
     for (const e of events) {
-      if (e.kind === 'messages' && e.channel !== undefined && e.channel !== null) {
-        this.emit('messages', e.channel);
-      } else if (e.kind === 'sessionRequest' && typeof e.identity === 'string') {
-        this.emit('sessionRequest', { identityRemote: Identity.parse(e.identity) });
-      } else if (e.kind === 'sessionFailed' && typeof e.identity === 'string') {
-        const peer = Identity.parse(e.identity);
-        const remote = e.remoteAddress ?? '';
-        this.emit('sessionFailed', {
-          info: {
-            identityRemote: peer,
-            state: ConnectionState.ProblemDetectedLocally,
-            endReason: e.endReason ?? 0,
-            endDebug: e.endDebug ?? '',
-            connectionDescription: `${peer.toString()} at ${remote}`,
-            remoteAddress: remote,
-            flags: 0,
-          },
-        });
+      switch (e.type) {
+        case 'Messages':
+          this.emit('messages', e.channel);
+          break;
+        case 'SessionRequest':
+          this.emit('sessionRequest', { identityRemote: Identity.parse(e.identity) });
+          break;
+        case 'SessionFailed': {
+          const peer = Identity.parse(e.identity);
+          this.emit('sessionFailed', {
+            info: {
+              identityRemote: peer,
+              state: ConnectionState.ProblemDetectedLocally,
+              endReason: e.endReason,
+              endDebug: e.endDebug,
+              connectionDescription: `${peer.toString()} at ${e.remoteAddress}`,
+              remoteAddress: e.remoteAddress,
+              flags: 0,
+            },
+          });
+          break;
+        }
       }
     }
-  }
-}
-
-/** Turns a columnar batch into message objects whose `data` are views of one buffer. */
-/**
- * Unpacks a native receive batch (layout documented on the binding's `receive`): one
- * buffer, so a batch costs one value crossing from native code; each message's data is a
- * view into it.
- */
-function toMessages(batch: Buffer | null, channel: number): NetworkingMessage[] {
-  if (batch === null) return [];
-  const n = batch.readUInt32LE(0);
-  const p = batch.readUInt32LE(4);
-  const nameBytes = batch.readUInt32LE(8);
-  const numbersAt = 16;
-  const timesAt = numbersAt + 8 * n;
-  const sizesAt = timesAt + 8 * n;
-  const flagsAt = sizesAt + 4 * n;
-  const peerIndexAt = flagsAt + 4 * n;
-  const nameLensAt = peerIndexAt + 4 * n;
-  let nameAt = nameLensAt + 4 * p;
-  const peers = new Array<Identity>(p);
-  for (let i = 0; i < p; i++) {
-    const len = batch.readUInt32LE(nameLensAt + 4 * i);
-    peers[i] = Identity.parse(batch.toString('utf8', nameAt, nameAt + len));
-    nameAt += len;
-  }
-  let dataAt = nameLensAt + 4 * p + nameBytes;
-  const out = new Array<NetworkingMessage>(n);
-  for (let i = 0; i < n; i++) {
-    const size = batch.readUInt32LE(sizesAt + 4 * i);
-    out[i] = new ReceivedMessage(
-      batch.subarray(dataAt, dataAt + size),
-      peers[batch.readUInt32LE(peerIndexAt + 4 * i)] as Identity,
-      channel,
-      batch.readBigUInt64LE(numbersAt + 8 * i),
-      batch.readUInt32LE(flagsAt + 4 * i),
-      batch.readBigUInt64LE(timesAt + 8 * i),
-    );
-    dataAt += size;
-  }
-  return out;
-}
-
-class ReceivedMessage implements NetworkingMessage {
-  #data: Buffer | undefined;
-  readonly size: number;
-
-  constructor(
-    data: Buffer,
-    readonly identityPeer: Identity,
-    readonly channel: number,
-    readonly messageNumber: bigint,
-    readonly sendFlags: number,
-    readonly timeReceived: bigint,
-  ) {
-    this.#data = data;
-    this.size = data.length;
-  }
-
-  get data(): Buffer {
-    if (this.#data === undefined) throw new Error('netmessages: message data used after release()');
-    return this.#data;
-  }
-
-  release(): void {
-    this.#data = undefined;
   }
 }

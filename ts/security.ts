@@ -56,3 +56,59 @@ export function issueCertificate(req: CertificateRequest): Buffer {
     throw new TypeError((e as Error).message);
   }
 }
+
+/** The `create` options that say who an endpoint is and whom it trusts. */
+export interface SecurityCreateOptions {
+  /**
+   * Who we are. A non-`ip:` identity needs `privateKey` and a `certificate` for it from a CA
+   * the peers trust; without one, peers know us by the `ip:` address they see.
+   */
+  identity?: Identity | string;
+  /** Ed25519 private key (32 bytes, see `generateKeyPair`); default: generated per endpoint. */
+  privateKey?: Uint8Array;
+  /** Certificate binding `identity` to `privateKey`'s public key (see `issueCertificate`). */
+  certificate?: Uint8Array;
+  /** CA public keys (32 bytes each) whose certificates prove peers' identities. */
+  trustedCAs?: Uint8Array[];
+  /**
+   * Accept peers without a trusted certificate, known by their `ip:` address; default true.
+   * Their sessions are still encrypted, but an active man in the middle could impersonate
+   * them: set false (with `trustedCAs`) to accept only peers with certificates.
+   */
+  allowUnauthenticated?: boolean;
+}
+
+function bytesOption(name: string, v: unknown, length?: number): Buffer | undefined {
+  if (v === undefined) return undefined;
+  if (!(v instanceof Uint8Array)) throw new TypeError(`${name} must be a Uint8Array`);
+  if (length !== undefined && v.byteLength !== length) {
+    throw new TypeError(`${name} must be ${length} bytes, got ${v.byteLength}`);
+  }
+  return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+}
+
+/** Checks the identity and trust options and puts them in the binding's shape. */
+export function securityOptions(options: SecurityCreateOptions): {
+  privateKey?: Buffer;
+  certificate?: Buffer;
+  identity?: string;
+  trustedCAs?: Buffer[];
+  allowUnauthenticated?: boolean;
+} {
+  let identity: string | undefined;
+  if (options.identity !== undefined) {
+    identity = Identity.from(options.identity).toString();
+  }
+  const trusted = options.trustedCAs;
+  if (trusted !== undefined && !Array.isArray(trusted)) throw new TypeError('trustedCAs must be an array');
+  const allow = options.allowUnauthenticated;
+  if (allow !== undefined && typeof allow !== 'boolean') throw new TypeError('allowUnauthenticated must be a boolean');
+  return {
+    privateKey: bytesOption('privateKey', options.privateKey, 32),
+    certificate: bytesOption('certificate', options.certificate),
+    identity,
+    trustedCAs: trusted?.map((k, i) => bytesOption(`trustedCAs[${i}]`, k, 32) as Buffer),
+    allowUnauthenticated: allow,
+  };
+}
+

@@ -7,11 +7,11 @@
 use std::fmt;
 
 macro_rules! config_table {
-    ($( $(#[$doc:meta])* $field:ident : $js:literal = $default:expr, [$min:expr, $max:expr]; )*) => {
+    ($( $(#[doc = $doc:literal])* $field:ident : $js:literal = $default:expr, [$min:expr, $max:expr]; )*) => {
         /// Every tunable of an endpoint and its sessions.
         #[derive(Clone, Debug, PartialEq)]
         pub struct Config {
-            $( $(#[$doc])* pub $field: i64, )*
+            $( $(#[doc = $doc])* pub $field: i64, )*
         }
 
         impl Default for Config {
@@ -28,6 +28,10 @@ macro_rules! config_table {
             pub min: i64,
             /// Largest accepted value.
             pub max: i64,
+            /// The default (Steam's, where Steam has the key).
+            pub default: i64,
+            /// What it sets, with its unit (the field's doc comment).
+            pub doc: &'static str,
             get: fn(&Config) -> i64,
             set: fn(&mut Config, i64),
         }
@@ -38,6 +42,8 @@ macro_rules! config_table {
                 name: $js,
                 min: $min,
                 max: $max,
+                default: $default,
+                doc: concat!($($doc),*),
                 get: |c| c.$field,
                 set: |c, v| c.$field = v,
             }, )*

@@ -26,6 +26,34 @@ pub enum EResult {
     Ignored = 41,
 }
 
+impl EResult {
+    /// Every value with its Steam name (for the generated TS enum).
+    pub const NAMED: &'static [(&'static str, i32, &'static str)] = &[
+        ("OK", 1, "Success."),
+        ("Fail", 2, "Generic failure."),
+        (
+            "NoConnection",
+            3,
+            "The session or connection failed, was closed, or cannot be reached.",
+        ),
+        ("InvalidParam", 8, "A bad argument."),
+        (
+            "InvalidState",
+            11,
+            "The call does not fit the object's state (e.g. after close).",
+        ),
+        ("Timeout", 16, "An operation timed out."),
+        ("LimitExceeded", 25, "A buffer or queue is full."),
+        ("DuplicateRequest", 29, "The request was already made."),
+        ("ConnectFailed", 35, "The connection could not be made."),
+        (
+            "Ignored",
+            41,
+            "The request was dropped on purpose (e.g. `NoDelay` when the message cannot go now).",
+        ),
+    ];
+}
+
 /// Steam's `k_nSteamNetworkingSend_*` flags.
 pub mod send_flags {
     /// Unreliable, may wait for Nagle.
@@ -44,4 +72,17 @@ pub mod send_flags {
     /// Every bit this library understands.
     pub const ALL: u32 =
         NO_NAGLE | NO_DELAY | RELIABLE | USE_CURRENT_THREAD | AUTO_RESTART_BROKEN_SESSION;
+
+    /// Every flag and Steam's named combinations (for the generated TS enum).
+    pub const NAMED: &[(&str, u32, &str)] = &[
+        ("Unreliable", UNRELIABLE, "Unreliable: may be lost, reordered or duplicated, never corrupted; may wait for Nagle."),
+        ("NoNagle", NO_NAGLE, "Send without waiting for Nagle (and flush what waits)."),
+        ("UnreliableNoNagle", UNRELIABLE | NO_NAGLE, "Unreliable, without waiting for Nagle."),
+        ("NoDelay", NO_DELAY, "Drop rather than queue if the message cannot go out almost at once."),
+        ("UnreliableNoDelay", UNRELIABLE | NO_DELAY | NO_NAGLE, "Unreliable, now or never."),
+        ("Reliable", RELIABLE, "Reliable: exactly once, in order per channel."),
+        ("ReliableNoNagle", RELIABLE | NO_NAGLE, "Reliable, without waiting for Nagle."),
+        ("UseCurrentThread", USE_CURRENT_THREAD, "Transmit from the calling thread before returning (NoNagle and NoDelay do too)."),
+        ("AutoRestartBrokenSession", AUTO_RESTART_BROKEN_SESSION, "Restart a failed session instead of returning `NoConnection`."),
+    ];
 }

@@ -30,6 +30,17 @@ pub enum IdentityType {
     SteamId = 16,
 }
 
+impl IdentityType {
+    /// Every type with its Steam name (for the generated TS enum).
+    pub const NAMED: &'static [(&'static str, i32)] = &[
+        ("Invalid", 0),
+        ("IPAddress", 1),
+        ("GenericString", 2),
+        ("GenericBytes", 3),
+        ("SteamID", 16),
+    ];
+}
+
 /// Who a peer is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {

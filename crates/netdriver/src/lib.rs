@@ -415,11 +415,6 @@ impl EndpointHandle {
         Ok(())
     }
 
-    /// Whether `close` was called.
-    pub fn is_closed(&self) -> bool {
-        self.shared.lock().closing
-    }
-
     /// Stops accepting sends, lets queued data leave (bounded by [`CLOSE_LINGER`]) and frees
     /// the socket. Returns a receiver that completes when the socket is closed; a second call
     /// returns `None`.

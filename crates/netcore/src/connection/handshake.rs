@@ -1,8 +1,9 @@
 //! The connecting side of the handshake: `ChallengeRequest`, then `ConnectRequest` with the
 //! server's cookie, each resent until answered, within `timeoutInitial`.
 //!
-//! The answering side needs no state machine: the endpoint answers challenges statelessly and
-//! a valid `ConnectRequest` creates a connected connection that sends `ConnectOK`.
+//! The answering side needs no state machine of its own: the endpoint answers challenges
+//! statelessly, and a valid `ConnectRequest` creates a connection that answers with
+//! `ConnectOK` (at once, or once the application accepts it: see `state.rs`).
 
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use crate::time::Timestamp;
 use crate::wire::control::{ChallengeRequest, ConnectRequest, ControlMessage};
 use crate::wire::datagram::PROTOCOL_VERSION;
 
-/// First resend delay; it doubles per attempt up to [`MAX_RETRY`].
+/// First resend delay. The delay doubles per attempt up to [`MAX_RETRY`]; with both at
+/// 250 ms today, every resend waits 250 ms.
 pub const FIRST_RETRY: Duration = Duration::from_millis(250);
 /// Longest delay between resends. Short enough that a handshake over a path losing half of
 /// the packets each way (a quarter of round trips succeed) almost surely completes within

@@ -1,0 +1,66 @@
+//! Driver events to JS: one discriminated union (`type` tells the variant), delivered in
+//! batches through a ThreadsafeFunction, one call per driver wake-up.
+
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::Status;
+use napi_derive::napi;
+use netcore::messages::Event;
+use netdriver::EventSink;
+
+/// An event of a messages endpoint, for the JS side.
+#[napi]
+pub enum NativeEvent {
+    /// A peer without an accepted session wants to talk.
+    SessionRequest {
+        /// The peer, canonical text.
+        identity: String,
+    },
+    /// Messages wait on a channel.
+    Messages {
+        /// The local channel.
+        channel: i32,
+    },
+    /// A session could not be established or broke.
+    SessionFailed {
+        /// The peer, canonical text.
+        identity: String,
+        /// Where it was, `host:port`.
+        remote_address: String,
+        /// Steam's end reason.
+        end_reason: i32,
+        /// Detail.
+        end_debug: String,
+    },
+}
+
+impl From<Event> for NativeEvent {
+    fn from(e: Event) -> Self {
+        match e {
+            Event::SessionRequest(id) => NativeEvent::SessionRequest {
+                identity: id.to_string(),
+            },
+            Event::MessagesWaiting(channel) => NativeEvent::Messages { channel },
+            Event::SessionFailed { peer, remote, end } => NativeEvent::SessionFailed {
+                identity: peer.to_string(),
+                remote_address: remote.to_string(),
+                end_reason: end.reason.code(),
+                end_debug: end.debug,
+            },
+        }
+    }
+}
+
+/// The JS callback that receives event batches.
+pub type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false>;
+
+/// Forwards the driver's event batches to JS.
+pub struct JsSink(pub EventFn);
+
+impl EventSink for JsSink {
+    fn emit(&self, events: Vec<Event>) {
+        let events = events.into_iter().map(NativeEvent::from).collect();
+        // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
+        // would let a busy JS thread stall the network.
+        self.0.call(events, ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
