@@ -22,6 +22,7 @@ pub mod messages;
 #[cfg(any(test, feature = "sim", fuzzing))]
 pub mod sim;
 pub mod snp;
+pub mod sockets;
 pub mod time;
 pub mod wire;
 
