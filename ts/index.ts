@@ -23,3 +23,16 @@ export {
   type SessionConnectionInfo,
   type NetworkingMessagesEvents,
 } from './networking-messages';
+export {
+  NetworkingSockets,
+  type SocketsCreateOptions,
+  type ListenOptions,
+  type ConnectOptions,
+  type SocketConnectionInfo,
+  type ConnectionRealTimeStatus,
+  type ConnectionStatusChanged,
+  type OutgoingConnectionMessage,
+  type SendResult,
+  type NetworkingSocketsEvents,
+  type NetworkingConnectionMessage,
+} from './networking-sockets';

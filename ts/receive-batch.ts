@@ -49,9 +49,34 @@ class ReceivedMessage implements NetworkingMessage {
   }
 }
 
-/** The messages of one packed batch (`null`: none waited), all on `channel`. */
-export function toMessages(batch: Buffer | null, channel: number): NetworkingMessage[] {
-  if (batch === null) return [];
+/** A message received on a connection of the connection API (Steam's
+ * `SteamNetworkingMessage_t`). */
+export interface NetworkingConnectionMessage extends NetworkingMessage {
+  /** The connection it came on (`HSteamNetConnection`). */
+  readonly conn: number;
+  /** The connection's user data when it arrived. */
+  readonly connUserData: number;
+  /** The lane it came on. */
+  readonly lane: number;
+}
+
+class ConnectionMessage extends ReceivedMessage implements NetworkingConnectionMessage {
+  constructor(
+    data: Buffer,
+    identityPeer: Identity,
+    messageNumber: bigint,
+    sendFlags: number,
+    timeReceived: bigint,
+    readonly conn: number,
+    readonly lane: number,
+    readonly connUserData: number,
+  ) {
+    super(data, identityPeer, lane, messageNumber, sendFlags, timeReceived);
+  }
+}
+
+/** Offsets of a packed batch's columns (`withConn`: the connection API's extra ones). */
+function layout(batch: Buffer, withConn: boolean) {
   const n = batch.readUInt32LE(0);
   const p = batch.readUInt32LE(4);
   const nameBytes = batch.readUInt32LE(8);
@@ -59,7 +84,10 @@ export function toMessages(batch: Buffer | null, channel: number): NetworkingMes
   const timesAt = numbersAt + 8 * n;
   const sizesAt = timesAt + 8 * n;
   const flagsAt = sizesAt + 4 * n;
-  const peerIndexAt = flagsAt + 4 * n;
+  const connsAt = flagsAt + 4 * n;
+  const lanesAt = connsAt + (withConn ? 4 * n : 0);
+  const userAt = lanesAt + (withConn ? 4 * n : 0);
+  const peerIndexAt = userAt + (withConn ? 8 * n : 0);
   const nameLensAt = peerIndexAt + 4 * n;
   let nameAt = nameLensAt + 4 * p;
   const peers = new Array<Identity>(p);
@@ -68,17 +96,48 @@ export function toMessages(batch: Buffer | null, channel: number): NetworkingMes
     peers[i] = Identity.parse(batch.toString('utf8', nameAt, nameAt + len));
     nameAt += len;
   }
-  let dataAt = nameLensAt + 4 * p + nameBytes;
-  const out = new Array<NetworkingMessage>(n);
-  for (let i = 0; i < n; i++) {
-    const size = batch.readUInt32LE(sizesAt + 4 * i);
+  const dataAt = nameLensAt + 4 * p + nameBytes;
+  return { n, numbersAt, timesAt, sizesAt, flagsAt, connsAt, lanesAt, userAt, peerIndexAt, peers, dataAt };
+}
+
+/** The messages of one packed batch (`null`: none waited), all on `channel`. */
+export function toMessages(batch: Buffer | null, channel: number): NetworkingMessage[] {
+  if (batch === null) return [];
+  const l = layout(batch, false);
+  let dataAt = l.dataAt;
+  const out = new Array<NetworkingMessage>(l.n);
+  for (let i = 0; i < l.n; i++) {
+    const size = batch.readUInt32LE(l.sizesAt + 4 * i);
     out[i] = new ReceivedMessage(
       batch.subarray(dataAt, dataAt + size),
-      peers[batch.readUInt32LE(peerIndexAt + 4 * i)] as Identity,
+      l.peers[batch.readUInt32LE(l.peerIndexAt + 4 * i)] as Identity,
       channel,
-      batch.readBigUInt64LE(numbersAt + 8 * i),
-      batch.readUInt32LE(flagsAt + 4 * i),
-      batch.readBigUInt64LE(timesAt + 8 * i),
+      batch.readBigUInt64LE(l.numbersAt + 8 * i),
+      batch.readUInt32LE(l.flagsAt + 4 * i),
+      batch.readBigUInt64LE(l.timesAt + 8 * i),
+    );
+    dataAt += size;
+  }
+  return out;
+}
+
+/** The messages of one packed connection-API batch (`null`: none waited). */
+export function toConnectionMessages(batch: Buffer | null): NetworkingConnectionMessage[] {
+  if (batch === null) return [];
+  const l = layout(batch, true);
+  let dataAt = l.dataAt;
+  const out = new Array<NetworkingConnectionMessage>(l.n);
+  for (let i = 0; i < l.n; i++) {
+    const size = batch.readUInt32LE(l.sizesAt + 4 * i);
+    out[i] = new ConnectionMessage(
+      batch.subarray(dataAt, dataAt + size),
+      l.peers[batch.readUInt32LE(l.peerIndexAt + 4 * i)] as Identity,
+      batch.readBigUInt64LE(l.numbersAt + 8 * i),
+      batch.readUInt32LE(l.flagsAt + 4 * i),
+      batch.readBigUInt64LE(l.timesAt + 8 * i),
+      batch.readUInt32LE(l.connsAt + 4 * i),
+      batch.readUInt32LE(l.lanesAt + 4 * i),
+      Number(batch.readBigInt64LE(l.userAt + 8 * i)),
     );
     dataAt += size;
   }

@@ -206,6 +206,14 @@ enum Sent {
 /// One non-blocking send. `try_io` clears the socket's writable readiness on `WouldBlock`,
 /// so the task's next `writable().await` really waits for the kernel.
 fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> Sent {
+    // The core names IPv4 peers by IPv4 address; a dual-stack (IPv6) socket reaches them at
+    // the mapped address.
+    let to = match to {
+        SocketAddr::V4(v4) if io.local.is_ipv6() => {
+            SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+        }
+        other => other,
+    };
     let transmit = Transmit {
         destination: to,
         ecn: None,

@@ -2,7 +2,7 @@
 //!
 //! [`driver::Driver`] runs any sans-IO [`Protocol`] over one or more UDP sockets on the
 //! process's I/O thread (see `driver.rs` for the threads, locks and wake-ups);
-//! [`EndpointHandle`] is the messages model on it. [`fake_network`] applies Steam's
+//! [`EndpointHandle`] is the messages model on it, [`SocketsHandle`] the connection API. [`fake_network`] applies Steam's
 //! `fakePacket*` knobs to real datagrams.
 
 pub mod driver;
@@ -10,7 +10,9 @@ pub mod fake_network;
 mod io;
 mod messages_endpoint;
 pub mod protocol;
+mod sockets_endpoint;
 
 pub use driver::{BindError, Driver, EventSink, Secrets, CLOSE_LINGER};
 pub use messages_endpoint::{EndpointHandle, OutgoingMessage};
 pub use protocol::Protocol;
+pub use sockets_endpoint::{OutgoingToConnection, SocketsHandle};

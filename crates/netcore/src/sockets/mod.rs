@@ -90,6 +90,13 @@ pub enum SocketsEvent {
         /// The state it left.
         old: ConnectionState,
     },
+    /// Messages wait on a connection whose queue was empty (posted once per such change).
+    Messages {
+        /// The connection.
+        conn: HConn,
+        /// Its poll group, 0 if none.
+        poll_group: HPollGroup,
+    },
 }
 
 /// Options of a connect or listen call (Steam's per-connection config values).
@@ -282,6 +289,72 @@ impl Sockets {
         );
         self.listen.insert(h, ListenEntry { port, config });
         h
+    }
+
+    /// Makes the driver's ports `a` (at `addr_a`) and `b` (at `addr_b`) a connected pair
+    /// (Steam's `CreateSocketPair`): `a` dials `b`, `b` answers at once, and the handshake
+    /// runs here, in memory, so both handles are connected on return; their traffic then
+    /// goes over the ports' sockets. `None` if the handshake did not complete.
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_socket_pair(
+        &mut self,
+        now: Timestamp,
+        a: usize,
+        addr_a: SocketAddr,
+        secret_a: [u8; 32],
+        b: usize,
+        addr_b: SocketAddr,
+        secret_b: [u8; 32],
+        unix_at_epoch: u64,
+    ) -> Option<(HConn, HConn)> {
+        let cfg = ConnectionConfig::from_config(&self.config, Framing::Raw);
+        let mut ea = Endpoint::new(cfg, self.endpoint_setup(secret_a, unix_at_epoch));
+        ea.set_incoming(IncomingPolicy::Refuse);
+        let eb = Endpoint::new(cfg, self.endpoint_setup(secret_b, unix_at_epoch));
+        let ca = ea.connect(now, addr_b, None, false)?;
+        self.put_port(
+            a,
+            Port {
+                endpoint: ea,
+                listen: None,
+                closing: false,
+            },
+        );
+        self.put_port(
+            b,
+            Port {
+                endpoint: eb,
+                listen: None,
+                closing: false,
+            },
+        );
+        let ha = self.handle();
+        self.insert_entry(ha, a, ca, 0, -1);
+        let mut cb = None;
+        for _ in 0..8 {
+            for (from, to, from_addr) in [(a, b, addr_a), (b, a, addr_b)] {
+                let mut flight = Vec::new();
+                if let Some(p) = self.port_mut(from) {
+                    p.endpoint
+                        .poll_transmit(now, &mut Vec::new(), |_, d| flight.push(d.to_vec()));
+                }
+                let mut msgs = Vec::new();
+                for d in flight {
+                    if let Some(p) = self.port_mut(to) {
+                        let got = p.endpoint.handle_datagram(now, from_addr, &d, &mut msgs);
+                        if to == b && cb.is_none() {
+                            cb = got;
+                        }
+                    }
+                }
+            }
+        }
+        let hb = self.handle();
+        self.insert_entry(hb, b, cb?, 0, -1);
+        self.collect(a);
+        self.collect(b);
+        let up = |s: &Self, h| s.connection(h).is_some_and(|(_, c)| c.is_connected());
+        (up(self, ha) && up(self, hb)).then_some((ha, hb))
     }
 
     /// The port of listen socket `h`.
@@ -716,6 +789,7 @@ impl Sockets {
         let Some(e) = self.conns.get_mut(&h) else {
             return;
         };
+        let was_empty = e.queue.len() == 0;
         for m in msgs.drain(..) {
             let over = e.queue.len() + 1 > max_msgs || e.queue.bytes() + m.data.len() > max_bytes;
             // Reliable data in an accepted packet is already acknowledged: kept past the
@@ -739,6 +813,12 @@ impl Sockets {
             if e.poll_group != 0 {
                 self.groups.push(e.poll_group, h, seq);
             }
+        }
+        if was_empty && e.queue.len() > 0 {
+            self.events.push_back(SocketsEvent::Messages {
+                conn: h,
+                poll_group: e.poll_group,
+            });
         }
         self.update_backpressure(h);
     }

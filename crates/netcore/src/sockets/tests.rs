@@ -90,7 +90,10 @@ impl Net {
 
     fn events(&mut self, node: usize) -> Vec<(HConn, ConnectionState, ConnectionState)> {
         std::iter::from_fn(|| self.nodes[node].s.poll_event())
-            .map(|SocketsEvent::StatusChanged { conn, info, old }| (conn, old, info.state))
+            .filter_map(|e| match e {
+                SocketsEvent::StatusChanged { conn, info, old } => Some((conn, old, info.state)),
+                SocketsEvent::Messages { .. } => None,
+            })
             .collect()
     }
 
@@ -419,4 +422,41 @@ fn closing_a_listen_socket_closes_its_connections() {
         net.events(0),
         [(c, ConnectionState::Connected, ConnectionState::ClosedByPeer)]
     );
+}
+
+#[test]
+fn a_socket_pair_is_connected_on_return() {
+    let mut net = Net::new(1);
+    net.nodes[0].addrs = vec![addr(0, 0), addr(0, 1)];
+    let now = net.now;
+    let (a, b) = net.nodes[0]
+        .s
+        .create_socket_pair(
+            now,
+            0,
+            addr(0, 0),
+            [1; 32],
+            1,
+            addr(0, 1),
+            [2; 32],
+            1_800_000_000,
+        )
+        .expect("a pair");
+    let s = &mut net.nodes[0].s;
+    assert_eq!(s.info(a).unwrap().state, ConnectionState::Connected);
+    assert_eq!(s.info(b).unwrap().state, ConnectionState::Connected);
+    assert_eq!(
+        s.send(
+            now,
+            a,
+            b"ping",
+            send_flags::RELIABLE | send_flags::NO_NAGLE,
+            0
+        ),
+        Ok(1)
+    );
+    net.rounds(2);
+    let got = net.nodes[0].s.receive(b, 10).unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].data.as_ref(), b"ping");
 }
