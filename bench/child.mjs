@@ -4,7 +4,7 @@
 //
 // Roles: tp-recv / tp-send (throughput), pp-server / pp-client (ping-pong),
 // many-server / many-client (many peers). `options.impl` picks the stack:
-// netmessages | dgram | tcp | udx.
+// netmessages | netsockets (the connection API) | dgram | tcp | udx.
 //
 // IPC protocol (parent -> child): {type:'peer', port}, {type:'go'}, {type:'mark'},
 // {type:'stop'}, {type:'report'}, {type:'exit'}.
@@ -117,6 +117,41 @@ async function tpRecv() {
     ep.on('messages', drain);
     port = ep.localAddress.port;
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    // The connection API: a listen socket, accepting the sender's connection.
+    const { NetworkingSockets, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create({ config: opts.config });
+    const listen = s.createListenSocketIP(`${HOST}:0`);
+    s.on('connectionStatusChanged', (e) => {
+      if (e.info.state === ConnectionState.Connecting) s.acceptConnection(e.conn);
+    });
+    let scheduled = false;
+    const drain = (conn) => {
+      scheduled = false;
+      for (let n = 0; ; n++) {
+        if (n === 16) {
+          if (!scheduled) setImmediate(() => drain(conn));
+          scheduled = true;
+          break;
+        }
+        const batch = s.receiveMessagesOnConnection(conn, 256);
+        for (const m of batch) {
+          c.msgs++;
+          c.bytes += m.size;
+          if (checkSeq && m.size >= 4) {
+            const q = m.data.readUInt32LE(0);
+            if (q > c.nextSeq) c.seqGaps += q - c.nextSeq;
+            else if (q < c.nextSeq) c.seqReorders++;
+            c.nextSeq = Math.max(c.nextSeq, q + 1);
+          }
+          m.release();
+        }
+        if (batch.length < 256) break;
+      }
+    };
+    s.on('messages', (e) => drain(e.conn));
+    port = s.getListenSocketAddress(listen).port;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     s.on('message', (m) => {
@@ -267,6 +302,57 @@ async function tpSend() {
       pump();
     };
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create({ config: opts.config });
+    let conn = 0;
+    let connected;
+    const up = new Promise((r) => (connected = r));
+    s.on('connectionStatusChanged', (e) => {
+      if (e.conn === conn && e.info.state === ConnectionState.Connected) connected();
+    });
+    connectPeer = async (p) => {
+      conn = s.connectByIPAddress(`${HOST}:${p}`);
+      await up;
+    };
+    statusNow = () => {
+      const r = s.getConnectionRealTimeStatus(conn);
+      return r.status ?? { result: r.result };
+    };
+    const tally = (r) => {
+      if (st.firstResult === null) st.firstResult = r;
+      if (r === ER_OK) {
+        st.sent++;
+        return true;
+      }
+      if (r === ER_LIMIT) st.backpressure++;
+      else st.otherResults[r] = (st.otherResults[r] ?? 0) + 1;
+      return false;
+    };
+    const buf = Buffer.alloc(size, 7);
+    const flags = opts.flags;
+    const batch = Array.from({ length: 256 }, () => ({ conn: 0, data: Buffer.alloc(size, 7), sendFlags: flags, lane: 0 }));
+    go = () => {
+      const pump = () => {
+        if (stopped) return;
+        if (opts.batch) {
+          for (let i = 0; i < batch.length; i++) {
+            batch[i].conn = conn;
+            batch[i].data.writeUInt32LE((st.sent + i) >>> 0, 0);
+          }
+          for (const r of s.sendMessages(batch)) if (!tally(r.result)) break;
+        } else {
+          for (let i = 0; i < 256; i++) {
+            buf.writeUInt32LE(st.sent >>> 0, 0);
+            if (!tally(s.sendMessageToConnection(conn, buf, flags, 0).result)) break;
+          }
+        }
+        setImmediate(pump);
+      };
+      pump();
+    };
+    port = 0;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     await new Promise((r) => s.bind(0, HOST, r));
@@ -416,6 +502,22 @@ async function ppServer() {
     });
     port = ep.localAddress.port;
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, SendFlags, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create();
+    const listen = s.createListenSocketIP(`${HOST}:0`);
+    s.on('connectionStatusChanged', (e) => {
+      if (e.info.state === ConnectionState.Connecting) s.acceptConnection(e.conn);
+    });
+    s.on('messages', ({ conn }) => {
+      for (;;) {
+        const batch = s.receiveMessagesOnConnection(conn, 64);
+        for (const m of batch) s.sendMessageToConnection(conn, m.data, SendFlags.ReliableNoNagle, 0);
+        if (batch.length < 64) break;
+      }
+    });
+    port = s.getListenSocketAddress(listen).port;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     s.on('message', (m, rinfo) => s.send(m, rinfo.port, rinfo.address));
@@ -469,6 +571,29 @@ async function ppClient() {
       if (r !== ER_OK) throw new Error(`sendMessageToUser returned ${r}`);
     };
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, SendFlags, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create();
+    let conn = 0;
+    connectPeer = (p) =>
+      new Promise((resolve) => {
+        s.on('connectionStatusChanged', (e) => {
+          if (e.conn === conn && e.info.state === ConnectionState.Connected) resolve();
+        });
+        conn = s.connectByIPAddress(`${HOST}:${p}`);
+      });
+    s.on('messages', ({ conn: c }) => {
+      for (;;) {
+        const batch = s.receiveMessagesOnConnection(c, 64);
+        for (const m of batch) onReply?.(m.data);
+        if (batch.length < 64) break;
+      }
+    });
+    ping = (buf) => {
+      const r = s.sendMessageToConnection(conn, buf, SendFlags.ReliableNoNagle, 0);
+      if (r.result !== ER_OK) throw new Error(`sendMessageToConnection returned ${r.result}`);
+    };
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     await new Promise((r) => s.bind(0, HOST, r));

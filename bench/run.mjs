@@ -140,6 +140,9 @@ const FAST = { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE };
 const VARIANTS = {
   'netmessages-fast': { impl: 'netmessages', config: FAST },
   'netmessages-batch': { impl: 'netmessages', config: FAST, batch: true },
+  // The connection API (NetworkingSockets) on the same transport.
+  'netsockets-fast': { impl: 'netsockets', config: FAST },
+  netsockets: { impl: 'netsockets', config: {} },
 };
 function resolveImpl(name) {
   const v = VARIANTS[name];
@@ -291,7 +294,7 @@ const scenarios = [
     id: 'unreliable-32B',
     title: 'Unreliable 32 B messages, one sender process to one receiver process',
     subject: 'netmessages',
-    variants: ['netmessages-fast', 'netmessages-batch'],
+    variants: ['netmessages-fast', 'netmessages-batch', 'netsockets-fast'],
     baselines: ['dgram', 'udx'],
     metrics: [{ key: 'msgsPerSec', label: 'msgs/s received', unit: 'msg/s', better: 'higher' }],
     async run(impl) {
@@ -302,7 +305,7 @@ const scenarios = [
     id: 'reliable-1200B',
     title: 'Reliable 1200 B messages, throughput',
     subject: 'netmessages',
-    variants: ['netmessages-fast', 'netmessages-batch'],
+    variants: ['netmessages-fast', 'netmessages-batch', 'netsockets-fast'],
     baselines: ['tcp', 'udx'],
     metrics: [{ key: 'mbPerSec', label: 'MB/s received', unit: 'MB/s', better: 'higher' }],
     async run(impl) {
@@ -338,6 +341,7 @@ const scenarios = [
     id: 'pingpong-32B',
     title: 'Ping-pong 32 B (ReliableNoNagle), one round trip outstanding',
     subject: 'netmessages',
+    variants: ['netsockets'],
     baselines: ['dgram', 'tcp'],
     metrics: [
       { key: 'p50Us', label: 'RTT p50', unit: 'µs', better: 'lower' },
