@@ -125,7 +125,7 @@ impl Default for ConnectionConfig {
             send_buffer: 512 * 1024,
             nagle: Duration::from_micros(5000),
             rate_min: 262_144,
-            rate_max: 262_144,
+            rate_max: crate::config::DEFAULT_RATE_MAX as u64,
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
