@@ -115,16 +115,16 @@ fn run(seed: u64) {
         }
         // The hub's timers run at `now` (possibly later than the reported deadline, as a
         // busy driver would).
-        let (expired, earliest) = brute_force(&hub, now);
+        let (expired, earliest) = brute_force(hub, now);
         if let (Some(reported), Some(earliest)) = (hub.poll_timeout(), earliest) {
             assert!(
                 reported <= earliest,
                 "seed {seed} step {step}: wake-up too late"
             );
         }
-        let before = names(&hub);
+        let before = names(hub);
         hub.handle_timeout(now);
-        let after = names(&hub);
+        let after = names(hub);
         let closed: BTreeSet<String> = before.difference(&after).cloned().collect();
         assert_eq!(closed, expired, "seed {seed} step {step}");
         closed_by_idle += closed.len();
