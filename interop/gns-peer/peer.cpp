@@ -8,7 +8,7 @@
 // ISteamNetworkingMessages layer puts in front of each message (u8 flags, i32 LE channel), so a
 // netmessages endpoint can talk to it; in "raw" mode payloads are sent as they are.
 //
-// Protocol (see interop/README.md for every command and event): each command is an object with
+// Protocol (docs/INTEROP.md lists every command and event): each command is an object with
 // "cmd" and an optional "id" that the events it causes carry back. Events have "ev" and "t"
 // (ms since start).
 #include <steam/isteamnetworkingsockets.h>
@@ -562,17 +562,21 @@ void onMessage(SteamNetworkingMessage_t *m) {
   }
 }
 
-void receiveAll() {
+// Returns how many messages were taken.
+int receiveAll() {
   SteamNetworkingMessage_t *msgs[256];
+  int total = 0;
   for (;;) {
     int n = g_sockets->ReceiveMessagesOnPollGroup(g_poll, msgs, 256);
     if (n <= 0) break;
+    total += n;
     for (int i = 0; i < n; i++) {
       onMessage(msgs[i]);
       msgs[i]->Release();
     }
     if (n < 256) break;
   }
+  return total;
 }
 
 // ------------------------------------------------------------------ commands
@@ -792,13 +796,15 @@ int main() {
         emitError(c.contains("id") ? c["id"] : json(), c.value("cmd", std::string("?")), e.what());
       }
     }
+    bool busy = !g_streams.empty();
     if (g_initialized) {
       g_sockets->RunCallbacks();
-      receiveAll();
+      busy = receiveAll() > 0 || busy;
       pumpStreams();
       runPumps();
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(g_streams.empty() ? 1000 : 200));
+    // Poll often while data flows (GNS queues at most RecvBufferMessages per connection).
+    std::this_thread::sleep_for(std::chrono::microseconds(busy ? 100 : 1000));
   }
   if (g_initialized) {
     GameNetworkingSockets_Kill();
