@@ -61,7 +61,8 @@ for (const dir of DIRECTIONS) {
       t.teardown(() => clearInterval(pump));
       await sleep(32_000);
       clearInterval(pump);
-      const gnsStatus = await s.gns.status(s.conn);
+      const gnsStatus = await s.gns.status(s.conn, { detail: true });
+      t.log(`GNS's detailed status on the remote side: ${gnsStatus.detail.split('\n').filter((l) => /remote|No rate/i.test(l)).join(' | ')}`);
       const ours = s.nm.getSessionConnectionInfo(s.peerId).status;
       t.log(`GNS: qualityLocal ${gnsStatus.qualityLocal}, qualityRemote ${gnsStatus.qualityRemote}; netmessages: local ${ours.connectionQualityLocal}, remote ${ours.connectionQualityRemote}`);
       t.deepEqual(s.nm.failures, []);
