@@ -6,7 +6,10 @@
 // else at its default. Each side is its own process; traffic stays on 127.0.0.1.
 //
 //   node interop/throughput.mjs [--window=MS] [--warmup=MS] [--json] [--only=gns-gns,nm-gns,...]
+//                               [--loss=PCT] [--rate=BYTES_PER_S]
 //
+// --loss makes both sides drop that share of what they send (GNS's FakePacketLoss_Send, our
+// fakePacketLossSend); --rate changes the fixed send rate (default 100 MB/s).
 // The figure is what the receiver got during the window, in MB/s (10^6 B/s of message body).
 // GNS's log of each GNS side goes to .cache/interop-logs/throughput-*.log. Without a GNS
 // source it says so and exits 0.
@@ -24,10 +27,11 @@ const WINDOW_MS = Number(opt('window', 3000));
 const WARMUP_MS = Number(opt('warmup', 1000));
 const JSON_OUT = args.includes('--json');
 const ONLY = opt('only')?.split(',');
-const RATE = 100_000_000;
+const RATE = Number(opt('rate', 100_000_000));
+const LOSS = Number(opt('loss', 0));
 const SIZE = 1200;
 const GNS_CONFIG = { SendRateMin: RATE, SendRateMax: RATE };
-const NM_CONFIG = { sendRateMin: RATE, sendRateMax: RATE };
+const NM_CONFIG = { sendRateMin: RATE, sendRateMax: RATE, fakePacketLossSend: LOSS };
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.error('[throughput]', ...a);
 
@@ -74,7 +78,7 @@ const LOG_DIR = path.resolve(here, '..', '.cache', 'interop-logs');
 
 /** A GNS peer that only counts what it receives; its events go to .cache/interop-logs/. */
 async function gnsProcess(tag) {
-  return GnsPeer.start(binary, { recvEvents: false, logLevel: 4 }, { name: 'gns', logFile: path.join(LOG_DIR, `throughput-${tag}.log`) });
+  return GnsPeer.start(binary, { recvEvents: false, logLevel: 4, global: { FakePacketLoss_Send: LOSS } }, { name: 'gns', logFile: path.join(LOG_DIR, `throughput-${tag}.log`) });
 }
 
 /** Bytes received so far by a receiver. */
@@ -165,9 +169,10 @@ for (const [id, name, s, r] of PAIRS) {
 const byId = Object.fromEntries(results.map((r) => [r.id, r]));
 const ratio = byId['nm-gns']?.mbps !== undefined && byId['gns-gns']?.mbps ? byId['nm-gns'].mbps / byId['gns-gns'].mbps : undefined;
 if (JSON_OUT) {
-  console.log(JSON.stringify({ sizeBytes: SIZE, rateCap: RATE, windowMs: WINDOW_MS, results, ratioNmToGnsVsGnsToGns: ratio }));
+  console.log(JSON.stringify({ sizeBytes: SIZE, rateCap: RATE, lossPct: LOSS, windowMs: WINDOW_MS, results, ratioNmToGnsVsGnsToGns: ratio }));
 } else {
-  console.log(`reliable ${SIZE} B messages, send rate fixed at ${RATE / 1e6} MB/s on both sides, ${WINDOW_MS} ms window`);
+  const lossText = LOSS > 0 ? `, ${LOSS} % loss on each side's sends` : '';
+  console.log(`reliable ${SIZE} B messages, send rate fixed at ${RATE / 1e6} MB/s on both sides${lossText}, ${WINDOW_MS} ms window`);
   for (const r of results) {
     if (r.error) console.log(`  ${r.name.padEnd(28)} error: ${r.error}`);
     else {
