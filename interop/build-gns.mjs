@@ -7,6 +7,8 @@
 //   node interop/build-gns.mjs            build if needed, print the peer's path as JSON
 //   node interop/build-gns.mjs --check    only say whether a source exists (exit 0) or not (exit 3)
 //
+// GNS_SRC=/path/to/checkout builds that instead; GNS_TARBALL=/path/to/file.tar.gz another tarball.
+//
 // The GNS library is built once per source: a tarball's build is keyed by the tarball's
 // SHA-256 (and by this script's build recipe), so it is rebuilt only when either changes; a
 // GNS_SRC checkout gets one build folder per path, which ninja brings up to date on each run.
@@ -49,7 +51,9 @@ const JOBS = process.env.GNS_JOBS ?? '2'; // the machine is shared: never more t
 
 /**
  * Where the GNS source is: `{ kind: 'dir', dir }` for GNS_SRC, `{ kind: 'tarball', file }` for
- * the vendor tarball, or `{ kind: 'none', reason }` when neither exists.
+ * the vendor tarball (GNS_TARBALL names another), `{ kind: 'none', reason }` when there is none
+ * (the tests skip), or `{ kind: 'bad', reason }` when GNS_SRC names no GNS checkout (an error:
+ * the caller asked for that source).
  */
 export function gnsSource() {
   const env = process.env.GNS_SRC;
@@ -58,19 +62,17 @@ export function gnsSource() {
     if (existsSync(path.join(dir, 'CMakeLists.txt')) && existsSync(path.join(dir, 'include', 'steam'))) {
       return { kind: 'dir', dir };
     }
-    return { kind: 'none', reason: `GNS_SRC=${env} is not a GameNetworkingSockets checkout (no CMakeLists.txt and include/steam/)` };
+    return { kind: 'bad', reason: `GNS_SRC=${env} is not a GameNetworkingSockets checkout (no CMakeLists.txt and include/steam/)` };
   }
-  const candidates = [
-    process.env.GNS_TARBALL,
-    path.join(root, '..', 'shared', 'vendor', TARBALL_NAME),
-    path.join(root, 'shared', 'vendor', TARBALL_NAME),
-  ].filter(Boolean);
+  const candidates = process.env.GNS_TARBALL
+    ? [process.env.GNS_TARBALL]
+    : [path.join(root, '..', 'shared', 'vendor', TARBALL_NAME), path.join(root, 'shared', 'vendor', TARBALL_NAME)];
   for (const file of candidates) {
     if (existsSync(file)) return { kind: 'tarball', file: path.resolve(file) };
   }
   return {
     kind: 'none',
-    reason: `no GameNetworkingSockets source: neither GNS_SRC nor ${candidates.map((c) => path.relative(root, c)).join(' / ')} exists`,
+    reason: `no GameNetworkingSockets source: GNS_SRC is not set and ${candidates.map((c) => path.relative(root, c)).join(' / ')} does not exist`,
   };
 }
 
@@ -163,7 +165,7 @@ async function withLock(dir, fn, log) {
  */
 export async function ensureGnsPeer({ log = (m) => console.error(`[gns] ${m}`) } = {}) {
   const src = gnsSource();
-  if (src.kind === 'none') throw new Error(src.reason);
+  if (src.kind === 'none' || src.kind === 'bad') throw new Error(src.reason);
   checkTools();
   const recipe = createHash('sha256').update(JSON.stringify(GNS_CMAKE_ARGS)).digest('hex').slice(0, 8);
   let key;
@@ -221,12 +223,16 @@ export async function ensureGnsPeer({ log = (m) => console.error(`[gns] ${m}`) }
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   const src = gnsSource();
   if (process.argv.includes('--check')) {
-    console.log(src.kind === 'none' ? src.reason : `GNS source: ${src.file ?? src.dir}`);
-    process.exit(src.kind === 'none' ? 3 : 0);
+    console.log(src.reason ?? `GNS source: ${src.file ?? src.dir}`);
+    process.exit(src.kind === 'none' ? 3 : src.kind === 'bad' ? 1 : 0);
   }
   if (src.kind === 'none') {
     console.error(`[gns] skipped: ${src.reason}`);
     process.exit(0);
+  }
+  if (src.kind === 'bad') {
+    console.error(`[gns] ${src.reason}`);
+    process.exit(1);
   }
   try {
     const r = await ensureGnsPeer();

@@ -40,6 +40,10 @@ if (src.kind === 'none') {
   console.log(`throughput: skipped: ${src.reason}`);
   process.exit(0);
 }
+if (src.kind === 'bad') {
+  console.error(`throughput: ${src.reason}`);
+  process.exit(1);
+}
 const { peer: binary } = await ensureGnsPeer({ log: (m) => log(m) });
 
 /** A netmessages process (throughput-child.mjs). */
