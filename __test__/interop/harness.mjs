@@ -158,22 +158,6 @@ export function nmSend(nm, peerId, data, flags = SendFlags.Reliable, channel = 0
 }
 
 /**
- * Sends pattern messages seq 0..n-1 reliably, waiting whenever the send buffer is full
- * (LimitExceeded); throws on any other result.
- */
-export async function nmSendAll(nm, peerId, { n, seed, size, channel = 0, ms = 60_000 }) {
-  const deadline = Date.now() + ms;
-  for (let i = 0; i < n; ) {
-    const r = nm.sendMessageToUser(peerId, makeBody(i, seed, size), SendFlags.Reliable, channel);
-    if (r === EResult.OK) i++;
-    else if (r === EResult.LimitExceeded) {
-      if (Date.now() > deadline) throw new Error(`netmessages: send buffer still full after ${ms} ms (${i}/${n} queued)`);
-      await sleep(2);
-    } else throw new Error(`netmessages: send ${i} returned ${r}`);
-  }
-}
-
-/**
  * Collects `count` messages on `channel` of a netmessages endpoint. Pattern bodies are checked
  * (each gets `.check = { ok, seq, seed }`) unless `raw`.
  */
