@@ -9,12 +9,18 @@ use super::{Connection, Sent};
 use crate::snp::congestion::Controller;
 use crate::snp::packet_number;
 use crate::time::Timestamp;
-use crate::wire::control::{ConnectOk, ControlMessage, UdpStats, STATS_ACK_REQUEST_IMMEDIATE};
+use crate::wire::control::{
+    ConnectOk, ControlMessage, UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE,
+};
 use crate::wire::datagram::{DataHeader, MAX_PLAINTEXT_SEND};
 use crate::wire::frames::{encode_ack_delay, StopWaiting};
 
 /// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field).
 const KEEPALIVE_BLOB_MAX: usize = 8;
+
+/// A keepalive's flags: acknowledge end to end, at once. The reference answers a stats blob
+/// at once only with both set (the immediate flag alone gets a delayed ack, if any).
+const KEEPALIVE_FLAGS: u32 = STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE;
 
 impl Connection {
     /// Whether data waits for Nagle, the pacer or the congestion window.
@@ -103,10 +109,10 @@ impl Connection {
         }
         let mut ack_eliciting = written.data;
         // A quiet connection asks the peer for an immediate ack, which proves it is alive
-        // (the reference's keepalive: the ack-request flag in the stats blob).
+        // (the reference's keepalive: the ack-request flags in the stats blob).
         let stats = (keepalive && !ack_eliciting).then(|| {
             UdpStats {
-                flags: Some(STATS_ACK_REQUEST_IMMEDIATE),
+                flags: Some(KEEPALIVE_FLAGS),
                 ..UdpStats::default()
             }
             .encode_to_vec()

@@ -16,6 +16,8 @@
 pub mod challenge;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+#[cfg(test)]
+mod peer_compat_tests;
 pub mod rate_limit;
 #[cfg(test)]
 mod schedule_tests;
