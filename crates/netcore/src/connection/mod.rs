@@ -87,7 +87,7 @@ pub use lanes::{Framing, MAX_LANES};
 use state::{Dialing, State};
 
 pub use lanes::LANES;
-pub use state::ConnectionState;
+pub use state::{ConnectionState, StrayAnswer};
 
 /// A connection that neither sent nor received data for this long, with nothing in flight,
 /// queued or owed, lets go of what it can rebuild (the cipher's key schedules, emptied

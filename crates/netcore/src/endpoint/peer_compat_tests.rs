@@ -1,7 +1,7 @@
 //! What a stock GameNetworkingSockets peer expects of us on the wire, checked between two of
 //! our endpoints on the shared harness (the interop suite checks the same against GNS itself,
-//! `__test__/interop/`): keepalive flags and the clear-text
-//! time-since-previous-packet field.
+//! `__test__/interop/`): keepalive flags, the clear-text
+//! time-since-previous-packet field and the answers of connections that ended.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use prost::Message as _;
 
 use super::*;
-use crate::sim::pair::{Datagram, Direction, EndpointNode, Pair};
+use crate::sim::pair::{Datagram, Direction, EndpointNode, Pair, B};
 use crate::wire::control::{UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE};
 use crate::wire::datagram::{DATA_HEADER_LEN, FLAG_TIME_SINCE_PREV};
 
@@ -20,6 +20,15 @@ fn endpoint_with(seed: u8, cfg: ConnectionConfig) -> Endpoint {
 
 fn endpoint(seed: u8) -> Endpoint {
     endpoint_with(seed, ConnectionConfig::default())
+}
+
+/// Every datagram of a flight going `dir`, decoded as a control message if it is one.
+fn controls(flight: &[Datagram]) -> Vec<ControlMessage> {
+    flight
+        .iter()
+        .filter(|(_, d)| matches!(classify(d), Ok(Lead::Control(_))))
+        .filter_map(|(_, d)| ControlMessage::decode(d).ok())
+        .collect()
 }
 
 /// A tap that records every flight, per direction, and lets a test drop what it chooses.
@@ -132,4 +141,183 @@ fn the_time_since_previous_packet_is_skipped_not_decrypted() {
         assert!(c.is_connected());
         assert_eq!(c.stats().packets_unauthenticated, 0);
     }
+}
+
+// ------------------------------------------------- bug 4: answers of connections that ended
+
+fn short_timeout() -> ConnectionConfig {
+    ConnectionConfig {
+        timeout: Duration::from_secs(2),
+        ..ConnectionConfig::default()
+    }
+}
+
+#[test]
+fn a_local_failure_tells_the_peer_at_once() {
+    // `a` gives up after 2 s of silence, `b` would wait 10 s.
+    let (mut p, ha, hb) = Pair::connected(endpoint_with(5, short_timeout()), endpoint(6));
+    let rec = record(&mut p);
+    rec.borrow_mut().drop_to_a = true;
+    run_for(&mut p, Duration::from_millis(2500));
+    let a = p.a.endpoint.connection(ha).unwrap();
+    assert_eq!(a.state(), ConnectionState::ProblemDetectedLocally);
+    assert_eq!(a.end().unwrap().reason, EndReason::MiscTimeout);
+    let closes: Vec<_> = controls(&rec.borrow().to_b)
+        .into_iter()
+        .filter(|m| matches!(m, ControlMessage::ConnectionClosed(_)))
+        .collect();
+    assert_eq!(closes.len(), 1, "one notice, at the failure: {closes:?}");
+    let b = p.b.endpoint.connection(hb).unwrap();
+    assert_eq!(b.state(), ConnectionState::ClosedByPeer);
+    assert_eq!(b.end().unwrap().reason, EndReason::MiscTimeout);
+    assert!(b.end().unwrap().debug.contains("no reply"), "{:?}", b.end());
+}
+
+#[test]
+fn data_for_a_failed_connection_is_answered_with_its_end_rate_limited() {
+    let (mut p, ha, hb) = Pair::connected(endpoint_with(7, short_timeout()), endpoint(8));
+    let rec = record(&mut p);
+    // Both ways cut: `a` fails, and its notice is lost too.
+    rec.borrow_mut().drop_to_a = true;
+    rec.borrow_mut().drop_to_b = true;
+    run_for(&mut p, Duration::from_millis(2500));
+    assert_eq!(
+        p.a.endpoint.connection(ha).unwrap().state(),
+        ConnectionState::ProblemDetectedLocally
+    );
+    assert!(p.b.endpoint.connection(hb).unwrap().is_connected());
+    // The path heals; `b` (which never heard) sends.
+    rec.borrow_mut().drop_to_a = false;
+    rec.borrow_mut().drop_to_b = false;
+    rec.borrow_mut().to_b.clear();
+    let now = p.now;
+    p.b.endpoint
+        .connection_mut(hb)
+        .unwrap()
+        .send(now, 0, true, true, b"anyone there?")
+        .unwrap();
+    p.round();
+    p.round();
+    let b = p.b.endpoint.connection(hb).unwrap();
+    assert_eq!(b.state(), ConnectionState::ClosedByPeer);
+    assert_eq!(b.end().unwrap().reason, EndReason::MiscTimeout);
+    assert_eq!(p.a.endpoint.stats().answered_closed, 1);
+    // Replays of b's packets at a: no more than one answer per quarter second.
+    let b_data: Vec<Vec<u8>> = rec
+        .borrow()
+        .to_a
+        .iter()
+        .filter(|(_, d)| d[0] & 0x80 != 0)
+        .map(|(_, d)| d.clone())
+        .collect();
+    assert!(!b_data.is_empty());
+    let mut out = Vec::new();
+    for _ in 0..10 {
+        p.a.endpoint.handle_datagram(p.now, B, &b_data[0], &mut out);
+    }
+    let mut answers = 0;
+    p.a.endpoint
+        .poll_transmit(p.now, &mut Vec::new(), |_, _| answers += 1);
+    assert_eq!(answers, 0, "answered less than 250 ms ago");
+    let later = p.now + Duration::from_millis(250);
+    p.a.endpoint.handle_datagram(later, B, &b_data[0], &mut out);
+    let mut sent = Vec::new();
+    p.a.endpoint
+        .poll_transmit(later, &mut Vec::new(), |_, d| sent.push((B, d.to_vec())));
+    match &controls(&sent)[..] {
+        [ControlMessage::ConnectionClosed(c)] => {
+            assert_eq!(c.from_connection_id, Some(ha.id()));
+            assert_eq!(c.to_connection_id, Some(hb.id()));
+            assert_eq!(c.reason_code, Some(5003));
+        }
+        other => panic!("expected one ConnectionClosed, got {other:?}"),
+    }
+}
+
+#[test]
+fn data_for_a_connection_the_peer_closed_is_answered_with_no_connection() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(9), endpoint(10));
+    let rec = record(&mut p);
+    let now = p.now;
+    p.b.endpoint
+        .connection_mut(hb)
+        .unwrap()
+        .send(now, 0, true, true, b"hello")
+        .unwrap();
+    p.round();
+    let old = rec
+        .borrow()
+        .to_a
+        .iter()
+        .find(|(_, d)| d[0] & 0x80 != 0)
+        .map(|(_, d)| d.clone())
+        .expect("b sent a data packet");
+    assert!(p.b.endpoint.close(hb, EndReason::App(1001), "bye"));
+    // The close, then a's acknowledgement of it.
+    p.rounds(2);
+    assert_eq!(
+        p.a.endpoint.connection(ha).unwrap().state(),
+        ConnectionState::ClosedByPeer
+    );
+    // `a` still holds its side; a late packet of b's gets NoConnection with both ids.
+    let mut out = Vec::new();
+    p.a.endpoint.handle_datagram(p.now, B, &old, &mut out);
+    let mut sent = Vec::new();
+    p.a.endpoint
+        .poll_transmit(p.now, &mut Vec::new(), |to, d| sent.push((to, d.to_vec())));
+    match &controls(&sent)[..] {
+        [ControlMessage::NoConnection(n)] => {
+            assert_eq!(n.from_connection_id, Some(ha.id()));
+            assert_eq!(n.to_connection_id, Some(hb.id()));
+        }
+        other => panic!("expected one NoConnection, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_connection_we_closed_answers_for_fin_wait_with_the_reason() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(11), endpoint(12));
+    let rec = record(&mut p);
+    // Our close is lost on the way: b still thinks it is connected.
+    rec.borrow_mut().drop_to_b = true;
+    assert!(p.a.endpoint.close(ha, EndReason::App(1234), "gone fishing"));
+    p.round();
+    assert!(p.a.endpoint.connection(ha).is_none(), "forgotten at once");
+    assert_eq!(p.a.endpoint.closed_count(), 1);
+    rec.borrow_mut().drop_to_b = false;
+    let now = p.now;
+    p.b.endpoint
+        .connection_mut(hb)
+        .unwrap()
+        .send(now, 0, true, true, b"still there?")
+        .unwrap();
+    p.round();
+    p.round();
+    let b = p.b.endpoint.connection(hb).unwrap();
+    assert_eq!(b.state(), ConnectionState::ClosedByPeer);
+    assert_eq!(b.closed_by_peer(), Some(EndReason::App(1234)));
+    assert_eq!(b.end().unwrap().debug, "gone fishing");
+    // After FinWait the record is gone: an unknown id gets the plain NoConnection.
+    let later = p.now + FIN_WAIT;
+    p.a.endpoint.handle_timeout(later);
+    assert_eq!(p.a.endpoint.closed_count(), 0);
+}
+
+#[test]
+fn a_peer_close_is_acknowledged_with_no_connection() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(13), endpoint(14));
+    let rec = record(&mut p);
+    assert!(p.a.endpoint.close(ha, EndReason::App(1001), "bye"));
+    p.round();
+    match &controls(&rec.borrow().to_a)[..] {
+        [ControlMessage::NoConnection(n)] => {
+            // The ids echoed, as the reference: from the closed-to side, to the closer.
+            assert_eq!(n.from_connection_id, Some(hb.id()));
+            assert_eq!(n.to_connection_id, Some(ha.id()));
+        }
+        other => panic!("expected one NoConnection, got {other:?}"),
+    }
+    // The acknowledgement changes nothing at `a`, and is not answered.
+    p.rounds(2);
+    assert_eq!(controls(&rec.borrow().to_b).len(), 1);
 }
