@@ -34,6 +34,7 @@
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
 //! | rate and quality figures | [`rates`] |
+//! | quality reports to and from the peer (stats blob) | [`quality`] |
 //!
 //! # Methods
 //!
@@ -55,6 +56,7 @@ pub mod handshake;
 pub mod lanes;
 pub mod packet_builder;
 pub mod packet_keys;
+pub mod quality;
 pub mod rates;
 pub mod state;
 pub mod timers;
@@ -235,6 +237,8 @@ pub struct Connection {
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
     meter: rates::RateMeter,
+    /// Quality reports: when ours go, what the peer's said.
+    reports: quality::QualityReports,
     // Sending.
     next_pn: u64,
     send: SendLanes,
@@ -358,6 +362,7 @@ impl Connection {
             unacked_received: 0,
             last_keepalive: None,
             meter: rates::RateMeter::new(now),
+            reports: quality::QualityReports::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,
             send: SendLanes::new(cfg.framing),
@@ -609,6 +614,7 @@ mod size_tests {
             ("Cubic", size_of::<Cubic>()),
             ("Pacer", size_of::<Pacer>()),
             ("RateMeter", size_of::<rates::RateMeter>()),
+            ("QualityReports", size_of::<quality::QualityReports>()),
             ("ConnectionStats", size_of::<ConnectionStats>()),
             ("ConnectionConfig", size_of::<ConnectionConfig>()),
         ];

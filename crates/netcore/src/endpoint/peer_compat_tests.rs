@@ -1,7 +1,8 @@
 //! What a stock GameNetworkingSockets peer expects of us on the wire, checked between two of
 //! our endpoints on the shared harness (the interop suite checks the same against GNS itself,
 //! `__test__/interop/`): keepalive flags, the clear-text
-//! time-since-previous-packet field and the answers of connections that ended.
+//! time-since-previous-packet field, the answers of connections that ended and the quality
+//! reports.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use prost::Message as _;
 
 use super::*;
+use crate::connection::quality::{INSTANTANEOUS_DUE, INSTANTANEOUS_READY, LIFETIME_DUE};
 use crate::sim::pair::{Datagram, Direction, EndpointNode, Pair, B};
 use crate::wire::control::{UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE};
 use crate::wire::datagram::{DATA_HEADER_LEN, FLAG_TIME_SINCE_PREV};
@@ -320,4 +322,139 @@ fn a_peer_close_is_acknowledged_with_no_connection() {
     // The acknowledgement changes nothing at `a`, and is not answered.
     p.rounds(2);
     assert_eq!(controls(&rec.borrow().to_b).len(), 1);
+}
+
+// ------------------------------------------------------------ bug 5: quality reports
+
+/// Both sides send a small reliable message every 100 ms for `d`.
+fn traffic(
+    p: &mut Pair<EndpointNode, EndpointNode>,
+    ha: ConnectionHandle,
+    hb: ConnectionHandle,
+    d: Duration,
+) {
+    let end = p.now + d;
+    while p.now < end {
+        let now = p.now;
+        for (e, h) in [(&mut p.a.endpoint, ha), (&mut p.b.endpoint, hb)] {
+            if let Some(c) = e.connection_mut(h) {
+                let _ = c.send(now, 0, true, false, &[1; 200]);
+            }
+        }
+        for _ in 0..10 {
+            p.advance(Duration::from_millis(10));
+        }
+        p.a.take_received();
+        p.b.take_received();
+    }
+}
+
+/// The quality reports in a flight: (index of the datagram, the report).
+fn reports(flight: &[Datagram]) -> Vec<(usize, UdpStats)> {
+    flight
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, d))| {
+            let blob = DataHeader::decode(d).ok()?.0.stats?;
+            let s = UdpStats::decode(blob).ok()?;
+            s.stats.is_some().then_some((i, s))
+        })
+        .collect()
+}
+
+#[test]
+fn quality_reports_go_on_the_reference_schedule_and_set_the_remote_quality() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(15), endpoint(16));
+    let start = p.now;
+    let rec = record(&mut p);
+    // One in ten of a's data packets is lost on the way to b.
+    let lost = Rc::new(RefCell::new(0u32));
+    let l = lost.clone();
+    let mut inner = p.tap.take().unwrap();
+    p.tap = Some(Box::new(move |dir, flight: &mut Vec<Datagram>| {
+        inner(dir, flight);
+        if dir == Direction::AtoB {
+            flight.retain(|(_, d)| {
+                let mut n = l.borrow_mut();
+                *n += u32::from(d[0] & 0x80 != 0);
+                *n % 10 != 0 || d[0] & 0x80 == 0
+            });
+        }
+    }));
+    traffic(&mut p, ha, hb, INSTANTANEOUS_READY - Duration::from_secs(1));
+    assert!(
+        reports(&rec.borrow().to_b).is_empty(),
+        "no report before 20 s"
+    );
+    assert!(p.a.endpoint.connection(ha).unwrap().peer_report().is_none());
+    traffic(
+        &mut p,
+        ha,
+        hb,
+        INSTANTANEOUS_DUE - INSTANTANEOUS_READY + Duration::from_secs(2),
+    );
+    for (dir, flight) in [("a->b", &rec.borrow().to_b), ("b->a", &rec.borrow().to_a)] {
+        let got = reports(flight);
+        assert!(!got.is_empty(), "{dir}: a report between 20 and 30 s");
+        let s = got[0].1.stats.as_ref().unwrap();
+        let i = s.instantaneous.as_ref().expect("instantaneous figures");
+        assert!(
+            i.ping_ms.is_some() && i.packets_dropped_pct.is_some(),
+            "{i:?}"
+        );
+        assert!(s.lifetime.is_none(), "lifetime counters wait for 120 s");
+        // Acknowledged, so it is not repeated within the period.
+        assert_eq!(got.len(), 1, "{dir}: one report per period");
+    }
+    // b measured a's losses and told a, whose remote quality is what b reported.
+    let a = p.a.endpoint.connection(ha).unwrap();
+    let report = a.peer_report().expect("b's report reached a");
+    let (_, inst) = report.instantaneous.as_ref().unwrap();
+    let dropped = inst.packets_dropped_pct.unwrap();
+    assert!(
+        (5..=15).contains(&dropped),
+        "b saw {dropped} % of a's packets dropped"
+    );
+    let q = report.quality().unwrap();
+    assert!((a.rates().quality_remote - q).abs() < 1e-6);
+    let b = p.b.endpoint.connection(hb).unwrap();
+    assert!(b.peer_report().is_some(), "a's report reached b");
+    assert!(b.rates().quality_remote > 0.95, "b's packets all reached a");
+    // Lifetime counters by 140 s.
+    let left = LIFETIME_DUE - p.now.saturating_since(start) + Duration::from_secs(2);
+    traffic(&mut p, ha, hb, left);
+    let a = p.a.endpoint.connection(ha).unwrap();
+    let (_, life) = a
+        .peer_report()
+        .unwrap()
+        .lifetime
+        .expect("b's lifetime counters");
+    let b = p.b.endpoint.connection(hb).unwrap();
+    assert!(life.packets_recv_dropped > 0);
+    assert!(life.packets_sent > 1000 && life.packets_sent <= b.stats().packets_sent);
+    // Reports never push a datagram past the MTU.
+    let mtu = ConnectionConfig::default().mtu;
+    assert!(rec.borrow().to_b.iter().all(|(_, d)| d.len() <= mtu));
+}
+
+#[test]
+fn a_full_data_packet_with_a_report_stays_within_the_mtu() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(17), endpoint(18));
+    let rec = record(&mut p);
+    traffic(&mut p, ha, hb, INSTANTANEOUS_READY);
+    // Bulk from a while the report is ready: it rides on a full packet.
+    for _ in 0..200 {
+        let now = p.now;
+        let c = p.a.endpoint.connection_mut(ha).unwrap();
+        let _ = c.send(now, 0, true, false, &[9; 4000]);
+        p.advance(Duration::from_millis(10));
+    }
+    let mtu = ConnectionConfig::default().mtu;
+    let flight = rec.borrow();
+    let got = reports(&flight.to_b);
+    assert!(!got.is_empty());
+    for (i, _) in got {
+        assert!(flight.to_b[i].1.len() <= mtu);
+    }
+    assert!(flight.to_b.iter().all(|(_, d)| d.len() <= mtu));
 }
