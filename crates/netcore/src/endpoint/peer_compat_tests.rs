@@ -1,8 +1,7 @@
 //! What a stock GameNetworkingSockets peer expects of us on the wire, checked between two of
 //! our endpoints on the shared harness (the interop suite checks the same against GNS itself,
-//! `__test__/interop/`): keepalive flags, the clear-text
-//! time-since-previous-packet field, the answers of connections that ended and the quality
-//! reports.
+//! `__test__/interop/`): keepalive flags, the clear-text time-since-previous-packet field,
+//! the answers of connections that ended, the quality reports, and the peer's close reason.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -11,8 +10,11 @@ use std::time::Duration;
 use prost::Message as _;
 
 use super::*;
+use crate::config::Config;
 use crate::connection::quality::{INSTANTANEOUS_DUE, INSTANTANEOUS_READY, LIFETIME_DUE};
-use crate::sim::pair::{Datagram, Direction, EndpointNode, Pair, B};
+use crate::eresult::{send_flags, EResult};
+use crate::messages::{Event, Messages};
+use crate::sim::pair::{Datagram, Direction, EndpointNode, Pair, A, B};
 use crate::wire::control::{UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE};
 use crate::wire::datagram::{DATA_HEADER_LEN, FLAG_TIME_SINCE_PREV};
 
@@ -457,4 +459,36 @@ fn a_full_data_packet_with_a_report_stays_within_the_mtu() {
         assert!(flight.to_b[i].1.len() <= mtu);
     }
     assert!(flight.to_b.iter().all(|(_, d)| d.len() <= mtu));
+}
+
+// -------------------------------------------- bug 8: the peer's close reason and debug text
+
+#[test]
+fn the_peers_close_reason_and_text_reach_session_info() {
+    let ip = |a| Identity::Ip(a);
+    let mut p = Pair::new(
+        Messages::new(Config::default(), EndpointSetup::for_tests(19)),
+        Messages::new(Config::default(), EndpointSetup::for_tests(20)),
+    );
+    let t = p.now;
+    assert_eq!(
+        p.a.send(t, &ip(B), None, b"hi", send_flags::RELIABLE, 0),
+        EResult::Ok
+    );
+    p.now += Duration::from_millis(10);
+    p.rounds(10);
+    assert!(p.b.accept(&ip(A)));
+    assert!(p.b.close_session(&ip(A)));
+    p.rounds(2);
+    let info = p.a.session_info(&ip(B)).expect("a keeps the session");
+    assert_eq!(info.state, ConnectionState::ClosedByPeer);
+    let end = info.end.expect("with the peer's end");
+    assert_eq!(end.reason.code(), 1001);
+    assert_eq!(end.debug, "session closed");
+    while let Some(e) = p.a.poll_event() {
+        assert!(
+            !matches!(e, Event::SessionFailed { .. }),
+            "a polite close is no failure"
+        );
+    }
 }
