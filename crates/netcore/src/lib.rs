@@ -18,6 +18,7 @@ pub mod endpoint;
 pub mod eresult;
 pub mod identity;
 pub mod messages;
+pub mod p2p;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod snp;
