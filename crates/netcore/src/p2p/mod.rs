@@ -5,12 +5,14 @@
 //! - [`stun`]: RFC 8489 codec, credentials, retransmission, binding client.
 //! - [`turn`]: RFC 8656 client: one allocation shared by every session of an endpoint, with a
 //!   permission and a channel per peer.
+//! - [`rendezvous`]: GNS's `CMsgSteamNetworkingP2PRendezvous`, the signaling payload.
 //! - [`demux`]: tells STUN, TURN ChannelData and GNS datagrams apart on one socket.
 //!
 //! Nothing here is wired into sessions yet: `docs/P2P.md` says what the endpoint and driver
 //! must still do.
 
 pub mod demux;
+pub mod rendezvous;
 pub mod stun;
 pub mod turn;
 
