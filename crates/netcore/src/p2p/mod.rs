@@ -5,6 +5,8 @@
 //! - [`stun`]: RFC 8489 codec, credentials, retransmission, binding client.
 //! - [`turn`]: RFC 8656 client: one allocation shared by every session of an endpoint, with a
 //!   permission and a channel per peer.
+//! - [`ice`]: RFC 8445 agent (candidates, pairs, checks, nomination, consent) as GNS's native
+//!   ICE client does it.
 //! - [`rendezvous`]: GNS's `CMsgSteamNetworkingP2PRendezvous`, the signaling payload.
 //! - [`demux`]: tells STUN, TURN ChannelData and GNS datagrams apart on one socket.
 //!
@@ -12,10 +14,13 @@
 //! must still do.
 
 pub mod demux;
+#[doc(hidden)]
+#[cfg(any(test, fuzzing))]
+pub mod fuzz_checks;
+pub mod ice;
 pub mod rendezvous;
 pub mod stun;
 pub mod turn;
-
 
 use std::net::SocketAddr;
 

@@ -173,6 +173,11 @@ impl<'a> Message<'a> {
         if buf.len() < HEADER_LEN {
             return Err(StunError::TooShort);
         }
+        // RFC 7983: STUN's first byte is 0..=3 (methods below 0x80, all that are defined);
+        // the demultiplexer relies on it, so the decoder agrees.
+        if buf[0] > 3 {
+            return Err(StunError::NotStun);
+        }
         let typ = u16::from_be_bytes([buf[0], buf[1]]);
         let typ = MessageType::from_u16(typ).ok_or(StunError::NotStun)?;
         if buf[4..8] != MAGIC_COOKIE.to_be_bytes() {
