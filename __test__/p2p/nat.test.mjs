@@ -1,0 +1,155 @@
+// The network-namespace test bed, proven: from behind each NAT type our STUN binding client
+// (netcore, through the p2p_probe) sees the mapping the NAT gives; cone NATs hole-punch with
+// plain UDP and symmetric against symmetric (or port-restricted) cannot; and netcore's TURN
+// client relays between two symmetric NATs through coturn, the fallback that motivates TURN.
+//
+// Needs root, iproute2, iptables and coturn; skips (saying why) otherwise. Run with
+// `npm run test:p2p`.
+import test from 'ava';
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Internet, cleanupLeftovers, netnsUnavailable } from './netns.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const probePath = join(root, 'target', 'debug', 'examples', 'p2p_probe');
+
+function unavailable() {
+  const why = netnsUnavailable();
+  if (why) return why;
+  try {
+    execFileSync('turnserver', ['--help'], { stdio: 'ignore' });
+  } catch (e) {
+    if (e.code === 'ENOENT') return 'turnserver (coturn) is not installed: apt-get install coturn';
+  }
+  if (!existsSync(probePath)) return `${probePath} is missing: cargo build -p netdriver --example p2p_probe`;
+  return null;
+}
+
+const skip = unavailable();
+if (skip) {
+  test('network-namespace NAT test bed', (t) => {
+    t.log(`SKIP: ${skip}`);
+    t.pass();
+  });
+} else {
+  const left = cleanupLeftovers();
+  const net = new Internet();
+  const ROUTERS = {
+    full: 'full-cone',
+    addr: 'address-restricted',
+    port: 'port-restricted',
+    port2: 'port-restricted',
+    sym: 'symmetric',
+    sym2: 'symmetric',
+  };
+  const probes = new Map();
+  const STUN1 = '203.0.113.1:3478';
+  const STUN2 = '203.0.113.2:3478';
+
+  test.before(async (t) => {
+    if (left.length) t.log(`removed leftovers: ${left.join(', ')}`);
+    const start = Date.now();
+    net.up();
+    await net.startCoturn({ alice: 'secret', bob: 'hunter2' });
+    for (const [name, type] of Object.entries(ROUTERS)) {
+      net.addRouter(`r-${name}`, type);
+      net.addHost(`h-${name}`, `r-${name}`);
+    }
+    net.addPublicHost('h-public');
+    for (const [name, host] of net.hosts) {
+      const p = net.probe(host, probePath);
+      const b = await p.cmd('bind 0.0.0.0:40000');
+      if (!b.ok) throw new Error(`${name}: ${b.text}`);
+      probes.set(name.slice(2), { probe: p, host });
+    }
+    t.log(`test bed up in ${Date.now() - start} ms: ${net.namespaces.length} namespaces`);
+  });
+
+  test.after.always((t) => {
+    for (const { probe } of probes.values()) probe.close();
+    net.down();
+    t.deepEqual(net.remaining(), [], 'every namespace removed');
+  });
+
+  const mapping = async (name) => {
+    const { probe } = probes.get(name);
+    const a = await probe.cmd(`stun ${STUN1}`);
+    const b = await probe.cmd(`stun ${STUN2}`);
+    return { a, b };
+  };
+
+  test.serial('our STUN client sees the mapping each NAT type gives', async (t) => {
+    const pub = await mapping('public');
+    t.true(pub.a.ok, pub.a.text);
+    t.is(pub.a.mapped, `${probes.get('public').host.ip}:40000`, 'no NAT: mapped is the host address');
+    for (const name of ['full', 'addr', 'port', 'sym']) {
+      const r = net.routers.get(`r-${name}`);
+      const { a, b } = await mapping(name);
+      t.true(a.ok && b.ok, `${name}: ${a.text} / ${b.text}`);
+      const [ipA, portA] = a.mapped.split(':');
+      const [ipB, portB] = b.mapped.split(':');
+      t.is(ipA, r.wanIp, `${name}: mapped to the router's WAN address`);
+      t.is(ipB, r.wanIp);
+      if (name === 'sym') {
+        t.not(portA, portB, 'symmetric NAT: a different mapping per destination');
+      } else {
+        t.is(portA, portB, `${name}: endpoint-independent mapping`);
+        t.is(portA, '40000', `${name}: source port preserved`);
+      }
+      t.log(`${r.type.padEnd(18)} ${STUN1} sees ${a.mapped} (rtt ${a.rtt_us} us), ${STUN2} sees ${b.mapped}`);
+    }
+  });
+
+  // Both sides learn their mapping from STUN1, then send to each other's at the same time.
+  const punch = async (x, y) => {
+    const px = probes.get(x).probe;
+    const py = probes.get(y).probe;
+    const mx = (await px.cmd(`stun ${STUN1}`)).mapped;
+    const my = (await py.cmd(`stun ${STUN1}`)).mapped;
+    const [rx, ry] = await Promise.all([px.cmd(`punch ${my} 1500`), py.cmd(`punch ${mx} 1500`)]);
+    return { ok: Number(rx.received) > 0 && Number(ry.received) > 0, rx, ry };
+  };
+
+  const expectations = [
+    ['full', 'port', true],
+    ['addr', 'port', true],
+    ['port', 'port2', true],
+    ['full', 'sym', true],
+    ['addr', 'sym', true],
+    ['port', 'sym', false],
+    ['sym', 'sym2', false],
+  ];
+  test.serial('cone NATs hole-punch with plain UDP, symmetric against symmetric cannot', async (t) => {
+    for (const [x, y, want] of expectations) {
+      const start = Date.now();
+      const r = await punch(x, y);
+      t.log(`${x.padEnd(5)} <-> ${y.padEnd(5)} ${r.ok ? 'punched' : 'blocked'} (${x} got ${r.rx.received} from ${r.rx.from}, ${y} got ${r.ry.received} from ${r.ry.from}; ${Date.now() - start} ms)`);
+      t.is(r.ok, want, `${x} <-> ${y}`);
+    }
+  });
+
+  test.serial('TURN relays between two symmetric NATs where punching fails', async (t) => {
+    const a = probes.get('sym').probe;
+    const b = probes.get('sym2').probe;
+    const start = Date.now();
+    const alloc = await a.cmd(`turn ${STUN1} alice secret`);
+    t.true(alloc.ok, alloc.text);
+    t.log(`allocated ${alloc.relayed} (mapped ${alloc.mapped}) in ${Date.now() - start} ms through a symmetric NAT`);
+    // Permissions are per IP: b's router's WAN address, whatever port its NAT picks.
+    const bWan = net.routers.get('r-sym2').wanIp;
+    const perm = await a.cmd(`permit ${bWan}`);
+    t.true(perm.ok, perm.text);
+    const [echo, ping] = await Promise.all([a.cmd('relay-echo 3000'), b.cmd(`ping ${alloc.relayed} 2500`)]);
+    t.is(ping.answered, '1', 'b reached a through the relay and got the echo');
+    t.true(Number(echo.echoed) >= 1);
+    t.is(echo.from.split(':')[0], bWan);
+    t.log(`relayed round trip in ${Number(ping.after_us) / 1000} ms; a echoed ${echo.echoed} datagrams from ${echo.from}`);
+
+    const wrong = await b.cmd(`turn ${STUN1} bob wrong-password`);
+    t.false(wrong.ok);
+    t.regex(wrong.text, /wrong username or password/);
+  });
+}
