@@ -161,8 +161,7 @@ impl Probe {
                 let now = self.now();
                 let sock = self.sock.as_ref().ok_or("bind first")?;
                 let turn = self.turn.as_mut().ok_or("no turn allocation")?;
-                if let TurnInput::Data { peer, payload } = turn.handle_input(now, from, &buf[..n])
-                {
+                if let TurnInput::Data { peer, payload } = turn.handle_input(now, from, &buf[..n]) {
                     let payload = payload.to_vec();
                     on_data(turn, sock, peer, &payload);
                 }
