@@ -58,6 +58,7 @@ if (skip) {
       net.addRouter(`r-${name}`, type);
       net.addHost(`h-${name}`, `r-${name}`);
     }
+    net.addHost('h-lan2', 'r-port');
     net.addPublicHost('h-public');
     for (const [name, host] of net.hosts) {
       const p = net.probe(host, probePath);
@@ -151,5 +152,49 @@ if (skip) {
     const wrong = await b.cmd(`turn ${STUN1} bob wrong-password`);
     t.false(wrong.ok);
     t.regex(wrong.text, /wrong username or password/);
+  });
+
+  // Each side gathers on a fresh socket (host, STUN and a TURN allocation on coturn), they
+  // swap candidates and credentials (what signaling will carry), and run ICE.
+  let port = 41000;
+  const ice = async (ctl, ctd) => {
+    const sides = [ctl, ctd].map((name, i) => ({ name, probe: probes.get(name).probe, host: probes.get(name).host, ufrag: `U${i}${port % 1000}`.padEnd(5, 'x'), pwd: `pw-${name}-${port}-0123456789abcdef` }));
+    port++;
+    const gathered = await Promise.all(sides.map(async (s) => {
+      const b = await s.probe.cmd(`bind 0.0.0.0:${port}`);
+      if (!b.ok) throw new Error(b.text);
+      const g = await s.probe.cmd(`gather ${s.host.ip}/24 ${STUN1} ${STUN1} alice secret`);
+      if (!g.ok) throw new Error(`${s.name}: ${g.text}`);
+      return g;
+    }));
+    const [a, b] = sides;
+    const start = Date.now();
+    const [ra, rb] = await Promise.all([
+      a.probe.cmd(`ice controlling ${a.ufrag} ${a.pwd} ${b.ufrag} ${b.pwd} 6000 ${gathered[1].candidates}`),
+      b.probe.cmd(`ice controlled ${b.ufrag} ${b.pwd} ${a.ufrag} ${a.pwd} 6000 ${gathered[0].candidates}`),
+    ]);
+    const cands = (g) => Buffer.from(g.candidates, 'hex').toString().split('\n').map((l) => l.split(' ')[7]).join('+');
+    return { ra, rb, wall: Date.now() - start, kinds: gathered.map(cands) };
+  };
+
+  const iceScenarios = [
+    ['port', 'lan2', 'ProbablyLocal'],
+    ['public', 'sym', 'Udp'],
+    ['full', 'sym', 'Udp'],
+    ['port', 'port2', 'Udp'],
+    ['addr', 'port', 'Udp'],
+    ['port', 'sym', 'Relayed'],
+    ['sym', 'sym2', 'Relayed'],
+  ];
+  test.serial('ICE picks the direct path where one exists and the TURN relay where not, both ways', async (t) => {
+    for (const [x, y, want] of iceScenarios) {
+      for (const [ctl, ctd] of [[x, y], [y, x]]) {
+        const r = await ice(ctl, ctd);
+        t.true(r.ra.ok && r.rb.ok, `${ctl} -> ${ctd}: ${r.ra.text} / ${r.rb.text}`);
+        t.is(r.ra.route, want, `${ctl} (controlling) -> ${ctd}: ${r.ra.text}`);
+        t.is(r.rb.route, want, `${ctd} (controlled) <- ${ctl}: ${r.rb.text}`);
+        t.log(`${ctl.padEnd(6)} -> ${ctd.padEnd(6)} ${String(r.ra.route).padEnd(13)} via ${r.ra.via}/${r.rb.via}, selected after ${r.ra.after_ms} / ${r.rb.after_ms} ms (candidates ${r.kinds.join(' | ')})`);
+      }
+    }
   });
 }
