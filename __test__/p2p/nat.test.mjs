@@ -48,6 +48,7 @@ if (skip) {
   const probes = new Map();
   const STUN1 = '203.0.113.1:3478';
   const STUN2 = '203.0.113.2:3478';
+  const STUN6 = '[2001:db8::1]:3478';
 
   test.before(async (t) => {
     if (left.length) t.log(`removed leftovers: ${left.join(', ')}`);
@@ -60,6 +61,7 @@ if (skip) {
     }
     net.addHost('h-lan2', 'r-port');
     net.addPublicHost('h-public');
+    net.addPublicHost('h-public2');
     for (const [name, host] of net.hosts) {
       const p = net.probe(host, probePath);
       const b = await p.cmd('bind 0.0.0.0:40000');
@@ -157,13 +159,14 @@ if (skip) {
   // Each side gathers on a fresh socket (host, STUN and a TURN allocation on coturn), they
   // swap candidates and credentials (what signaling will carry), and run ICE.
   let port = 41000;
-  const ice = async (ctl, ctd) => {
+  const ice = async (ctl, ctd, v6 = false) => {
     const sides = [ctl, ctd].map((name, i) => ({ name, probe: probes.get(name).probe, host: probes.get(name).host, ufrag: `U${i}${port % 1000}`.padEnd(5, 'x'), pwd: `pw-${name}-${port}-0123456789abcdef` }));
     port++;
     const gathered = await Promise.all(sides.map(async (s) => {
-      const b = await s.probe.cmd(`bind 0.0.0.0:${port}`);
+      const b = await s.probe.cmd(v6 ? `bind [${s.host.ip6}]:${port}` : `bind 0.0.0.0:${port}`);
       if (!b.ok) throw new Error(b.text);
-      const g = await s.probe.cmd(`gather ${s.host.ip}/24 ${STUN1} ${STUN1} alice secret`);
+      const server = v6 ? STUN6 : STUN1;
+      const g = await s.probe.cmd(v6 ? `gather ${s.host.ip6}/64 ${server} ${server} alice secret` : `gather ${s.host.ip}/24 ${server} ${server} alice secret`);
       if (!g.ok) throw new Error(`${s.name}: ${g.text}`);
       return g;
     }));
@@ -195,6 +198,22 @@ if (skip) {
         t.is(r.rb.route, want, `${ctd} (controlled) <- ${ctl}: ${r.rb.text}`);
         t.log(`${ctl.padEnd(6)} -> ${ctd.padEnd(6)} ${String(r.ra.route).padEnd(13)} via ${r.ra.via}/${r.rb.via}, selected after ${r.ra.after_ms} / ${r.rb.after_ms} ms (candidates ${r.kinds.join(' | ')})`);
       }
+    }
+  });
+
+  test.serial('IPv6: STUN sees the public address, ICE connects two IPv6 hosts, TURN allocates over IPv6', async (t) => {
+    const p = probes.get('public2');
+    const b = await p.probe.cmd(`bind [${p.host.ip6}]:40006`);
+    t.true(b.ok, b.text);
+    const m = await p.probe.cmd(`stun ${STUN6}`);
+    t.is(m.mapped, `[${p.host.ip6}]:40006`, m.text);
+    for (const [ctl, ctd] of [['public', 'public2'], ['public2', 'public']]) {
+      const r = await ice(ctl, ctd, true);
+      t.true(r.ra.ok && r.rb.ok, `${r.ra.text} / ${r.rb.text}`);
+      t.is(r.ra.route, 'Udp');
+      t.regex(r.ra.remote, /^\[2001:db8::/);
+      t.true(r.kinds.every((k) => k.includes('relay')), `an IPv6 relayed candidate on both sides: ${r.kinds}`);
+      t.log(`${ctl} -> ${ctd} over IPv6: ${r.ra.route} to ${r.ra.remote}, selected after ${r.ra.after_ms} / ${r.rb.after_ms} ms (candidates ${r.kinds.join(' | ')})`);
     }
   });
 }

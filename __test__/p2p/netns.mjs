@@ -1,8 +1,9 @@
 // A small internet made of Linux network namespaces, for the P2P tests.
 //
-//   pub (bridge "inet", 203.0.113.0/24): the public network. Its own namespace holds the
-//   servers (203.0.113.1 and .2: coturn for STUN/TURN, later the signaling server); public
-//   hosts and the NAT routers' WAN sides plug into its bridge.
+//   pub (bridge "inet", 203.0.113.0/24 and 2001:db8::/64): the public network. Its own
+//   namespace holds the servers (203.0.113.1, .2 and 2001:db8::1: coturn for STUN/TURN, later
+//   the signaling server); public hosts (IPv4 and IPv6) and the NAT routers' WAN sides plug
+//   into its bridge.
 //
 //   router <name>: WAN 203.0.113.(10+i) on the bridge, LAN bridge 10.i.0.1/24 with hosts
 //   10.i.0.2, .3, ... behind it; the NAT type is made with iptables:
@@ -165,6 +166,8 @@ export class Internet {
     run('ip', ['-n', this.pub, 'link', 'set', 'inet', 'up']);
     run('ip', ['-n', this.pub, 'addr', 'add', '203.0.113.1/24', 'dev', 'inet']);
     run('ip', ['-n', this.pub, 'addr', 'add', '203.0.113.2/24', 'dev', 'inet']);
+    // IPv6 on the same bridge (no NAT66: public hosts only). nodad: usable at once.
+    run('ip', ['-n', this.pub, 'addr', 'add', '2001:db8::1/64', 'dev', 'inet', 'nodad']);
     return this;
   }
 
@@ -181,9 +184,12 @@ export class Internet {
   /** A host directly on the public network. */
   addPublicHost(short) {
     const ns = this.addNamespace(short);
-    const ip = `203.0.113.${this.nextPublic++}`;
+    const n = this.nextPublic++;
+    const ip = `203.0.113.${n}`;
+    const ip6 = `2001:db8::${n}`;
     this.plugIntoInternet(ns, 'eth0', `${ip}/24`);
-    const host = { name: short, ns, ip, router: null };
+    run('ip', ['-n', ns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+    const host = { name: short, ns, ip, ip6, router: null };
     this.hosts.set(short, host);
     return host;
   }
@@ -276,18 +282,19 @@ export class Internet {
   }
 
   /**
-   * coturn in the pub namespace on 203.0.113.1 and .2 port 3478 (STUN on both, TURN relaying
-   * from .1), long-term credentials for `users` ({ name: password }). Resolves when it answers.
+   * coturn in the pub namespace on 203.0.113.1, .2 and 2001:db8::1 port 3478 (STUN on all,
+   * TURN relaying from 203.0.113.1 and 2001:db8::1), long-term credentials for `users` ({ name: password }). Resolves when it answers.
    */
   async startCoturn(users, extra = []) {
     const dir = `/tmp/${this.tag}-coturn`;
     run('mkdir', ['-p', dir]);
     const args = ['-n', '--no-tls', '--no-dtls', '--no-cli', '--no-tcp-relay', '--fingerprint',
-      '--listening-ip', '203.0.113.1', '--listening-ip', '203.0.113.2', '--listening-port', '3478',
-      '--relay-ip', '203.0.113.1', '--lt-cred-mech', '--realm', 'netmessages.test',
+      '--listening-ip', '203.0.113.1', '--listening-ip', '203.0.113.2', '--listening-ip', '2001:db8::1',
+      '--listening-port', '3478', '--relay-ip', '203.0.113.1', '--relay-ip', '2001:db8::1', '--lt-cred-mech', '--realm', 'netmessages.test',
       `--userdb=${dir}/turndb`, `--pidfile=${dir}/pid`, '--log-file', 'stdout', '--simple-log',
       // The test bed's addresses are documentation and private ranges; coturn may relay to them.
       '--allowed-peer-ip', '10.0.0.0-10.255.255.255', '--allowed-peer-ip', '203.0.113.0-203.0.113.255',
+      '--allowed-peer-ip', '2001:db8::-2001:db8::ffff',
       ...Object.entries(users).flatMap(([u, p]) => ['--user', `${u}:${p}`]), ...extra];
     const child = this.spawn(this.pub, 'turnserver', args);
     let log = '';
@@ -299,7 +306,7 @@ export class Internet {
     const deadline = Date.now() + 10000;
     while (Date.now() < deadline) {
       const ss = tryRun('ip', ['netns', 'exec', this.pub, 'ss', '-uln']) ?? '';
-      if (ss.includes('203.0.113.1:3478') && ss.includes('203.0.113.2:3478')) return child;
+      if (ss.includes('203.0.113.1:3478') && ss.includes('203.0.113.2:3478') && ss.includes('[2001:db8::1]:3478')) return child;
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`coturn did not start: ${log}`);

@@ -173,7 +173,13 @@ impl Gatherer {
 
     fn start_turn(&mut self, now: Timestamp) {
         match self.cfg.turn_servers.get(self.turn_index) {
-            Some(c) => self.turn = Some(TurnClient::new(c.clone(), now)),
+            Some(c) => {
+                let mut c = c.clone();
+                // A relayed address of the family we reach the server with, unless the
+                // caller chose (the server's default would be IPv4 even over IPv6).
+                c.relay_ipv6.get_or_insert(c.server.is_ipv6());
+                self.turn = Some(TurnClient::new(c, now));
+            }
             None => {
                 self.turn = None;
                 self.turn_done = true;
@@ -338,7 +344,8 @@ impl Gatherer {
                         if let Some(m) = mapped {
                             self.add_reflexive(m, server);
                         }
-                        if let Some((base, _)) = self.base(relayed.is_ipv4()) {
+                        // The base is the host address we reach the server from.
+                        if let Some((base, _)) = self.base(server.is_ipv4()) {
                             let c = Candidate::new(
                                 CandidateKind::Relayed,
                                 relayed,

@@ -59,6 +59,10 @@ pub struct TurnConfig {
     pub lifetime: Option<Duration>,
     /// Most peers (permissions, and channels) at once: a bound on state and server load.
     pub max_peers: usize,
+    /// Relayed address family to ask for (REQUESTED-ADDRESS-FAMILY, RFC 8656 7.1): `Some(true)`
+    /// IPv6, `Some(false)` IPv4; `None` takes the server's default, which RFC 8656 says is IPv4
+    /// even for a client that reaches the server over IPv6.
+    pub relay_ipv6: Option<bool>,
 }
 
 impl TurnConfig {
@@ -72,6 +76,7 @@ impl TurnConfig {
             software: None,
             lifetime: None,
             max_peers: 1024,
+            relay_ipv6: None,
         }
     }
 }
@@ -526,6 +531,12 @@ impl TurnClient {
         match request {
             Request::Allocate => {
                 b.add(attr::REQUESTED_TRANSPORT, &attr::TRANSPORT_UDP);
+                if let Some(v6) = self.config.relay_ipv6 {
+                    b.add(
+                        attr::REQUESTED_ADDRESS_FAMILY,
+                        &[if v6 { 2 } else { 1 }, 0, 0, 0],
+                    );
+                }
                 if let Some(l) = self.config.lifetime {
                     b.u32(
                         attr::LIFETIME,

@@ -378,3 +378,27 @@ fn release_and_peer_bounds() {
     assert_eq!(c.state(), &AllocationState::Released);
     assert_eq!(s.seen.last(), Some(&(Method::REFRESH, Some(0))));
 }
+
+#[test]
+fn requested_address_family() {
+    let mut cfg = TurnConfig::new(SERVER.parse().unwrap(), "alice", "secret");
+    cfg.relay_ipv6 = Some(true);
+    let mut c = TurnClient::new(cfg, at(0));
+    c.handle_timeout(at(0));
+    let req = c.poll_transmit().unwrap();
+    let m = Message::decode(&req.payload).unwrap();
+    assert_eq!(
+        m.get(attr::REQUESTED_ADDRESS_FAMILY),
+        Some(&[2u8, 0, 0, 0][..])
+    );
+    // By default the attribute is absent (the server's default family, IPv4).
+    let mut c = client();
+    c.handle_timeout(at(0));
+    let req = c.poll_transmit().unwrap();
+    assert_eq!(
+        Message::decode(&req.payload)
+            .unwrap()
+            .get(attr::REQUESTED_ADDRESS_FAMILY),
+        None
+    );
+}
