@@ -266,4 +266,16 @@ test('two servers share presence through a real Redis', async (t) => {
   const again = next(alice2, 'signal');
   bob.send('str:alice', Buffer.from('to the new one'));
   t.is((await again)[1].toString(), 'to the new one');
+
+  // Redis goes away: peers on one server still reach each other; remote sends are refused
+  // as unavailable, not queued, and nobody is disconnected.
+  redis.kill('SIGKILL');
+  await once(redis, 'exit');
+  const carol = await client(t, s2, peer('str:carol'));
+  const local = next(carol, 'signal');
+  bob.send('str:carol', Buffer.from('same server'));
+  t.is((await local)[1].toString(), 'same server');
+  const down = next(bob, 'undeliverable');
+  bob.send('str:somewhere-else', Buffer.from('x'));
+  t.is((await down)[1], 'unavailable');
 });

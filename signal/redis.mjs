@@ -36,7 +36,9 @@ export class RedisPresence {
     }
     this.onSignal = onSignal;
     this.onReplaced = onReplaced;
-    this.pub = createClient({ url: this.url });
+    // No offline queue: while Redis is unreachable, commands fail at once (the server answers
+    // "unavailable") instead of piling up without bound until it returns.
+    this.pub = createClient({ url: this.url, disableOfflineQueue: true });
     this.sub = this.pub.duplicate();
     for (const c of [this.pub, this.sub]) c.on('error', () => {});
     await Promise.all([this.pub.connect(), this.sub.connect()]);
@@ -72,6 +74,10 @@ export class RedisPresence {
   }
 
   async stop() {
-    await Promise.allSettled([this.sub?.quit(), this.pub?.quit()]);
+    // A graceful close while connected; otherwise drop the client (a close to an unreachable
+    // Redis would wait for it forever).
+    await Promise.allSettled(
+      [this.sub, this.pub].filter(Boolean).map((c) => (c.isReady ? c.close() : Promise.resolve(c.destroy()))),
+    );
   }
 }

@@ -11,7 +11,7 @@
 //   peer -> server   {"type":"signal","to":ID,"data":B64[,"id":N]}
 //   server -> peer   {"type":"signal","from":ID,"data":B64}     (from = the sender's proven identity)
 //   server -> peer   {"type":"undeliverable","to":ID,"reason":R[,"id":N]}
-//                    R: not-registered | rate-limited | queue-full | too-large
+//                    R: not-registered | rate-limited | queue-full | too-large | unavailable
 //   server -> peer   {"type":"replaced"} + close 4009 when the identity registers elsewhere
 //
 // Everything is bounded: frame size, blob size, per-connection token buckets, the recipient's
@@ -180,7 +180,14 @@ export async function startSignalServer(options) {
       }
       peers.set(identity, ws);
       stats.registered++;
-      if (adapter) await adapter.register(identity);
+      if (adapter) {
+        try {
+          await adapter.register(identity);
+        } catch {
+          // Registered here; other servers learn of it when the broker is back (the peer
+          // re-registers on reconnect), so a broker outage does not lock peers out.
+        }
+      }
       send(ws, { type: 'registered', identity });
     };
 
@@ -203,7 +210,12 @@ export async function startSignalServer(options) {
       strikes = 0;
       let why = deliverLocal(msg.to, identity, msg.data);
       if (why === 'not-registered' && adapter) {
-        why = (await adapter.publish(msg.to, identity, msg.data)) ? null : 'not-registered';
+        try {
+          why = (await adapter.publish(msg.to, identity, msg.data)) ? null : 'not-registered';
+        } catch {
+          // The broker is down: this server's own peers still work; remote ones cannot be told.
+          why = 'unavailable';
+        }
       }
       if (why) return reply(why);
       stats.delivered++;
