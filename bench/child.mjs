@@ -776,7 +776,62 @@ async function manyServer() {
   send({ type: 'ready', port });
 }
 
+/** many-client through the Rust load generator: its stdin/stdout speak this file's IPC steps. */
+async function manyClientLoadgen() {
+  const { spawn } = await import('node:child_process');
+  const args = ['--control', '--sessions', String(opts.count), '--rate', String(opts.rate), '--size', String(opts.size)];
+  if (opts.impl === 'dgram') args.push('--raw');
+  else if (opts.impl !== 'netmessages') throw new Error(`the load generator drives netmessages or dgram, not ${opts.impl}`);
+  const lg = spawn(opts.loadgen, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  lg.on('error', (e) => die(2, `cannot run ${opts.loadgen}: ${e.message}`));
+  lg.on('exit', (code) => {
+    if (code !== 0 && code !== null) die(2, `the load generator exited with ${code}`);
+  });
+  const replies = [];
+  const waiting = [];
+  let buf = '';
+  lg.stdout.setEncoding('utf8');
+  lg.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const m = JSON.parse(line);
+      const w = waiting.findIndex((x) => x.type === m.type);
+      if (w >= 0) waiting.splice(w, 1)[0].resolve(m);
+      else replies.push(m);
+    }
+  });
+  const next = (type) =>
+    new Promise((resolve) => {
+      const i = replies.findIndex((r) => r.type === type);
+      if (i >= 0) resolve(replies.splice(i, 1)[0]);
+      else waiting.push({ type, resolve });
+    });
+  const command = (line) => lg.stdin.write(`${line}\n`);
+  await next('ready');
+  handlers.peer = async (m) => {
+    command(`target ${HOST}:${m.port}`);
+    await next('peered');
+    send({ type: 'peered' });
+  };
+  handlers.hello = async () => {
+    command('hello');
+    await next('helloed');
+    send({ type: 'helloed' });
+  };
+  handlers.go = () => command('go');
+  handlers.stop = async () => {
+    command('stop');
+    const r = await next('result');
+    send({ ...r, type: 'result', otherResults: {} });
+  };
+  send({ type: 'ready', port: 0, count: opts.count });
+}
+
 async function manyClient() {
+  if (opts.loadgen) return manyClientLoadgen();
   const count = opts.count;
   const st = { sent: 0, backpressure: 0, otherResults: {} };
   const sends = [];

@@ -6,6 +6,7 @@
 //
 // Prints a table, writes DIR/<timestamp>.json and DIR/latest.svg (DIR: bench/results).
 // See docs/BENCHMARKS.md.
+import { spawnSync } from 'node:child_process';
 import { fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -33,6 +34,12 @@ const T = {
   full: { warmupMs: 2000, windowMs: 10000, manyWarmupMs: 4000, manyWindowMs: 10000, manyIdleMs: 6000, peers: 10000, manyProcs: 4 },
 }[mode];
 if (opt('peers')) T.peers = Number(opt('peers'));
+// The many-peers clients: Node endpoints (one per peer, in T.manyProcs processes) cannot
+// drive more than ~3,000 peers at 20 msg/s on 2 cores; the Rust load generator
+// (crates/loadgen: real sessions, real handshakes and encryption, a socket and a loopback
+// address per peer) can. It is used past 3,000 peers, or with --loadgen.
+const useLoadgen = flag('loadgen') || (T.peers > 3000 && !flag('no-loadgen'));
+const loadgenBin = path.join(here, '..', 'target', 'release', 'netmessages-loadgen');
 const only = opt('only')?.split(',') ?? (mode === 'smoke' ? ['unreliable-32B'] : null);
 const outDir = path.resolve(opt('out-dir') ?? path.join(here, 'results'));
 // Extra netmessages config for the throughput scenarios, e.g. --nm-config='{"recvBufferMessages":100000}'
@@ -223,16 +230,27 @@ async function pingPong(impl, o) {
   });
 }
 
+/** Builds the load generator (a no-op when it is fresh). */
+function buildLoadgen() {
+  const r = spawnSync('cargo', ['build', '--release', '--quiet', '-p', 'netmessages-loadgen'], {
+    cwd: path.join(here, '..'),
+    stdio: 'inherit',
+  });
+  if (r.status !== 0) throw new Error('cannot build netmessages-loadgen (cargo build --release -p netmessages-loadgen)');
+}
+
 async function manyPeers(impl, o) {
+  if (useLoadgen) buildLoadgen();
   return withChildren(async (mk) => {
     const budget = T.manyWarmupMs + T.manyWindowMs + 60000;
     const server = mk('many-server', { impl, timeoutMs: budget }, ['--expose-gc']);
     const sv = await server.wait('ready');
-    const procs = T.manyProcs;
+    const procs = useLoadgen ? 1 : T.manyProcs;
     const clients = [];
     for (let i = 0; i < procs; i++) {
       const count = Math.floor(T.peers / procs) + (i < T.peers % procs ? 1 : 0);
-      clients.push(mk('many-client', { impl, count, rate: o.rate, size: o.size, timeoutMs: budget }));
+      const lg = useLoadgen ? loadgenBin : undefined;
+      clients.push(mk('many-client', { impl, count, rate: o.rate, size: o.size, timeoutMs: budget, loadgen: lg }));
     }
     await Promise.all(clients.map((c) => c.wait('ready', 45000)));
     for (const c of clients) c.send({ type: 'peer', port: sv.port });
@@ -266,6 +284,7 @@ async function manyPeers(impl, o) {
     return {
       peers: T.peers,
       clientProcesses: procs,
+      loadGenerator: useLoadgen ? 'netmessages-loadgen (Rust)' : 'Node endpoints',
       ratePerPeer: o.rate,
       msgSize: o.size,
       idleSessions: idle.sessions,
