@@ -784,6 +784,8 @@ async function manyClientLoadgen() {
   else if (opts.impl !== 'netmessages') throw new Error(`the load generator drives netmessages or dgram, not ${opts.impl}`);
   const lg = spawn(opts.loadgen, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   lg.on('error', (e) => die(2, `cannot run ${opts.loadgen}: ${e.message}`));
+  // It is our child: it goes when we go, however we go.
+  process.on('exit', () => lg.kill('SIGKILL'));
   lg.on('exit', (code) => {
     if (code !== 0 && code !== null) die(2, `the load generator exited with ${code}`);
   });
