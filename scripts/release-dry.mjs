@@ -11,7 +11,8 @@
 //                                        target's tarball is also installed for its platform
 //                                        (npm --cpu/--libc) and smoke-tested with that
 //                                        platform's Node.js (qemu for arm64)
-//   npm run release:dry -- --host-only  only the host's binary, from native/ (what CI runs)
+//   npm run release:dry -- --host-only  only the host's binary, from native/ and stripped
+//                                        (what CI runs)
 //
 // Output: target/release-dry/ (stage/, tarballs/, app-<platform>/), removed first.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -67,7 +68,8 @@ const artifacts = path.join(stage, 'artifacts');
 if (hostOnly) {
   const file = `${pkg.napi.binaryName}.${PLATFORMS[hostTriple].plat}.node`;
   mkdirSync(path.join(artifacts, `bindings-${hostTriple}`), { recursive: true });
-  cpSync(path.join(root, 'native', file), path.join(artifacts, `bindings-${hostTriple}`, file));
+  // Stripped, as release.yml's `--strip` (the linker's -s) makes the binary CI uploads.
+  run('strip', ['-s', '-o', path.join(artifacts, `bindings-${hostTriple}`, file), path.join(root, 'native', file)], root);
 } else {
   log(`scripts/cross/build.sh ${built.join(' ')}`);
   const lines = run('bash', [path.join(root, 'scripts', 'cross', 'build.sh'), ...built], root);
