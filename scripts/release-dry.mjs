@@ -195,4 +195,4 @@ for (const triple of built) {
 }
 for (const r of results) log(r);
 log(`tarballs in ${path.relative(root, tarballs)}: ${readdirSync(tarballs).map((f) => `${f} (${statSync(path.join(tarballs, f)).size} B)`).join(', ')}`);
-log(`${results.length} passed, 0 failed`);
+console.log(`release:dry: ${results.length} passed, 0 failed`);
