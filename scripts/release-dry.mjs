@@ -46,6 +46,10 @@ function run(file, args, cwd, extraEnv = {}) {
   }
   return r.stdout;
 }
+// npm's own entry point, to run it with another platform's Node.js.
+const npmCli = process.env.npm_execpath?.endsWith('npm-cli.js')
+  ? process.env.npm_execpath
+  : path.join(execFileSync('npm', ['root', '-g'], { encoding: 'utf8' }).trim(), 'npm', 'bin', 'npm-cli.js');
 const napiCli = path.join(root, 'node_modules', '@napi-rs', 'cli', 'dist', 'cli.js');
 const napi = (args, cwd) => run(process.execPath, [napiCli, ...args], cwd);
 const npm = (args, cwd, extraEnv) => run('npm', args, cwd, extraEnv);
@@ -173,17 +177,20 @@ const runners = {
 
 const results = [];
 for (const triple of built) {
-  const { plat, cpu, libc } = PLATFORMS[triple];
+  const { plat } = PLATFORMS[triple];
   const app = path.join(out, `app-${plat}`);
   mkdirSync(app, { recursive: true });
   writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  // --cpu/--libc: install as that platform would (npm picks optional dependencies by them);
-  // --ignore-scripts only off the host, whose postinstall check would load the wrong binary.
-  const flags = triple === hostTriple ? [] : ['--os', 'linux', '--cpu', cpu, '--libc', libc, '--ignore-scripts'];
-  npm(['install', '--offline', '--no-audit', '--no-fund', ...flags, rootPack.file, packed[triple].file], app);
+  // npm runs on that platform's Node.js (emulated for arm64, in the musl namespace for musl),
+  // so it checks the platform package's os/cpu/libc against the real thing (it refuses a
+  // named tarball for another platform even with --cpu/--libc), and on the host the root's
+  // postinstall check loads that platform's binary. Off the host the postinstall is skipped:
+  // npm runs it with the `node` on PATH, the host's; the smoke below does the same load.
+  const [file, ...args] = runners[triple]();
+  const scripts = triple === hostTriple ? ['--foreground-scripts'] : ['--ignore-scripts'];
+  run(file, [...args, npmCli, 'install', '--offline', '--no-audit', '--no-fund', ...scripts, rootPack.file, packed[triple].file], app);
   const installedPkg = JSON.parse(readFileSync(path.join(app, 'node_modules', pkg.name, 'package.json'), 'utf8'));
   if (!installedPkg.optionalDependencies?.[`${pkg.name}-${plat}`]) throw new Error(`installed root package has no optional dependency on ${pkg.name}-${plat}`);
-  const [file, ...args] = runners[triple]();
   writeFileSync(path.join(app, 'smoke.cjs'), SMOKE);
   const start = Date.now();
   const res = JSON.parse(run(file, [...args, 'smoke.cjs'], app).trim().split('\n').pop());
