@@ -472,6 +472,9 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   }
 
   #dispatch(events: NativeEvent[]): void {
+    // After close() the application has let go: handlers that would call into a closed
+    // endpoint (a receive in a 'messages' handler, say) must not run.
+    if (this.#closed) return;
     for (const e of events) {
       switch (e.type) {
         case 'Messages':
