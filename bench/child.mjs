@@ -99,6 +99,23 @@ async function tpRecv() {
           scheduled = true;
           break;
         }
+        if (opts.bufferApi) {
+          // The batch receive API: one MessageBatch, no object per message.
+          const batch = ep.receiveBatchOnChannel(0, 256);
+          for (let i = 0; i < batch.count; i++) {
+            const size = batch.size(i);
+            c.msgs++;
+            c.bytes += size;
+            if (checkSeq && size >= 4) {
+              const s = batch.data.readUInt32LE(batch.offset(i));
+              if (s > c.nextSeq) c.seqGaps += s - c.nextSeq;
+              else if (s < c.nextSeq) c.seqReorders++;
+              c.nextSeq = Math.max(c.nextSeq, s + 1);
+            }
+          }
+          if (batch.count < 256) break;
+          continue;
+        }
         const batch = ep.receiveMessagesOnChannel(0, 256);
         for (const m of batch) {
           c.msgs++;
@@ -289,7 +306,18 @@ async function tpSend() {
       for (const r of ep.sendMessages(batch)) if (!tally(r)) break;
       setImmediate(pumpBatch);
     };
+    // Buffer mode: 256 messages in one buffer plus offsets (sendMessagesFromBuffer).
+    const BUF_N = 256;
+    const big = Buffer.alloc(size * BUF_N, 7);
+    const offsets = Uint32Array.from({ length: BUF_N + 1 }, (_, i) => i * size);
+    const pumpBuffer = () => {
+      if (stopped) return;
+      for (let i = 0; i < BUF_N; i++) big.writeUInt32LE((st.sent + i) >>> 0, i * size);
+      for (const r of ep.sendMessagesFromBuffer(target, big, offsets, flags, 0)) if (!tally(r)) break;
+      setImmediate(pumpBuffer);
+    };
     go = () => {
+      if (opts.bufferApi) return pumpBuffer();
       if (opts.batch) return pumpBatch();
       const pump = () => {
         if (stopped) return;
@@ -776,7 +804,64 @@ async function manyServer() {
   send({ type: 'ready', port });
 }
 
+/** many-client through the Rust load generator: its stdin/stdout speak this file's IPC steps. */
+async function manyClientLoadgen() {
+  const { spawn } = await import('node:child_process');
+  const args = ['--control', '--sessions', String(opts.count), '--rate', String(opts.rate), '--size', String(opts.size)];
+  if (opts.impl === 'dgram') args.push('--raw');
+  else if (opts.impl !== 'netmessages') throw new Error(`the load generator drives netmessages or dgram, not ${opts.impl}`);
+  const lg = spawn(opts.loadgen, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  lg.on('error', (e) => die(2, `cannot run ${opts.loadgen}: ${e.message}`));
+  // It is our child: it goes when we go, however we go.
+  process.on('exit', () => lg.kill('SIGKILL'));
+  lg.on('exit', (code) => {
+    if (code !== 0 && code !== null) die(2, `the load generator exited with ${code}`);
+  });
+  const replies = [];
+  const waiting = [];
+  let buf = '';
+  lg.stdout.setEncoding('utf8');
+  lg.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const m = JSON.parse(line);
+      const w = waiting.findIndex((x) => x.type === m.type);
+      if (w >= 0) waiting.splice(w, 1)[0].resolve(m);
+      else replies.push(m);
+    }
+  });
+  const next = (type) =>
+    new Promise((resolve) => {
+      const i = replies.findIndex((r) => r.type === type);
+      if (i >= 0) resolve(replies.splice(i, 1)[0]);
+      else waiting.push({ type, resolve });
+    });
+  const command = (line) => lg.stdin.write(`${line}\n`);
+  await next('ready');
+  handlers.peer = async (m) => {
+    command(`target ${HOST}:${m.port}`);
+    await next('peered');
+    send({ type: 'peered' });
+  };
+  handlers.hello = async () => {
+    command('hello');
+    await next('helloed');
+    send({ type: 'helloed' });
+  };
+  handlers.go = () => command('go');
+  handlers.stop = async () => {
+    command('stop');
+    const r = await next('result');
+    send({ ...r, type: 'result', otherResults: {} });
+  };
+  send({ type: 'ready', port: 0, count: opts.count });
+}
+
 async function manyClient() {
+  if (opts.loadgen) return manyClientLoadgen();
   const count = opts.count;
   const st = { sent: 0, backpressure: 0, otherResults: {} };
   const sends = [];

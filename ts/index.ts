@@ -4,6 +4,7 @@
  */
 export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd, CONFIG_KEYS } from './generated';
 export { Identity } from './identity';
+export { MessageBatch } from './receive-batch';
 export {
   generateKeyPair,
   publicKeyOf,

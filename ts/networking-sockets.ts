@@ -532,6 +532,8 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   }
 
   #dispatch(events: NativeSocketsEvent[]): void {
+    // After close() no handler may run into a closed instance.
+    if (this.#closed) return;
     for (const e of events) {
       try {
         if (e.type === 'StatusChanged') {

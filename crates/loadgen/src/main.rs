@@ -175,6 +175,10 @@ struct Load {
     go_at: Duration,
     sent: u64,
     refused: u64,
+    /// Handshakes that failed and were dialled again.
+    redials: u64,
+    /// Sessions that have not sent their hello yet.
+    unhelloed: Vec<usize>,
 }
 
 impl Load {
@@ -236,6 +240,7 @@ impl Load {
         let t = self.now();
         Self::flush(&mut s, &mut self.buf, t);
         self.sessions.push(s);
+        self.unhelloed.push(i);
         self.schedule(i);
         Ok(())
     }
@@ -274,18 +279,28 @@ impl Load {
             }
         }
         if self.phase == Phase::Hello {
-            for i in 0..self.sessions.len() {
-                if !self.sessions[i].helloed && self.send_on(i) {
-                    self.sessions[i].helloed = true;
+            // Only the sessions still to say hello, so a turn costs what is left to do.
+            let mut waiting = std::mem::take(&mut self.unhelloed);
+            waiting.retain(|&i| {
+                if self.send_on(i) {
+                    if let Some(s) = self.sessions.get_mut(i) {
+                        s.helloed = true;
+                    }
                     self.sent += 1;
+                    false
+                } else {
+                    self.redial_if_failed(i);
+                    true
                 }
-            }
-            if self.sessions.len() == self.o.sessions && self.sessions.iter().all(|s| s.helloed) {
+            });
+            self.unhelloed = waiting;
+            if self.sessions.len() == self.o.sessions && self.unhelloed.is_empty() {
                 self.phase = Phase::Quiet;
                 if self.o.control {
                     reply(&format!(
-                        "{{\"type\":\"helloed\",\"sessions\":{}}}",
-                        self.sessions.len()
+                        "{{\"type\":\"helloed\",\"sessions\":{},\"redials\":{}}}",
+                        self.sessions.len(),
+                        self.redials
                     ));
                 }
             }
@@ -360,6 +375,27 @@ impl Load {
         Ok(())
     }
 
+    /// A session whose handshake failed (the server was too busy to answer in time) dials
+    /// again, so every peer ends up connected.
+    fn redial_if_failed(&mut self, i: usize) {
+        let (t, target) = (self.now(), self.target);
+        let Some(s) = self.sessions.get_mut(i) else {
+            return;
+        };
+        let Some((e, h)) = s.endpoint.as_mut() else {
+            return;
+        };
+        if e.connection(*h).is_some_and(|c| c.is_dead()) {
+            e.forget(*h);
+            if let Some(fresh) = e.connect(t, target, None, false) {
+                *h = fresh;
+                self.redials += 1;
+            }
+            Self::flush(s, &mut self.buf, t);
+            self.schedule(i);
+        }
+    }
+
     fn go(&mut self) {
         self.phase = Phase::Sending;
         self.go_at = self.epoch.elapsed();
@@ -420,6 +456,8 @@ fn run(o: Options) -> io::Result<()> {
         go_at: Duration::ZERO,
         sent: 0,
         refused: 0,
+        redials: 0,
+        unhelloed: Vec::new(),
     };
     if control {
         return run_controlled(&mut load);
@@ -488,11 +526,12 @@ fn run_controlled(load: &mut Load) -> io::Result<()> {
                     (Some("stop"), _) => {
                         let ms = (load.epoch.elapsed() - load.go_at).as_secs_f64() * 1000.0;
                         reply(&format!(
-                            "{{\"type\":\"result\",\"sent\":{},\"backpressure\":{},\"sendingMs\":{ms:.1},\"connected\":{},\"sessions\":{},\"cpuSeconds\":{:.2}}}",
+                            "{{\"type\":\"result\",\"sent\":{},\"backpressure\":{},\"sendingMs\":{ms:.1},\"connected\":{},\"sessions\":{},\"redials\":{},\"cpuSeconds\":{:.2}}}",
                             load.sent,
                             load.refused,
                             load.connected(),
                             load.sessions.len(),
+                            load.redials,
                             cpu_seconds(),
                         ));
                         return Ok(());

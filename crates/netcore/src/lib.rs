@@ -19,6 +19,7 @@ pub mod endpoint;
 pub mod eresult;
 pub mod identity;
 pub mod messages;
+pub mod p2p;
 #[cfg(any(test, feature = "sim", fuzzing))]
 pub mod sim;
 pub mod snp;
