@@ -1,8 +1,9 @@
 //! The receive batch: many received messages packed into one buffer, so a batch costs one
 //! JS value however many messages it holds.
 //!
-//! Layout, little-endian: a 16-byte head (message count `n`, distinct sender count `p`,
-//! bytes of sender names, bytes of payloads), then `u64` message numbers `[n]`, `u64`
+//! Layout, little-endian: a 24-byte head (message count `n`, distinct sender count `p`,
+//! bytes of sender names, bytes of payloads, messages left on the channel after this batch,
+//! zero), then `u64` message numbers `[n]`, `u64`
 //! arrival times (µs on the endpoint's clock) `[n]`, `u32` sizes `[n]`, `u32` send flags
 //! `[n]`, `u32` sender indexes `[n]`, `u32` sender name lengths `[p]`, the sender names
 //! (canonical text, UTF-8, back to back), and the payloads back to back. `ts/receive-batch.ts`
@@ -11,8 +12,9 @@
 use netcore::messages::Delivered;
 use netcore::Identity;
 
-/// Packs `msgs` (not empty) into one buffer in the layout above.
-pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
+/// Packs `msgs` (not empty) into one buffer in the layout above; `left` messages are still
+/// waiting on the channel.
+pub fn pack(msgs: &[Delivered], left: usize) -> Vec<u8> {
     let n = msgs.len();
     let mut peers: Vec<String> = Vec::new();
     let mut peer_index = Vec::with_capacity(n);
@@ -39,12 +41,14 @@ pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
     }
     let names: usize = peers.iter().map(String::len).sum();
     let data: usize = msgs.iter().map(|d| d.msg.data.len()).sum();
-    let mut out = Vec::with_capacity(16 + 28 * n + 4 * peers.len() + names + data);
+    let mut out = Vec::with_capacity(24 + 28 * n + 4 * peers.len() + names + data);
     let u32s = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
     u32s(&mut out, n as u32);
     u32s(&mut out, peers.len() as u32);
     u32s(&mut out, names as u32);
     u32s(&mut out, data as u32);
+    u32s(&mut out, u32::try_from(left).unwrap_or(u32::MAX));
+    u32s(&mut out, 0);
     for d in msgs {
         out.extend_from_slice(&d.msg.number.to_le_bytes());
     }

@@ -159,6 +159,8 @@ fn establish(srv: &mut Messages, srv_addr: SocketAddr, clients: &mut [Messages])
                     Event::SessionRequest(peer) => assert!(srv.accept(&peer)),
                     Event::MessagesWaiting(ch) => read += srv.receive(ch, usize::MAX).len(),
                     Event::SessionFailed { end, .. } => panic!("session failed: {}", end.debug),
+                    Event::SessionClosed { end, .. } => panic!("session closed: {}", end.debug),
+                    Event::ReceiveBlocked { .. } | Event::Writable(_) => {}
                 }
             }
             srv.poll_transmit(now, &mut buf, |to, d| {

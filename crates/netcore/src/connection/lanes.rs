@@ -83,6 +83,8 @@ pub struct SendLanes {
     /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
     /// costs the same however long the queue is.
     unreliable_queued: usize,
+    /// Reliable bytes queued again because the packet carrying them was lost.
+    requeued: u64,
 }
 
 impl SendLanes {
@@ -235,9 +237,17 @@ impl SendLanes {
     pub fn on_lost(&mut self, carried: Carried) {
         for (lane, range) in carried {
             if let Some(l) = self.lanes.get_mut(&lane) {
+                let before = l.stream.queued_bytes();
                 l.stream.on_lost(range);
+                self.requeued += l.stream.queued_bytes().saturating_sub(before);
             }
         }
+    }
+
+    /// Reliable bytes queued again so far because the packet carrying them was lost (what
+    /// retransmission sends, or will send).
+    pub fn requeued_bytes(&self) -> u64 {
+        self.requeued
     }
 
     /// Gives back the storage emptied queues keep for reuse (idle connections only).
