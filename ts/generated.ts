@@ -105,6 +105,28 @@ export enum IdentityType {
   SteamID = 16,
 }
 
+/** Steam's `ESteamNetworkingSocketsDebugOutputType`: debug log detail levels (lower is more severe; see `setDebugOutputFunction`). */
+export enum DebugOutputType {
+  /** Nothing. */
+  None = 0,
+  /** The API was used incorrectly, or an internal error happened. */
+  Bug = 1,
+  /** A run-time error that is not a bug (a port that cannot be bound, a peer that fails). */
+  Error = 2,
+  /** Nothing is wrong, but this is worth knowing. */
+  Important = 3,
+  /** Something unusual that may explain a problem (a stalled session, a refused peer). */
+  Warning = 4,
+  /** The recommended amount: sessions opening and closing, and why. */
+  Msg = 5,
+  /** Quite a bit: dropped and refused datagrams, with their reasons. */
+  Verbose = 6,
+  /** Practically everything. */
+  Debug = 7,
+  /** Everything there is. */
+  Everything = 8,
+}
+
 /**
  * Tunables with Steam's names (camelCase), defaults and ranges. Values are integers;
  * an out-of-range value is a `RangeError`, an unknown key a `TypeError`.

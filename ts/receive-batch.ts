@@ -49,13 +49,18 @@ class ReceivedMessage implements NetworkingMessage {
   }
 }
 
+/** Messages still waiting on the channel after this batch. */
+export function batchLeft(batch: Buffer): number {
+  return batch.readUInt32LE(16);
+}
+
 /** The messages of one packed batch (`null`: none waited), all on `channel`. */
 export function toMessages(batch: Buffer | null, channel: number): NetworkingMessage[] {
   if (batch === null) return [];
   const n = batch.readUInt32LE(0);
   const p = batch.readUInt32LE(4);
   const nameBytes = batch.readUInt32LE(8);
-  const numbersAt = 16;
+  const numbersAt = 24;
   const timesAt = numbersAt + 8 * n;
   const sizesAt = timesAt + 8 * n;
   const flagsAt = sizesAt + 4 * n;
