@@ -793,7 +793,11 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   }
 
   #dispatch(events: NativeEvent[]): void {
+    // After close() nothing can be read or answered: the linger's events are not the
+    // application's business (a 'messages' listener would only meet a closed endpoint).
+    if (this.#closed) return;
     for (const e of events) {
+      if (this.#closed) return;
       switch (e.type) {
         case 'Messages':
           emitIsolated(this, 'messages', e.channel);
