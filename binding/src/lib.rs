@@ -19,5 +19,7 @@ pub use config::{check_config, ConfigProblem};
 pub use endpoint::{bind_endpoint, NativeEndpoint};
 pub use events::NativeEvent;
 pub use log::{debug_level, debug_line, set_debug_output};
-pub use security::{generate_key_pair, issue_certificate, key_id_of, parse_identity, public_key_of};
+pub use security::{
+    generate_key_pair, issue_certificate, key_id_of, parse_identity, public_key_of,
+};
 pub use tables::tables;

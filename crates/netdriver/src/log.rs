@@ -277,12 +277,19 @@ pub fn log_line(level: DebugLevel, key: &str, text: &str) {
     emit(level, hash, text.to_owned());
 }
 
-fn emit(level: DebugLevel, key: u64, mut line: String) {
+fn emit(level: DebugLevel, key: u64, line: String) {
+    if let Some(suppressed) = admit(key) {
+        deliver(level, line, suppressed);
+    }
+}
+
+/// Whether a line under `key` may go out now (and how many like it were held back).
+fn admit(key: u64) -> Option<u64> {
+    config().limiter.lock().admit(key, Instant::now())
+}
+
+fn deliver(level: DebugLevel, mut line: String, suppressed: u64) {
     let cfg = config();
-    let suppressed = match cfg.limiter.lock().admit(key, Instant::now()) {
-        Some(n) => n,
-        None => return,
-    };
     if suppressed > 0 {
         let _ = write!(line, " ({suppressed} more like this suppressed)");
     }
@@ -310,17 +317,20 @@ impl<S: Subscriber> Layer<S> for OutputLayer {
         if level > current_level() {
             return;
         }
+        // The callsite is the line's identity for the rate limit (even keys; the
+        // application's are odd). A line held back is never formatted.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        meta.callsite().hash(&mut h);
+        let Some(suppressed) = admit(h.finish() & !1) else {
+            return;
+        };
         let mut text = Line::default();
         event.record(&mut text);
         let mut line = text.message;
         if !text.fields.is_empty() {
             let _ = write!(line, " ({})", text.fields);
         }
-        // The callsite is the line's identity for the rate limit (even keys; the
-        // application's are odd).
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        meta.callsite().hash(&mut h);
-        emit(level, h.finish() & !1, line);
+        deliver(level, line, suppressed);
     }
 }
 

@@ -1275,7 +1275,10 @@ mod tests {
         assert_eq!(info.receive_blocked.map(|b| b.channel), Some(Some(5)));
         assert_eq!(p.b.stats().receive_stalls, 1);
         assert_eq!(p.b.blocked_sessions(), 1);
-        assert!(p.b.receive(0, 10).is_empty(), "channel 0 waits behind channel 5");
+        assert!(
+            p.b.receive(0, 10).is_empty(),
+            "channel 0 waits behind channel 5"
+        );
         let text = p.b.detailed_status(p.now, &ip(A)).unwrap();
         assert!(text.contains("STALLED: channel 5"), "{text}");
         // Reading channel 5 lets everything through, nothing lost.
@@ -1359,7 +1362,8 @@ mod tests {
         pump(&mut p);
         let evs = events(&mut p.a);
         assert!(
-            evs.iter().any(|e| matches!(e, Event::SessionClosed { peer, end, .. }
+            evs.iter()
+                .any(|e| matches!(e, Event::SessionClosed { peer, end, .. }
                 if peer == &ip(B) && end.reason == END_SESSION_CLOSED)),
             "{evs:?}"
         );
@@ -1380,10 +1384,7 @@ mod tests {
         let e = p.a.endpoint_stats();
         assert!(e.datagrams_sent >= 2 && e.datagrams_received >= 2, "{e:?}");
         assert!(e.bytes_sent > e.datagrams_sent && e.bytes_received > e.datagrams_received);
-        assert_eq!(
-            p.a.session_states(),
-            vec![(ConnectionState::Connected, 1)]
-        );
+        assert_eq!(p.a.session_states(), vec![(ConnectionState::Connected, 1)]);
         let text = p.a.detailed_status(p.now, &ip(B)).unwrap();
         for want in [
             "with ip:127.0.0.1:2000 at 127.0.0.1:2000: connected",
