@@ -182,14 +182,15 @@ for (const b of bots) b.stop();
 // Let the last inputs reach the server and one more snapshot come back.
 await new Promise((r) => setTimeout(r, 500));
 if (tty) process.stdout.write('\n');
-// The bots leave (politely: close() tells the server), and the server sees each go.
+// The world stops (no more snapshots: one could race a leaving bot), then the bots leave
+// (politely: close() tells the server), and the server sees each go.
+server?.stop();
 const playersAtEnd = server?.players.size ?? 0;
 await Promise.all(bots.map((b) => b.ep.close()));
 if (server) {
   const deadline = Date.now() + 3000;
   while (server.players.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
-server?.stop();
 
 const snapshots = bots.map((b) => b.snapshots);
 const behind = bots.map((b) => b.seq - b.lastSeen);
