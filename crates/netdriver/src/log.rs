@@ -420,11 +420,21 @@ mod tests {
                 .lock()
                 .push((l, s.to_owned()))))
         ));
+        // While on, the global filter every event macro checks first lets Msg (INFO) through.
+        assert_eq!(
+            tracing::level_filters::LevelFilter::current(),
+            tracing::level_filters::LevelFilter::INFO
+        );
         tracing::info!(peer = "ip:1.2.3.4:5", "session connected");
         tracing::debug!("too detailed");
         log_line(DebugLevel::Warning, "app", "from the app");
         log_line(DebugLevel::Verbose, "app", "too detailed too");
         set_debug_output(DebugLevel::None, None);
+        // Off: the global filter is OFF, so an event macro stops at one atomic load.
+        assert_eq!(
+            tracing::level_filters::LevelFilter::current(),
+            tracing::level_filters::LevelFilter::OFF
+        );
         tracing::error!("after off");
         // Other tests in this process may log meanwhile: look at this test's lines only.
         let got: Vec<_> = got

@@ -1399,6 +1399,43 @@ mod tests {
     }
 
     #[test]
+    fn replayed_and_forged_packets_are_counted_by_the_endpoint() {
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.a.send(t, &ip(B), None, b"x", 8, 0);
+        p.b.send(t, &ip(A), None, b"y", 8, 0);
+        pump(&mut p);
+        let now = p.now + Duration::from_millis(1);
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for i in 0..2u8 {
+            p.a.send(now, &ip(B), None, &[i], 9, 0);
+            p.a.poll_transmit(now, &mut buf, |_, d| out.push(d.to_vec()));
+        }
+        assert!(out.len() >= 2, "{}", out.len());
+        let from: SocketAddr = A.parse().unwrap();
+        let before = p.b.endpoint_stats();
+        p.b.handle_datagram(now, from, &out[0]);
+        p.b.handle_datagram(now, from, &out[0]);
+        let mut forged = out[1].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x55;
+        p.b.handle_datagram(now, from, &forged);
+        let after = p.b.endpoint_stats();
+        assert_eq!(after.dropped_replayed - before.dropped_replayed, 1);
+        assert_eq!(
+            after.dropped_unauthenticated - before.dropped_unauthenticated,
+            1
+        );
+        assert_eq!(after.datagrams_received - before.datagrams_received, 3);
+        let s = p.b.session_info(&ip(A)).unwrap();
+        assert_eq!((s.packets_replayed, s.packets_unauthenticated), (1, 1));
+    }
+
+    #[test]
     fn receive_buffer_is_bounded() {
         let cfg = Config {
             recv_buffer_messages: 5,
