@@ -102,6 +102,10 @@ test('an unread channel that fills the receive limit is named (event, status, te
   b.on('sessionRequest', ({ identityRemote }) => b.acceptSessionWithUser(identityRemote));
   const blocked = [];
   b.on('receiveBlocked', (e) => blocked.push(e));
+  // The session is accepted first: a flood that arrives before the accept stalls it on the
+  // held messages instead (channel null), then is re-announced as channel 7's once accepted.
+  a.sendMessageToUser(addrOf(b), 'first', SendFlags.ReliableNoNagle, 0);
+  await collect(b, 0, 1);
   const n = 1100;
   for (let i = 0; i < n; i++) t.is(a.sendMessageToUser(addrOf(b), `u${i}`, SendFlags.Reliable, 7), EResult.OK);
   await waitFor(() => blocked.length > 0, 10_000, 'a receiveBlocked event');

@@ -80,7 +80,7 @@ pub enum Event {
     /// A session's receive backlog reached `recvBufferMessages` / `recvBufferSize`: its
     /// connection refuses new reliable data (unacknowledged, so nothing is lost) until the
     /// application reads. `backlog` names the channel holding the most unread messages, or
-    /// `channel: None` when the session is not accepted yet. Posted once per stall.
+    /// `channel: None` when the session is not accepted yet. Posted once per stall, and again when an accept turns a stall on held messages into one on a channel.
     ReceiveBlocked {
         /// The peer.
         peer: Identity,
@@ -979,6 +979,14 @@ impl Messages {
         for m in std::mem::take(&mut s.held) {
             Self::deliver(s, peer, m, queues, events);
         }
+        if s.recv_blocked {
+            // Still stalled, now by a channel's unread messages rather than by the missing
+            // accept: say which.
+            events.push_back(Event::ReceiveBlocked {
+                peer: peer.clone(),
+                backlog: s.blocking_backlog(),
+            });
+        }
     }
 
     fn deliver(
@@ -1316,6 +1324,13 @@ mod tests {
             _ => None,
         });
         assert_eq!(backlog.map(|b| b.channel), Some(None));
+        // Accepted, the session is still stalled, now by channel 3's unread messages.
+        assert!(p.b.accept(&ip(A)));
+        let backlog = events(&mut p.b).into_iter().find_map(|e| match e {
+            Event::ReceiveBlocked { backlog, .. } => Some(backlog),
+            _ => None,
+        });
+        assert_eq!(backlog.map(|b| b.channel), Some(Some(3)));
     }
 
     #[test]
