@@ -56,11 +56,15 @@ impl Connection {
             Verdict::New => {}
             Verdict::Duplicate => {
                 // Counted for the quality reports (before authentication, as the check is).
+                self.stats.packets_replayed += 1;
                 self.reports.on_duplicate();
                 self.meter.on_peer_duplicate();
                 return false;
             }
-            Verdict::TooOld => return false,
+            Verdict::TooOld => {
+                self.stats.packets_replayed += 1;
+                return false;
+            }
         }
         let Some(link) = self.state.link_mut() else {
             return false;
