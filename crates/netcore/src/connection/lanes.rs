@@ -28,6 +28,9 @@ pub const LANES: u32 = 256;
 const MAX_RECV_GAPS: usize = 30;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
+/// The receive window we assume the peer keeps per lane: the reference's default
+/// `recvBufferSize`, and our own [`RECV_WINDOW`]. The wire does not carry the peer's value.
+const PEER_RECV_WINDOW: u64 = RECV_WINDOW as u64;
 
 /// The lane a channel travels on.
 pub fn lane_of(channel: i32) -> u32 {
@@ -52,8 +55,10 @@ struct SendLane {
 
 impl SendLane {
     fn new(limit: usize) -> Self {
+        let mut stream = SendStream::new(1, limit);
+        stream.set_peer_window(PEER_RECV_WINDOW);
         SendLane {
-            stream: SendStream::new(1, limit),
+            stream,
             next_msg_num: 1,
             last_reliable_num: 0,
             unreliable: VecDeque::new(),
@@ -62,6 +67,62 @@ impl SendLane {
 
     fn has_pending(&self) -> bool {
         self.stream.has_pending() || !self.unreliable.is_empty()
+    }
+
+    fn has_sendable(&self) -> bool {
+        self.stream.has_sendable() || !self.unreliable.is_empty()
+    }
+
+    /// Puts this lane's reliable data (lost first, then new: the stream orders them), then
+    /// its unreliable messages or fragments, into `enc`. False once the packet is full.
+    fn fill(
+        &mut self,
+        lane_id: u32,
+        enc: &mut FrameEncoder<'_>,
+        w: &mut Written,
+        unreliable_queued: &mut usize,
+    ) -> bool {
+        loop {
+            let room = enc
+                .remaining()
+                .saturating_sub(enc.reliable_overhead(lane_id, self.stream.write_pos()));
+            if room < 16 {
+                break;
+            }
+            let Some(seg) = self.stream.next_segment(room) else {
+                break;
+            };
+            if enc.reliable(lane_id, seg.pos, &seg.data).is_err() {
+                self.stream.on_lost(seg.range());
+                break;
+            }
+            w.carried.push((lane_id, seg.range()));
+            w.data = true;
+        }
+        while let Some(u) = self.unreliable.front_mut() {
+            let overhead = enc.unreliable_overhead(lane_id, u.msg_num, u.offset as u32);
+            let room = enc.remaining().saturating_sub(overhead);
+            let left = u.payload.len() - u.offset;
+            if room == 0 || (room < 16 && room < left) {
+                break;
+            }
+            let take = left.min(room);
+            let last = take == left;
+            let piece = u.payload.slice(u.offset..u.offset + take);
+            if enc
+                .unreliable(lane_id, u.msg_num, u.offset as u32, last, &piece)
+                .is_err()
+            {
+                break;
+            }
+            w.data = true;
+            u.offset += take;
+            *unreliable_queued -= take;
+            if last {
+                self.unreliable.pop_front();
+            }
+        }
+        enc.remaining() >= 32
     }
 }
 
@@ -83,6 +144,9 @@ pub struct SendLanes {
     /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
     /// costs the same however long the queue is.
     unreliable_queued: usize,
+    /// The lane the next packet serves first: packets take turns, so a lane with a steady
+    /// bulk of data delays another lane's message by at most one packet.
+    next_first: u32,
 }
 
 impl SendLanes {
@@ -106,10 +170,11 @@ impl SendLanes {
             // Cannot fail: the delta is at least 1 and every message number is used once.
             let _ = header.encode(&mut head);
             head.extend_from_slice(&channel_prefix::encode(channel));
-            lane.stream.push(head);
+            let start = lane.stream.push(head).start;
             if !data.is_empty() {
                 lane.stream.push_slice(data);
             }
+            lane.stream.mark_message(start..lane.stream.write_pos());
         } else {
             let mut payload = Vec::with_capacity(len);
             payload.extend_from_slice(&channel_prefix::encode(channel));
@@ -124,9 +189,27 @@ impl SendLanes {
         number
     }
 
-    /// Whether any lane has data to send (new, lost, or unreliable).
+    /// Whether any lane has data to send (new, lost, or unreliable), windows aside.
     pub fn has_pending(&self) -> bool {
         self.lanes.values().any(|l| l.has_pending())
+    }
+
+    /// Whether any lane has data it may send now (new reliable data only within the peer's
+    /// receive window).
+    pub fn has_sendable(&self) -> bool {
+        self.lanes.values().any(|l| l.has_sendable())
+    }
+
+    /// Bytes the lanes may send now: lost reliable data, new reliable data within the peer's
+    /// receive window, and unsent unreliable data.
+    pub fn sendable_bytes(&self) -> usize {
+        let reliable: u64 = self.lanes.values().map(|l| l.stream.sendable_bytes()).sum();
+        usize::try_from(reliable).unwrap_or(usize::MAX) + self.unreliable_bytes()
+    }
+
+    /// Reliable bytes sent again (after losses or for probes), in total.
+    pub fn resent_bytes(&self) -> u64 {
+        self.lanes.values().map(|l| l.stream.resent_bytes()).sum()
     }
 
     /// Bytes waiting to go on the wire: new or lost reliable data, and unsent unreliable.
@@ -170,54 +253,38 @@ impl SendLanes {
         }
     }
 
-    /// Fills `enc` with data from the lanes, in lane order: per lane, reliable data (lost
-    /// first, then new: the stream orders them), then unreliable messages or fragments.
+    /// Fills `enc` with data from the lanes, each packet starting with the lane after the
+    /// one the previous packet started with: per lane, reliable data (lost first, then new:
+    /// the stream orders them), then unreliable messages or fragments.
     pub fn write(&mut self, enc: &mut FrameEncoder<'_>) -> Written {
         let mut w = Written::default();
-        for (&lane_id, lane) in self.lanes.iter_mut() {
-            loop {
-                let room = enc
-                    .remaining()
-                    .saturating_sub(enc.reliable_overhead(lane_id, lane.stream.write_pos()));
-                if room < 16 {
-                    break;
-                }
-                let Some(seg) = lane.stream.next_segment(room) else {
-                    break;
-                };
-                if enc.reliable(lane_id, seg.pos, &seg.data).is_err() {
-                    lane.stream.on_lost(seg.range());
-                    break;
-                }
-                w.carried.push((lane_id, seg.range()));
-                w.data = true;
+        let start = self.next_first;
+        let mut first_served = None;
+        let queued = &mut self.unreliable_queued;
+        let mut full = false;
+        for (&lane_id, lane) in self.lanes.range_mut(start..) {
+            if !lane.has_sendable() {
+                continue;
             }
-            while let Some(u) = lane.unreliable.front_mut() {
-                let overhead = enc.unreliable_overhead(lane_id, u.msg_num, u.offset as u32);
-                let room = enc.remaining().saturating_sub(overhead);
-                let left = u.payload.len() - u.offset;
-                if room == 0 || (room < 16 && room < left) {
-                    break;
-                }
-                let take = left.min(room);
-                let last = take == left;
-                let piece = u.payload.slice(u.offset..u.offset + take);
-                if enc
-                    .unreliable(lane_id, u.msg_num, u.offset as u32, last, &piece)
-                    .is_err()
-                {
-                    break;
-                }
-                w.data = true;
-                u.offset += take;
-                self.unreliable_queued -= take;
-                if last {
-                    lane.unreliable.pop_front();
-                }
-            }
-            if enc.remaining() < 32 {
+            first_served.get_or_insert(lane_id);
+            if !lane.fill(lane_id, enc, &mut w, queued) {
+                full = true;
                 break;
             }
+        }
+        if !full {
+            for (&lane_id, lane) in self.lanes.range_mut(..start) {
+                if !lane.has_sendable() {
+                    continue;
+                }
+                first_served.get_or_insert(lane_id);
+                if !lane.fill(lane_id, enc, &mut w, queued) {
+                    break;
+                }
+            }
+        }
+        if let Some(first) = first_served {
+            self.next_first = first.wrapping_add(1) % LANES;
         }
         w
     }

@@ -74,7 +74,7 @@ use crate::crypto::session_setup::Established;
 use crate::end_reason::{End, EndReason};
 use crate::identity::Identity;
 use crate::snp::ack_ranges::AckRanges;
-use crate::snp::congestion::Cubic;
+use crate::snp::congestion::{CongestionControl, Controller, Snapshot};
 use crate::snp::pacing::Pacer;
 use crate::snp::packet_number::ReplayWindow;
 use crate::snp::rtt::RttEstimator;
@@ -113,6 +113,8 @@ pub struct ConnectionConfig {
     pub timeout: Duration,
     /// Time allowed to establish the connection (`timeoutInitial`).
     pub timeout_initial: Duration,
+    /// The congestion controller new connections run (`congestionControl`).
+    pub congestion: CongestionControl,
 }
 
 impl Default for ConnectionConfig {
@@ -126,6 +128,7 @@ impl Default for ConnectionConfig {
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
+            congestion: CongestionControl::default(),
         }
     }
 }
@@ -160,6 +163,13 @@ pub struct ConnectionStats {
     pub packets_dropped: u64,
     /// Ack-eliciting packets declared lost (their reliable data is resent).
     pub packets_lost: u64,
+    /// Packets declared lost that the peer acknowledged later (reordering taken for loss):
+    /// their resends were not needed. Also counted in `packets_lost`.
+    pub packets_spurious: u64,
+    /// Reliable bytes sent again, after a loss or in a probe.
+    pub bytes_resent: u64,
+    /// Probe timeouts: no ack came for a while after the newest packet, so a probe went.
+    pub probe_timeouts: u64,
     /// Ack-eliciting packets acknowledged.
     pub packets_acked: u64,
     /// Datagrams that failed authentication (forged, damaged or for another session).
@@ -190,6 +200,8 @@ struct Sent {
     at: Timestamp,
     bytes: u64,
     reliable: Carried,
+    /// Delivery progress when it was sent, for the delivery rate sample its ack gives.
+    rate: Snapshot,
 }
 
 /// One connection's state.
@@ -223,8 +235,11 @@ pub struct Connection {
     window_blocked: bool,
     sent: SentPackets<Sent>,
     rtt: RttEstimator,
-    cc: Cubic,
+    cc: Box<dyn Controller>,
     pacer: Pacer,
+    /// Recovery state: probes, ack requests, the stop-waiting point, the loss episode, the
+    /// delivery rate. Boxed: every connection pays its table slot inline.
+    recovery: Box<recovery::Recovery>,
     // Receiving.
     replay: ReplayWindow,
     acks: AckRanges,
@@ -343,8 +358,9 @@ impl Connection {
             window_blocked: false,
             sent: SentPackets::new(),
             rtt: RttEstimator::new(),
-            cc: Cubic::new(mtu),
+            cc: cfg.congestion.build(mtu),
             pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
+            recovery: Box::default(),
             replay: ReplayWindow::new(1),
             acks: AckRanges::new(1),
             recv: RecvLanes::default(),
@@ -577,8 +593,10 @@ mod size_tests {
             ("AckRanges", size_of::<AckRanges>()),
             ("ReplayWindow", size_of::<ReplayWindow>()),
             ("RttEstimator", size_of::<RttEstimator>()),
-            ("Cubic", size_of::<Cubic>()),
+            ("Cubic (boxed)", size_of::<crate::snp::congestion::Cubic>()),
+            ("Bbr (boxed)", size_of::<crate::snp::congestion::Bbr>()),
             ("Pacer", size_of::<Pacer>()),
+            ("Recovery (boxed)", size_of::<recovery::Recovery>()),
             ("RateMeter", size_of::<rates::RateMeter>()),
             ("ConnectionStats", size_of::<ConnectionStats>()),
             ("ConnectionConfig", size_of::<ConnectionConfig>()),

@@ -682,6 +682,7 @@ fn connection_config(c: &Config) -> ConnectionConfig {
         max_message: usize::try_from(c.recv_max_message_size).unwrap_or(MAX_MESSAGE_SIZE),
         timeout: Duration::from_millis(us(c.timeout_connected)),
         timeout_initial: Duration::from_millis(us(c.timeout_initial)),
+        congestion: crate::snp::congestion::CongestionControl::from_config(c.congestion_control),
     }
 }
 
