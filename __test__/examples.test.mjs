@@ -150,3 +150,33 @@ test('npm start still runs the original demo (examples/demo.mjs)', async (t) => 
   const pkg = JSON.parse((await import('node:fs')).readFileSync(path.join(root, 'package.json'), 'utf8'));
   t.regex(pkg.scripts.start, /node examples\/demo\.mjs$/);
 });
+
+test('examples/sockets-chat: a server relays lines between two clients, /nick, departures, shutdown', async (t) => {
+  t.timeout(40000);
+  const chat = path.join(root, 'examples/sockets-chat/chat.mjs');
+  const server = child([chat, '--server', '--port', '0']);
+  t.teardown(() => server.p.kill('SIGKILL'));
+  const port = Number((await server.waitLine(/^listening on port \d+/)).match(/\d+$/)[0]);
+  const a = child([chat, '--client', `127.0.0.1:${port}`]);
+  t.teardown(() => a.p.kill('SIGKILL'));
+  await a.waitLine(/^Welcome, Traveller\d+/);
+  await a.waitLine(/^Nobody else is here yet/);
+  const b = child([chat, '--client', `127.0.0.1:${port}`]);
+  t.teardown(() => b.p.kill('SIGKILL'));
+  await b.waitLine(/^1 others are here:/);
+  await a.waitLine(/^Traveller\d+ has joined\./);
+  a.p.stdin.write('/nick alice\n');
+  await a.waitLine(/^You are now known as alice/);
+  await b.waitLine(/ is now known as alice$/);
+  a.p.stdin.write('hello from alice\n');
+  await b.waitLine(/^alice: hello from alice$/);
+  await server.waitLine(/^alice: hello from alice$/);
+  a.p.stdin.write('/quit\n');
+  t.is(await a.exited, 0, a.stderr());
+  await b.waitLine(/^alice left\.$/);
+  server.p.stdin.write('/quit\n');
+  await b.waitLine(/^The server is shutting down\. Goodbye\.$/);
+  await b.waitLine(/^connection closed: server shutdown$/);
+  t.is(await b.exited, 0, b.stderr());
+  t.is(await server.exited, 0, server.stderr());
+});

@@ -76,3 +76,33 @@ test('messages(): an AbortSignal ends a waiting loop with its reason', async (t)
     await peer.close();
   }
 });
+
+test('no event reaches a handler after close(): a messages handler never receives on a closed endpoint', async (t) => {
+  const { endpoint, addrOf } = await import('./helpers.mjs');
+  const { SendFlags } = await import('../dist/index.mjs');
+  const [a, b] = await Promise.all([endpoint(), endpoint()]);
+  b.on('sessionRequest', ({ identityRemote }) => b.acceptSessionWithUser(identityRemote));
+  const errors = [];
+  let afterClose = 0;
+  let closed = false;
+  b.on('messages', (ch) => {
+    if (closed) afterClose++;
+    try {
+      b.receiveMessagesOnChannel(ch, 1);
+    } catch (e) {
+      errors.push(e);
+    }
+  });
+  // A steady stream, so events are in flight when b closes.
+  const timer = setInterval(() => {
+    for (let i = 0; i < 20; i++) a.sendMessageToUser(addrOf(b), 'x', SendFlags.UnreliableNoNagle, i % 4);
+  }, 1);
+  await new Promise((r) => setTimeout(r, 300));
+  closed = true;
+  await b.close();
+  await new Promise((r) => setTimeout(r, 100));
+  clearInterval(timer);
+  await a.close();
+  t.deepEqual(errors, []);
+  t.is(afterClose, 0);
+});

@@ -73,7 +73,8 @@ test.serial('the tarball ships dist, the loader and this platform\'s binary, the
   const dist = readdirSync(path.join(root, 'dist')).map((f) => `dist/${f}`);
   const expected = [
     'CHANGELOG.md', 'LICENSE', 'README.md', 'package.json',
-    'bin/netmessages.mjs', 'bin/commands/keys.mjs', 'examples/loadtest/loadtest.mjs', 'scripts/ensure-native.cjs',
+    'bin/netmessages.mjs', 'bin/commands/keys.mjs', 'bin/commands/signal.mjs', 'examples/loadtest/loadtest.mjs', 'scripts/ensure-native.cjs',
+    'signal/cert.mjs', 'signal/client.mjs', 'signal/redis.mjs', 'signal/server.mjs',
     'native/index.js', 'native/index.d.ts', `native/${binary}`,
     ...dist,
   ].sort();
@@ -90,7 +91,8 @@ test.serial('npm install --offline of the tarball works; its postinstall does no
   t.regex(out, /node scripts\/ensure-native\.cjs/);
   t.notRegex(out, /cargo|Compiling|napi build|build:native/i);
   const lock = JSON.parse(readFileSync(path.join(app, 'package-lock.json'), 'utf8'));
-  t.deepEqual(Object.keys(lock.packages).sort(), ['', 'node_modules/netmessages'], 'no runtime dependencies');
+  // ws is the signaling server's (`netmessages signal`) only dependency; redis is an optional peer.
+  t.deepEqual(Object.keys(lock.packages).sort(), ['', 'node_modules/netmessages', 'node_modules/ws'], 'no runtime dependencies but ws');
 });
 
 const roundTrip = (load) => `
@@ -137,6 +139,22 @@ test.serial('the installed bin runs: netmessages loadtest', async (t) => {
   const res = JSON.parse(r.stdout);
   t.is(res.sent, 100);
   t.true(res.received > 0);
+});
+
+test.serial('the installed bin runs: netmessages signal (its ws dependency installed with it)', async (t) => {
+  t.is(install.code, 0);
+  const file = path.join(app, 'signal-check.mjs');
+  writeFileSync(file, `
+import { spawn } from 'node:child_process';
+const c = spawn(process.execPath, [${JSON.stringify(path.join(installed, 'bin', 'netmessages.mjs'))}, 'signal', '--host', '127.0.0.1', '--port', '0', '--trusted-ca', '${'11'.repeat(32)}']);
+let out = '';
+c.stdout.on('data', (d) => { out += d; if (/listening on 127\\.0\\.0\\.1:\\d+/.test(out)) c.kill('SIGTERM'); });
+c.stderr.on('data', (d) => { out += d; });
+c.on('exit', (code) => { console.log(/listening on/.test(out) ? 'listening, exit ' + code : 'failed: ' + out); });
+`);
+  const r = await node([file], app);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout.trim(), 'listening, exit 0');
 });
 
 // Prints which binary file the loader actually loaded.

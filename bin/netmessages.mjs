@@ -5,6 +5,7 @@ const commands = {
   loadtest: () => import('../examples/loadtest/loadtest.mjs'),
   keygen: async () => (await import('./commands/keys.mjs')).keygen,
   cert: async () => (await import('./commands/keys.mjs')).cert,
+  signal: () => import('./commands/signal.mjs'),
 };
 
 function usage(out) {
@@ -12,6 +13,7 @@ function usage(out) {
   out.write('  loadtest   drive many sessions against a server; prints throughput, RTT percentiles and loss\n');
   out.write('  keygen     make an Ed25519 key pair (an identity key, or a CA key)\n');
   out.write('  cert       issue a certificate binding an identity to a public key, signed by a CA key\n');
+  out.write('  signal     run the P2P signaling server (WebSocket; peers register identities their certificates prove)\n');
   out.write('\nRun `netmessages <command> --help` for its options.\n');
 }
 

@@ -116,9 +116,9 @@ export interface Config {
   timeoutConnected: number;
   /** Bytes a session may hold queued for sending before sends fail with `LimitExceeded`. Default 524288; 0 to 268435456. */
   sendBufferSize: number;
-  /** Lower bound of the send rate (B/s). Default 262144; 1024 to 17179869184. */
+  /** Lower bound of the send rate (B/s): congestion control never paces below it. Steam's default, 256 KiB/s. Default 262144; 1024 to 17179869184. */
   sendRateMin: number;
-  /** Upper bound of the send rate (B/s). Default 262144; 1024 to 17179869184. */
+  /** Upper bound of the send rate (B/s): congestion control finds the path's rate below it. 1 GiB/s by default (Steam fixes both bounds at 256 KiB/s, having no bandwidth estimation; set both to that for Steam's fixed rate). Default 1073741824; 1024 to 17179869184. */
   sendRateMax: number;
   /** How long a small message may wait to share a packet (µs). Default 5000; 0 to 20000. */
   nagleTime: number;

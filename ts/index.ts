@@ -4,6 +4,7 @@
  */
 export { SendFlags, ConnectionState, EResult, IdentityType, ConnectionEnd, CONFIG_KEYS } from './generated';
 export { Identity } from './identity';
+export { MessageBatch } from './receive-batch';
 export {
   generateKeyPair,
   publicKeyOf,
@@ -23,3 +24,16 @@ export {
   type SessionConnectionInfo,
   type NetworkingMessagesEvents,
 } from './networking-messages';
+export {
+  NetworkingSockets,
+  type SocketsCreateOptions,
+  type ListenOptions,
+  type ConnectOptions,
+  type SocketConnectionInfo,
+  type ConnectionRealTimeStatus,
+  type ConnectionStatusChanged,
+  type OutgoingConnectionMessage,
+  type SendResult,
+  type NetworkingSocketsEvents,
+  type NetworkingConnectionMessage,
+} from './networking-sockets';

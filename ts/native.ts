@@ -79,4 +79,12 @@ function load(): typeof NativeTypes {
 }
 
 export const native: typeof NativeTypes = load();
-export type { NativeEndpoint, NativeEvent, NativeSessionInfo, ConfigProblem } from '../native/index.js';
+export type {
+  NativeEndpoint,
+  NativeEvent,
+  NativeSessionInfo,
+  ConfigProblem,
+  NativeSockets,
+  NativeSocketsEvent,
+  NativeConnInfo,
+} from '../native/index.js';

@@ -4,7 +4,7 @@ import { configProblem, configValues, toConfig, type Config } from './config';
 import { ConnectionState, EResult, IdentityType, SendFlags } from './generated';
 import { Identity } from './identity';
 import { native, type NativeEndpoint, type NativeEvent } from './native';
-import { toMessages, type NetworkingMessage } from './receive-batch';
+import { MessageBatch, toMessages, type NetworkingMessage } from './receive-batch';
 import { securityOptions, type SecurityCreateOptions } from './security';
 
 export type { Config } from './config';
@@ -279,6 +279,59 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     return toMessages(this.#native.receive(localChannel, Math.min(maxMessages, 0xffffffff)), localChannel);
   }
 
+  /**
+   * Takes up to `maxMessages` messages waiting on `localChannel` as one {@link MessageBatch}:
+   * payloads back to back in one buffer, figures by index, no object per message. The
+   * batch receive API, beside {@link NetworkingMessages.receiveMessagesOnChannel}.
+   */
+  receiveBatchOnChannel(localChannel: number, maxMessages = 256): MessageBatch {
+    this.#assertOpen();
+    checkChannel('localChannel', localChannel);
+    if (typeof maxMessages !== 'number' || !Number.isInteger(maxMessages) || maxMessages < 0) {
+      throw new RangeError(`maxMessages must be a non-negative integer, got ${String(maxMessages)}`);
+    }
+    if (maxMessages === 0) return new MessageBatch(null);
+    return new MessageBatch(this.#native.receive(localChannel, Math.min(maxMessages, 0xffffffff)));
+  }
+
+  /**
+   * Sends many messages to one peer from one buffer (the batch send API): message `i` is
+   * `data.subarray(offsets[i], offsets[i + 1])`, so `offsets` has one more entry than there
+   * are messages. One native call, no object per message; results as
+   * {@link NetworkingMessages.sendMessages}, one per message, in order.
+   */
+  sendMessagesFromBuffer(
+    identityRemote: Identity | string,
+    data: Uint8Array,
+    offsets: Uint32Array,
+    sendFlags: number = SendFlags.Unreliable,
+    remoteChannel = 0,
+  ): Int32Array {
+    if (!(offsets instanceof Uint32Array) || offsets.length < 1) {
+      throw new TypeError('offsets must be a Uint32Array of message boundaries (count + 1 entries)');
+    }
+    const n = offsets.length - 1;
+    if (this.#closed) return new Int32Array(n).fill(EResult.InvalidState);
+    if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+    const m = this.#prepare(identityRemote, new Uint8Array(0), sendFlags, remoteChannel);
+    if (typeof m === 'number') return new Int32Array(n).fill(m);
+    const sizes = new Uint32Array(n);
+    const flags = new Uint32Array(n).fill(sendFlags);
+    const channels = new Int32Array(n).fill(remoteChannel);
+    const peerIndex = new Uint32Array(n);
+    let bad = false;
+    for (let i = 0; i < n; i++) {
+      const a = offsets[i] as number;
+      const b = offsets[i + 1] as number;
+      if (b < a || b > data.byteLength || b - a > MAX_MESSAGE_SIZE) bad = true;
+      sizes[i] = b - a;
+    }
+    if (bad || offsets[0] !== 0) {
+      throw new RangeError('offsets must start at 0, never decrease, stay within data, and keep each message within 512 KiB');
+    }
+    return this.#native.sendBatch([m.peer.toString()], [m.remote], data, sizes, flags, channels, peerIndex);
+  }
+
   /** Accepts a pending session; false if no request from that peer waits. */
   acceptSessionWithUser(identityRemote: Identity | string): boolean {
     this.#assertOpen();
@@ -419,6 +472,9 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   }
 
   #dispatch(events: NativeEvent[]): void {
+    // After close() the application has let go: handlers that would call into a closed
+    // endpoint (a receive in a 'messages' handler, say) must not run.
+    if (this.#closed) return;
     for (const e of events) {
       switch (e.type) {
         case 'Messages':

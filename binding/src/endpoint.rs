@@ -294,6 +294,13 @@ impl NativeEndpoint {
 /// Waits on a libuv worker thread for the driver task to finish.
 pub struct CloseTask(Option<tokio::sync::oneshot::Receiver<()>>);
 
+impl CloseTask {
+    /// A task that waits on `done` (none: already closed).
+    pub fn new(done: Option<tokio::sync::oneshot::Receiver<()>>) -> Self {
+        CloseTask(done)
+    }
+}
+
 impl Task for CloseTask {
     type Output = ();
     type JsValue = ();

@@ -56,7 +56,7 @@ pub type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, St
 /// Forwards the driver's event batches to JS.
 pub struct JsSink(pub EventFn);
 
-impl EventSink for JsSink {
+impl EventSink<Event> for JsSink {
     fn emit(&self, events: Vec<Event>) {
         let events = events.into_iter().map(NativeEvent::from).collect();
         // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS

@@ -54,6 +54,9 @@ macro_rules! config_table {
 const I32_MAX: i64 = i32::MAX as i64;
 /// Highest send rate accepted (16 GiB/s): far above Steam's, since loopback and LANs go past 1 GB/s.
 const MAX_RATE: i64 = 1 << 34;
+/// Default upper bound of the send rate: high enough that congestion control, not the bound,
+/// sets the rate on loopback, LANs and datacentre links.
+pub const DEFAULT_RATE_MAX: i64 = 1 << 30;
 /// Largest message the API accepts (Steam's `k_cbMaxSteamNetworkingSocketsMessageSizeSend`).
 pub const MAX_MESSAGE_SIZE: usize = 512 * 1024;
 
@@ -64,10 +67,13 @@ config_table! {
     timeout_connected: "timeoutConnected" = 10_000, [0, I32_MAX];
     /// Bytes a session may hold queued for sending before sends fail with `LimitExceeded`.
     send_buffer_size: "sendBufferSize" = 524_288, [0, 0x1000_0000];
-    /// Lower bound of the send rate (B/s).
+    /// Lower bound of the send rate (B/s): congestion control never paces below it. Steam's
+    /// default, 256 KiB/s.
     send_rate_min: "sendRateMin" = 262_144, [1024, MAX_RATE];
-    /// Upper bound of the send rate (B/s).
-    send_rate_max: "sendRateMax" = 262_144, [1024, MAX_RATE];
+    /// Upper bound of the send rate (B/s): congestion control finds the path's rate below
+    /// it. 1 GiB/s by default (Steam fixes both bounds at 256 KiB/s, having no bandwidth
+    /// estimation; set both to that for Steam's fixed rate).
+    send_rate_max: "sendRateMax" = DEFAULT_RATE_MAX, [1024, MAX_RATE];
     /// How long a small message may wait to share a packet (µs).
     nagle_time: "nagleTime" = 5_000, [0, 20_000];
     /// Largest UDP payload we send (bytes).
@@ -190,6 +196,10 @@ mod tests {
     #[test]
     fn defaults_are_steams() {
         let c = Config::default();
+        // The one deliberate difference: the upper send rate bound leaves room for
+        // congestion control (Steam fixes both bounds at 256 KiB/s).
+        assert_eq!(c.get("sendRateMin"), Some(262_144));
+        assert_eq!(c.get("sendRateMax"), Some(1 << 30));
         assert_eq!(c.get("timeoutInitial"), Some(10_000));
         assert_eq!(c.get("sendBufferSize"), Some(524_288));
         assert_eq!(c.get("nagleTime"), Some(5_000));
@@ -232,7 +242,7 @@ mod tests {
             Err(ConfigError::NotInteger { .. })
         ));
         assert!(matches!(
-            c.apply(&[("sendRateMin".into(), 500_000.0)]),
+            c.apply(&[("sendRateMin".into(), (DEFAULT_RATE_MAX + 1) as f64)]),
             Err(ConfigError::Inconsistent(_))
         ));
         c.apply(&[

@@ -83,6 +83,7 @@ use crate::time::Timestamp;
 use crate::wire::control::{ConnectOk, ConnectionClosed, ControlMessage};
 use handshake::Handshake;
 use lanes::{Carried, RecvLanes, SendLanes};
+pub use lanes::{Framing, MAX_LANES};
 use state::{Dialing, State};
 
 pub use lanes::LANES;
@@ -115,6 +116,8 @@ pub struct ConnectionConfig {
     pub timeout_initial: Duration,
     /// The congestion controller new connections run (`congestionControl`).
     pub congestion: CongestionControl,
+    /// How messages map to lanes: the messages model's channel prefix, or raw lanes.
+    pub framing: Framing,
 }
 
 impl Default for ConnectionConfig {
@@ -124,11 +127,32 @@ impl Default for ConnectionConfig {
             send_buffer: 512 * 1024,
             nagle: Duration::from_micros(5000),
             rate_min: 262_144,
-            rate_max: 262_144,
+            rate_max: crate::config::DEFAULT_RATE_MAX as u64,
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
             congestion: CongestionControl::default(),
+            framing: Framing::Messages,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// The connection settings an endpoint configuration implies, with `framing`.
+    pub fn from_config(c: &crate::config::Config, framing: Framing) -> Self {
+        let us = |v: i64| u64::try_from(v).unwrap_or(0);
+        ConnectionConfig {
+            mtu: usize::try_from(c.mtu_packet_size).unwrap_or(1300),
+            send_buffer: usize::try_from(c.send_buffer_size).unwrap_or(0),
+            nagle: Duration::from_micros(us(c.nagle_time)),
+            rate_min: us(c.send_rate_min),
+            rate_max: us(c.send_rate_max),
+            max_message: usize::try_from(c.recv_max_message_size)
+                .unwrap_or(crate::config::MAX_MESSAGE_SIZE),
+            timeout: Duration::from_millis(us(c.timeout_connected)),
+            timeout_initial: Duration::from_millis(us(c.timeout_initial)),
+            congestion: CongestionControl::from_config(c.congestion_control),
+            framing,
         }
     }
 }
@@ -352,7 +376,7 @@ impl Connection {
             meter: rates::RateMeter::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,
-            send: SendLanes::default(),
+            send: SendLanes::new(cfg.framing),
             nagle_deadline: None,
             pacing_wake: None,
             window_blocked: false,
@@ -363,7 +387,7 @@ impl Connection {
             recovery: Box::default(),
             replay: ReplayWindow::new(1),
             acks: AckRanges::new(1),
-            recv: RecvLanes::default(),
+            recv: RecvLanes::new(cfg.framing),
             recv_blocked: false,
             last_heard: None,
             last_data: now,
@@ -484,9 +508,9 @@ impl Connection {
         self.recv_blocked = blocked;
     }
 
-    /// Queues a message for `channel`. `no_nagle` sends it without waiting for more data.
-    /// The payload is copied only once the message is accepted, so a refused send costs no
-    /// copy.
+    /// Queues a message for `channel` (with the raw framing: for lane `channel`). `no_nagle`
+    /// sends it without waiting for more data. The payload is copied only once the message is
+    /// accepted, so a refused send costs no copy.
     pub fn send(
         &mut self,
         now: Timestamp,
@@ -517,6 +541,12 @@ impl Connection {
         let deadline = if no_nagle { now } else { now + self.cfg.nagle };
         self.nagle_deadline = Some(self.nagle_deadline.map_or(deadline, |d| d.min(deadline)));
         Ok(number)
+    }
+
+    /// Sets the send lanes' priorities and weights (Steam's `ConfigureConnectionLanes`;
+    /// the caller checks the values): lane `i` gets `schedule[i]`.
+    pub fn configure_lanes(&mut self, schedule: Vec<(i32, u16)>) {
+        self.send.configure(schedule);
     }
 
     /// Sends what Nagle holds now.

@@ -48,6 +48,7 @@ impl From<CryptoError> for Refusal {
 }
 
 /// An endpoint's long-lived security material and policy.
+#[derive(Clone)]
 pub struct LocalSecurity {
     key: IdentityKey,
     cert: CertificateSigned,

@@ -102,6 +102,21 @@ impl ConnectionHandle {
     }
 }
 
+impl EndpointStats {
+    /// Adds `other`'s counters to these (for an instance with several endpoints).
+    pub fn add(&mut self, other: &EndpointStats) {
+        self.dropped_malformed += other.dropped_malformed;
+        self.dropped_table_full += other.dropped_table_full;
+        self.dropped_by_connection += other.dropped_by_connection;
+        self.dropped_unknown_connection += other.dropped_unknown_connection;
+        self.dropped_bad_challenge += other.dropped_bad_challenge;
+        self.challenges_answered += other.challenges_answered;
+        self.dropped_bad_crypto += other.dropped_bad_crypto;
+        self.rate_limited_source += other.rate_limited_source;
+        self.rate_limited_global += other.rate_limited_global;
+    }
+}
+
 /// What a valid `ConnectRequest` that matches no connection of ours does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IncomingPolicy {

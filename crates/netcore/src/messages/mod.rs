@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
-use crate::connection::{ConnectionConfig, InMessage, SendError};
+use crate::connection::{ConnectionConfig, Framing, InMessage, SendError};
 use crate::end_reason::{End, EndReason};
 use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup, EndpointStats};
 use crate::eresult::{send_flags, EResult};
@@ -159,7 +159,10 @@ impl Messages {
     /// security material.
     pub fn new(config: Config, setup: EndpointSetup) -> Self {
         Messages {
-            endpoint: Endpoint::new(connection_config(&config), setup),
+            endpoint: Endpoint::new(
+                ConnectionConfig::from_config(&config, Framing::Messages),
+                setup,
+            ),
             config,
             sessions: Map::default(),
             by_conn: Map::default(),
@@ -180,7 +183,10 @@ impl Messages {
     /// Replaces the configuration (already validated by [`Config::apply`]); it applies to
     /// existing sessions too.
     pub fn set_config(&mut self, now: Timestamp, config: Config) {
-        self.endpoint.set_config(now, connection_config(&config));
+        self.endpoint.set_config(
+            now,
+            ConnectionConfig::from_config(&config, Framing::Messages),
+        );
         self.config = config;
     }
 
@@ -667,22 +673,6 @@ impl Messages {
             peer: peer.clone(),
             msg,
         });
-    }
-}
-
-/// The connection settings an endpoint configuration implies.
-fn connection_config(c: &Config) -> ConnectionConfig {
-    let us = |v: i64| u64::try_from(v).unwrap_or(0);
-    ConnectionConfig {
-        mtu: usize::try_from(c.mtu_packet_size).unwrap_or(1300),
-        send_buffer: usize::try_from(c.send_buffer_size).unwrap_or(0),
-        nagle: Duration::from_micros(us(c.nagle_time)),
-        rate_min: us(c.send_rate_min),
-        rate_max: us(c.send_rate_max),
-        max_message: usize::try_from(c.recv_max_message_size).unwrap_or(MAX_MESSAGE_SIZE),
-        timeout: Duration::from_millis(us(c.timeout_connected)),
-        timeout_initial: Duration::from_millis(us(c.timeout_initial)),
-        congestion: crate::snp::congestion::CongestionControl::from_config(c.congestion_control),
     }
 }
 
