@@ -221,7 +221,14 @@ impl Bbr {
         self.round_acked = 0;
         self.round_lost = 0;
         self.round_min_rtt = None;
-        self.round_probing = self.pacing_gain() > 1.0 || self.mode != Mode::ProbeBw;
+        self.round_probing = self.pacing_gain() != 1.0 || self.mode != Mode::ProbeBw;
+    }
+
+    /// Whether the round so far lost clearly more than the path's random loss.
+    fn excess_loss(&self) -> bool {
+        let total = self.round_acked + self.round_lost;
+        total >= MIN_WINDOW_PACKETS * self.mtu
+            && self.round_lost as f64 > (self.random_loss + STARTUP_LOSS_EXIT) * total as f64
     }
 
     fn check_full_pipe(&mut self, app_limited: bool) {
@@ -247,8 +254,9 @@ impl Bbr {
         let elapsed = now.saturating_since(self.phase_stamp) > min_rtt;
         let gain = PROBE_GAINS[self.phase];
         let next = if gain > 1.0 {
-            // Probe until a round trip passed and the extra is in flight (or it lost).
-            elapsed && (lost || self.bdp(gain).is_some_and(|t| in_flight >= t))
+            // Probe until a round trip passed and the extra is in flight; a probe that loses
+            // more than the path's random loss found the queue's end: it stops at once.
+            lost || (elapsed && self.bdp(gain).is_some_and(|t| in_flight >= t))
         } else if gain < 1.0 {
             // Drain until a round trip passed or the queue is gone.
             elapsed || self.bdp(1.0).is_some_and(|t| in_flight <= t)
@@ -369,7 +377,7 @@ impl Controller for Bbr {
             self.round_min_rtt
                 .map_or(s.rtt.latest, |r| r.min(s.rtt.latest)),
         );
-        if self.pacing_gain() > 1.0 {
+        if self.pacing_gain() != 1.0 {
             self.round_probing = true;
         }
         if let Some(rs) = s.rate {
@@ -386,7 +394,10 @@ impl Controller for Bbr {
             Mode::Startup if self.filled_pipe => {
                 self.mode = Mode::Drain;
             }
-            Mode::ProbeBw => self.advance_phase(s.now, s.in_flight, self.round_lost > 0),
+            Mode::ProbeBw => {
+                let excess = self.excess_loss();
+                self.advance_phase(s.now, s.in_flight, excess);
+            }
             _ => {}
         }
         if self.mode == Mode::Drain && self.bdp(1.0).is_none_or(|t| s.in_flight <= t) {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::time::Timestamp;
 
 /// What a packet records about the connection's delivery progress when it is sent.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Snapshot {
     /// Bytes delivered (acknowledged) before the packet was sent.
     delivered: u64,
