@@ -130,6 +130,8 @@ export interface Config {
   recvBufferMessages: number;
   /** Largest message we accept from a peer (bytes). Default 524288; 1024 to 268435456. */
   recvMaxMessageSize: number;
+  /** Congestion controller of new sessions: 0 = BBR (paces at the measured delivery rate, keeps router queues short, tolerates random loss), 1 = CUBIC (grows until loss). Default 0; 0 to 1. */
+  congestionControl: number;
   /** Idle time after which a session is closed without a callback (ms). Default 180000; 0 to 2147483647. */
   messagesSessionIdleTimeout: number;
   /** Percent of outgoing datagrams the endpoint drops on purpose. Default 0; 0 to 100. */
@@ -155,4 +157,4 @@ export interface Config {
 }
 
 /** Every config key, in declaration order. */
-export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax'];
+export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'congestionControl', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax'];
