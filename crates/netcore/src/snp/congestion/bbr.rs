@@ -42,6 +42,10 @@ const DRAIN_GAIN: f64 = 1.0 / STARTUP_GAIN;
 
 /// Window gain outside Startup: two round trips' worth of the model's rate.
 const CWND_GAIN: f64 = 2.0;
+/// The window also covers this many smoothed RTTs at the model's rate (jitter).
+const JITTER_RTT_GAIN: f64 = 1.0;
+/// The most the jitter allowance may raise the window to, in minimum-RTT BDPs.
+const MAX_CWND_GAIN: f64 = 3.0;
 
 /// ProbeBw's pacing gains, one per round trip.
 const PROBE_GAINS: [f64; 8] = [1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
@@ -324,10 +328,18 @@ impl Bbr {
         } else {
             CWND_GAIN
         };
-        let target = self
+        let mut target = self
             .bdp(cwnd_gain)
             .unwrap_or(self.cwnd)
             .max(self.min_window());
+        if self.filled_pipe && bw > 0 {
+            // A jittery path's round trips run well past its minimum: a window of twice the
+            // minimum's BDP would then cap the delivery rate below the model's, and the
+            // model would shrink to what that window lets through. So the window covers the
+            // smoothed RTT too, but never past three minimum-RTT BDPs.
+            let jitter = (bw as f64 * self.srtt.as_secs_f64() * JITTER_RTT_GAIN) as u64;
+            target = target.max(jitter.min(self.bdp(MAX_CWND_GAIN).unwrap_or(0)));
+        }
         self.cwnd = if self.filled_pipe {
             self.cwnd.saturating_add(acked).min(target)
         } else if self.cwnd < target || self.bdp(1.0).is_none() {
@@ -443,5 +455,31 @@ mod tests {
         // Before any sample: the initial window per RTT, at Startup's gain.
         let rate = cc.pacing_rate(Duration::from_millis(100));
         assert_eq!(rate, (13_000.0 / 0.1 * STARTUP_GAIN) as u64);
+    }
+
+    #[test]
+    fn the_window_covers_a_jittery_round_trip() {
+        // 1 MB/s, a 40 ms minimum RTT but round trips of 120 ms (jitter): twice the
+        // minimum's BDP (80 kB) would let through only 2/3 of the model's rate.
+        let mut cc = Bbr::new(1300);
+        cc.bw.update(1, 1_000_000, 10);
+        cc.min_rtt = Some(Duration::from_millis(40));
+        cc.filled_pipe = true;
+        cc.mode = Mode::ProbeBw;
+        cc.phase = 2;
+        cc.srtt = Duration::from_millis(120);
+        for _ in 0..200 {
+            cc.update_outputs(1300);
+        }
+        assert_eq!(cc.window(), 120_000);
+        // Never past three minimum-RTT BDPs, however long the round trips.
+        cc.srtt = Duration::from_millis(400);
+        for _ in 0..200 {
+            cc.update_outputs(1300);
+        }
+        assert_eq!(cc.window(), 120_000);
+        cc.srtt = Duration::from_millis(50);
+        cc.update_outputs(1300);
+        assert_eq!(cc.window(), 80_000, "back to twice the BDP");
     }
 }
