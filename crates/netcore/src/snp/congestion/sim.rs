@@ -475,7 +475,11 @@ fn bbr_startup_stops_at_a_shallow_queue() {
     let u = b.utilisation(2 * SEC, 10 * SEC);
     assert!(u >= 0.8, "utilisation {u}");
     let sent = (b.offered / MTU) as f64;
-    assert!((b.losses as f64) < 0.03 * sent, "{} of {sent} lost", b.losses);
+    assert!(
+        (b.losses as f64) < 0.03 * sent,
+        "{} of {sent} lost",
+        b.losses
+    );
 }
 
 #[test]
