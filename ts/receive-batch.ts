@@ -75,12 +75,17 @@ class ConnectionMessage extends ReceivedMessage implements NetworkingConnectionM
   }
 }
 
+/** Messages still waiting (on the channel, connection or poll group) after this batch. */
+export function batchLeft(batch: Buffer): number {
+  return batch.readUInt32LE(16);
+}
+
 /** Offsets of a packed batch's columns (`withConn`: the connection API's extra ones). */
 function layout(batch: Buffer, withConn: boolean) {
   const n = batch.readUInt32LE(0);
   const p = batch.readUInt32LE(4);
   const nameBytes = batch.readUInt32LE(8);
-  const numbersAt = 16;
+  const numbersAt = 24;
   const timesAt = numbersAt + 8 * n;
   const sizesAt = timesAt + 8 * n;
   const flagsAt = sizesAt + 4 * n;

@@ -8,11 +8,13 @@
 pub mod driver;
 pub mod fake_network;
 mod io;
+pub mod log;
 mod messages_endpoint;
 pub mod protocol;
 mod sockets_endpoint;
 
 pub use driver::{BindError, Driver, EventSink, Secrets, CLOSE_LINGER};
+pub use io::dual_stack_available;
 pub use messages_endpoint::{EndpointHandle, OutgoingMessage};
 pub use protocol::Protocol;
 pub use sockets_endpoint::{OutgoingToConnection, SocketsHandle};
