@@ -4,6 +4,7 @@ import { configProblem, configValues, toConfig, type Config } from './config';
 import { ConnectionState, EResult, IdentityType, SendFlags } from './generated';
 import { Identity } from './identity';
 import { native, type NativeEndpoint, type NativeEvent } from './native';
+import { p2pSetup, splitP2pConfig, startSignaling, type P2pCreateOptions, type P2pStringConfig, type Signaling } from './p2p';
 import { toMessages, type NetworkingMessage } from './receive-batch';
 import { securityOptions, type SecurityCreateOptions } from './security';
 
@@ -11,13 +12,13 @@ export type { Config } from './config';
 export type { NetworkingMessage } from './receive-batch';
 
 /** Options of {@link NetworkingMessages.create}. */
-export interface CreateOptions extends SecurityCreateOptions {
+export interface CreateOptions extends SecurityCreateOptions, P2pCreateOptions {
   /** `'host:port'` to bind; default `'0.0.0.0:0'`. */
   bind?: string;
   /** Returns `'host:port'` for a non-IP identity, or undefined if unknown. */
   resolve?: (id: Identity) => string | undefined;
   /** Initial configuration; unknown keys are a TypeError, bad values a RangeError. */
-  config?: Partial<Config>;
+  config?: Partial<Config> & P2pStringConfig;
 }
 
 /** One message for {@link NetworkingMessages.sendMessages}. */
@@ -105,6 +106,8 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
 
   readonly #native: NativeEndpoint;
   readonly #resolve: ((id: Identity) => string | undefined) | undefined;
+  /** P2P's signaling, when configured (`ts/p2p.ts`). */
+  #p2p: { signaling: Signaling; send: (to: string, blob: Uint8Array) => void } | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -132,8 +135,10 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     }
     const bind = options.bind ?? '0.0.0.0:0';
     if (typeof bind !== 'string') throw new TypeError('bind must be a "host:port" string');
-    const values = configValues(options.config);
+    const { numeric, strings } = splitP2pConfig(options.config);
+    const values = configValues(numeric);
     configProblem(native.checkConfig(values));
+    const p2p = await p2pSetup(options, strings, security);
     let endpoint: NetworkingMessages | undefined;
     const onEvents = (events: NativeEvent[]): void => {
       if (endpoint !== undefined) endpoint.#dispatch(events);
@@ -147,6 +152,10 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       throw e;
     }
     endpoint = new NetworkingMessages(nativeEndpoint, options.resolve, security.identity);
+    if (p2p !== null) {
+      nativeEndpoint.enableP2P(p2p.native);
+      endpoint.#p2p = await startSignaling(p2p, nativeEndpoint, security);
+    }
     return endpoint;
   }
 
@@ -314,7 +323,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
         endDebug: s.endDebug ?? '',
         connectionDescription: `${peer.toString()} at ${s.remoteAddress}`,
         remoteAddress: s.remoteAddress,
-        flags: 0,
+        flags: s.flags,
       },
       status: {
         state,
@@ -408,6 +417,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     if (this.#closing === undefined) {
       this.#closed = true;
       this.#closing = this.#native.close().then(() => {
+        this.#p2p?.signaling.close?.();
         this.emit('close');
       });
     }
@@ -426,6 +436,9 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
           break;
         case 'SessionRequest':
           this.emit('sessionRequest', { identityRemote: Identity.parse(e.identity) });
+          break;
+        case 'Signal':
+          this.#p2p?.send(e.identity, e.data);
           break;
         case 'SessionFailed': {
           const peer = Identity.parse(e.identity);

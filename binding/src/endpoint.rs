@@ -64,12 +64,21 @@ pub struct NativeSessionInfo {
     pub end_reason: Option<i32>,
     /// Detail, when failed.
     pub end_debug: Option<String>,
+    /// Steam's `ConnectionInfo` flags (`Unauthenticated`, and for P2P `Relayed`, `Fast`).
+    pub flags: i32,
 }
 
 /// One bound endpoint.
 #[napi]
 pub struct NativeEndpoint {
     inner: EndpointHandle,
+}
+
+impl NativeEndpoint {
+    /// The driver's handle (for `p2p.rs`).
+    pub(crate) fn handle(&self) -> &EndpointHandle {
+        &self.inner
+    }
 }
 
 #[napi]
@@ -269,6 +278,7 @@ impl NativeEndpoint {
                 queue_time_us: s.queue_time.as_micros() as f64,
                 end_reason: s.end.as_ref().map(|e| e.reason.code()),
                 end_debug: s.end.map(|e| e.debug),
+                flags: s.flags,
             }))
     }
 

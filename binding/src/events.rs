@@ -1,10 +1,12 @@
 //! Driver events to JS: one discriminated union (`type` tells the variant), delivered in
 //! batches through a ThreadsafeFunction, one call per driver wake-up.
 
+use napi::bindgen_prelude::Buffer;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::Status;
 use napi_derive::napi;
 use netcore::messages::Event;
+use netcore::p2p::layer::LayerEvent;
 use netdriver::EventSink;
 
 /// An event of a messages endpoint, for the JS side.
@@ -31,6 +33,13 @@ pub enum NativeEvent {
         /// Detail.
         end_debug: String,
     },
+    /// P2P: a rendezvous blob for the signaling service to deliver.
+    Signal {
+        /// The recipient, canonical text.
+        identity: String,
+        /// The blob.
+        data: Buffer,
+    },
 }
 
 impl From<Event> for NativeEvent {
@@ -56,8 +65,20 @@ pub type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, St
 /// Forwards the driver's event batches to JS.
 pub struct JsSink(pub EventFn);
 
-impl EventSink<Event> for JsSink {
-    fn emit(&self, events: Vec<Event>) {
+impl From<LayerEvent<Event>> for NativeEvent {
+    fn from(e: LayerEvent<Event>) -> Self {
+        match e {
+            LayerEvent::Host(e) => e.into(),
+            LayerEvent::Signal { to, data } => NativeEvent::Signal {
+                identity: to.to_string(),
+                data: data.into(),
+            },
+        }
+    }
+}
+
+impl EventSink<LayerEvent<Event>> for JsSink {
+    fn emit(&self, events: Vec<LayerEvent<Event>>) {
         let events = events.into_iter().map(NativeEvent::from).collect();
         // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
         // would let a busy JS thread stall the network.

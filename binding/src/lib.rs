@@ -9,6 +9,7 @@
 mod config;
 mod endpoint;
 mod events;
+mod p2p;
 mod receive_batch;
 mod security;
 mod sockets;

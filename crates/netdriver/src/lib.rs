@@ -9,10 +9,12 @@ pub mod driver;
 pub mod fake_network;
 mod io;
 mod messages_endpoint;
+mod p2p;
 pub mod protocol;
 mod sockets_endpoint;
 
 pub use driver::{BindError, Driver, EventSink, Secrets, CLOSE_LINGER};
 pub use messages_endpoint::{EndpointHandle, OutgoingMessage};
+pub use p2p::{P2pError, P2pOptions};
 pub use protocol::Protocol;
 pub use sockets_endpoint::{OutgoingToConnection, SocketsHandle};

@@ -10,6 +10,7 @@ use netcore::endpoint::EndpointSetup;
 use netcore::eresult::{send_flags, EResult};
 use netcore::identity::Identity;
 use netcore::messages::{Delivered, Event, Messages, SessionInfo};
+use netcore::p2p::layer::{LayerEvent, P2pLayer};
 use tokio::sync::oneshot;
 
 use crate::driver::{due_before, BindError, Driver, EventSink, Secrets};
@@ -28,9 +29,10 @@ pub struct OutgoingMessage<'a> {
     pub channel: i32,
 }
 
-/// The application's handle on a running messages endpoint (one socket).
+/// The application's handle on a running messages endpoint (one socket), with P2P in front
+/// of it once switched on (`p2p.rs`).
 pub struct EndpointHandle {
-    driver: Driver<Messages>,
+    pub(crate) driver: Driver<P2pLayer<Messages>>,
     local: SocketAddr,
 }
 
@@ -41,17 +43,17 @@ impl EndpointHandle {
         bind: &str,
         config: Config,
         security: LocalSecurity,
-        sink: Arc<dyn EventSink<Event>>,
+        sink: Arc<dyn EventSink<LayerEvent<Event>>>,
     ) -> Result<Self, BindError> {
         let make = |s: Secrets| {
-            Messages::new(
+            P2pLayer::new(Messages::new(
                 config,
                 EndpointSetup {
                     secret: s.secret,
                     security,
                     unix_at_epoch: s.unix_at_epoch,
                 },
-            )
+            ))
         };
         let driver = Driver::start(Some(bind), make, sink)?;
         let local = driver
@@ -200,8 +202,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     struct Discard;
-    impl EventSink<Event> for Discard {
-        fn emit(&self, _: Vec<Event>) {}
+    impl EventSink<LayerEvent<Event>> for Discard {
+        fn emit(&self, _: Vec<LayerEvent<Event>>) {}
     }
 
     fn endpoint() -> EndpointHandle {

@@ -16,6 +16,7 @@
 pub mod challenge;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+mod p2p;
 pub mod rate_limit;
 #[cfg(test)]
 mod schedule_tests;
