@@ -123,9 +123,9 @@ impl<H> DerefMut for P2pLayer<H> {
 }
 
 /// Steam's `k_nSteamNetworkingConnectionInfoFlags_Fast`.
-pub const FLAG_FAST: i32 = 8;
+pub const FLAG_FAST: i32 = crate::sockets::info_flags::FAST;
 /// Steam's `k_nSteamNetworkingConnectionInfoFlags_Relayed`.
-pub const FLAG_RELAYED: i32 = 16;
+pub const FLAG_RELAYED: i32 = crate::sockets::info_flags::RELAYED;
 
 impl<H: Host> P2pLayer<H> {
     /// `inner` without P2P (until [`P2pLayer::enable`]).
