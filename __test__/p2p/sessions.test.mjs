@@ -161,6 +161,23 @@ if (skip) {
     return p;
   };
 
+  /** The bundled signaling server (the CLI) in the pub namespace; resolves once it listens. */
+  const startSignal = async () => {
+    signalChild = net.spawn(net.pub, process.execPath, [
+      join(root, 'bin', 'netmessages.mjs'), 'signal', '--host', SIGNAL_HOST, '--port', '8080',
+      '--trusted-ca', Buffer.from(ca.publicKey).toString('hex'),
+    ]);
+    const child = signalChild;
+    await new Promise((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      createInterface({ input: child.stdout }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`signaling server exited ${code}: ${err}`)));
+    });
+  };
+
   test.before(async (t) => {
     if (left.length) t.log(`removed leftovers: ${left.join(', ')}`);
     const t0 = Date.now();
@@ -170,20 +187,10 @@ if (skip) {
       net.addRouter(`r-${name}`, type);
       net.addHost(`h-${name}`, `r-${name}`);
     }
+    net.addHost('h-lan2', 'r-port');
     net.addPublicHost('h-pub');
     net.addPublicHost('h-pub2');
-    signalChild = net.spawn(net.pub, process.execPath, [
-      join(root, 'bin', 'netmessages.mjs'), 'signal', '--host', SIGNAL_HOST, '--port', '8080',
-      '--trusted-ca', Buffer.from(ca.publicKey).toString('hex'),
-    ]);
-    await new Promise((resolve, reject) => {
-      let err = '';
-      signalChild.stderr.on('data', (d) => {
-        err += d;
-      });
-      createInterface({ input: signalChild.stdout }).once('line', resolve);
-      signalChild.once('exit', (code) => reject(new Error(`signaling server exited ${code}: ${err}`)));
-    });
+    await startSignal();
     t.log(`test bed up in ${Date.now() - t0} ms: ${net.namespaces.length} namespaces, coturn, signaling at ${SIGNAL}`);
   });
 
@@ -199,12 +206,14 @@ if (skip) {
    * `from` (on host x) sends to `to` (on host y); returns the connect time and the route
    * both sides report, after messages went both ways, reliable and unreliable.
    */
-  const session = async (t, tag, x, y, wantRelayed, options = {}) => {
+  const session = async (t, tag, x, y, wantRelayed, options = {}, optionsB = options) => {
     const a = await start(host(x), `str:${tag}-a`, options);
-    const b = await start(host(y), `str:${tag}-b`, options);
+    const b = await start(host(y), `str:${tag}-b`, optionsB);
     const t0 = Date.now();
     t.is((await a.send(b.identity, 'hello')).result, 1, 'send accepted');
-    const got = await b.waitFor((e) => e.event === 'message' && e.text === 'hello', 5000, 'first message');
+    const got = await b.waitFor((e) => e.event === 'message' && e.text === 'hello', 5000, 'first message').catch(async (e) => {
+      throw new Error(`${e.message}; ${a.identity} has ${JSON.stringify(await a.info(b.identity))} after ${JSON.stringify(a.events)}`);
+    });
     const connectMs = got.at - t0;
     t.is(got.from, a.identity);
     // The route can still upgrade (relay to direct) just after the first message: give ICE
@@ -255,6 +264,65 @@ if (skip) {
     const nat = ips.find((ip) => ip !== '203.0.113.1');
     t.true([net.routers.get('r-sym').wanIp, net.routers.get('r-sym2').wanIp].includes(nat), `the other a NAT mapping: ${ips}`);
     await session(t, 'sym-rev', 'h-sym2', 'h-sym', true);
+  });
+
+  test.serial('same LAN: direct on the private addresses, Fast', async (t) => {
+    const r = await session(t, 'lan', 'h-port', 'h-lan2', false);
+    t.is(r.ia.remoteAddress.split(':')[0], host('h-lan2').ip, 'the peer\'s LAN address');
+    t.is(r.ia.flags & FLAG_FAST, FLAG_FAST, 'Fast: same subnet');
+    t.is(r.ib.flags & FLAG_FAST, FLAG_FAST);
+    await session(t, 'lan-rev', 'h-lan2', 'h-port', false);
+  });
+
+  test.serial('one behind NAT, one public: direct', async (t) => {
+    const r = await session(t, 'nat-pub', 'h-port', 'h-pub', false);
+    t.is(r.ia.flags & FLAG_FAST, 0, 'not Fast: across the internet');
+    await session(t, 'pub-nat', 'h-pub', 'h-port', false);
+  });
+
+  test.serial("symmetric vs port-restricted cone: relayed (servers given as Steam's config keys)", async (t) => {
+    const config = { p2pStunServerList: STUN, p2pTurnServerList: TURN.address, p2pTurnUserList: TURN.username, p2pTurnPassList: TURN.password };
+    await session(t, 'sym-cone', 'h-sym', 'h-port', true, { stunServers: [], turnServers: [], config });
+    await session(t, 'cone-sym', 'h-port', 'h-sym', true, { stunServers: [], turnServers: [], config });
+  });
+
+  test.serial('p2pTransportIceEnable = 1 (relay only) relays even between public hosts', async (t) => {
+    await session(t, 'relay-only1', 'h-pub', 'h-pub2', true, { config: { p2pTransportIceEnable: 1 } }, {});
+    await session(t, 'relay-only', 'h-pub', 'h-pub2', true, { config: { p2pTransportIceEnable: 1 } });
+  });
+
+  test.serial('signaling restarted mid-session: the session keeps working, new ones work after', async (t) => {
+    const a = await start(host('h-port'), 'str:restart-a');
+    const b = await start(host('h-port2'), 'str:restart-b');
+    await a.send(b.identity, 'before');
+    await b.waitFor((e) => e.event === 'message' && e.text === 'before', 5000, 'first message');
+    signalChild.kill('SIGKILL');
+    await new Promise((r) => signalChild.once('exit', r));
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await a.send(b.identity, `down a${i}`);
+      await b.send(a.identity, `down b${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await b.waitFor((e) => e.text === 'down a9', 5000, 'messages while signaling is down');
+    await a.waitFor((e) => e.text === 'down b9', 5000, 'messages while signaling is down');
+    t.is(b.events.filter((e) => e.text?.startsWith('down a')).length, 10, 'all of a\'s reliable messages');
+    t.is(a.events.filter((e) => e.text?.startsWith('down b')).length, 10, 'all of b\'s');
+    t.is((await a.info(b.identity)).state, CONNECTED);
+    await startSignal();
+    // A new session to a must wait for a's client to register again (backoff, at most 5 s).
+    const c = await start(host('h-pub'), 'str:restart-c');
+    const t1 = Date.now();
+    let n = 0;
+    while (!a.events.some((e) => e.text === 'from c') && Date.now() - t1 < 10000) {
+      await c.send(a.identity, 'from c');
+      n++;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    t.true(a.events.some((e) => e.text === 'from c'), 'a reachable through the restarted server');
+    t.log(`signaling down ${t1 - t0} ms without a failure; a new session reached a ${Date.now() - t1} ms after the restart (${n} sends)`);
+    t.false([...a.events, ...b.events].some((e) => e.event === 'failed'), 'no session failed');
+    await Promise.all([a.close(), b.close(), c.close()]);
   });
 
   /** `a` on host x sends to `to`; resolves with the sessionFailed it reports, and how long it took. */
