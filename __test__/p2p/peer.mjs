@@ -8,6 +8,9 @@
 //            {"event":"failed","remote":ID,"endReason":N,"endDebug":S}
 //   in:      {"id":N,"cmd":"send","to":ID,"text":S,"reliable":B,"channel":N} -> {"id":N,"result":R}
 //            {"id":N,"cmd":"info","to":ID} -> {"id":N,"info":{...}}
+//            {"id":N,"cmd":"flood","to":ID,"bytes":N,"size":N} -> {"id":N,"queued":N} (reliable
+//              messages on channel 9, waiting while the send buffer is full)
+//            {"id":N,"cmd":"flood-stats"} -> {"id":N,"bytes":N,"firstAt":ms,"lastAt":ms} (received)
 //            {"id":N,"cmd":"close"} -> {"id":N,"closed":true}, then exit
 // Every session request is accepted.
 import { createInterface } from 'node:readline';
@@ -37,7 +40,21 @@ try {
 }
 
 ep.on('sessionRequest', ({ identityRemote }) => ep.acceptSessionWithUser(identityRemote));
+// Channel 9 is the flood's: counted, not reported.
+const FLOOD = 9;
+const flood = { bytes: 0, firstAt: 0, lastAt: 0 };
 ep.on('messages', (channel) => {
+  if (channel === FLOOD) {
+    for (;;) {
+      const batch = ep.receiveMessagesOnChannel(FLOOD, 1024);
+      if (batch.length === 0) break;
+      const now = Date.now();
+      if (flood.firstAt === 0) flood.firstAt = now;
+      flood.lastAt = now;
+      for (const m of batch) flood.bytes += m.size;
+    }
+    return;
+  }
   for (const m of ep.receiveMessagesOnChannel(channel, 256)) {
     out({
       event: 'message',
@@ -74,6 +91,21 @@ createInterface({ input: process.stdin }).on('line', async (line) => {
         out({ id: c.id, info: i.info === null ? { state: i.state } : { ...i.info, identityRemote: undefined, ping: i.status?.ping } });
         break;
       }
+      case 'flood': {
+        const data = Buffer.alloc(c.size, 0x5a);
+        let queued = 0;
+        while (queued < c.bytes) {
+          const r = ep.sendMessageToUser(c.to, data, SendFlags.Reliable, FLOOD);
+          if (r === 1) queued += c.size;
+          else if (r === 25) await new Promise((res) => setTimeout(res, 2)); // LimitExceeded: buffer full
+          else throw new Error(`flood: send gave ${r}`);
+        }
+        out({ id: c.id, queued });
+        break;
+      }
+      case 'flood-stats':
+        out({ id: c.id, ...flood });
+        break;
       case 'close':
         await ep.close();
         out({ id: c.id, closed: true });

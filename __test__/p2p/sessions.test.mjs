@@ -325,6 +325,59 @@ if (skip) {
     await Promise.all([a.close(), b.close(), c.close()]);
   });
 
+  test.serial('relayed throughput, and coturn relaying its own load tool in the same run', async (t) => {
+    const a = await start(host('h-sym'), 'str:flood-a');
+    const b = await start(host('h-sym2'), 'str:flood-b');
+    await a.send(b.identity, 'hello');
+    await b.waitFor((e) => e.text === 'hello', 5000, 'first message');
+    t.true(((await a.info(b.identity)).flags & FLAG_RELAYED) !== 0, 'relayed');
+    const total = 8 * 1024 * 1024;
+    const size = 16 * 1024;
+    const t0 = Date.now();
+    await a.cmd({ cmd: 'flood', to: b.identity, bytes: total, size }, 60000);
+    let st;
+    for (;;) {
+      st = await b.cmd({ cmd: 'flood-stats' });
+      if (st.bytes >= total || Date.now() - t0 > 30000) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    t.is(st.bytes, total, 'every reliable byte arrived');
+    const ours = (st.bytes * 8) / ((st.lastAt - t0) / 1000) / 1e6;
+    await Promise.all([a.close(), b.close()]);
+    // turnutils_uclient from the same host through the same coturn: two allocations relaying
+    // to each other (-y), channels, 1200-byte datagrams as fast as it sends them.
+    let uclient = 'not run';
+    try {
+      const outText = await new Promise((resolve, reject) => {
+        const c = net.spawn(host('h-sym').ns, 'turnutils_uclient', ['-y', '-c', '-X', '-l', '1200', '-n', '1000', '-z', '0', '-m', '4', '-u', 'alice', '-w', 'secret', '203.0.113.1']);
+        let o = '';
+        c.stdout.on('data', (d) => {
+          o += d;
+        });
+        c.stderr.on('data', (d) => {
+          o += d;
+        });
+        const timer = setTimeout(() => {
+          c.kill('SIGKILL');
+          resolve(o);
+        }, 20000);
+        c.on('exit', () => {
+          clearTimeout(timer);
+          resolve(o);
+        });
+        c.on('error', reject);
+      });
+      uclient = outText
+        .split('\n')
+        .filter((l) => /Total|rate|lost|round trip/i.test(l))
+        .map((l) => l.replace(/^[\s\d:]*/, '').trim())
+        .join('; ');
+    } catch (e) {
+      uclient = `failed: ${e.message}`;
+    }
+    t.log(`relayed session: ${(total / 1048576).toFixed(0)} MiB reliable in ${st.lastAt - t0} ms = ${ours.toFixed(0)} Mbit/s; turnutils_uclient: ${uclient}`);
+  });
+
   /** `a` on host x sends to `to`; resolves with the sessionFailed it reports, and how long it took. */
   const failure = async (t, tag, x, to, options, y) => {
     const a = await start(host(x), `str:${tag}-a`, options);
