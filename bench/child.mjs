@@ -99,6 +99,23 @@ async function tpRecv() {
           scheduled = true;
           break;
         }
+        if (opts.bufferApi) {
+          // The batch receive API: one MessageBatch, no object per message.
+          const batch = ep.receiveBatchOnChannel(0, 256);
+          for (let i = 0; i < batch.count; i++) {
+            const size = batch.size(i);
+            c.msgs++;
+            c.bytes += size;
+            if (checkSeq && size >= 4) {
+              const s = batch.data.readUInt32LE(batch.offset(i));
+              if (s > c.nextSeq) c.seqGaps += s - c.nextSeq;
+              else if (s < c.nextSeq) c.seqReorders++;
+              c.nextSeq = Math.max(c.nextSeq, s + 1);
+            }
+          }
+          if (batch.count < 256) break;
+          continue;
+        }
         const batch = ep.receiveMessagesOnChannel(0, 256);
         for (const m of batch) {
           c.msgs++;
@@ -289,7 +306,18 @@ async function tpSend() {
       for (const r of ep.sendMessages(batch)) if (!tally(r)) break;
       setImmediate(pumpBatch);
     };
+    // Buffer mode: 256 messages in one buffer plus offsets (sendMessagesFromBuffer).
+    const BUF_N = 256;
+    const big = Buffer.alloc(size * BUF_N, 7);
+    const offsets = Uint32Array.from({ length: BUF_N + 1 }, (_, i) => i * size);
+    const pumpBuffer = () => {
+      if (stopped) return;
+      for (let i = 0; i < BUF_N; i++) big.writeUInt32LE((st.sent + i) >>> 0, i * size);
+      for (const r of ep.sendMessagesFromBuffer(target, big, offsets, flags, 0)) if (!tally(r)) break;
+      setImmediate(pumpBuffer);
+    };
     go = () => {
+      if (opts.bufferApi) return pumpBuffer();
       if (opts.batch) return pumpBatch();
       const pump = () => {
         if (stopped) return;

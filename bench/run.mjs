@@ -147,6 +147,8 @@ const FAST = { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE };
 const VARIANTS = {
   'netmessages-fast': { impl: 'netmessages', config: FAST },
   'netmessages-batch': { impl: 'netmessages', config: FAST, batch: true },
+  // The object-free batch APIs: sendMessagesFromBuffer and receiveBatchOnChannel.
+  'netmessages-buffer': { impl: 'netmessages', config: FAST, bufferApi: true },
   // The connection API (NetworkingSockets) on the same transport.
   'netsockets-fast': { impl: 'netsockets', config: FAST },
   netsockets: { impl: 'netsockets', config: {} },
@@ -154,14 +156,14 @@ const VARIANTS = {
 function resolveImpl(name) {
   const v = VARIANTS[name];
   if (v === undefined) return { impl: name, config: nmConfig, batch: false };
-  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true };
+  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true, bufferApi: v.bufferApi === true };
 }
 
 async function throughput(name, o) {
-  const { impl, config, batch } = resolveImpl(name);
+  const { impl, config, batch, bufferApi } = resolveImpl(name);
   return withChildren(async (mk) => {
     const budget = T.warmupMs + T.windowMs + 15000;
-    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, batch, timeoutMs: budget };
+    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, batch, bufferApi, timeoutMs: budget };
     const recv = mk('tp-recv', base);
     const r = await recv.wait('ready');
     const snd = mk('tp-send', base);
@@ -274,7 +276,7 @@ async function manyPeers(impl, o) {
     server.send({ type: 'mark' });
     const m = await server.wait('mark', 8000);
     for (const c of clients) c.send({ type: 'stop' });
-    const cres = await Promise.all(clients.map((c) => c.wait('result', 10000)));
+    const cres = await Promise.all(clients.map((c) => c.wait('result', useLoadgen ? 30000 : 10000)));
     server.send({ type: 'report' });
     await server.wait('result', 5000).catch(() => {});
     const sent = cres.reduce((a, r) => a + r.sent, 0);
@@ -313,7 +315,7 @@ const scenarios = [
     id: 'unreliable-32B',
     title: 'Unreliable 32 B messages, one sender process to one receiver process',
     subject: 'netmessages',
-    variants: ['netmessages-fast', 'netmessages-batch', 'netsockets-fast'],
+    variants: ['netmessages-fast', 'netmessages-batch', 'netmessages-buffer', 'netsockets-fast'],
     baselines: ['dgram', 'udx'],
     metrics: [{ key: 'msgsPerSec', label: 'msgs/s received', unit: 'msg/s', better: 'higher' }],
     async run(impl) {

@@ -26,5 +26,13 @@ if (name === undefined || name === '--help' || name === '-h' || name === 'help')
   process.exitCode = 2;
 } else {
   const mod = await commands[name]();
-  process.exitCode = await mod.main(argv);
+  try {
+    process.exitCode = await mod.main(argv);
+  } catch (e) {
+    // A mistake (UsageError, a bad option, a file that is not there) is one line, not a
+    // stack trace; NETMESSAGES_DEBUG=1 shows the trace.
+    process.stderr.write(`netmessages ${name}: ${e?.message ?? e}\n`);
+    if (process.env.NETMESSAGES_DEBUG) process.stderr.write(`${e?.stack}\n`);
+    process.exitCode = e?.name === 'UsageError' || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 2 : 1;
+  }
 }

@@ -87,4 +87,7 @@ export type {
   NativeSockets,
   NativeSocketsEvent,
   NativeConnInfo,
+  BindFailure,
+  NativeBacklog as NativeBacklogInfo,
+  NativeEndpointStats as NativeEndpointStatsInfo,
 } from '../native/index.js';

@@ -81,7 +81,7 @@ for (const dir of DIRECTIONS) {
     t.is(info.info.endReason, 1234);
     t.is(info.info.endDebug, 'gns says goodbye');
     t.is(s.nm.failures.length, 0, 'a polite close is no sessionFailed');
-  }, { failing: 'bug 8 (new: the reason and debug text of a ConnectionClosed are dropped)' });
+  });
 
   interop(`netmessages closes: GNS sees ClosedByPeer with the reason and debug text (${dir})`, async (t) => {
     const s = await connectPair(t, dir);

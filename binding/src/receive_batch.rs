@@ -1,8 +1,9 @@
 //! The receive batch: many received messages packed into one buffer, so a batch costs one
 //! JS value however many messages it holds.
 //!
-//! Layout, little-endian: a 16-byte head (message count `n`, distinct sender count `p`,
-//! bytes of sender names, bytes of payloads), then `u64` message numbers `[n]`, `u64`
+//! Layout, little-endian: a 24-byte head (message count `n`, distinct sender count `p`,
+//! bytes of sender names, bytes of payloads, messages left after this batch (on the channel,
+//! connection or poll group), zero), then `u64` message numbers `[n]`, `u64`
 //! arrival times (µs on the endpoint's clock) `[n]`, `u32` sizes `[n]`, `u32` send flags
 //! `[n]`; for the connection API only, `u32` connection handles `[n]`, `u32` lanes `[n]`
 //! and `i64` connection user data `[n]`; then `u32` sender indexes `[n]`, `u32` sender name
@@ -24,8 +25,9 @@ struct Row<'a> {
     conn: Option<(u32, u32, i64)>,
 }
 
-/// Packs messages of the messages model (not empty).
-pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
+/// Packs messages of the messages model (not empty); `left` messages are still waiting on
+/// the channel.
+pub fn pack(msgs: &[Delivered], left: usize) -> Vec<u8> {
     let rows: Vec<Row<'_>> = msgs
         .iter()
         .map(|d| Row {
@@ -37,11 +39,11 @@ pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
             conn: None,
         })
         .collect();
-    pack_rows(&rows, false)
+    pack_rows(&rows, false, left)
 }
 
-/// Packs messages of the connection API (not empty).
-pub fn pack_received(msgs: &[Received]) -> Vec<u8> {
+/// Packs messages of the connection API (not empty); `left` messages still wait.
+pub fn pack_received(msgs: &[Received], left: usize) -> Vec<u8> {
     let rows: Vec<Row<'_>> = msgs
         .iter()
         .map(|m| Row {
@@ -53,10 +55,10 @@ pub fn pack_received(msgs: &[Received]) -> Vec<u8> {
             conn: Some((m.conn, u32::from(m.lane), m.user_data)),
         })
         .collect();
-    pack_rows(&rows, true)
+    pack_rows(&rows, true, left)
 }
 
-fn pack_rows(rows: &[Row<'_>], with_conn: bool) -> Vec<u8> {
+fn pack_rows(rows: &[Row<'_>], with_conn: bool, left: usize) -> Vec<u8> {
     let n = rows.len();
     let mut peers: Vec<String> = Vec::new();
     let mut peer_index = Vec::with_capacity(n);
@@ -84,12 +86,14 @@ fn pack_rows(rows: &[Row<'_>], with_conn: bool) -> Vec<u8> {
     let names: usize = peers.iter().map(String::len).sum();
     let data: usize = rows.iter().map(|r| r.data.len()).sum();
     let per_row = 28 + if with_conn { 16 } else { 0 };
-    let mut out = Vec::with_capacity(16 + per_row * n + 4 * peers.len() + names + data);
+    let mut out = Vec::with_capacity(24 + per_row * n + 4 * peers.len() + names + data);
     let u32s = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
     u32s(&mut out, n as u32);
     u32s(&mut out, peers.len() as u32);
     u32s(&mut out, names as u32);
     u32s(&mut out, data as u32);
+    u32s(&mut out, u32::try_from(left).unwrap_or(u32::MAX));
+    u32s(&mut out, 0);
     for r in rows {
         out.extend_from_slice(&r.number.to_le_bytes());
     }

@@ -12,7 +12,7 @@
 // client and closes with linger, so the goodbye arrives.
 import readline from 'node:readline';
 
-import { NetworkingSockets, ConnectionState, EResult, SendFlags } from '../../dist/index.mjs';
+import { NetworkingSockets, ConnectionState, EResult, SendFlags } from 'netmessages';
 
 const args = process.argv.slice(2);
 const flag = (name) => {

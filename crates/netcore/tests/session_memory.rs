@@ -168,6 +168,8 @@ fn establish(net: &mut Hub<Counted, Messages>) -> usize {
                     Event::SessionRequest(peer) => assert!(srv.accept(&peer)),
                     Event::MessagesWaiting(ch) => read += srv.receive(ch, usize::MAX).len(),
                     Event::SessionFailed { end, .. } => panic!("session failed: {}", end.debug),
+                    Event::SessionClosed { end, .. } => panic!("session closed: {}", end.debug),
+                    Event::ReceiveBlocked { .. } | Event::Writable(_) => {}
                 }
             }
         });

@@ -45,6 +45,18 @@ pub fn open_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     Ok(sock.into())
 }
 
+/// Whether this OS lets an IPv6 socket bound to `[::]` serve IPv4 peers too (checked once):
+/// the default bind is dual-stack only where it is.
+pub fn dual_stack_available() -> bool {
+    use socket2::{Domain, Protocol, Socket, Type};
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))
+            .and_then(|s| s.set_only_v6(false))
+            .is_ok()
+    })
+}
+
 /// A datagram on its way to the kernel: which socket it leaves from, where to, the bytes.
 pub struct Outgoing {
     /// The socket (port index).

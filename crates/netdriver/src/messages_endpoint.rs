@@ -5,15 +5,39 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use netcore::config::Config;
+use netcore::connection::ConnectionState;
 use netcore::crypto::session_setup::LocalSecurity;
-use netcore::endpoint::EndpointSetup;
+use netcore::endpoint::{EndpointSetup, EndpointStats};
 use netcore::eresult::{send_flags, EResult};
 use netcore::identity::Identity;
-use netcore::messages::{Delivered, Event, Messages, SessionInfo};
+use netcore::messages::{Delivered, Event, Messages, MessagesStats, SessionInfo};
 use netcore::p2p::layer::{LayerEvent, P2pLayer};
 use tokio::sync::oneshot;
 
 use crate::driver::{due_before, BindError, Driver, EventSink, Secrets};
+
+/// What binds when the application names no address: every interface, IPv6 and IPv4 on one
+/// dual-stack socket where the OS allows it, else IPv4 only.
+pub const DEFAULT_BIND_DUAL: &str = "[::]:0";
+/// The default bind where dual-stack sockets are not available.
+pub const DEFAULT_BIND_V4: &str = "0.0.0.0:0";
+
+/// An endpoint's counters and session census, for `getEndpointStats`.
+#[derive(Clone, Debug)]
+pub struct EndpointReport {
+    /// The endpoint's datagram counters.
+    pub endpoint: EndpointStats,
+    /// The messages layer's counters.
+    pub messages: MessagesStats,
+    /// Sessions by state.
+    pub sessions_by_state: Vec<(ConnectionState, usize)>,
+    /// Sessions in all.
+    pub sessions: usize,
+    /// Sessions whose receive backlog is at its limit.
+    pub sessions_receive_blocked: usize,
+    /// Messages waiting to be read, all channels.
+    pub messages_queued: usize,
+}
 
 /// One message of a [`EndpointHandle::send_batch`].
 pub struct OutgoingMessage<'a> {
@@ -37,14 +61,22 @@ pub struct EndpointHandle {
 }
 
 impl EndpointHandle {
-    /// Binds `bind` (`host:port`; port 0 picks one) and starts the endpoint's driver task,
-    /// with `security` (identity key, certificate, trust policy) for its handshakes.
+    /// Binds `bind` (`host:port`; port 0 picks one; `None`: [`DEFAULT_BIND_DUAL`] where the
+    /// OS offers dual-stack sockets, else [`DEFAULT_BIND_V4`]) and starts the endpoint's
+    /// driver task, with `security` (identity key, certificate, trust policy) for its
+    /// handshakes.
     pub fn bind(
-        bind: &str,
+        bind: Option<&str>,
         config: Config,
         security: LocalSecurity,
         sink: Arc<dyn EventSink<LayerEvent<Event>>>,
     ) -> Result<Self, BindError> {
+        let bind = bind.unwrap_or(if crate::io::dual_stack_available() {
+            DEFAULT_BIND_DUAL
+        } else {
+            DEFAULT_BIND_V4
+        });
+        tracing::debug!(bind, "binding a messages endpoint");
         let make = |s: Secrets| {
             P2pLayer::new(Messages::new(
                 config,
@@ -137,9 +169,53 @@ impl EndpointHandle {
         r
     }
 
-    /// Takes up to `max` waiting messages from `channel`.
-    pub fn receive(&self, channel: i32, max: usize) -> Vec<Delivered> {
-        self.driver.with(|m, _| m.receive(channel, max)).0
+    /// Takes up to `max` waiting messages from `channel`; also says how many are left.
+    pub fn receive(&self, channel: i32, max: usize) -> (Vec<Delivered>, usize) {
+        self.driver
+            .with(|m, _| {
+                let got = m.receive(channel, max);
+                (got, m.queued(channel))
+            })
+            .0
+    }
+
+    /// Whether a send to `peer` has room now; if not, a `Writable` event follows once it
+    /// has. `None` when the session ended.
+    pub fn watch_writable(&self, peer: &Identity) -> Option<bool> {
+        self.driver.with(|m, _| m.watch_writable(peer)).0
+    }
+
+    /// Messages waiting on `channel`.
+    pub fn queued(&self, channel: i32) -> usize {
+        self.driver.read(|m| m.queued(channel))
+    }
+
+    /// The channels with messages waiting.
+    pub fn waiting_channels(&self) -> Vec<i32> {
+        self.driver.read(|m| m.waiting_channels().collect())
+    }
+
+    /// The endpoint's counters and session census.
+    pub fn report(&self) -> EndpointReport {
+        self.driver.read(|m| EndpointReport {
+            endpoint: m.endpoint_stats(),
+            messages: m.stats(),
+            sessions_by_state: m.session_states(),
+            sessions: m.session_count(),
+            sessions_receive_blocked: m.blocked_sessions(),
+            messages_queued: m.queued_total(),
+        })
+    }
+
+    /// A status snapshot of every session.
+    pub fn sessions(&self) -> Vec<(Identity, SessionInfo)> {
+        self.driver.read(|m| m.session_infos())
+    }
+
+    /// Steam's detailed status text for the session with `peer`.
+    pub fn detailed_status(&self, peer: &Identity) -> Option<String> {
+        let now = self.driver.now();
+        self.driver.read(|m| m.detailed_status(now, peer))
     }
 
     /// Accepts a pending session.
@@ -209,7 +285,7 @@ mod tests {
     fn endpoint() -> EndpointHandle {
         let security = LocalSecurity::unauthenticated(IdentityKey::from_seed(&[7; 32]));
         EndpointHandle::bind(
-            "127.0.0.1:0",
+            Some("127.0.0.1:0"),
             Config::default(),
             security,
             Arc::new(Discard),

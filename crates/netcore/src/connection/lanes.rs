@@ -122,6 +122,8 @@ pub struct SendLanes {
     /// Priorities and weights from [`SendLanes::configure`], by lane; lanes not listed get
     /// priority 0 and weight 1.
     schedule: Vec<(i32, u16)>,
+    /// Reliable bytes queued again because the packet carrying them was lost.
+    requeued: u64,
 }
 
 impl SendLanes {
@@ -336,9 +338,17 @@ impl SendLanes {
     pub fn on_lost(&mut self, carried: Carried) {
         for (lane, range) in carried {
             if let Some(l) = self.lanes.get_mut(&lane) {
+                let before = l.stream.queued_bytes();
                 l.stream.on_lost(range);
+                self.requeued += l.stream.queued_bytes().saturating_sub(before);
             }
         }
+    }
+
+    /// Reliable bytes queued again so far because the packet carrying them was lost (what
+    /// retransmission sends, or will send).
+    pub fn requeued_bytes(&self) -> u64 {
+        self.requeued
     }
 
     /// Gives back the storage emptied queues keep for reuse (idle connections only).

@@ -31,6 +31,7 @@
 //! | receiving one data packet | `recv.rs` |
 //! | acks, loss and congestion on the sending side | `recovery.rs` |
 //! | counters, RTT, rates and queue sizes | `status.rs` |
+//! | the detailed status text (Steam's `GetDetailedConnectionStatus`) | [`status_text`] |
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
 //! | rate and quality figures | [`rates`] |
@@ -57,6 +58,7 @@ pub mod packet_builder;
 pub mod packet_keys;
 pub mod rates;
 pub mod state;
+pub mod status_text;
 pub mod timers;
 
 mod recovery;
@@ -187,6 +189,8 @@ pub struct ConnectionStats {
     pub packets_acked: u64,
     /// Datagrams that failed authentication (forged, damaged or for another session).
     pub packets_unauthenticated: u64,
+    /// Datagrams dropped as replays: a packet number seen before, or older than the window.
+    pub packets_replayed: u64,
 }
 
 /// Why [`Connection::send`] refused a message.

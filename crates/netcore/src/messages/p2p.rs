@@ -96,7 +96,7 @@ impl Host for Messages {
     }
 
     fn rewrite_event(event: &mut Event, route: &dyn Fn(SocketAddr) -> Option<PathView>) {
-        if let Event::SessionFailed { remote, .. } = event {
+        if let Event::SessionFailed { remote, .. } | Event::SessionClosed { remote, .. } = event {
             if let Some(v) = route(*remote) {
                 *remote = v.remote;
             }
@@ -135,10 +135,24 @@ impl P2pLayer<Messages> {
             .send(now, peer, remote, data, flags, channel)
     }
 
+    /// [`Messages::session_infos`], each as [`P2pLayer::session_info`] reports it.
+    pub fn session_infos(&self) -> Vec<(Identity, SessionInfo)> {
+        let mut all = self.inner().session_infos();
+        for (_, info) in &mut all {
+            self.apply_path(info);
+        }
+        all
+    }
+
     /// [`Messages::session_info`] with the P2P path's address and flags, and Steam's
     /// `FindingRoute` while ICE looks.
     pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
         let mut info = self.inner().session_info(peer)?;
+        self.apply_path(&mut info);
+        Some(info)
+    }
+
+    fn apply_path(&self, info: &mut SessionInfo) {
         if let Some(v) = self.path_view(info.remote) {
             info.remote = v.remote;
             info.flags |= v.flags;
@@ -146,6 +160,5 @@ impl P2pLayer<Messages> {
                 info.state = ConnectionState::FindingRoute;
             }
         }
-        Some(info)
     }
 }
