@@ -24,7 +24,7 @@ const hex = (s) => Buffer.from(s, 'hex');
 let ep;
 try {
   ep = await NetworkingMessages.create({
-    bind: '0.0.0.0:0',
+    bind: opts.bind, // default: the library's (dual-stack [::]:0 where the OS allows it)
     identity: opts.identity,
     privateKey: hex(opts.privateKey),
     certificate: hex(opts.certificate),

@@ -349,7 +349,7 @@ if (skip) {
     let uclient = 'not run';
     try {
       const outText = await new Promise((resolve, reject) => {
-        const c = net.spawn(host('h-sym').ns, 'turnutils_uclient', ['-y', '-c', '-X', '-l', '1200', '-n', '1000', '-z', '0', '-m', '4', '-u', 'alice', '-w', 'secret', '203.0.113.1']);
+        const c = net.spawn(host('h-sym').ns, 'turnutils_uclient', ['-y', '-c', '-X', '-l', '1200', '-n', '250', '-z', '0', '-m', '4', '-u', 'alice', '-w', 'secret', '203.0.113.1']);
         let o = '';
         c.stdout.on('data', (d) => {
           o += d;
