@@ -35,6 +35,7 @@
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
 //! | rate and quality figures | [`rates`] |
+//! | quality reports to and from the peer (stats blob) | [`quality`] |
 //!
 //! # Methods
 //!
@@ -56,6 +57,7 @@ pub mod handshake;
 pub mod lanes;
 pub mod packet_builder;
 pub mod packet_keys;
+pub mod quality;
 pub mod rates;
 pub mod state;
 pub mod status_text;
@@ -76,7 +78,7 @@ use crate::crypto::session_setup::Established;
 use crate::end_reason::{End, EndReason};
 use crate::identity::Identity;
 use crate::snp::ack_ranges::AckRanges;
-use crate::snp::congestion::Cubic;
+use crate::snp::congestion::{CongestionControl, Controller, Snapshot};
 use crate::snp::pacing::Pacer;
 use crate::snp::packet_number::ReplayWindow;
 use crate::snp::rtt::RttEstimator;
@@ -89,7 +91,7 @@ pub use lanes::{Framing, MAX_LANES};
 use state::{Dialing, State};
 
 pub use lanes::LANES;
-pub use state::ConnectionState;
+pub use state::{ConnectionState, StrayAnswer};
 
 /// A connection that neither sent nor received data for this long, with nothing in flight,
 /// queued or owed, lets go of what it can rebuild (the cipher's key schedules, emptied
@@ -116,6 +118,8 @@ pub struct ConnectionConfig {
     pub timeout: Duration,
     /// Time allowed to establish the connection (`timeoutInitial`).
     pub timeout_initial: Duration,
+    /// The congestion controller new connections run (`congestionControl`).
+    pub congestion: CongestionControl,
     /// How messages map to lanes: the messages model's channel prefix, or raw lanes.
     pub framing: Framing,
 }
@@ -131,6 +135,7 @@ impl Default for ConnectionConfig {
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
+            congestion: CongestionControl::default(),
             framing: Framing::Messages,
         }
     }
@@ -150,6 +155,7 @@ impl ConnectionConfig {
                 .unwrap_or(crate::config::MAX_MESSAGE_SIZE),
             timeout: Duration::from_millis(us(c.timeout_connected)),
             timeout_initial: Duration::from_millis(us(c.timeout_initial)),
+            congestion: CongestionControl::from_config(c.congestion_control),
             framing,
         }
     }
@@ -185,6 +191,13 @@ pub struct ConnectionStats {
     pub packets_dropped: u64,
     /// Ack-eliciting packets declared lost (their reliable data is resent).
     pub packets_lost: u64,
+    /// Packets declared lost that the peer acknowledged later (reordering taken for loss):
+    /// their resends were not needed. Also counted in `packets_lost`.
+    pub packets_spurious: u64,
+    /// Reliable bytes sent again, after a loss or in a probe.
+    pub bytes_resent: u64,
+    /// Probe timeouts: no ack came for a while after the newest packet, so a probe went.
+    pub probe_timeouts: u64,
     /// Ack-eliciting packets acknowledged.
     pub packets_acked: u64,
     /// Datagrams that failed authentication (forged, damaged or for another session).
@@ -217,6 +230,8 @@ struct Sent {
     at: Timestamp,
     bytes: u64,
     reliable: Carried,
+    /// Delivery progress when it was sent, for the delivery rate sample its ack gives.
+    rate: Snapshot,
 }
 
 /// One connection's state.
@@ -239,6 +254,8 @@ pub struct Connection {
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
     meter: rates::RateMeter,
+    /// Quality reports: when ours go, what the peer's said.
+    reports: quality::QualityReports,
     // Sending.
     next_pn: u64,
     send: SendLanes,
@@ -250,8 +267,11 @@ pub struct Connection {
     window_blocked: bool,
     sent: SentPackets<Sent>,
     rtt: RttEstimator,
-    cc: Cubic,
+    cc: Box<dyn Controller>,
     pacer: Pacer,
+    /// Recovery state: probes, ack requests, the stop-waiting point, the loss episode, the
+    /// delivery rate. Boxed: every connection pays its table slot inline.
+    recovery: Box<recovery::Recovery>,
     // Receiving.
     replay: ReplayWindow,
     acks: AckRanges,
@@ -362,6 +382,7 @@ impl Connection {
             unacked_received: 0,
             last_keepalive: None,
             meter: rates::RateMeter::new(now),
+            reports: quality::QualityReports::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,
             send: SendLanes::new(cfg.framing),
@@ -370,8 +391,9 @@ impl Connection {
             window_blocked: false,
             sent: SentPackets::new(),
             rtt: RttEstimator::new(),
-            cc: Cubic::new(mtu),
+            cc: cfg.congestion.build(mtu),
             pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
+            recovery: Box::default(),
             replay: ReplayWindow::new(1),
             acks: AckRanges::new(1),
             recv: RecvLanes::new(cfg.framing),
@@ -610,9 +632,12 @@ mod size_tests {
             ("AckRanges", size_of::<AckRanges>()),
             ("ReplayWindow", size_of::<ReplayWindow>()),
             ("RttEstimator", size_of::<RttEstimator>()),
-            ("Cubic", size_of::<Cubic>()),
+            ("Cubic (boxed)", size_of::<crate::snp::congestion::Cubic>()),
+            ("Bbr (boxed)", size_of::<crate::snp::congestion::Bbr>()),
             ("Pacer", size_of::<Pacer>()),
+            ("Recovery (boxed)", size_of::<recovery::Recovery>()),
             ("RateMeter", size_of::<rates::RateMeter>()),
+            ("QualityReports", size_of::<quality::QualityReports>()),
             ("ConnectionStats", size_of::<ConnectionStats>()),
             ("ConnectionConfig", size_of::<ConnectionConfig>()),
         ];

@@ -6,7 +6,7 @@
 //! reports). Decoding errors are expected and ignored.
 
 use super::control::{ControlMessage, UdpStats};
-use super::datagram::{classify, DataHeader, FLAG_STATS_BLOB, LEAD_DATA};
+use super::datagram::{classify, DataHeader, FLAG_STATS_BLOB, FLAG_TIME_SINCE_PREV, LEAD_DATA};
 use super::frames::{Frame, FrameDecoder};
 use super::reliable_header::ReliableMsgHeader;
 use prost::Message;
@@ -31,6 +31,9 @@ pub fn datagram(data: &[u8]) {
         let mut flags = header.flags | LEAD_DATA;
         if header.stats.is_none() {
             flags &= !FLAG_STATS_BLOB;
+        }
+        if header.time_since_prev.is_none() {
+            flags &= !FLAG_TIME_SINCE_PREV;
         }
         assert_eq!(
             decoded,
