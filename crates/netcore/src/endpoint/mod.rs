@@ -23,6 +23,7 @@
 pub mod challenge;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+mod p2p;
 #[cfg(test)]
 mod peer_compat_tests;
 pub mod rate_limit;
