@@ -14,6 +14,8 @@
 //! `Endpoint::touch`, which is what makes skipping the others safe.
 
 pub mod challenge;
+#[cfg(test)]
+mod flood_tests;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
 pub mod rate_limit;
@@ -44,7 +46,7 @@ use crate::time::Timestamp;
 use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoConnection};
 use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use challenge::ChallengeKey;
-use rate_limit::{Limiter, RateLimits, Verdict};
+use rate_limit::{Limiter, RateLimits, Verdict, HANDSHAKE_LIMITS};
 use timer_queue::TimerQueue;
 
 /// Most connections one endpoint keeps; further peers are refused until some close, so a
@@ -79,6 +81,14 @@ pub struct EndpointStats {
     pub rate_limited_source: u64,
     /// Such datagrams left unanswered because the endpoint-wide bucket was empty.
     pub rate_limited_global: u64,
+    /// Handshakes run: connect requests whose certificate and crypt info were checked and
+    /// answered with a key exchange, and `ConnectOK`s checked (the expensive work).
+    pub handshakes: u64,
+    /// Valid connect requests (and `ConnectOK`s) left unanswered because their source IP's
+    /// handshake budget was empty (the peer retries).
+    pub handshakes_limited_source: u64,
+    /// Such requests left unanswered because the endpoint-wide handshake budget was empty.
+    pub handshakes_limited_global: u64,
 }
 
 /// A connection of an endpoint: its id and a serial that tells it from an earlier connection
@@ -191,6 +201,8 @@ pub struct Endpoint {
     key: ChallengeKey,
     /// Budget for answering sources we have no connection with.
     limiter: Limiter,
+    /// Budget for the expensive work of a handshake (signature checks, key exchange).
+    handshake_limiter: Limiter,
     security: LocalSecurity,
     /// Ephemeral keys and nonces for handshakes (a CSPRNG seeded from the OS).
     rng: ChaCha20Rng,
@@ -209,6 +221,9 @@ impl Endpoint {
         cookie_secret.copy_from_slice(&setup.secret[..16]);
         let mut limiter_secret = [0u8; 16];
         limiter_secret.copy_from_slice(&setup.secret[16..]);
+        // Another bucket choice for the handshake budget, so colliding sources differ.
+        let mut handshake_secret = limiter_secret;
+        handshake_secret[0] ^= 0xa5;
         let mut rng_seed = setup.secret;
         // Separate the generator's seed from the cookie key drawn from the same bytes.
         rng_seed[0] ^= 0x5a;
@@ -224,6 +239,7 @@ impl Endpoint {
             incoming: IncomingPolicy::Answer,
             key: ChallengeKey::new(cookie_secret),
             limiter: Limiter::new(RateLimits::default(), limiter_secret),
+            handshake_limiter: Limiter::new(HANDSHAKE_LIMITS, handshake_secret),
             security: setup.security,
             rng: ChaCha20Rng::from_seed(rng_seed),
             unix_at_epoch: setup.unix_at_epoch,
@@ -258,6 +274,37 @@ impl Endpoint {
     /// Changes the limits on answers to sources without a connection.
     pub fn set_rate_limits(&mut self, limits: RateLimits) {
         self.limiter.set_limits(limits);
+    }
+
+    /// Changes the budget for handshakes (see [`rate_limit::HANDSHAKE_LIMITS`]).
+    pub fn set_handshake_limits(&mut self, limits: RateLimits) {
+        self.handshake_limiter.set_limits(limits);
+    }
+
+    /// Whether the expensive part of a handshake with `from` may run now; counts it
+    /// either way.
+    fn may_handshake(&mut self, from: SocketAddr, now: Timestamp) -> bool {
+        match self.handshake_limiter.check(from, now) {
+            Verdict::Allow => {
+                self.stats.handshakes += 1;
+                true
+            }
+            Verdict::SourceLimited => {
+                self.stats.handshakes_limited_source += 1;
+                false
+            }
+            Verdict::GlobalLimited => {
+                self.stats.handshakes_limited_global += 1;
+                false
+            }
+        }
+    }
+
+    /// The cookie this endpoint gives `addr` now: for tests that play an attacker who sees
+    /// the path.
+    #[cfg(any(test, fuzzing))]
+    pub fn cookie_for(&self, addr: SocketAddr, now: Timestamp) -> u64 {
+        self.key.issue(addr, now)
     }
 
     /// Whether a stateless answer to `from` may go out now; counts it if not.
@@ -673,6 +720,11 @@ impl Endpoint {
                 else {
                     return (None, false);
                 };
+                // Checking the answer costs two signature checks and a key exchange.
+                let wanted = self.conns.get(&id).is_some_and(|s| s.conn.is_connecting());
+                if !wanted || !self.may_handshake(from, now) {
+                    return (None, false);
+                }
                 let conn = touch(&mut self.conns, &mut self.touched, &mut self.timers, id);
                 let refused =
                     conn.and_then(|c| c.on_connect_ok(now, &ok, &self.security, now_unix));
@@ -789,6 +841,11 @@ impl Endpoint {
                 self.new_id()
             }
         };
+        // From here on the request costs a signature check, a key exchange and a signature:
+        // bounded per source IP and overall, as answers to unknown sources are.
+        if !self.may_handshake(from, now) {
+            return (None, false);
+        }
         let ids = ConnectionIds {
             local: local_id,
             remote: client_id,
