@@ -33,6 +33,7 @@
 //! | counters, RTT, rates and queue sizes | `status.rs` |
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
+//! | probing a peer that may have restarted | [`liveness`] |
 //! | rate and quality figures | [`rates`] |
 //!
 //! # Methods
@@ -53,6 +54,7 @@
 pub mod channel_prefix;
 pub mod handshake;
 pub mod lanes;
+pub mod liveness;
 pub mod packet_builder;
 pub mod packet_keys;
 pub mod rates;
@@ -211,6 +213,10 @@ pub struct Connection {
     unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
+    /// Probes of a peer that may have restarted (see [`liveness`]).
+    probe: Option<liveness::Probe>,
+    /// A probe goes out with the next packet.
+    probe_now: bool,
     meter: rates::RateMeter,
     // Sending.
     next_pn: u64,
@@ -334,6 +340,8 @@ impl Connection {
             ack_now: false,
             unacked_received: 0,
             last_keepalive: None,
+            probe: None,
+            probe_now: false,
             meter: rates::RateMeter::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,

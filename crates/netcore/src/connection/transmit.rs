@@ -55,7 +55,8 @@ impl Connection {
     }
 
     fn data_packet(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
-        let keepalive = self.keepalive_due(now);
+        // A liveness probe is a keepalive sent now (see `liveness`).
+        let keepalive = self.keepalive_due(now) || self.probe_now;
         let ack_due = self.ack_now || self.acks.ack_deadline().is_some_and(|d| d <= now);
         let mtu = self.cfg.mtu as u64;
         let data_ready = self.data_ready(now);
@@ -115,6 +116,8 @@ impl Connection {
             ack_eliciting = true;
             self.last_keepalive = Some(now);
         }
+        // This packet asks for an ack (the keepalive flag, or its data): it is the probe.
+        self.probe_now = false;
         let Some(link) = self.state.link_mut() else {
             packet.abandon();
             self.send.on_lost(written.carried);

@@ -1,4 +1,4 @@
-//! Floods of valid connect requests against a server with a live
+//! Floods of valid connect requests and forged control messages against a server with a live
 //! session: the expensive work done is counted (not timed) against the handshake budget, and
 //! the live session keeps its connection and delivers every message.
 
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::rate_limit::{Bucket, RateLimits, HANDSHAKE_LIMITS};
 use super::*;
-use crate::sim::pair::{Pair, A, B};
+use crate::sim::pair::{EndpointNode, Pair, A, B};
 use crate::wire::control::{ConnectRequest, ControlMessage};
 
 fn endpoint(seed: u8) -> Endpoint {
@@ -130,8 +130,11 @@ fn a_flood_of_valid_connect_requests_runs_within_the_handshake_budget() {
         assert!(*n <= per_allowed, "{ip} got {n} handshakes");
     }
     assert_eq!(ok_to.values().sum::<u64>(), flood_handshakes);
-    let refused =
-        st.handshakes_limited_source + st.handshakes_limited_global + st.dropped_table_full;
+    let refused = st.handshakes_limited_source
+        + st.handshakes_limited_global
+        + st.refused_connect_live
+        + st.peers_gone_silent
+        + st.dropped_table_full;
     assert_eq!(
         flood_handshakes + refused,
         sent,
@@ -173,4 +176,156 @@ fn one_source_cannot_take_the_whole_handshake_budget() {
     assert_eq!(b.stats().handshakes_limited_source, 95);
     request(&mut b, attacker(1, 2000), 1);
     assert_eq!(b.stats().handshakes, 6, "another source is served");
+}
+
+/// A close or NoConnection naming a live connection counts only from its peer's address,
+/// and only if it names the peer's own connection id; refusals are counted.
+#[test]
+fn closes_are_taken_only_from_the_peer_and_for_its_ids() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(5), endpoint(6));
+    let (a_id, b_id) = (ha.id(), hb.id());
+    let t = p.now;
+    let close = |to: u32, from: Option<u32>| {
+        let mut d = Vec::new();
+        ControlMessage::ConnectionClosed(crate::wire::control::ConnectionClosed {
+            to_connection_id: Some(to),
+            from_connection_id: from,
+            debug: Some("forged".into()),
+            reason_code: Some(1000),
+        })
+        .encode(&mut d)
+        .unwrap();
+        d
+    };
+    let no_conn = |from: u32, to: Option<u32>| {
+        let mut d = Vec::new();
+        ControlMessage::NoConnection(crate::wire::control::NoConnection {
+            from_connection_id: Some(from),
+            to_connection_id: to,
+        })
+        .encode(&mut d)
+        .unwrap();
+        d
+    };
+    let b = &mut p.b.endpoint;
+    let other_port = SocketAddr::new(A.ip(), A.port() + 1);
+    let other_ip = SocketAddr::from(([127, 0, 0, 9], A.port()));
+    for from in [other_port, other_ip] {
+        b.handle_datagram(t, from, &close(b_id, Some(a_id)), &mut Vec::new());
+        b.handle_datagram(t, from, &no_conn(a_id, Some(b_id)), &mut Vec::new());
+    }
+    assert_eq!(b.stats().refused_wrong_source, 4);
+    // From the peer's address but naming another peer id.
+    b.handle_datagram(t, A, &close(b_id, Some(a_id ^ 1)), &mut Vec::new());
+    b.handle_datagram(t, A, &no_conn(a_id ^ 1, Some(b_id)), &mut Vec::new());
+    assert_eq!(b.stats().refused_wrong_peer_id, 2);
+    assert!(b.connection(hb).unwrap().is_connected());
+    // The genuine close (the peer's address and ids) is taken.
+    b.handle_datagram(t, A, &close(b_id, Some(a_id)), &mut Vec::new());
+    assert_eq!(
+        b.connection(hb).unwrap().state(),
+        ConnectionState::ClosedByPeer
+    );
+}
+
+/// A peer that gives up before it learnt our id closes with its own id only.
+#[test]
+fn a_close_naming_only_the_peers_id_ends_its_connection() {
+    let (mut p, ha, hb) = Pair::connected(endpoint(5), endpoint(6));
+    let mut d = Vec::new();
+    ControlMessage::ConnectionClosed(crate::wire::control::ConnectionClosed {
+        to_connection_id: None,
+        from_connection_id: Some(ha.id()),
+        debug: None,
+        reason_code: Some(1000),
+    })
+    .encode(&mut d)
+    .unwrap();
+    let t = p.now;
+    p.b.endpoint.handle_datagram(t, A, &d, &mut Vec::new());
+    assert_eq!(
+        p.b.endpoint.connection(hb).unwrap().state(),
+        ConnectionState::ClosedByPeer
+    );
+}
+
+/// The peer-restart case stays open when the restarted peer says nothing (the reference's
+/// clients do not answer data for a connection they do not know): its probes go unanswered,
+/// the old connection ends with a reason, and the next request gets through.
+#[test]
+fn a_restarted_peer_that_stays_silent_gets_through_after_the_probes() {
+    let (mut p, _ha, hb) = Pair::connected(endpoint(5), endpoint(6));
+    // The new A neither answers the probes nor anything else unknown: drop what B sends it
+    // except its ConnectOK and challenge replies.
+    p.tap = Some(Box::new(|dir, flight| {
+        if dir == crate::sim::pair::Direction::BtoA {
+            flight.retain(|(_, d)| d.first().is_some_and(|&l| l < 0x80));
+        }
+    }));
+    p.a = EndpointNode::new(endpoint(15));
+    let ha = p.a.endpoint.connect(p.now, B, None, false).unwrap();
+    let end = p.now + Duration::from_secs(4);
+    let up = p.run_until(end, 10_000, |p| {
+        p.a.endpoint
+            .connection(ha)
+            .is_some_and(|c| c.is_connected())
+    });
+    assert!(up, "the restarted peer gets through");
+    let st = p.b.endpoint.stats();
+    assert_eq!(st.peers_gone_silent, 1, "{st:?}");
+    assert!(st.refused_connect_live >= 3, "{st:?}");
+    // The old connection ended with a reason (and was then replaced).
+    assert!(p.b.endpoint.connection(hb).is_none());
+    let changes: Vec<_> = std::iter::from_fn(|| p.b.endpoint.poll_event())
+        .filter(|e| e.conn == hb)
+        .map(|e| e.new)
+        .collect();
+    assert_eq!(
+        changes.last(),
+        Some(&ConnectionState::ProblemDetectedLocally)
+    );
+}
+
+/// A repeated request for a connection that has ended is answered with the end, so a peer
+/// still waiting for our answer fails at once instead of at its timeout.
+#[test]
+fn a_request_for_an_ended_connection_gets_the_end() {
+    let mut p = Pair::new(
+        EndpointNode::new(endpoint(5)),
+        EndpointNode::new(endpoint(6)),
+    );
+    // B's ConnectOK never reaches A: A keeps asking.
+    p.tap = Some(Box::new(|dir, flight| {
+        if dir == crate::sim::pair::Direction::BtoA {
+            flight.retain(|(_, d)| d.first() != Some(&35));
+        }
+    }));
+    let ha = p.a.endpoint.connect(p.now, B, None, false).unwrap();
+    p.rounds(3);
+    let hb = p.b.endpoint.handles().next().expect("B answered");
+    // B's connection ends (here: A's address says it has no such connection).
+    let mut d = Vec::new();
+    ControlMessage::NoConnection(crate::wire::control::NoConnection {
+        from_connection_id: Some(ha.id()),
+        to_connection_id: Some(hb.id()),
+    })
+    .encode(&mut d)
+    .unwrap();
+    let t = p.now;
+    p.b.endpoint.handle_datagram(t, A, &d, &mut Vec::new());
+    assert!(p.b.endpoint.connection(hb).unwrap().is_dead());
+    // A's next request (same id, 250 ms on) gets the end: A fails then, with B's reason,
+    // not at its 10 s timeout.
+    let mut waited = Duration::ZERO;
+    while !p.a.endpoint.connection(ha).is_some_and(|c| c.is_dead()) {
+        assert!(waited < Duration::from_millis(600), "A still waits");
+        p.advance(Duration::from_millis(10));
+        waited += Duration::from_millis(10);
+    }
+    let a = p.a.endpoint.connection(ha).unwrap();
+    assert_eq!(
+        a.failure().map(|e| e.reason),
+        Some(EndReason::MiscPeerSentNoConnection)
+    );
+    let _ = t;
 }

@@ -37,6 +37,7 @@ use siphasher::sip::SipHasher24;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use crate::connection::liveness::Liveness;
 use crate::connection::{Connection, ConnectionConfig, ConnectionState, InMessage};
 use crate::crypto::session_keys::ConnectionIds;
 use crate::crypto::session_setup::{self, ClientOffer, LocalSecurity};
@@ -89,6 +90,16 @@ pub struct EndpointStats {
     pub handshakes_limited_source: u64,
     /// Such requests left unanswered because the endpoint-wide handshake budget was empty.
     pub handshakes_limited_global: u64,
+    /// Connect requests with a new client id refused because the connection at their
+    /// address still answers (a replayed request, or a peer that has not restarted).
+    pub refused_connect_live: u64,
+    /// Connections given up because their peer stopped answering probes after asking for
+    /// a new connection (it restarted and says nothing).
+    pub peers_gone_silent: u64,
+    /// Control messages naming one of our connections, from another address.
+    pub refused_wrong_source: u64,
+    /// Closes from a connection's address that name another peer connection id.
+    pub refused_wrong_peer_id: u64,
 }
 
 /// A connection of an endpoint: its id and a serial that tells it from an earlier connection
@@ -691,8 +702,9 @@ impl Endpoint {
             }
             ControlMessage::ChallengeReply(rep) => {
                 let wants = self
-                    .conn_for(rep.connection_id, from)
-                    .is_some_and(|c| c.wants_challenge());
+                    .owned_by(rep.connection_id, from)
+                    .and_then(|id| self.conns.get(&id))
+                    .is_some_and(|s| s.conn.wants_challenge());
                 if let (true, Some(challenge), Some(id)) = (wants, rep.challenge, rep.connection_id)
                 {
                     let (eph, nonce) = self.random_offer();
@@ -714,10 +726,7 @@ impl Endpoint {
             ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
             ControlMessage::ConnectOk(ok) => {
                 let now_unix = self.now_unix(now);
-                let Some(id) = ok
-                    .client_connection_id
-                    .filter(|id| self.conns.get(id).is_some_and(|s| s.conn.remote() == from))
-                else {
+                let Some(id) = self.owned_by(ok.client_connection_id, from) else {
                     return (None, false);
                 };
                 // Checking the answer costs two signature checks and a key exchange.
@@ -735,14 +744,30 @@ impl Endpoint {
             }
             ControlMessage::ConnectionClosed(c) => {
                 let reason = EndReason::from_wire(c.reason_code.unwrap_or(0));
-                let id = c.to_connection_id;
-                match self.conn_for(id, from) {
-                    Some(conn) => {
-                        conn.on_peer_closed(reason, c.debug.as_deref());
-                        (id, false)
+                // It names our id; or (a peer that gives up before it learnt ours) only its
+                // own, which we know if we answered it.
+                let id = match c.to_connection_id.filter(|&id| id != 0) {
+                    Some(ours) => Some(ours),
+                    None => c
+                        .from_connection_id
+                        .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied()),
+                };
+                let Some(id) = self.owned_by(id, from) else {
+                    return (None, false);
+                };
+                // A peer that knows our id closes with its own (the reference always sends
+                // it); a close naming another is not from this connection's peer.
+                let remote_id = self.conns.get(&id).and_then(|s| s.conn.remote_id());
+                if let (Some(said), Some(theirs)) = (c.from_connection_id, remote_id) {
+                    if said != theirs {
+                        self.stats.refused_wrong_peer_id += 1;
+                        return (None, false);
                     }
-                    None => (None, false),
                 }
+                if let Some(conn) = self.touch(id) {
+                    conn.on_peer_closed(reason, c.debug.as_deref());
+                }
+                (Some(id), false)
             }
             ControlMessage::NoConnection(n) => {
                 // The peer has no connection with the id we send to: it restarted or forgot
@@ -753,18 +778,33 @@ impl Endpoint {
                         .from_connection_id
                         .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied()),
                 };
-                match self.conn_for(id, from) {
-                    Some(conn)
-                        if n.from_connection_id.is_some()
-                            && conn.remote_id() == n.from_connection_id =>
-                    {
-                        conn.on_peer_has_no_connection();
-                        (id, false)
-                    }
-                    _ => (None, false),
+                let Some(id) = self.owned_by(id, from) else {
+                    return (None, false);
+                };
+                let remote_id = self.conns.get(&id).and_then(|s| s.conn.remote_id());
+                if n.from_connection_id.is_none() || remote_id != n.from_connection_id {
+                    self.stats.refused_wrong_peer_id += 1;
+                    return (None, false);
                 }
+                if let Some(conn) = self.touch(id) {
+                    conn.on_peer_has_no_connection();
+                }
+                (Some(id), false)
             }
         }
+    }
+
+    /// `id` if it names one of our connections and `from` is that connection's peer. A
+    /// control message naming a connection from any other address is refused and counted:
+    /// only the peer's own address may close, refuse or answer for it.
+    fn owned_by(&mut self, id: Option<u32>, from: SocketAddr) -> Option<u32> {
+        let id = id?;
+        let remote = self.conns.get(&id)?.conn.remote();
+        if remote != from {
+            self.stats.refused_wrong_source += 1;
+            return None;
+        }
+        Some(id)
     }
 
     /// The connection with our id `id`, if it belongs to `from`.
@@ -774,6 +814,30 @@ impl Endpoint {
             return None;
         }
         self.touch(id)
+    }
+
+    /// Whether a checked request with a new client id may replace connection `old` at its
+    /// address. Control messages are not authenticated, so the request may be a replay by
+    /// someone on the path; only a peer that no longer answers us (it restarted) gives its
+    /// address up. The old connection is probed (see `connection::liveness`): a restarted
+    /// peer answers the probe with `NoConnection`, which ends it, and its next request gets
+    /// through; one that says nothing is given up after the probes go unanswered (and its
+    /// next request gets through). A live peer acks the probe and keeps its connection.
+    fn may_replace(&mut self, now: Timestamp, old: u32) -> bool {
+        let Some(conn) = self.touch(old) else {
+            return true;
+        };
+        if conn.is_dead() {
+            return true;
+        }
+        match conn.check_peer_alive(now) {
+            Liveness::Answering => self.stats.refused_connect_live += 1,
+            Liveness::Silent => {
+                conn.give_up_silent_peer(now);
+                self.stats.peers_gone_silent += 1;
+            }
+        }
+        false
     }
 
     fn handle_connect_request(
@@ -819,8 +883,32 @@ impl Endpoint {
         };
         let local_id = match plan {
             Plan::ResendOk(id) => {
-                if let Some(c) = self.touch(id) {
-                    c.resend_connect_ok();
+                // A request for a connection that has ended gets its end (as the reference
+                // answers a pair it already has), so the peer fails now rather than at its
+                // timeout.
+                let ended = self
+                    .conns
+                    .get(&id)
+                    .and_then(|s| s.conn.end().filter(|_| s.conn.is_dead()).cloned());
+                match ended {
+                    Some(end) => {
+                        if self.may_answer(from, now) {
+                            self.reply(
+                                from,
+                                ControlMessage::ConnectionClosed(ConnectionClosed {
+                                    to_connection_id: Some(client_id),
+                                    from_connection_id: Some(id),
+                                    debug: Some(end.debug),
+                                    reason_code: u32::try_from(end.reason.code()).ok(),
+                                }),
+                            );
+                        }
+                    }
+                    None => {
+                        if let Some(c) = self.touch(id) {
+                            c.resend_connect_ok();
+                        }
+                    }
                 }
                 return (None, false);
             }
@@ -834,6 +922,11 @@ impl Endpoint {
                     IncomingPolicy::Answer => self.by_addr.get(&from).copied(),
                     _ => None,
                 };
+                if let Some(old) = replaced {
+                    if !self.may_replace(now, old) {
+                        return (Some(old), false);
+                    }
+                }
                 if replaced.is_none() && self.conns.len() >= MAX_CONNECTIONS {
                     self.stats.dropped_table_full += 1;
                     return (None, false);
@@ -1361,10 +1454,21 @@ mod tests {
                 let (p, ha, hb) = Pair::connected(endpoint(5), b);
                 (p, Some(ha), hb)
             };
-            // A restarts: a fresh endpoint at the same address dials again.
+            // A restarts: a fresh endpoint at the same address dials again. When answering,
+            // B first probes the old connection; the new A answers NoConnection, which ends
+            // it, and A's next request (250 ms on) replaces it.
             p.a = EndpointNode::new(endpoint(15));
-            p.a.endpoint.connect(p.now, B, None, false).unwrap();
-            p.rounds(4);
+            let ha = p.a.endpoint.connect(p.now, B, None, false).unwrap();
+            let end = p.now + Duration::from_secs(2);
+            p.run_until(end, 1000, |p| {
+                p.a.endpoint
+                    .connection(ha)
+                    .is_some_and(|c| c.is_connected())
+            });
+            p.rounds(2);
+            // Held connections wait for the application; an answered one is up.
+            let up = p.a.endpoint.connection(ha).unwrap().is_connected();
+            assert_eq!(up, policy == IncomingPolicy::Answer, "{policy:?}");
             assert_eq!(p.b.endpoint.connection_count(), count, "{policy:?}");
             assert_eq!(
                 p.b.endpoint.connection(hb).is_some(),
