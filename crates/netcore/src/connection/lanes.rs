@@ -37,12 +37,14 @@ pub fn lane_of(channel: i32) -> u32 {
 /// Reliable byte ranges a packet carried, per lane: what an ack settles or a loss requeues.
 pub type Carried = Vec<(u32, Range<u64>)>;
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct PendingUnreliable {
     msg_num: u64,
     payload: Bytes,
     offset: usize,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct SendLane {
     stream: SendStream,
     next_msg_num: u64,
@@ -76,6 +78,7 @@ pub struct Written {
 
 /// The send side of every lane in use.
 #[derive(Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendLanes {
     /// Boxed: a map node has room for eleven entries, so inline lanes would cost every
     /// connection eleven lanes' worth of memory for its first one.
@@ -251,6 +254,7 @@ impl SendLanes {
     }
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct RecvLane {
     stream: RecvStream,
     last_reliable_num: u64,
@@ -268,6 +272,7 @@ pub enum Refused {
 
 /// The receive side of every lane in use.
 #[derive(Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct RecvLanes {
     /// Boxed for the same reason as the send lanes.
     lanes: BTreeMap<u32, Box<RecvLane>>,

@@ -188,6 +188,7 @@ pub struct StateChange {
 
 /// What one sent packet carried, so an ack or a loss can be applied to it.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Sent {
     at: Timestamp,
     bytes: u64,
@@ -195,6 +196,7 @@ struct Sent {
 }
 
 /// One connection's state.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct Connection {
     remote: SocketAddr,
     cfg: ConnectionConfig,

@@ -48,6 +48,7 @@ impl From<CryptoError> for Refusal {
 }
 
 /// An endpoint's long-lived security material and policy.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct LocalSecurity {
     key: IdentityKey,
     cert: CertificateSigned,
@@ -229,6 +230,7 @@ pub fn issue_certificate(
 }
 
 /// The connecting side's crypto for one connection attempt.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct ClientOffer {
     crypt: LocalCryptInfo,
 }

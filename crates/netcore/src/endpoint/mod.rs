@@ -18,6 +18,8 @@ pub mod challenge;
 mod flood_tests;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+#[cfg(test)]
+mod fuzz_seeds;
 pub mod rate_limit;
 #[cfg(test)]
 mod schedule_tests;
@@ -176,6 +178,7 @@ impl EndpointSetup {
 
 /// A connection and what the scheduler knows of it.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Slot {
     /// Boxed: the table keeps spare slots, and an inline connection would make each cost
     /// a whole connection's size.
@@ -188,8 +191,10 @@ struct Slot {
     touched: bool,
 }
 
-/// The connection table of one socket.
+/// The connection table of one socket. (Cloned only by the fuzz harness, which snapshots
+/// an established pair once and replays inputs against copies.)
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct Endpoint {
     conns: Map<u32, Slot>,
     /// Connections whose peer id we know, by the peer's address and id: what a resent
@@ -316,6 +321,14 @@ impl Endpoint {
     #[cfg(any(test, fuzzing))]
     pub fn cookie_for(&self, addr: SocketAddr, now: Timestamp) -> u64 {
         self.key.issue(addr, now)
+    }
+
+    /// Forgets the per-source rate limit tables (every source's bucket full again), so a
+    /// copy of the endpoint costs kilobytes, not a hundred: for the fuzz harness's snapshots.
+    #[cfg(any(test, fuzzing))]
+    pub fn forget_rate_limit_tables(&mut self) {
+        self.limiter.forget_sources();
+        self.handshake_limiter.forget_sources();
     }
 
     /// Whether a stateless answer to `from` may go out now; counts it if not.

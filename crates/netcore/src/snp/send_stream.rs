@@ -59,6 +59,7 @@ impl Segment {
 
 /// One stored, immutable run of the stream.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Chunk {
     start: u64,
     data: Bytes,
@@ -84,6 +85,7 @@ impl Chunk {
 /// <= `next_new` (first byte never sent) <= `sealed_end` (first byte still in the tail buffer)
 /// <= `write_pos` (where the next append goes).
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendStream {
     /// Stored chunks covering `[front chunk start, sealed_end)`; the front chunk may start
     /// before `acked_pos` until it is acked in full.
@@ -345,6 +347,7 @@ fn len_u64(len: usize) -> u64 {
 
 /// A set of disjoint, non-adjacent half-open ranges of stream positions, with their total size.
 #[derive(Debug, Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct RangeSet {
     /// Start -> end.
     map: BTreeMap<u64, u64>,

@@ -35,6 +35,7 @@ pub const MAX_TRACKED_PACKETS: usize = 4096;
 
 /// One packet awaiting its fate.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct SentPacket<T> {
     time_sent: Timestamp,
     bytes: usize,
@@ -68,6 +69,7 @@ pub struct TimeoutResult<T> {
 
 /// Packets sent and not yet acked or declared lost.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SentPackets<T> {
     packets: BTreeMap<u64, SentPacket<T>>,
     largest_sent: Option<u64>,
