@@ -76,3 +76,27 @@ test('messages(): an AbortSignal ends a waiting loop with its reason', async (t)
     await peer.close();
   }
 });
+
+test('after close() no event reaches a listener, so none meets a closed endpoint', async (t) => {
+  const { endpoint, addrOf } = await import('./helpers.mjs');
+  const { SendFlags } = await import('../dist/index.mjs');
+  const [a, b] = await Promise.all([endpoint(), endpoint()]);
+  t.teardown(() => a.close());
+  b.on('sessionRequest', ({ identityRemote }) => b.acceptSessionWithUser(identityRemote));
+  let read = 0;
+  let after = 0;
+  let closed = false;
+  b.on('messages', (ch) => {
+    if (closed) after++;
+    read += b.receiveMessagesOnChannel(ch, 256).length; // throws once closed
+  });
+  const timer = setInterval(() => {
+    for (let i = 0; i < 20; i++) a.sendMessageToUser(addrOf(b), 'tick', SendFlags.ReliableNoNagle, 0);
+  }, 2);
+  t.teardown(() => clearInterval(timer));
+  while (read < 100) await new Promise((r) => setTimeout(r, 5));
+  closed = true;
+  await b.close();
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(after, 0);
+});

@@ -69,14 +69,26 @@ test.before(async () => {
 });
 test.after.always(() => rmSync(work, { recursive: true, force: true }));
 
-test.serial('the tarball ships dist, the loader and this platform\'s binary, the CLI, and nothing else', (t) => {
+/** Every file under `dir` (relative to the root, with forward slashes). */
+function filesUnder(dir) {
+  return readdirSync(path.join(root, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => path.relative(root, path.join(e.parentPath ?? e.path, e.name)).split(path.sep).join('/'));
+}
+
+test.serial('the tarball ships dist, the loader and this platform\'s binary, the CLI, the docs and examples, and nothing else', (t) => {
   const dist = readdirSync(path.join(root, 'dist')).map((f) => `dist/${f}`);
+  const docs = readdirSync(path.join(root, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`);
   const expected = [
     'CHANGELOG.md', 'LICENSE', 'README.md', 'package.json',
-    'bin/netmessages.mjs', 'bin/commands/keys.mjs', 'examples/loadtest/loadtest.mjs', 'scripts/ensure-native.cjs',
+    'bin/netmessages.mjs', 'bin/commands/keys.mjs', 'bin/commands/signal.mjs', 'scripts/ensure-native.cjs',
+    'signal/cert.mjs', 'signal/client.mjs', 'signal/redis.mjs', 'signal/server.mjs',
     'native/index.js', 'native/index.d.ts', `native/${binary}`,
+    ...filesUnder('examples'),
+    ...docs,
     ...dist,
   ].sort();
+  t.true(docs.includes('docs/API.md') && docs.includes('docs/PORTING-FROM-DGRAM.md'));
   t.deepEqual(packFiles, expected);
   for (const f of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) t.true(packFiles.includes(f), f);
 });
@@ -90,7 +102,8 @@ test.serial('npm install --offline of the tarball works; its postinstall does no
   t.regex(out, /node scripts\/ensure-native\.cjs/);
   t.notRegex(out, /cargo|Compiling|napi build|build:native/i);
   const lock = JSON.parse(readFileSync(path.join(app, 'package-lock.json'), 'utf8'));
-  t.deepEqual(Object.keys(lock.packages).sort(), ['', 'node_modules/netmessages'], 'no runtime dependencies');
+  // ws is the signaling server's (`netmessages signal`) only dependency; redis is an optional peer.
+  t.deepEqual(Object.keys(lock.packages).sort(), ['', 'node_modules/netmessages', 'node_modules/ws'], 'no runtime dependencies but ws');
 });
 
 const roundTrip = (load) => `
@@ -137,6 +150,159 @@ test.serial('the installed bin runs: netmessages loadtest', async (t) => {
   const res = JSON.parse(r.stdout);
   t.is(res.sent, 100);
   t.true(res.received > 0);
+});
+
+test.serial('the installed bin runs: netmessages signal (its ws dependency installed with it)', async (t) => {
+  t.is(install.code, 0);
+  const file = path.join(app, 'signal-check.mjs');
+  writeFileSync(file, `
+import { spawn } from 'node:child_process';
+const c = spawn(process.execPath, [${JSON.stringify(path.join(installed, 'bin', 'netmessages.mjs'))}, 'signal', '--host', '127.0.0.1', '--port', '0', '--trusted-ca', '${'11'.repeat(32)}']);
+let out = '';
+c.stdout.on('data', (d) => { out += d; if (/listening on 127\\.0\\.0\\.1:\\d+/.test(out)) c.kill('SIGTERM'); });
+c.stderr.on('data', (d) => { out += d; });
+c.on('exit', (code) => { console.log(/listening on/.test(out) ? 'listening, exit ' + code : 'failed: ' + out); });
+`);
+  const r = await node([file], app);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout.trim(), 'listening, exit 0');
+});
+
+test.serial('the examples run from the installed package, importing netmessages by name', async (t) => {
+  t.is(install.code, 0);
+  for (const f of ['examples/chat/chat.mjs', 'examples/sockets-chat/chat.mjs', 'examples/dedicated-server/server.mjs', 'examples/loadtest/loadtest.mjs', 'examples/demo.mjs', 'bin/commands/keys.mjs']) {
+    const text = readFileSync(path.join(installed, f), 'utf8');
+    t.regex(text, /from 'netmessages';/, f);
+    t.notRegex(text, /dist\/index/, f);
+  }
+  const r = await node([path.join(installed, 'examples/dedicated-server/server.mjs'), '--bots', '2', '--seconds', '2'], app);
+  t.is(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  t.regex(r.stdout, /2 joined, 2 left, 0 timed out; .* ok$/m);
+});
+
+test.serial('a strict TypeScript (nodenext) project type-checks and runs: await using, the log callback, stats, typed errors', async (t) => {
+  t.timeout(120000);
+  t.is(install.code, 0);
+  const ts = path.join(app, 'ts');
+  mkdirSync(ts, { recursive: true });
+  writeFileSync(path.join(ts, 'package.json'), JSON.stringify({ name: 'ts-consumer', private: true, type: 'module' }));
+  writeFileSync(
+    path.join(ts, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        module: 'nodenext',
+        moduleResolution: 'nodenext',
+        target: 'es2022',
+        lib: ['es2022', 'esnext.disposable'],
+        strict: true,
+        noUncheckedIndexedAccess: true,
+        exactOptionalPropertyTypes: true,
+        outDir: 'out',
+        types: ['node'],
+        typeRoots: [path.join(root, 'node_modules', '@types')],
+      },
+      files: ['main.ts', 'wrong.ts'],
+    }),
+  );
+  writeFileSync(
+    path.join(ts, 'main.ts'),
+    `import {
+  ConnectionEnd, DebugOutputType, EResult, NetmessagesError, NetworkingMessages, SendFlags,
+  setDebugOutputFunction, toPrometheus, type EndpointStats, type NetworkingMessage, type SendProblem,
+} from 'netmessages';
+
+const lines: string[] = [];
+setDebugOutputFunction(DebugOutputType.Msg, (level: DebugOutputType, message: string) => {
+  lines.push(\`\${DebugOutputType[level]} \${message}\`);
+});
+{
+  await using server = await NetworkingMessages.create({ bind: '127.0.0.1:0' });
+  await using client = await NetworkingMessages.create({ bind: '127.0.0.1:0', strict: true });
+  server.on('sessionRequest', ({ identityRemote }) => {
+    server.acceptSessionWithUser(identityRemote);
+  });
+  server.on('receiveBlocked', (e) => {
+    const channel: number | null = e.channel;
+    console.log(\`stalled on \${channel}\`);
+  });
+  client.on('sessionFailed', ({ info }) => {
+    const reason: ConnectionEnd = info.endReason;
+    console.log(\`failed \${ConnectionEnd[reason]}\`);
+  });
+  const r: EResult = client.sendMessageToUser(server.identity, 'ping', SendFlags.Reliable, 0);
+  if (r !== EResult.OK) throw new Error(\`send: \${EResult[r]}\`);
+  for await (const m of server.messages(0)) {
+    const msg: NetworkingMessage = m;
+    console.log(\`got \${msg.data.toString()} from \${msg.identityPeer.toString()}\`);
+    break;
+  }
+  const stats: EndpointStats = server.getEndpointStats();
+  console.log(\`sessions \${stats.sessions}, connected \${stats.sessionsByState.Connected ?? 0}\`);
+  console.log(toPrometheus(stats).includes('netmessages_datagrams_received_total ') ? 'prometheus ok' : 'prometheus missing');
+  const [entry] = server.listSessions();
+  console.log(\`listed \${entry?.stats.packetsReceived !== undefined}\`);
+  try {
+    client.sendMessageToUser('ip:localhost:1', 'x');
+  } catch (e) {
+    if (e instanceof NetmessagesError) console.log(\`strict \${e.code}\`);
+  }
+  const why: SendProblem | undefined = client.lastError();
+  console.log(\`last \${why?.code}\`);
+}
+await new Promise((r) => setTimeout(r, 200));
+console.log(lines.some((l) => l.startsWith('Msg connection established')) ? 'log ok' : \`log missing: \${lines.join('; ')}\`);
+setDebugOutputFunction(DebugOutputType.None, null);
+`,
+  );
+  // Mistakes the types catch: each line must be an error, or tsc fails on the unused directive.
+  writeFileSync(
+    path.join(ts, 'wrong.ts'),
+    `import { NetworkingMessages, DebugOutputType, setDebugOutputFunction } from 'netmessages';
+export async function wrong(): Promise<void> {
+  // @ts-expect-error: not an option
+  await NetworkingMessages.create({ bnd: '127.0.0.1:0' });
+  // @ts-expect-error: config values are numbers
+  await NetworkingMessages.create({ config: { nagleTime: '5' } });
+  // @ts-expect-error: the callback gets a level and a string
+  setDebugOutputFunction(DebugOutputType.Debug, (level: string) => level);
+  const p = await NetworkingMessages.create();
+  // @ts-expect-error: no such event
+  p.on('message', () => {});
+}
+`,
+  );
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const built = await node([tsc, '-p', ts], ts);
+  t.is(built.code, 0, `${built.stdout}\n${built.stderr}`);
+  const r = await node([path.join(ts, 'out', 'main.js')], ts);
+  t.is(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  const out = r.stdout.trim().split('\n');
+  t.regex(out[0], /^got ping from ip:127\.0\.0\.1:\d+$/);
+  t.deepEqual(out.slice(1), ['sessions 1, connected 1', 'prometheus ok', 'listed true', 'strict ERR_NETMESSAGES_BAD_IDENTITY', 'last ERR_NETMESSAGES_BAD_IDENTITY', 'log ok']);
+});
+
+test.serial('on the registry page the README links point at the repository files of the published tag', async (t) => {
+  const dir = path.join(work, 'publish-copy');
+  mkdirSync(dir);
+  cpSync(path.join(root, 'package.json'), path.join(dir, 'package.json'));
+  cpSync(path.join(root, 'README.md'), path.join(dir, 'README.md'));
+  const r = await node([path.join(root, 'scripts', 'point-at-repository.cjs'), 'example-owner/netmessages', 'v9.9.9', '--dir', dir], dir);
+  t.is(r.code, 0, r.stderr);
+  const published = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8'));
+  t.deepEqual(published.repository, { type: 'git', url: 'git+https://github.com/example-owner/netmessages.git' });
+  t.is(published.homepage, 'https://github.com/example-owner/netmessages#readme');
+  t.deepEqual(published.bugs, { url: 'https://github.com/example-owner/netmessages/issues' });
+  const readme = readFileSync(path.join(dir, 'README.md'), 'utf8');
+  const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]);
+  t.true(links.length >= 5);
+  const prefix = 'https://github.com/example-owner/netmessages/blob/v9.9.9/';
+  for (const l of links.filter((l) => !l.startsWith('#'))) {
+    t.true(/^https?:\/\//.test(l), `absolute: ${l}`);
+    if (l.startsWith(prefix)) t.true(existsSync(path.join(root, l.slice(prefix.length))), `${l} names a file of the repository`);
+  }
+  t.true(links.some((l) => l === `${prefix}docs/API.md`));
+  // The release workflow runs it with the repository and tag it publishes.
+  t.regex(readFileSync(path.join(root, '.github', 'workflows', 'release.yml'), 'utf8'), /node scripts\/point-at-repository\.cjs "\$\{GITHUB_REPOSITORY\}" "\$\{GITHUB_REF_NAME\}"/);
 });
 
 // Prints which binary file the loader actually loaded.

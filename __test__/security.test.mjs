@@ -127,3 +127,34 @@ test('the CLI makes keys and certificates that endpoints accept', async (t) => {
   const [m] = await collect(b, 0, 1);
   t.is(m.data.toString(), 'made with the CLI');
 });
+
+test('the key CLI: refuses to overwrite without --force, refuses a public key as the CA key, no stack traces', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const bin = fileURLToPath(new URL('../bin/netmessages.mjs', import.meta.url));
+  const dir = mkdtempSync(join(tmpdir(), 'nm-keys-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (...args) => spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: 'utf8' });
+  t.regex(run('keygen', '--out', 'ca').stdout, /key id \d+/);
+  const before = readFileSync(join(dir, 'ca.key'), 'utf8');
+  const again = run('keygen', '--out', 'ca');
+  t.is(again.status, 2);
+  t.regex(again.stderr, /^netmessages keygen: ca\.key and ca\.pub already exist: pass --force/);
+  t.is(readFileSync(join(dir, 'ca.key'), 'utf8'), before, 'the key was kept');
+  t.is(run('keygen', '--out', 'ca', '--force').status, 0);
+  t.not(readFileSync(join(dir, 'ca.key'), 'utf8'), before);
+  run('keygen', '--out', 'bob');
+  const pub = run('cert', '--ca', 'ca.pub', '--identity', 'str:bob', '--key', 'bob.pub', '--out', 'bob.cert');
+  t.is(pub.status, 2);
+  t.regex(pub.stderr, /--ca: ca\.pub is a public key; this needs the private key/);
+  t.is(run('cert', '--ca', 'ca.key', '--identity', 'str:bob', '--key', 'bob.pub', '--out', 'bob.cert').status, 0);
+  t.is(run('cert', '--ca', 'ca.key', '--identity', 'str:bob', '--key', 'bob.pub', '--out', 'bob.cert').status, 2, 'the certificate is kept too');
+  for (const r of [pub, run('cert', '--ca', 'missing.key', '--identity', 'str:x', '--key', 'bob.pub', '--out', 'x.cert'), run('keygen', '--bogus')]) {
+    t.not(r.status, 0);
+    t.notRegex(r.stderr, /\n\s+at /, 'no stack trace');
+    t.is(r.stderr.trim().split('\n').length, 1, r.stderr);
+  }
+});

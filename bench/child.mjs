@@ -4,7 +4,7 @@
 //
 // Roles: tp-recv / tp-send (throughput), pp-server / pp-client (ping-pong),
 // many-server / many-client (many peers). `options.impl` picks the stack:
-// netmessages | dgram | tcp | udx.
+// netmessages | netsockets (the connection API) | dgram | tcp | udx.
 //
 // IPC protocol (parent -> child): {type:'peer', port}, {type:'go'}, {type:'mark'},
 // {type:'stop'}, {type:'report'}, {type:'exit'}.
@@ -99,6 +99,23 @@ async function tpRecv() {
           scheduled = true;
           break;
         }
+        if (opts.bufferApi) {
+          // The batch receive API: one MessageBatch, no object per message.
+          const batch = ep.receiveBatchOnChannel(0, 256);
+          for (let i = 0; i < batch.count; i++) {
+            const size = batch.size(i);
+            c.msgs++;
+            c.bytes += size;
+            if (checkSeq && size >= 4) {
+              const s = batch.data.readUInt32LE(batch.offset(i));
+              if (s > c.nextSeq) c.seqGaps += s - c.nextSeq;
+              else if (s < c.nextSeq) c.seqReorders++;
+              c.nextSeq = Math.max(c.nextSeq, s + 1);
+            }
+          }
+          if (batch.count < 256) break;
+          continue;
+        }
         const batch = ep.receiveMessagesOnChannel(0, 256);
         for (const m of batch) {
           c.msgs++;
@@ -117,6 +134,41 @@ async function tpRecv() {
     ep.on('messages', drain);
     port = ep.localAddress.port;
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    // The connection API: a listen socket, accepting the sender's connection.
+    const { NetworkingSockets, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create({ config: opts.config });
+    const listen = s.createListenSocketIP(`${HOST}:0`);
+    s.on('connectionStatusChanged', (e) => {
+      if (e.info.state === ConnectionState.Connecting) s.acceptConnection(e.conn);
+    });
+    let scheduled = false;
+    const drain = (conn) => {
+      scheduled = false;
+      for (let n = 0; ; n++) {
+        if (n === 16) {
+          if (!scheduled) setImmediate(() => drain(conn));
+          scheduled = true;
+          break;
+        }
+        const batch = s.receiveMessagesOnConnection(conn, 256);
+        for (const m of batch) {
+          c.msgs++;
+          c.bytes += m.size;
+          if (checkSeq && m.size >= 4) {
+            const q = m.data.readUInt32LE(0);
+            if (q > c.nextSeq) c.seqGaps += q - c.nextSeq;
+            else if (q < c.nextSeq) c.seqReorders++;
+            c.nextSeq = Math.max(c.nextSeq, q + 1);
+          }
+          m.release();
+        }
+        if (batch.length < 256) break;
+      }
+    };
+    s.on('messages', (e) => drain(e.conn));
+    port = s.getListenSocketAddress(listen).port;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     s.on('message', (m) => {
@@ -254,7 +306,18 @@ async function tpSend() {
       for (const r of ep.sendMessages(batch)) if (!tally(r)) break;
       setImmediate(pumpBatch);
     };
+    // Buffer mode: 256 messages in one buffer plus offsets (sendMessagesFromBuffer).
+    const BUF_N = 256;
+    const big = Buffer.alloc(size * BUF_N, 7);
+    const offsets = Uint32Array.from({ length: BUF_N + 1 }, (_, i) => i * size);
+    const pumpBuffer = () => {
+      if (stopped) return;
+      for (let i = 0; i < BUF_N; i++) big.writeUInt32LE((st.sent + i) >>> 0, i * size);
+      for (const r of ep.sendMessagesFromBuffer(target, big, offsets, flags, 0)) if (!tally(r)) break;
+      setImmediate(pumpBuffer);
+    };
     go = () => {
+      if (opts.bufferApi) return pumpBuffer();
       if (opts.batch) return pumpBatch();
       const pump = () => {
         if (stopped) return;
@@ -267,6 +330,57 @@ async function tpSend() {
       pump();
     };
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create({ config: opts.config });
+    let conn = 0;
+    let connected;
+    const up = new Promise((r) => (connected = r));
+    s.on('connectionStatusChanged', (e) => {
+      if (e.conn === conn && e.info.state === ConnectionState.Connected) connected();
+    });
+    connectPeer = async (p) => {
+      conn = s.connectByIPAddress(`${HOST}:${p}`);
+      await up;
+    };
+    statusNow = () => {
+      const r = s.getConnectionRealTimeStatus(conn);
+      return r.status ?? { result: r.result };
+    };
+    const tally = (r) => {
+      if (st.firstResult === null) st.firstResult = r;
+      if (r === ER_OK) {
+        st.sent++;
+        return true;
+      }
+      if (r === ER_LIMIT) st.backpressure++;
+      else st.otherResults[r] = (st.otherResults[r] ?? 0) + 1;
+      return false;
+    };
+    const buf = Buffer.alloc(size, 7);
+    const flags = opts.flags;
+    const batch = Array.from({ length: 256 }, () => ({ conn: 0, data: Buffer.alloc(size, 7), sendFlags: flags, lane: 0 }));
+    go = () => {
+      const pump = () => {
+        if (stopped) return;
+        if (opts.batch) {
+          for (let i = 0; i < batch.length; i++) {
+            batch[i].conn = conn;
+            batch[i].data.writeUInt32LE((st.sent + i) >>> 0, 0);
+          }
+          for (const r of s.sendMessages(batch)) if (!tally(r.result)) break;
+        } else {
+          for (let i = 0; i < 256; i++) {
+            buf.writeUInt32LE(st.sent >>> 0, 0);
+            if (!tally(s.sendMessageToConnection(conn, buf, flags, 0).result)) break;
+          }
+        }
+        setImmediate(pump);
+      };
+      pump();
+    };
+    port = 0;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     await new Promise((r) => s.bind(0, HOST, r));
@@ -416,6 +530,22 @@ async function ppServer() {
     });
     port = ep.localAddress.port;
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, SendFlags, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create();
+    const listen = s.createListenSocketIP(`${HOST}:0`);
+    s.on('connectionStatusChanged', (e) => {
+      if (e.info.state === ConnectionState.Connecting) s.acceptConnection(e.conn);
+    });
+    s.on('messages', ({ conn }) => {
+      for (;;) {
+        const batch = s.receiveMessagesOnConnection(conn, 64);
+        for (const m of batch) s.sendMessageToConnection(conn, m.data, SendFlags.ReliableNoNagle, 0);
+        if (batch.length < 64) break;
+      }
+    });
+    port = s.getListenSocketAddress(listen).port;
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     s.on('message', (m, rinfo) => s.send(m, rinfo.port, rinfo.address));
@@ -469,6 +599,29 @@ async function ppClient() {
       if (r !== ER_OK) throw new Error(`sendMessageToUser returned ${r}`);
     };
     closeAll = () => ep.close();
+  } else if (opts.impl === 'netsockets') {
+    const { NetworkingSockets, SendFlags, ConnectionState } = await nm();
+    const s = await NetworkingSockets.create();
+    let conn = 0;
+    connectPeer = (p) =>
+      new Promise((resolve) => {
+        s.on('connectionStatusChanged', (e) => {
+          if (e.conn === conn && e.info.state === ConnectionState.Connected) resolve();
+        });
+        conn = s.connectByIPAddress(`${HOST}:${p}`);
+      });
+    s.on('messages', ({ conn: c }) => {
+      for (;;) {
+        const batch = s.receiveMessagesOnConnection(c, 64);
+        for (const m of batch) onReply?.(m.data);
+        if (batch.length < 64) break;
+      }
+    });
+    ping = (buf) => {
+      const r = s.sendMessageToConnection(conn, buf, SendFlags.ReliableNoNagle, 0);
+      if (r.result !== ER_OK) throw new Error(`sendMessageToConnection returned ${r.result}`);
+    };
+    closeAll = () => s.close();
   } else if (opts.impl === 'dgram') {
     const s = dgram.createSocket('udp4');
     await new Promise((r) => s.bind(0, HOST, r));
@@ -651,7 +804,64 @@ async function manyServer() {
   send({ type: 'ready', port });
 }
 
+/** many-client through the Rust load generator: its stdin/stdout speak this file's IPC steps. */
+async function manyClientLoadgen() {
+  const { spawn } = await import('node:child_process');
+  const args = ['--control', '--sessions', String(opts.count), '--rate', String(opts.rate), '--size', String(opts.size)];
+  if (opts.impl === 'dgram') args.push('--raw');
+  else if (opts.impl !== 'netmessages') throw new Error(`the load generator drives netmessages or dgram, not ${opts.impl}`);
+  const lg = spawn(opts.loadgen, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  lg.on('error', (e) => die(2, `cannot run ${opts.loadgen}: ${e.message}`));
+  // It is our child: it goes when we go, however we go.
+  process.on('exit', () => lg.kill('SIGKILL'));
+  lg.on('exit', (code) => {
+    if (code !== 0 && code !== null) die(2, `the load generator exited with ${code}`);
+  });
+  const replies = [];
+  const waiting = [];
+  let buf = '';
+  lg.stdout.setEncoding('utf8');
+  lg.stdout.on('data', (d) => {
+    buf += d;
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      const m = JSON.parse(line);
+      const w = waiting.findIndex((x) => x.type === m.type);
+      if (w >= 0) waiting.splice(w, 1)[0].resolve(m);
+      else replies.push(m);
+    }
+  });
+  const next = (type) =>
+    new Promise((resolve) => {
+      const i = replies.findIndex((r) => r.type === type);
+      if (i >= 0) resolve(replies.splice(i, 1)[0]);
+      else waiting.push({ type, resolve });
+    });
+  const command = (line) => lg.stdin.write(`${line}\n`);
+  await next('ready');
+  handlers.peer = async (m) => {
+    command(`target ${HOST}:${m.port}`);
+    await next('peered');
+    send({ type: 'peered' });
+  };
+  handlers.hello = async () => {
+    command('hello');
+    await next('helloed');
+    send({ type: 'helloed' });
+  };
+  handlers.go = () => command('go');
+  handlers.stop = async () => {
+    command('stop');
+    const r = await next('result');
+    send({ ...r, type: 'result', otherResults: {} });
+  };
+  send({ type: 'ready', port: 0, count: opts.count });
+}
+
 async function manyClient() {
+  if (opts.loadgen) return manyClientLoadgen();
   const count = opts.count;
   const st = { sent: 0, backpressure: 0, otherResults: {} };
   const sends = [];

@@ -6,6 +6,7 @@
 //
 // Prints a table, writes DIR/<timestamp>.json and DIR/latest.svg (DIR: bench/results).
 // See docs/BENCHMARKS.md.
+import { spawnSync } from 'node:child_process';
 import { fork, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -33,6 +34,12 @@ const T = {
   full: { warmupMs: 2000, windowMs: 10000, manyWarmupMs: 4000, manyWindowMs: 10000, manyIdleMs: 6000, peers: 10000, manyProcs: 4 },
 }[mode];
 if (opt('peers')) T.peers = Number(opt('peers'));
+// The many-peers clients: Node endpoints (one per peer, in T.manyProcs processes) cannot
+// drive more than ~3,000 peers at 20 msg/s on 2 cores; the Rust load generator
+// (crates/loadgen: real sessions, real handshakes and encryption, a socket and a loopback
+// address per peer) can. It is used past 3,000 peers, or with --loadgen.
+const useLoadgen = flag('loadgen') || (T.peers > 3000 && !flag('no-loadgen'));
+const loadgenBin = path.join(here, '..', 'target', 'release', 'netmessages-loadgen');
 const only = opt('only')?.split(',') ?? (mode === 'smoke' ? ['unreliable-32B'] : null);
 const outDir = path.resolve(opt('out-dir') ?? path.join(here, 'results'));
 // Extra netmessages config for the throughput scenarios, e.g. --nm-config='{"recvBufferMessages":100000}'
@@ -140,18 +147,23 @@ const FAST = { sendRateMin: FAST_RATE, sendRateMax: FAST_RATE };
 const VARIANTS = {
   'netmessages-fast': { impl: 'netmessages', config: FAST },
   'netmessages-batch': { impl: 'netmessages', config: FAST, batch: true },
+  // The object-free batch APIs: sendMessagesFromBuffer and receiveBatchOnChannel.
+  'netmessages-buffer': { impl: 'netmessages', config: FAST, bufferApi: true },
+  // The connection API (NetworkingSockets) on the same transport.
+  'netsockets-fast': { impl: 'netsockets', config: FAST },
+  netsockets: { impl: 'netsockets', config: {} },
 };
 function resolveImpl(name) {
   const v = VARIANTS[name];
   if (v === undefined) return { impl: name, config: nmConfig, batch: false };
-  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true };
+  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true, bufferApi: v.bufferApi === true };
 }
 
 async function throughput(name, o) {
-  const { impl, config, batch } = resolveImpl(name);
+  const { impl, config, batch, bufferApi } = resolveImpl(name);
   return withChildren(async (mk) => {
     const budget = T.warmupMs + T.windowMs + 15000;
-    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, batch, timeoutMs: budget };
+    const base = { impl, size: o.size, flags: o.flags, mode: o.udxMode, checkSeq: o.checkSeq, config, batch, bufferApi, timeoutMs: budget };
     const recv = mk('tp-recv', base);
     const r = await recv.wait('ready');
     const snd = mk('tp-send', base);
@@ -220,16 +232,27 @@ async function pingPong(impl, o) {
   });
 }
 
+/** Builds the load generator (a no-op when it is fresh). */
+function buildLoadgen() {
+  const r = spawnSync('cargo', ['build', '--release', '--quiet', '-p', 'netmessages-loadgen'], {
+    cwd: path.join(here, '..'),
+    stdio: 'inherit',
+  });
+  if (r.status !== 0) throw new Error('cannot build netmessages-loadgen (cargo build --release -p netmessages-loadgen)');
+}
+
 async function manyPeers(impl, o) {
+  if (useLoadgen) buildLoadgen();
   return withChildren(async (mk) => {
     const budget = T.manyWarmupMs + T.manyWindowMs + 60000;
     const server = mk('many-server', { impl, timeoutMs: budget }, ['--expose-gc']);
     const sv = await server.wait('ready');
-    const procs = T.manyProcs;
+    const procs = useLoadgen ? 1 : T.manyProcs;
     const clients = [];
     for (let i = 0; i < procs; i++) {
       const count = Math.floor(T.peers / procs) + (i < T.peers % procs ? 1 : 0);
-      clients.push(mk('many-client', { impl, count, rate: o.rate, size: o.size, timeoutMs: budget }));
+      const lg = useLoadgen ? loadgenBin : undefined;
+      clients.push(mk('many-client', { impl, count, rate: o.rate, size: o.size, timeoutMs: budget, loadgen: lg }));
     }
     await Promise.all(clients.map((c) => c.wait('ready', 45000)));
     for (const c of clients) c.send({ type: 'peer', port: sv.port });
@@ -263,6 +286,7 @@ async function manyPeers(impl, o) {
     return {
       peers: T.peers,
       clientProcesses: procs,
+      loadGenerator: useLoadgen ? 'netmessages-loadgen (Rust)' : 'Node endpoints',
       ratePerPeer: o.rate,
       msgSize: o.size,
       idleSessions: idle.sessions,
@@ -291,7 +315,7 @@ const scenarios = [
     id: 'unreliable-32B',
     title: 'Unreliable 32 B messages, one sender process to one receiver process',
     subject: 'netmessages',
-    variants: ['netmessages-fast', 'netmessages-batch'],
+    variants: ['netmessages-fast', 'netmessages-batch', 'netmessages-buffer', 'netsockets-fast'],
     baselines: ['dgram', 'udx'],
     metrics: [{ key: 'msgsPerSec', label: 'msgs/s received', unit: 'msg/s', better: 'higher' }],
     async run(impl) {
@@ -302,7 +326,7 @@ const scenarios = [
     id: 'reliable-1200B',
     title: 'Reliable 1200 B messages, throughput',
     subject: 'netmessages',
-    variants: ['netmessages-fast', 'netmessages-batch'],
+    variants: ['netmessages-fast', 'netmessages-batch', 'netsockets-fast'],
     baselines: ['tcp', 'udx'],
     metrics: [{ key: 'mbPerSec', label: 'MB/s received', unit: 'MB/s', better: 'higher' }],
     async run(impl) {
@@ -338,6 +362,7 @@ const scenarios = [
     id: 'pingpong-32B',
     title: 'Ping-pong 32 B (ReliableNoNagle), one round trip outstanding',
     subject: 'netmessages',
+    variants: ['netsockets'],
     baselines: ['dgram', 'tcp'],
     metrics: [
       { key: 'p50Us', label: 'RTT p50', unit: 'µs', better: 'lower' },

@@ -5,6 +5,7 @@ const commands = {
   loadtest: () => import('../examples/loadtest/loadtest.mjs'),
   keygen: async () => (await import('./commands/keys.mjs')).keygen,
   cert: async () => (await import('./commands/keys.mjs')).cert,
+  signal: () => import('./commands/signal.mjs'),
 };
 
 function usage(out) {
@@ -12,6 +13,7 @@ function usage(out) {
   out.write('  loadtest   drive many sessions against a server; prints throughput, RTT percentiles and loss\n');
   out.write('  keygen     make an Ed25519 key pair (an identity key, or a CA key)\n');
   out.write('  cert       issue a certificate binding an identity to a public key, signed by a CA key\n');
+  out.write('  signal     run the P2P signaling server (WebSocket; peers register identities their certificates prove)\n');
   out.write('\nRun `netmessages <command> --help` for its options.\n');
 }
 
@@ -24,5 +26,13 @@ if (name === undefined || name === '--help' || name === '-h' || name === 'help')
   process.exitCode = 2;
 } else {
   const mod = await commands[name]();
-  process.exitCode = await mod.main(argv);
+  try {
+    process.exitCode = await mod.main(argv);
+  } catch (e) {
+    // A mistake (UsageError, a bad option, a file that is not there) is one line, not a
+    // stack trace; NETMESSAGES_DEBUG=1 shows the trace.
+    process.stderr.write(`netmessages ${name}: ${e?.message ?? e}\n`);
+    if (process.env.NETMESSAGES_DEBUG) process.stderr.write(`${e?.stack}\n`);
+    process.exitCode = e?.name === 'UsageError' || e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ? 2 : 1;
+  }
 }

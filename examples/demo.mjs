@@ -9,7 +9,7 @@
 // arrived, in order, exactly once.
 //
 // Usage: node examples/demo.mjs [--seconds N] [--bots N]
-import { NetworkingMessages, SendFlags, EResult } from '../dist/index.mjs';
+import { NetworkingMessages, SendFlags, EResult } from 'netmessages';
 
 const arg = (name, dflt) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -39,6 +39,13 @@ function send(from, to, data, flags, ch) {
   if (r !== EResult.OK) totals.sendErrors++;
 }
 
+/** Every message waiting on `ch`: read in batches until the queue is empty. */
+function drain(ep, ch, max = 1024) {
+  const all = [];
+  for (let batch; (batch = ep.receiveMessagesOnChannel(ch, max)).length > 0; ) all.push(...batch);
+  return all;
+}
+
 const server = await NetworkingMessages.create({ bind: '127.0.0.1:0' });
 const lastInput = new Map(); // bot identity -> last reliable input number seen
 server.on('sessionRequest', ({ identityRemote }) => server.acceptSessionWithUser(identityRemote));
@@ -54,7 +61,7 @@ for (let i = 0; i < BOTS; i++) {
 function serverTick(tick) {
   answerPings();
   for (const ch of [CH_INPUT, CH_POSITION]) {
-    const msgs = server.receiveMessagesOnChannel(ch, 1024);
+    const msgs = drain(server, ch);
     count(msgs);
     for (const m of msgs) {
       const peer = m.identityPeer.toString();
@@ -88,8 +95,8 @@ function botSend(bot, tick) {
 }
 
 function botReceive(bot) {
-  count(bot.ep.receiveMessagesOnChannel(CH_SNAPSHOT, 1024));
-  const chat = bot.ep.receiveMessagesOnChannel(CH_CHAT, 1024);
+  count(drain(bot.ep, CH_SNAPSHOT));
+  const chat = drain(bot.ep, CH_CHAT);
   count(chat);
   bot.chatSeen += chat.length;
 }
@@ -97,12 +104,12 @@ function botReceive(bot) {
 // Pings are answered and timed as soon as they arrive (not at the next tick), so the round
 // trip measures the library and the event loop, not the tick rate.
 function receivePongs(bot) {
-  const pongs = bot.ep.receiveMessagesOnChannel(CH_PING, 64);
+  const pongs = drain(bot.ep, CH_PING, 64);
   count(pongs);
   for (const p of pongs) rtts.push(performance.now() - p.data.readDoubleLE(0));
 }
 function answerPings() {
-  const pings = server.receiveMessagesOnChannel(CH_PING, 64);
+  const pings = drain(server, CH_PING, 64);
   count(pings);
   for (const m of pings) send(server, m.identityPeer, m.data, SendFlags.ReliableNoNagle, CH_PING);
 }

@@ -36,6 +36,11 @@ function render(tables) {
     tables.connectionEnd,
   );
   enumBlock('IdentityType', "Steam's `ESteamNetworkingIdentityType`.", tables.identityType);
+  enumBlock(
+    'DebugOutputType',
+    "Steam's `ESteamNetworkingSocketsDebugOutputType`: debug log detail levels (lower is more severe; see `setDebugOutputFunction`).",
+    tables.debugOutputType,
+  );
   out.push(
     '/**',
     " * Tunables with Steam's names (camelCase), defaults and ranges. Values are integers;",

@@ -105,52 +105,74 @@ export enum IdentityType {
   SteamID = 16,
 }
 
+/** Steam's `ESteamNetworkingSocketsDebugOutputType`: debug log detail levels (lower is more severe; see `setDebugOutputFunction`). */
+export enum DebugOutputType {
+  /** Nothing. */
+  None = 0,
+  /** The API was used incorrectly, or an internal error happened. */
+  Bug = 1,
+  /** A run-time error that is not a bug (a port that cannot be bound, a peer that fails). */
+  Error = 2,
+  /** Nothing is wrong, but this is worth knowing. */
+  Important = 3,
+  /** Something unusual that may explain a problem (a stalled session, a refused peer). */
+  Warning = 4,
+  /** The recommended amount: sessions opening and closing, and why. */
+  Msg = 5,
+  /** Quite a bit: dropped and refused datagrams, with their reasons. */
+  Verbose = 6,
+  /** Practically everything. */
+  Debug = 7,
+  /** Everything there is. */
+  Everything = 8,
+}
+
 /**
  * Tunables with Steam's names (camelCase), defaults and ranges. Values are integers;
  * an out-of-range value is a `RangeError`, an unknown key a `TypeError`.
  */
 export interface Config {
-  /** Time to establish a session before giving up (ms). Default 10000; 0 to 2147483647. */
+  /** How long a session may take to connect before it fails with `sessionFailed` (milliseconds). Default 10000; 0 to 2147483647. */
   timeoutInitial: number;
-  /** Time without any reply from a connected peer before the session fails (ms). Default 10000; 0 to 2147483647. */
+  /** How long a connected peer may stay silent before the session fails with `sessionFailed` (milliseconds). Default 10000; 0 to 2147483647. */
   timeoutConnected: number;
-  /** Bytes a session may hold queued for sending before sends fail with `LimitExceeded`. Default 524288; 0 to 268435456. */
+  /** Data a session may hold queued and not yet sent; a send beyond it returns `LimitExceeded` (bytes). Default 524288; 0 to 268435456. */
   sendBufferSize: number;
-  /** Lower bound of the send rate (B/s). Default 262144; 1024 to 17179869184. */
+  /** Lower bound of the send rate (B/s): congestion control never paces below it. Steam's default, 256 KiB/s. Default 262144; 1024 to 17179869184. */
   sendRateMin: number;
-  /** Upper bound of the send rate (B/s). Default 262144; 1024 to 17179869184. */
+  /** Upper bound of the send rate (B/s): congestion control finds the path's rate below it. 1 GiB/s by default (Steam fixes both bounds at 256 KiB/s, having no bandwidth estimation; set both to that for Steam's fixed rate). Default 1073741824; 1024 to 17179869184. */
   sendRateMax: number;
-  /** How long a small message may wait to share a packet (µs). Default 5000; 0 to 20000. */
+  /** How long a message sent without `NoNagle` may wait for others to share its packet; 0 turns Nagle off (microseconds). Default 5000; 0 to 20000. */
   nagleTime: number;
-  /** Largest UDP payload we send (bytes). Default 1300; 200 to 1500. */
+  /** Largest UDP payload sent (bytes). Default 1300; 200 to 1500. */
   mtuPacketSize: number;
-  /** Bytes of received, undelivered messages a session may hold. Default 1048576; 0 to 268435456. */
+  /** Received, unread data one session may hold, all channels together; past it the peer's reliable data waits and `receiveBlocked` names the channel (bytes). Default 1048576; 0 to 268435456. */
   recvBufferSize: number;
-  /** Received, undelivered messages a session may hold. Default 1000; 0 to 268435456. */
+  /** Received, unread messages one session may hold, all channels together; past it the peer's reliable data waits and `receiveBlocked` names the channel (messages). Default 1000; 0 to 268435456. */
   recvBufferMessages: number;
-  /** Largest message we accept from a peer (bytes). Default 524288; 1024 to 268435456. */
+  /** Largest message accepted from a peer (bytes). Default 524288; 1024 to 268435456. */
   recvMaxMessageSize: number;
-  /** Idle time after which a session is closed without a callback (ms). Default 180000; 0 to 2147483647. */
+  /** Idle time after which a session closes silently; traffic either way counts as use; 0 never (milliseconds). Default 180000; 0 to 2147483647. */
   messagesSessionIdleTimeout: number;
-  /** Percent of outgoing datagrams the endpoint drops on purpose. Default 0; 0 to 100. */
+  /** Outgoing datagrams this endpoint drops on purpose (percent). Default 0; 0 to 100. */
   fakePacketLossSend: number;
-  /** Percent of incoming datagrams the endpoint drops on purpose. Default 0; 0 to 100. */
+  /** Incoming datagrams this endpoint drops on purpose (percent). Default 0; 0 to 100. */
   fakePacketLossRecv: number;
-  /** Delay added to outgoing datagrams (ms). Default 0; 0 to 5000. */
+  /** Delay added to outgoing datagrams (milliseconds). Default 0; 0 to 5000. */
   fakePacketLagSend: number;
-  /** Delay added to incoming datagrams (ms). Default 0; 0 to 5000. */
+  /** Delay added to incoming datagrams (milliseconds). Default 0; 0 to 5000. */
   fakePacketLagRecv: number;
-  /** Percent of outgoing datagrams held back to arrive out of order. Default 0; 0 to 100. */
+  /** Outgoing datagrams held back by `fakePacketReorderTime` to arrive out of order (percent). Default 0; 0 to 100. */
   fakePacketReorderSend: number;
-  /** Percent of incoming datagrams held back to arrive out of order. Default 0; 0 to 100. */
+  /** Incoming datagrams held back by `fakePacketReorderTime` to arrive out of order (percent). Default 0; 0 to 100. */
   fakePacketReorderRecv: number;
-  /** How long a reordered datagram is held back (ms). Default 15; 0 to 5000. */
+  /** How long a reordered datagram is held back (milliseconds). Default 15; 0 to 5000. */
   fakePacketReorderTime: number;
-  /** Percent of outgoing datagrams sent twice. Default 0; 0 to 100. */
+  /** Outgoing datagrams sent twice (percent). Default 0; 0 to 100. */
   fakePacketDupSend: number;
-  /** Percent of incoming datagrams delivered twice. Default 0; 0 to 100. */
+  /** Incoming datagrams delivered twice (percent). Default 0; 0 to 100. */
   fakePacketDupRecv: number;
-  /** Largest delay of a duplicate (ms). Default 10; 0 to 5000. */
+  /** Longest delay of a duplicate after its original (milliseconds). Default 10; 0 to 5000. */
   fakePacketDupTimeMax: number;
 }
 

@@ -1,5 +1,39 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+
 import { IdentityType } from './generated';
 import { native } from './native';
+
+/**
+ * Why `text` is not an identity, in words that say what to write instead; `reason` is the
+ * parser's own. Catches the usual slips: a bare `host:port` (no type prefix), a hostname
+ * where an address goes.
+ */
+export function explainIdentityText(text: string, reason: string): string {
+  const shown = JSON.stringify(text);
+  if (text.trim() !== text) return `identity ${shown} has spaces around it`;
+  const hostPort = /^(\[[^\]]*\]|[^:[\]]+):(\d+)$/.exec(text);
+  if (hostPort) {
+    const host = (hostPort[1] ?? '').replace(/^\[|\]$/g, '');
+    if (isIP(host) !== 0) return `identity ${shown} has no type prefix: an address identity is written ip:${text}`;
+    return `identity ${shown} has no type prefix, and ${JSON.stringify(host)} is a hostname: resolve it first, e.g. await Identity.lookup(${shown})`;
+  }
+  const ip = /^ip:(\[[^\]]*\]|[^:[\]]+)(?::(\d+))?$/.exec(text);
+  if (ip) {
+    const host = (ip[1] ?? '').replace(/^\[|\]$/g, '');
+    if (isIP(host) === 0 && /[a-z]/i.test(host)) {
+      return `identity ${shown} names a host, not an address: ip: identities take a numeric IPv4 or [IPv6] address; resolve the name first, e.g. await Identity.lookup(${JSON.stringify(text.slice(3))})`;
+    }
+    if (ip[2] === undefined) return `identity ${shown} has no port: write ip:${ip[1]}:PORT`;
+  }
+  if (!/^(ip|str|gen|steamid|invalid):/.test(text) && /^[a-z]+:/i.test(text)) {
+    return `identity ${shown} has an unknown type prefix: use ip:, str:, gen: or steamid: (${reason})`;
+  }
+  if (!/^[a-z]+:/i.test(text)) {
+    return `identity ${shown} has no type prefix: use ip:host:port, str:name, gen:hex or steamid:number`;
+  }
+  return `identity ${shown} is not valid: ${reason}`;
+}
 
 /** Recently parsed identities by text (bounded: cleared past a few thousand peers). */
 const parsed = new Map<string, Identity>();
@@ -40,7 +74,9 @@ export class Identity {
     try {
       parts = native.parseIdentity(text);
     } catch (e) {
-      throw new TypeError((e as Error).message);
+      throw Object.assign(new TypeError(explainIdentityText(text, (e as Error).message)), {
+        code: 'ERR_NETMESSAGES_BAD_IDENTITY',
+      });
     }
     return new Identity(parts.kind as IdentityType, parts.text);
   }
@@ -48,6 +84,21 @@ export class Identity {
   /** An IP identity from `'1.2.3.4:27015'` or `'[::1]:27015'`. */
   static fromIp(address: string): Identity {
     return Identity.parse(`ip:${String(address)}`);
+  }
+
+  /**
+   * An IP identity for `'host:port'` (or `'ip:host:port'`), resolving a hostname with the
+   * system resolver (`dns.lookup`, as `dgram` does); `family` picks IPv4 or IPv6 when
+   * the name has both (default: the resolver's first answer).
+   */
+  static async lookup(hostPort: string, options: { family?: 4 | 6 } = {}): Promise<Identity> {
+    if (typeof hostPort !== 'string') throw new TypeError('lookup takes a "host:port" string');
+    const text = hostPort.startsWith('ip:') ? hostPort.slice(3) : hostPort;
+    const m = /^(\[[^\]]*\]|[^:[\]]+):(\d+)$/.exec(text);
+    if (!m) throw new TypeError(`${JSON.stringify(hostPort)} is not "host:port"`);
+    const host = (m[1] ?? '').replace(/^\[|\]$/g, '');
+    const { address, family } = await lookup(host, options.family === undefined ? {} : { family: options.family });
+    return Identity.fromIp(family === 6 ? `[${address}]:${m[2]}` : `${address}:${m[2]}`);
   }
 
   /** A generic string identity (1..31 bytes of UTF-8). */
@@ -91,5 +142,10 @@ export class Identity {
   /** JSON form is the text form. */
   toJSON(): string {
     return this.#text;
+  }
+
+  /** `util.inspect` (and `console.log`) show the text form: `Identity(str:alice)`. */
+  [Symbol.for('nodejs.util.inspect.custom')](): string {
+    return `Identity(${this.#text})`;
   }
 }

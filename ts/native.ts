@@ -79,4 +79,15 @@ function load(): typeof NativeTypes {
 }
 
 export const native: typeof NativeTypes = load();
-export type { NativeEndpoint, NativeEvent, NativeSessionInfo, ConfigProblem } from '../native/index.js';
+export type {
+  NativeEndpoint,
+  NativeEvent,
+  NativeSessionInfo,
+  ConfigProblem,
+  NativeSockets,
+  NativeSocketsEvent,
+  NativeConnInfo,
+  BindFailure,
+  NativeBacklog as NativeBacklogInfo,
+  NativeEndpointStats as NativeEndpointStatsInfo,
+} from '../native/index.js';

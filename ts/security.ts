@@ -24,6 +24,20 @@ export function publicKeyOf(privateKey: Uint8Array): Buffer {
   }
 }
 
+/**
+ * The key id of a public key (decimal text): certificates name the CA that signed them by
+ * it, and a session refused for an untrusted CA reports it (`... signed by CA key id N,
+ * which is not in trustedCAs`), so this tells which of your CA keys that is.
+ */
+export function keyIdOf(publicKey: Uint8Array): string {
+  if (!(publicKey instanceof Uint8Array)) throw new TypeError('publicKey must be a Uint8Array');
+  try {
+    return native.keyIdOf(Buffer.from(publicKey));
+  } catch (e) {
+    throw new TypeError((e as Error).message);
+  }
+}
+
 /** What {@link issueCertificate} needs. */
 export interface CertificateRequest {
   /** The CA's private key (32 bytes). */

@@ -15,6 +15,124 @@ use crate::events::{EventFn, JsSink, NativeEvent};
 use crate::receive_batch;
 use crate::security::{identity, security, SecurityOptions};
 
+/// Why a socket could not be bound, shaped as Node's `dgram` errors are.
+#[napi(object)]
+pub struct BindFailure {
+    /// Node's error code (`EADDRINUSE`, `EADDRNOTAVAIL`, `EACCES`, ...) when the OS's error
+    /// has one, or `ERR_INVALID_ARG_VALUE` for an address that does not parse or resolve.
+    pub code: Option<String>,
+    /// The OS's error number, when it gave one.
+    pub os_errno: Option<i32>,
+    /// What was bound.
+    pub address: String,
+    /// The OS's words.
+    pub message: String,
+}
+
+fn bind_failure(e: netdriver::BindError) -> BindFailure {
+    use std::io::ErrorKind;
+    match e {
+        netdriver::BindError::BadAddress(addr) => BindFailure {
+            code: Some("ERR_INVALID_ARG_VALUE".into()),
+            os_errno: None,
+            message: format!("invalid bind address {addr:?}: expected host:port, e.g. 0.0.0.0:27015 or [::]:27015"),
+            address: addr,
+        },
+        netdriver::BindError::Io { addr, source } => {
+            // The kinds Rust names portably; anything else keeps the OS number for the TS
+            // layer to name as libuv does.
+            let code = match source.kind() {
+                ErrorKind::AddrInUse => Some("EADDRINUSE"),
+                ErrorKind::AddrNotAvailable => Some("EADDRNOTAVAIL"),
+                ErrorKind::PermissionDenied => Some("EACCES"),
+                _ => None,
+            };
+            BindFailure {
+                code: code.map(str::to_owned),
+                os_errno: source.raw_os_error(),
+                message: source.to_string(),
+                address: addr,
+            }
+        }
+    }
+}
+
+/// One channel's unread messages in a session.
+#[napi(object)]
+pub struct NativeBacklog {
+    /// The channel; -1 for messages held before the session is accepted.
+    pub channel: i32,
+    /// Messages.
+    pub messages: f64,
+    /// Bytes.
+    pub bytes: f64,
+}
+
+fn backlog(b: netcore::messages::backlog::Backlog) -> NativeBacklog {
+    NativeBacklog {
+        channel: b.channel.unwrap_or(-1),
+        messages: b.messages as f64,
+        bytes: b.bytes as f64,
+    }
+}
+
+/// One row of the sessions-by-state census.
+#[napi(object)]
+pub struct NativeStateCount {
+    /// Steam's `ESteamNetworkingConnectionState` value.
+    pub state: i32,
+    /// Sessions in it.
+    pub count: u32,
+}
+
+/// The endpoint's counters (see `netcore::endpoint::EndpointStats` and
+/// `netcore::messages::MessagesStats` for what each counts).
+#[napi(object)]
+pub struct NativeEndpointStats {
+    /// Datagrams received.
+    pub datagrams_received: f64,
+    /// Bytes received.
+    pub bytes_received: f64,
+    /// Datagrams sent.
+    pub datagrams_sent: f64,
+    /// Bytes sent.
+    pub bytes_sent: f64,
+    /// Datagrams that did not parse.
+    pub dropped_malformed: f64,
+    /// Data packets that failed authentication.
+    pub dropped_unauthenticated: f64,
+    /// Data packets dropped as replays.
+    pub dropped_replayed: f64,
+    /// Datagrams a connection refused.
+    pub dropped_by_connection: f64,
+    /// Datagrams for no known connection.
+    pub dropped_unknown_connection: f64,
+    /// Connect requests with a bad or stale cookie or an old protocol.
+    pub dropped_bad_challenge: f64,
+    /// Connect requests refused for their certificate or crypt info.
+    pub dropped_bad_crypto: f64,
+    /// Connect requests refused for a full connection table.
+    pub dropped_table_full: f64,
+    /// Challenge requests answered.
+    pub challenges_answered: f64,
+    /// Unanswered for their source's rate limit.
+    pub rate_limited_source: f64,
+    /// Unanswered for the endpoint-wide rate limit.
+    pub rate_limited_global: f64,
+    /// Unreliable messages dropped for a full receive backlog.
+    pub dropped_receive_queue_full: f64,
+    /// Times a session's receive backlog filled up.
+    pub receive_stalls: f64,
+    /// Sessions in all.
+    pub sessions: u32,
+    /// Sessions by state.
+    pub sessions_by_state: Vec<NativeStateCount>,
+    /// Sessions whose receive backlog is full now.
+    pub sessions_receive_blocked: u32,
+    /// Messages waiting to be read, all channels.
+    pub messages_queued: f64,
+}
+
 /// A snapshot of one session.
 #[napi(object)]
 pub struct NativeSessionInfo {
@@ -64,35 +182,193 @@ pub struct NativeSessionInfo {
     pub end_reason: Option<i32>,
     /// Detail, when failed.
     pub end_debug: Option<String>,
+    /// Ack-eliciting packets acknowledged.
+    pub packets_acked: f64,
+    /// Datagrams from the peer dropped on arrival.
+    pub packets_dropped: f64,
+    /// Of those, failed authentication.
+    pub packets_unauthenticated: f64,
+    /// Of those, replays.
+    pub packets_replayed: f64,
+    /// Reliable bytes queued again after a loss.
+    pub reliable_bytes_resent: f64,
+    /// Messages not read yet (or held before acceptance).
+    pub unread_messages: f64,
+    /// Their bytes.
+    pub unread_bytes: f64,
+    /// While the receive backlog is full: what holds it.
+    pub receive_blocked: Option<NativeBacklog>,
+    /// Unread messages per channel.
+    pub backlog: Vec<NativeBacklog>,
+}
+
+/// One session of `sessions()`.
+#[napi(object)]
+pub struct NativeSessionEntry {
+    /// The peer, canonical text.
+    pub identity: String,
+    /// Its status.
+    pub info: NativeSessionInfo,
+}
+
+fn session_info(s: netcore::messages::SessionInfo) -> NativeSessionInfo {
+    NativeSessionInfo {
+        state: s.state as i32,
+        remote_address: s.remote.to_string(),
+        accepted: s.accepted,
+        pending_bytes: s.pending_bytes as f64,
+        packets_sent: s.packets_sent as f64,
+        bytes_sent: s.bytes_sent as f64,
+        packets_received: s.packets_received as f64,
+        bytes_received: s.bytes_received as f64,
+        unacked_reliable: s.unacked_reliable as f64,
+        ping_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        send_rate: s.send_rate as f64,
+        packets_lost: s.packets_lost as f64,
+        out_packets_per_sec: s.rates.out_packets,
+        out_bytes_per_sec: s.rates.out_bytes,
+        in_packets_per_sec: s.rates.in_packets,
+        in_bytes_per_sec: s.rates.in_bytes,
+        quality_local: s.rates.quality_local,
+        quality_remote: s.rates.quality_remote,
+        pending_unreliable: s.pending_unreliable as f64,
+        pending_reliable: s.pending_reliable as f64,
+        queue_time_us: s.queue_time.as_micros() as f64,
+        end_reason: s.end.as_ref().map(|e| e.reason.code()),
+        end_debug: s.end.map(|e| e.debug),
+        packets_acked: s.packets_acked as f64,
+        packets_dropped: s.packets_dropped as f64,
+        packets_unauthenticated: s.packets_unauthenticated as f64,
+        packets_replayed: s.packets_replayed as f64,
+        reliable_bytes_resent: s.reliable_bytes_resent as f64,
+        unread_messages: s.unread_messages as f64,
+        unread_bytes: s.unread_bytes as f64,
+        receive_blocked: s.receive_blocked.map(backlog),
+        backlog: s.backlog.into_iter().map(backlog).collect(),
+    }
+}
+
+/// Binds a socket (`bind`: `host:port`, or null for the default: `[::]:0` dual-stack where
+/// the OS allows it, else `0.0.0.0:0`) and starts its driver; `on_events` receives event
+/// batches. Bad options throw (`InvalidArg`); a socket the OS refuses comes back as a
+/// [`BindFailure`], so the TS layer can raise the error Node's `dgram` would.
+#[napi]
+pub fn bind_endpoint(
+    bind: Option<String>,
+    config: HashMap<String, f64>,
+    options: SecurityOptions,
+    on_events: Function<'_, Vec<NativeEvent>, ()>,
+) -> Result<Either<NativeEndpoint, BindFailure>> {
+    let mut cfg = Config::default();
+    cfg.apply(&entries(config))
+        .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+    let tsfn: EventFn = on_events
+        .build_threadsafe_function()
+        .callee_handled::<false>()
+        .build()?;
+    let security = security(options)?;
+    let sink = Arc::new(JsSink::new(tsfn));
+    let sink_dyn: Arc<dyn netdriver::EventSink<netcore::messages::Event>> = sink.clone();
+    match EndpointHandle::bind(bind.as_deref(), cfg, security, sink_dyn) {
+        Ok(inner) => Ok(Either::A(NativeEndpoint { inner, sink })),
+        Err(e) => Ok(Either::B(bind_failure(e))),
+    }
 }
 
 /// One bound endpoint.
 #[napi]
 pub struct NativeEndpoint {
     inner: EndpointHandle,
+    sink: Arc<JsSink>,
 }
 
 #[napi]
 impl NativeEndpoint {
-    /// Binds a socket and starts the driver; `on_events` receives event batches.
-    #[napi(factory)]
-    pub fn bind(
-        bind: String,
-        config: HashMap<String, f64>,
-        options: SecurityOptions,
-        on_events: Function<'_, Vec<NativeEvent>, ()>,
-    ) -> Result<Self> {
-        let mut cfg = Config::default();
-        cfg.apply(&entries(config))
-            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
-        let tsfn: EventFn = on_events
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .build()?;
-        let security = security(options)?;
-        let inner = EndpointHandle::bind(&bind, cfg, security, Arc::new(JsSink(tsfn)))
-            .map_err(|e| Error::new(Status::GenericFailure, e.to_string()))?;
-        Ok(NativeEndpoint { inner })
+    /// Whether the endpoint keeps the event loop alive (`ref()` / `unref()`).
+    #[napi]
+    pub fn set_ref(&self, env: Env, keep_alive: bool) -> Result<()> {
+        self.sink.set_ref(&env, keep_alive)
+    }
+
+    /// Whether a send to a peer has room now (`true`); `false`: a `Writable` event follows
+    /// once it has; `null`: the session ended.
+    #[napi]
+    pub fn watch_writable(&self, identity_remote: String) -> Result<Option<bool>> {
+        Ok(self.inner.watch_writable(&identity(&identity_remote)?))
+    }
+
+    /// Whether this OS gives `[::]` sockets IPv4 peers too.
+    #[napi]
+    pub fn dual_stack(&self) -> bool {
+        netdriver::dual_stack_available()
+    }
+
+    /// Messages waiting on `channel`.
+    #[napi]
+    pub fn queued(&self, channel: i32) -> u32 {
+        u32::try_from(self.inner.queued(channel)).unwrap_or(u32::MAX)
+    }
+
+    /// The channels with messages waiting.
+    #[napi]
+    pub fn waiting_channels(&self) -> Vec<i32> {
+        self.inner.waiting_channels()
+    }
+
+    /// The endpoint's counters and session census.
+    #[napi]
+    pub fn stats(&self) -> NativeEndpointStats {
+        let r = self.inner.report();
+        let (e, m) = (r.endpoint, r.messages);
+        NativeEndpointStats {
+            datagrams_received: e.datagrams_received as f64,
+            bytes_received: e.bytes_received as f64,
+            datagrams_sent: e.datagrams_sent as f64,
+            bytes_sent: e.bytes_sent as f64,
+            dropped_malformed: e.dropped_malformed as f64,
+            dropped_unauthenticated: e.dropped_unauthenticated as f64,
+            dropped_replayed: e.dropped_replayed as f64,
+            dropped_by_connection: e.dropped_by_connection as f64,
+            dropped_unknown_connection: e.dropped_unknown_connection as f64,
+            dropped_bad_challenge: e.dropped_bad_challenge as f64,
+            dropped_bad_crypto: e.dropped_bad_crypto as f64,
+            dropped_table_full: e.dropped_table_full as f64,
+            challenges_answered: e.challenges_answered as f64,
+            rate_limited_source: e.rate_limited_source as f64,
+            rate_limited_global: e.rate_limited_global as f64,
+            dropped_receive_queue_full: m.dropped_recv_full as f64,
+            receive_stalls: m.receive_stalls as f64,
+            sessions: u32::try_from(r.sessions).unwrap_or(u32::MAX),
+            sessions_by_state: r
+                .sessions_by_state
+                .into_iter()
+                .map(|(s, n)| NativeStateCount {
+                    state: s as i32,
+                    count: u32::try_from(n).unwrap_or(u32::MAX),
+                })
+                .collect(),
+            sessions_receive_blocked: u32::try_from(r.sessions_receive_blocked).unwrap_or(u32::MAX),
+            messages_queued: r.messages_queued as f64,
+        }
+    }
+
+    /// Every session's status.
+    #[napi]
+    pub fn sessions(&self) -> Vec<NativeSessionEntry> {
+        self.inner
+            .sessions()
+            .into_iter()
+            .map(|(id, s)| NativeSessionEntry {
+                identity: id.to_string(),
+                info: session_info(s),
+            })
+            .collect()
+    }
+
+    /// Steam's detailed status text for the session with a peer, or null without one.
+    #[napi]
+    pub fn detailed_status(&self, identity_remote: String) -> Result<Option<String>> {
+        Ok(self.inner.detailed_status(&identity(&identity_remote)?))
     }
 
     /// The bound address as `host:port`.
@@ -201,13 +477,13 @@ impl NativeEndpoint {
         channel: i32,
         max: u32,
     ) -> Result<Option<BufferSlice<'env>>> {
-        let msgs = self.inner.receive(channel, max as usize);
+        let (msgs, left) = self.inner.receive(channel, max as usize);
         if msgs.is_empty() {
             return Ok(None);
         }
         // A copy into memory the JS engine manages: cheaper to create than an external
         // buffer with a finalizer, and the packed batch is small.
-        BufferSlice::copy_from(env, receive_batch::pack(&msgs)).map(Some)
+        BufferSlice::copy_from(env, receive_batch::pack(&msgs, left)).map(Some)
     }
 
     /// Sends what Nagle holds for a peer now; returns an EResult value.
@@ -245,31 +521,7 @@ impl NativeEndpoint {
         Ok(self
             .inner
             .session_info(&identity(&identity_remote)?)
-            .map(|s| NativeSessionInfo {
-                state: s.state as i32,
-                remote_address: s.remote.to_string(),
-                accepted: s.accepted,
-                pending_bytes: s.pending_bytes as f64,
-                packets_sent: s.packets_sent as f64,
-                bytes_sent: s.bytes_sent as f64,
-                packets_received: s.packets_received as f64,
-                bytes_received: s.bytes_received as f64,
-                unacked_reliable: s.unacked_reliable as f64,
-                ping_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                send_rate: s.send_rate as f64,
-                packets_lost: s.packets_lost as f64,
-                out_packets_per_sec: s.rates.out_packets,
-                out_bytes_per_sec: s.rates.out_bytes,
-                in_packets_per_sec: s.rates.in_packets,
-                in_bytes_per_sec: s.rates.in_bytes,
-                quality_local: s.rates.quality_local,
-                quality_remote: s.rates.quality_remote,
-                pending_unreliable: s.pending_unreliable as f64,
-                pending_reliable: s.pending_reliable as f64,
-                queue_time_us: s.queue_time.as_micros() as f64,
-                end_reason: s.end.as_ref().map(|e| e.reason.code()),
-                end_debug: s.end.map(|e| e.debug),
-            }))
+            .map(session_info))
     }
 
     /// Applies configuration changes; returns the problem instead of changing anything.
@@ -286,13 +538,24 @@ impl NativeEndpoint {
 
     /// Stops the endpoint; resolves once the socket is freed.
     #[napi]
-    pub fn close(&self) -> AsyncTask<CloseTask> {
-        AsyncTask::new(CloseTask(self.inner.close()))
+    pub fn close(&self, env: Env) -> Result<AsyncTask<CloseTask>> {
+        // The event function lives as long as this object (it is shared with the driver):
+        // unreferenced now, it cannot keep the process alive after the close, while the close
+        // task itself keeps it alive until the socket is freed.
+        self.sink.set_ref(&env, false)?;
+        Ok(AsyncTask::new(CloseTask(self.inner.close())))
     }
 }
 
 /// Waits on a libuv worker thread for the driver task to finish.
 pub struct CloseTask(Option<tokio::sync::oneshot::Receiver<()>>);
+
+impl CloseTask {
+    /// A task that waits on `done` (none: already closed).
+    pub fn new(done: Option<tokio::sync::oneshot::Receiver<()>>) -> Self {
+        CloseTask(done)
+    }
+}
 
 impl Task for CloseTask {
     type Output = ();

@@ -1,29 +1,75 @@
 //! The receive batch: many received messages packed into one buffer, so a batch costs one
 //! JS value however many messages it holds.
 //!
-//! Layout, little-endian: a 16-byte head (message count `n`, distinct sender count `p`,
-//! bytes of sender names, bytes of payloads), then `u64` message numbers `[n]`, `u64`
+//! Layout, little-endian: a 24-byte head (message count `n`, distinct sender count `p`,
+//! bytes of sender names, bytes of payloads, messages left on the channel after this batch
+//! (the connection API writes 0), zero), then `u64` message numbers `[n]`, `u64`
 //! arrival times (µs on the endpoint's clock) `[n]`, `u32` sizes `[n]`, `u32` send flags
-//! `[n]`, `u32` sender indexes `[n]`, `u32` sender name lengths `[p]`, the sender names
-//! (canonical text, UTF-8, back to back), and the payloads back to back. `ts/receive-batch.ts`
-//! reads it.
+//! `[n]`; for the connection API only, `u32` connection handles `[n]`, `u32` lanes `[n]`
+//! and `i64` connection user data `[n]`; then `u32` sender indexes `[n]`, `u32` sender name
+//! lengths `[p]`, the sender names (canonical text, UTF-8, back to back), and the payloads
+//! back to back. `ts/receive-batch.ts` reads it.
 
 use netcore::messages::Delivered;
+use netcore::sockets::Received;
 use netcore::Identity;
 
-/// Packs `msgs` (not empty) into one buffer in the layout above.
-pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
-    let n = msgs.len();
+/// One message's columns.
+struct Row<'a> {
+    peer: &'a Identity,
+    number: u64,
+    received_at: u64,
+    flags: u32,
+    data: &'a [u8],
+    /// Connection handle, lane and user data (connection API).
+    conn: Option<(u32, u32, i64)>,
+}
+
+/// Packs messages of the messages model (not empty); `left` messages are still waiting on
+/// the channel.
+pub fn pack(msgs: &[Delivered], left: usize) -> Vec<u8> {
+    let rows: Vec<Row<'_>> = msgs
+        .iter()
+        .map(|d| Row {
+            peer: &d.peer,
+            number: d.msg.number,
+            received_at: d.msg.received_at.as_micros(),
+            flags: d.msg.send_flags,
+            data: &d.msg.data,
+            conn: None,
+        })
+        .collect();
+    pack_rows(&rows, false, left)
+}
+
+/// Packs messages of the connection API (not empty).
+pub fn pack_received(msgs: &[Received]) -> Vec<u8> {
+    let rows: Vec<Row<'_>> = msgs
+        .iter()
+        .map(|m| Row {
+            peer: &m.peer,
+            number: m.number,
+            received_at: m.received_at.as_micros(),
+            flags: m.flags,
+            data: &m.data,
+            conn: Some((m.conn, u32::from(m.lane), m.user_data)),
+        })
+        .collect();
+    pack_rows(&rows, true, 0)
+}
+
+fn pack_rows(rows: &[Row<'_>], with_conn: bool, left: usize) -> Vec<u8> {
+    let n = rows.len();
     let mut peers: Vec<String> = Vec::new();
     let mut peer_index = Vec::with_capacity(n);
     let mut last_peer: Option<(&Identity, u32)> = None;
-    for d in msgs {
+    for r in rows {
         // Runs of messages from one peer are the common case: compare with the last one
         // before searching the (short) list.
         let idx = match last_peer {
-            Some((p, i)) if p == &d.peer => i,
+            Some((p, i)) if p == r.peer => i,
             _ => {
-                let text = d.peer.to_string();
+                let text = r.peer.to_string();
                 let i = match peers.iter().position(|p| p == &text) {
                     Some(i) => i as u32,
                     None => {
@@ -31,31 +77,46 @@ pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
                         (peers.len() - 1) as u32
                     }
                 };
-                last_peer = Some((&d.peer, i));
+                last_peer = Some((r.peer, i));
                 i
             }
         };
         peer_index.push(idx);
     }
     let names: usize = peers.iter().map(String::len).sum();
-    let data: usize = msgs.iter().map(|d| d.msg.data.len()).sum();
-    let mut out = Vec::with_capacity(16 + 28 * n + 4 * peers.len() + names + data);
+    let data: usize = rows.iter().map(|r| r.data.len()).sum();
+    let per_row = 28 + if with_conn { 16 } else { 0 };
+    let mut out = Vec::with_capacity(24 + per_row * n + 4 * peers.len() + names + data);
     let u32s = |out: &mut Vec<u8>, v: u32| out.extend_from_slice(&v.to_le_bytes());
     u32s(&mut out, n as u32);
     u32s(&mut out, peers.len() as u32);
     u32s(&mut out, names as u32);
     u32s(&mut out, data as u32);
-    for d in msgs {
-        out.extend_from_slice(&d.msg.number.to_le_bytes());
+    u32s(&mut out, u32::try_from(left).unwrap_or(u32::MAX));
+    u32s(&mut out, 0);
+    for r in rows {
+        out.extend_from_slice(&r.number.to_le_bytes());
     }
-    for d in msgs {
-        out.extend_from_slice(&d.msg.received_at.as_micros().to_le_bytes());
+    for r in rows {
+        out.extend_from_slice(&r.received_at.to_le_bytes());
     }
-    for d in msgs {
-        u32s(&mut out, d.msg.data.len() as u32);
+    for r in rows {
+        u32s(&mut out, r.data.len() as u32);
     }
-    for d in msgs {
-        u32s(&mut out, d.msg.send_flags);
+    for r in rows {
+        u32s(&mut out, r.flags);
+    }
+    if with_conn {
+        let conn = |r: &Row<'_>| r.conn.unwrap_or((0, 0, -1));
+        for r in rows {
+            u32s(&mut out, conn(r).0);
+        }
+        for r in rows {
+            u32s(&mut out, conn(r).1);
+        }
+        for r in rows {
+            out.extend_from_slice(&conn(r).2.to_le_bytes());
+        }
     }
     for &i in &peer_index {
         u32s(&mut out, i);
@@ -66,8 +127,8 @@ pub fn pack(msgs: &[Delivered]) -> Vec<u8> {
     for p in &peers {
         out.extend_from_slice(p.as_bytes());
     }
-    for d in msgs {
-        out.extend_from_slice(&d.msg.data);
+    for r in rows {
+        out.extend_from_slice(r.data);
     }
     out
 }

@@ -105,6 +105,15 @@ pub fn public_key_of(private_key: Buffer) -> Result<Buffer> {
     Ok(Buffer::from(key.public_key().to_bytes().to_vec()))
 }
 
+/// The reference's 64-bit key id of a public key (decimal): what certificates name their
+/// CA by, and what an untrusted-CA failure reports.
+#[napi]
+pub fn key_id_of(public_key: Buffer) -> Result<String> {
+    let key = netcore::crypto::PublicKey::from_bytes(&key32("publicKey", &public_key)?)
+        .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
+    Ok(key.key_id().to_string())
+}
+
 /// A certificate for `identity` and `public_key`, signed with the CA's private key, valid
 /// from now for `valid_seconds`.
 #[napi]

@@ -49,6 +49,8 @@ pub struct Tables {
     pub identity_type: Vec<NamedValue>,
     /// The configuration keys, in declaration order.
     pub config: Vec<ConfigKey>,
+    /// `ESteamNetworkingSocketsDebugOutputType`.
+    pub debug_output_type: Vec<NamedValue>,
 }
 
 fn named(rows: &[(&str, i32)]) -> Vec<NamedValue> {
@@ -92,6 +94,14 @@ pub fn tables() -> Tables {
                 min: k.min as f64,
                 max: k.max as f64,
                 doc: k.doc.trim().to_owned(),
+            })
+            .collect(),
+        debug_output_type: netdriver::log::LEVELS
+            .iter()
+            .map(|&(level, name, doc)| NamedValue {
+                name: name.to_owned(),
+                value: level as i32,
+                doc: Some(doc.to_owned()),
             })
             .collect(),
     }

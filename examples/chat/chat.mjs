@@ -6,11 +6,12 @@
 //   terminal 2:  node examples/chat/chat.mjs --connect 127.0.0.1:27020
 //
 // `--listen` takes a port (binds all interfaces) or host:port. The listener learns a peer when
-// that peer's first message opens a session, accepts it and answers from then on. End with
-// Ctrl-D (end of input) or `/quit`; `/peers` lists who you talk to.
+// that peer's first message opens a session, accepts it and answers from then on, and forgets
+// it when its session ends. End with Ctrl-C, Ctrl-D (end of input) or `/quit`: each closes
+// politely, so the others see you leave; `/peers` lists who you talk to.
 import readline from 'node:readline';
 
-import { NetworkingMessages, SendFlags, EResult } from '../../dist/index.mjs';
+import { NetworkingMessages, SendFlags, EResult } from 'netmessages';
 
 const CHANNEL = 0;
 
@@ -28,11 +29,10 @@ const listen = flag('--listen');
 const connect = flag('--connect');
 if ((listen === undefined) === (connect === undefined)) usage();
 
-let bind;
-if (listen !== undefined) bind = /^\d+$/.test(listen) ? `0.0.0.0:${listen}` : listen;
-else bind = /^(127\.|localhost|\[::1\])/.test(connect) ? '127.0.0.1:0' : '0.0.0.0:0';
-
-const me = await NetworkingMessages.create({ bind });
+// Listening on a bare port: every interface. Connecting: the default bind (every interface,
+// IPv4 and IPv6 where the OS allows), so any peer address works.
+const bind = listen === undefined ? undefined : /^\d+$/.test(listen) ? `0.0.0.0:${listen}` : listen;
+const me = await NetworkingMessages.create(bind === undefined ? {} : { bind });
 const peers = new Map(); // identity text -> Identity
 const say = (line) => process.stdout.write(`${line}\n`);
 
@@ -48,16 +48,29 @@ me.on('sessionRequest', ({ identityRemote }) => {
   peers.set(identityRemote.toString(), identityRemote);
   say(`* ${identityRemote} joined`);
 });
-me.on('sessionFailed', ({ info }) => {
-  say(`* ${info.identityRemote} is gone (${info.endDebug || info.endReason})`);
-  peers.delete(info.identityRemote.toString());
-});
+// A peer that leaves politely closes its session; one that vanishes times out. Either way
+// it is forgotten (and its session closed here, so a later return starts afresh).
+const gone = (info, how) => {
+  const id = info.identityRemote.toString();
+  if (!peers.delete(id)) return;
+  me.closeSessionWithUser(info.identityRemote);
+  say(`* ${id} ${how}`);
+};
+me.on('sessionClosed', ({ info }) => gone(info, 'left'));
+me.on('sessionFailed', ({ info }) => gone(info, `is gone (${info.endDebug || `end reason ${info.endReason}`})`));
 me.on('messages', (ch) => {
-  for (const m of me.receiveMessagesOnChannel(ch, 256)) say(`[${m.identityPeer}] ${m.data.toString('utf8')}`);
+  // Drain to empty: each call takes at most 256.
+  for (let batch; (batch = me.receiveMessagesOnChannel(ch, 256)).length > 0; ) {
+    for (const m of batch) say(`[${m.identityPeer}] ${m.data.toString('utf8')}`);
+  }
 });
 
+let quitting = false;
 async function quit() {
-  // Wait (bounded) until the peers acknowledged what we sent, then close politely.
+  if (quitting) return;
+  quitting = true;
+  // Wait (bounded) until the peers acknowledged what we sent, then close politely: close()
+  // tells every peer the session is over.
   const deadline = Date.now() + 3000;
   while (Date.now() < deadline) {
     const pending = [...peers.values()].some((p) => (me.getSessionConnectionInfo(p).status?.sentUnackedReliable ?? 0) > 0);
@@ -67,6 +80,8 @@ async function quit() {
   await me.close();
   process.exit(0);
 }
+process.on('SIGINT', quit);
+process.on('SIGTERM', quit);
 
 const rl = readline.createInterface({ input: process.stdin, terminal: false });
 rl.on('line', (line) => {
@@ -77,7 +92,7 @@ rl.on('line', (line) => {
   if (peers.size === 0) return say('* nobody to talk to yet: wait for someone to --connect');
   for (const peer of peers.values()) {
     const r = me.sendMessageToUser(peer, text, SendFlags.Reliable, CHANNEL);
-    if (r !== EResult.OK) say(`* could not send to ${peer}: EResult ${r}`);
+    if (r !== EResult.OK) say(`* could not send to ${peer}: ${EResult[r]} (${me.lastError()?.message})`);
   }
 });
 rl.on('close', quit);

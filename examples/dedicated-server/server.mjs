@@ -10,8 +10,13 @@
 //   node examples/dedicated-server/server.mjs --bots 4 --seconds 10                # self-contained, loopback
 //   node examples/dedicated-server/server.mjs --connect 127.0.0.1:27020 --bots 3   # bots only, against a server
 //
-// Ends (with --seconds) by printing `summary: ...` and exiting non-zero if any check failed.
-import { NetworkingMessages, SendFlags, EResult } from '../../dist/index.mjs';
+// A player counts as gone when its session ends: politely (the bot closed, 'sessionClosed') or
+// not (it vanished and timed out, 'sessionFailed'). At the end the bots leave first, and the
+// server checks it saw every one of them go.
+//
+// Ends (with --seconds, or Ctrl-C) by printing `summary: ...` and exiting non-zero if any
+// check failed.
+import { NetworkingMessages, SendFlags, EResult } from 'netmessages';
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -31,18 +36,37 @@ const DIRS = [[1, 0], [0, 1], [-1, 0], [0, -1]];
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : `${Math.round(n)}`);
 const traffic = { in: 0, out: 0, inBytes: 0, outBytes: 0, sendErrors: 0 };
 
+/** Every message waiting on `ch`, read `max` at a time until the queue is empty. */
+function* drain(ep, ch, max) {
+  for (let batch; (batch = ep.receiveMessagesOnChannel(ch, max)).length > 0; ) yield* batch;
+}
+
 // ---- the server: owns the world ---------------------------------------------------------
 async function startServer() {
   const ep = await NetworkingMessages.create({ bind: `${HOST}:${PORT}` });
   const players = new Map(); // identity text -> { id, x, y, lastInput }
+  const counts = { joined: 0, left: 0, timedOut: 0 };
   let tick = 0;
+  let nextId = 1;
   ep.on('sessionRequest', ({ identityRemote }) => {
     ep.acceptSessionWithUser(identityRemote);
-    players.set(identityRemote.toString(), { id: players.size + 1, x: 0, y: 0, lastInput: 0, identity: identityRemote });
+    players.set(identityRemote.toString(), { id: nextId++, x: 0, y: 0, lastInput: 0, identity: identityRemote });
+    counts.joined++;
   });
+  // The session ended: the player is gone. Closing our side frees it at once (and a player
+  // that comes back starts a new session).
+  const gone = (info, timedOut) => {
+    if (!players.delete(info.identityRemote.toString())) return;
+    ep.closeSessionWithUser(info.identityRemote);
+    if (timedOut) counts.timedOut++;
+    else counts.left++;
+  };
+  ep.on('sessionClosed', ({ info }) => gone(info, false));
+  ep.on('sessionFailed', ({ info }) => gone(info, true));
   const step = () => {
     tick++;
-    for (const m of ep.receiveMessagesOnChannel(CH_INPUT, 4096)) {
+    // Drain the inputs to empty each tick.
+    for (const m of drain(ep, CH_INPUT, 4096)) {
       traffic.in++;
       traffic.inBytes += m.size;
       const p = players.get(m.identityPeer.toString());
@@ -74,16 +98,17 @@ async function startServer() {
     }
   };
   const timer = setInterval(step, 1000 / TICK_HZ);
-  return { ep, players, stop: () => clearInterval(timer), tick: () => tick };
+  return { ep, players, counts, stop: () => clearInterval(timer), tick: () => tick };
 }
 
 // ---- a bot: sends inputs, predicts its own position, checks the server agrees -----------
 async function startBot(serverId) {
-  const ep = await NetworkingMessages.create({ bind: /^ip:(127\.|\[::1\])/.test(serverId) ? '127.0.0.1:0' : '0.0.0.0:0' });
+  // The default bind: every interface, IPv4 and IPv6 where the OS allows.
+  const ep = await NetworkingMessages.create();
   const bot = { ep, seq: 0, history: [[0, 0]], snapshots: 0, mismatches: 0, lastSeen: 0, playersSeen: 0 };
   ep.on('messages', (ch) => {
     if (ch !== CH_SNAPSHOT) return;
-    for (const m of ep.receiveMessagesOnChannel(ch, 256)) {
+    for (const m of drain(ep, ch, 256)) {
       bot.snapshots++;
       traffic.in++;
       traffic.inBytes += m.size;
@@ -124,7 +149,8 @@ async function startBot(serverId) {
 }
 
 const server = CONNECT === undefined ? await startServer() : undefined;
-const serverId = server ? server.ep.identity.toString().replace('ip:0.0.0.0:', 'ip:127.0.0.1:') : `ip:${CONNECT}`;
+// An endpoint bound to every interface names itself by its loopback address: usable here.
+const serverId = server ? server.ep.identity.toString() : `ip:${CONNECT}`;
 if (server) console.log(`server listening on ${server.ep.identity} (${TICK_HZ} ticks/s)`);
 const bots = [];
 for (let i = 0; i < BOTS; i++) bots.push(await startBot(serverId));
@@ -155,21 +181,30 @@ clearInterval(statsTimer);
 for (const b of bots) b.stop();
 // Let the last inputs reach the server and one more snapshot come back.
 await new Promise((r) => setTimeout(r, 500));
-server?.stop();
 if (tty) process.stdout.write('\n');
+// The world stops (no more snapshots: one could race a leaving bot), then the bots leave
+// (politely: close() tells the server), and the server sees each go.
+server?.stop();
+const playersAtEnd = server?.players.size ?? 0;
+await Promise.all(bots.map((b) => b.ep.close()));
+if (server) {
+  const deadline = Date.now() + 3000;
+  while (server.players.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
 
 const snapshots = bots.map((b) => b.snapshots);
 const behind = bots.map((b) => b.seq - b.lastSeen);
 const mismatches = bots.reduce((n, b) => n + b.mismatches, 0);
+const c = server?.counts;
 const ok =
   bots.every((b) => b.snapshots > 0 && b.lastSeen > 0) &&
   mismatches === 0 &&
   traffic.sendErrors === 0 &&
-  (server === undefined || server.players.size === BOTS);
+  (server === undefined || (playersAtEnd === BOTS && c.joined === BOTS && c.left === BOTS && server.players.size === 0));
 console.log(
-  `summary: ${server ? `${server.players.size} players, ${server.tick()} ticks; ` : ''}${BOTS} bots; ` +
+  `summary: ${server ? `${playersAtEnd} players, ${server.tick()} ticks; ${c.joined} joined, ${c.left} left, ${c.timedOut} timed out; ` : ''}${BOTS} bots; ` +
     `snapshots per bot min ${Math.min(...snapshots)}; inputs not yet confirmed max ${Math.max(...behind)}; ` +
     `position mismatches ${mismatches}; send errors ${traffic.sendErrors}; ${ok ? 'ok' : 'FAILED'}`,
 );
-await Promise.all([server?.ep.close(), ...bots.map((b) => b.ep.close())]);
+await server?.ep.close();
 process.exitCode = ok ? 0 : 1;

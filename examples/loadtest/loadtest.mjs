@@ -6,8 +6,9 @@
 //   npx netmessages loadtest --serve 0.0.0.0:27020           # an echo server to aim at
 //   npx netmessages loadtest --target host:27020 --peers 20   # clients only, against it
 //
-// Without --target it starts its own echo server on 127.0.0.1 (loopback only).
-import { NetworkingMessages, SendFlags, EResult } from '../../dist/index.mjs';
+// Without --target it starts its own echo server on 127.0.0.1 (loopback only). Ctrl-C stops
+// the run early and still prints the summary of what was measured.
+import { NetworkingMessages, SendFlags, EResult } from 'netmessages';
 
 export const summary = 'drive many sessions against a server; prints throughput, RTT percentiles and loss';
 
@@ -125,12 +126,13 @@ export async function main(argv) {
     target = `${own.server.localAddress.address}:${own.server.localAddress.port}`;
   }
   const targetId = `ip:${target}`;
-  const bind = isLoopback(target) ? '127.0.0.1:0' : '0.0.0.0:0';
+  // Loopback targets from loopback; others from the default bind (every interface).
+  const bind = isLoopback(target) ? '127.0.0.1:0' : undefined;
   const flags = (o.reliable ? SendFlags.Reliable : SendFlags.Unreliable) | (o.noNagle ? SendFlags.NoNagle : 0);
 
   const peers = [];
   for (let i = 0; i < o.peers; i++) {
-    const ep = await NetworkingMessages.create({ bind });
+    const ep = await NetworkingMessages.create(bind === undefined ? {} : { bind });
     const peer = { ep, sent: 0, received: 0 };
     ep.on('messages', (ch) => {
       if (ch !== o.channel) return;
@@ -168,8 +170,22 @@ export async function main(argv) {
     lastReceived = stats.received;
   };
 
+  // Ctrl-C (or SIGTERM) ends the run early; the summary covers what was measured.
+  let interrupted = false;
+  let stopSending;
+  const onSignal = () => {
+    interrupted = true;
+    stopSending?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
   // Send on a 10 ms tick, spreading each peer's messages evenly over time.
   await new Promise((resolve) => {
+    stopSending = () => {
+      clearInterval(timer);
+      resolve();
+    };
     const timer = setInterval(() => {
       const now = performance.now();
       const elapsed = Math.min(now - started, durationMs);
@@ -198,9 +214,11 @@ export async function main(argv) {
 
   // Let the last echoes land: reliable ones all should; unreliable ones get a short grace.
   const expected = stats.sent - stats.sendErrors;
-  const graceEnd = performance.now() + (o.reliable ? 5000 : 1000);
+  const graceEnd = performance.now() + (interrupted ? 500 : o.reliable ? 5000 : 1000);
   while (stats.received < expected && performance.now() < graceEnd) await new Promise((r) => setTimeout(r, 20));
   progress(performance.now(), true);
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
 
   const sorted = [...stats.rtts].sort((a, b) => a - b);
   const round = (v) => (v === null ? null : Math.round(v * 1000) / 1000);
@@ -214,6 +232,8 @@ export async function main(argv) {
     size: o.size,
     reliable: o.reliable,
     noNagle: o.noNagle,
+    interrupted,
+    sentSeconds: Math.round(windowSec * 1000) / 1000,
     sessions,
     sent: stats.sent,
     sendErrors: stats.sendErrors,
@@ -233,7 +253,8 @@ export async function main(argv) {
     const r = result;
     process.stdout.write(
       [
-        `loadtest: ${r.peers} peers x ${r.rate} msg/s x ${r.seconds} s, ${r.size} B ${r.reliable ? 'reliable' : 'unreliable'} -> ${r.target} (${r.sessions} sessions)`,
+        `loadtest: ${r.peers} peers x ${r.rate} msg/s x ${r.seconds} s, ${r.size} B ${r.reliable ? 'reliable' : 'unreliable'} -> ${r.target} (${r.sessions} sessions)` +
+          (r.interrupted ? ` [interrupted after ${r.sentSeconds.toFixed(1)} s]` : ''),
         `  throughput  ${fmt(r.msgsPerSec)} msg/s echoed, ${r.mbPerSec} MB/s payload each way`,
         `  rtt         p50 ${ms(r.rttMs.p50)}  p90 ${ms(r.rttMs.p90)}  p99 ${ms(r.rttMs.p99)}  max ${ms(r.rttMs.max)}`,
         `  loss        ${r.lossPercent}% (sent ${r.sent}, echoed ${r.received}, send errors ${r.sendErrors})`,

@@ -54,51 +54,57 @@ macro_rules! config_table {
 const I32_MAX: i64 = i32::MAX as i64;
 /// Highest send rate accepted (16 GiB/s): far above Steam's, since loopback and LANs go past 1 GB/s.
 const MAX_RATE: i64 = 1 << 34;
+/// Default upper bound of the send rate: high enough that congestion control, not the bound,
+/// sets the rate on loopback, LANs and datacentre links.
+pub const DEFAULT_RATE_MAX: i64 = 1 << 30;
 /// Largest message the API accepts (Steam's `k_cbMaxSteamNetworkingSocketsMessageSizeSend`).
 pub const MAX_MESSAGE_SIZE: usize = 512 * 1024;
 
 config_table! {
-    /// Time to establish a session before giving up (ms).
+    /// How long a session may take to connect before it fails with `sessionFailed` (milliseconds).
     timeout_initial: "timeoutInitial" = 10_000, [0, I32_MAX];
-    /// Time without any reply from a connected peer before the session fails (ms).
+    /// How long a connected peer may stay silent before the session fails with `sessionFailed` (milliseconds).
     timeout_connected: "timeoutConnected" = 10_000, [0, I32_MAX];
-    /// Bytes a session may hold queued for sending before sends fail with `LimitExceeded`.
+    /// Data a session may hold queued and not yet sent; a send beyond it returns `LimitExceeded` (bytes).
     send_buffer_size: "sendBufferSize" = 524_288, [0, 0x1000_0000];
-    /// Lower bound of the send rate (B/s).
+    /// Lower bound of the send rate (B/s): congestion control never paces below it. Steam's
+    /// default, 256 KiB/s.
     send_rate_min: "sendRateMin" = 262_144, [1024, MAX_RATE];
-    /// Upper bound of the send rate (B/s).
-    send_rate_max: "sendRateMax" = 262_144, [1024, MAX_RATE];
-    /// How long a small message may wait to share a packet (µs).
+    /// Upper bound of the send rate (B/s): congestion control finds the path's rate below
+    /// it. 1 GiB/s by default (Steam fixes both bounds at 256 KiB/s, having no bandwidth
+    /// estimation; set both to that for Steam's fixed rate).
+    send_rate_max: "sendRateMax" = DEFAULT_RATE_MAX, [1024, MAX_RATE];
+    /// How long a message sent without `NoNagle` may wait for others to share its packet; 0 turns Nagle off (microseconds).
     nagle_time: "nagleTime" = 5_000, [0, 20_000];
-    /// Largest UDP payload we send (bytes).
+    /// Largest UDP payload sent (bytes).
     mtu_packet_size: "mtuPacketSize" = 1_300, [200, 1_500];
-    /// Bytes of received, undelivered messages a session may hold.
+    /// Received, unread data one session may hold, all channels together; past it the peer's reliable data waits and `receiveBlocked` names the channel (bytes).
     recv_buffer_size: "recvBufferSize" = 1_048_576, [0, 0x1000_0000];
-    /// Received, undelivered messages a session may hold.
+    /// Received, unread messages one session may hold, all channels together; past it the peer's reliable data waits and `receiveBlocked` names the channel (messages).
     recv_buffer_messages: "recvBufferMessages" = 1_000, [0, 0x1000_0000];
-    /// Largest message we accept from a peer (bytes).
+    /// Largest message accepted from a peer (bytes).
     recv_max_message_size: "recvMaxMessageSize" = 524_288, [1_024, 0x1000_0000];
-    /// Idle time after which a session is closed without a callback (ms).
+    /// Idle time after which a session closes silently; traffic either way counts as use; 0 never (milliseconds).
     messages_session_idle_timeout: "messagesSessionIdleTimeout" = 180_000, [0, I32_MAX];
-    /// Percent of outgoing datagrams the endpoint drops on purpose.
+    /// Outgoing datagrams this endpoint drops on purpose (percent).
     fake_packet_loss_send: "fakePacketLossSend" = 0, [0, 100];
-    /// Percent of incoming datagrams the endpoint drops on purpose.
+    /// Incoming datagrams this endpoint drops on purpose (percent).
     fake_packet_loss_recv: "fakePacketLossRecv" = 0, [0, 100];
-    /// Delay added to outgoing datagrams (ms).
+    /// Delay added to outgoing datagrams (milliseconds).
     fake_packet_lag_send: "fakePacketLagSend" = 0, [0, 5_000];
-    /// Delay added to incoming datagrams (ms).
+    /// Delay added to incoming datagrams (milliseconds).
     fake_packet_lag_recv: "fakePacketLagRecv" = 0, [0, 5_000];
-    /// Percent of outgoing datagrams held back to arrive out of order.
+    /// Outgoing datagrams held back by `fakePacketReorderTime` to arrive out of order (percent).
     fake_packet_reorder_send: "fakePacketReorderSend" = 0, [0, 100];
-    /// Percent of incoming datagrams held back to arrive out of order.
+    /// Incoming datagrams held back by `fakePacketReorderTime` to arrive out of order (percent).
     fake_packet_reorder_recv: "fakePacketReorderRecv" = 0, [0, 100];
-    /// How long a reordered datagram is held back (ms).
+    /// How long a reordered datagram is held back (milliseconds).
     fake_packet_reorder_time: "fakePacketReorderTime" = 15, [0, 5_000];
-    /// Percent of outgoing datagrams sent twice.
+    /// Outgoing datagrams sent twice (percent).
     fake_packet_dup_send: "fakePacketDupSend" = 0, [0, 100];
-    /// Percent of incoming datagrams delivered twice.
+    /// Incoming datagrams delivered twice (percent).
     fake_packet_dup_recv: "fakePacketDupRecv" = 0, [0, 100];
-    /// Largest delay of a duplicate (ms).
+    /// Longest delay of a duplicate after its original (milliseconds).
     fake_packet_dup_time_max: "fakePacketDupTimeMax" = 10, [0, 5_000];
 }
 
@@ -187,6 +193,10 @@ mod tests {
     #[test]
     fn defaults_are_steams() {
         let c = Config::default();
+        // The one deliberate difference: the upper send rate bound leaves room for
+        // congestion control (Steam fixes both bounds at 256 KiB/s).
+        assert_eq!(c.get("sendRateMin"), Some(262_144));
+        assert_eq!(c.get("sendRateMax"), Some(1 << 30));
         assert_eq!(c.get("timeoutInitial"), Some(10_000));
         assert_eq!(c.get("sendBufferSize"), Some(524_288));
         assert_eq!(c.get("nagleTime"), Some(5_000));
@@ -228,7 +238,7 @@ mod tests {
             Err(ConfigError::NotInteger { .. })
         ));
         assert!(matches!(
-            c.apply(&[("sendRateMin".into(), 500_000.0)]),
+            c.apply(&[("sendRateMin".into(), (DEFAULT_RATE_MAX + 1) as f64)]),
             Err(ConfigError::Inconsistent(_))
         ));
         c.apply(&[

@@ -146,6 +146,32 @@ impl fmt::Display for EndReason {
     }
 }
 
+impl EndReason {
+    /// Steam's name for this code (`Remote_BadCert`), if it has one; the `_Min` / `_Max`
+    /// range bounds are not names, except where a generic value shares the number.
+    pub fn name(self) -> Option<&'static str> {
+        let code = self.code();
+        Self::NAMED
+            .iter()
+            .find(|(n, c)| *c == code && !n.ends_with("_Min") && !n.ends_with("_Max"))
+            .map(|(n, _)| *n)
+    }
+}
+
+impl fmt::Display for End {
+    /// `4003 Remote_BadCert: <detail>`, for logs and status text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.reason.code())?;
+        if let Some(name) = self.reason.name() {
+            write!(f, " {name}")?;
+        }
+        if !self.debug.is_empty() {
+            write!(f, ": {}", self.debug)?;
+        }
+        Ok(())
+    }
+}
+
 /// How a connection ended: the reason and a human-readable detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct End {
@@ -181,5 +207,17 @@ mod tests {
         assert_eq!(EndReason::from_wire(u32::MAX), EndReason::Other(i32::MAX));
         assert!(EndReason::is_application(1000) && EndReason::is_application(2999));
         assert!(!EndReason::is_application(999) && !EndReason::is_application(3000));
+    }
+
+    #[test]
+    fn names_and_display() {
+        assert_eq!(EndReason::RemoteBadCert.name(), Some("Remote_BadCert"));
+        assert_eq!(EndReason::App(1000).name(), Some("App_Generic"));
+        assert_eq!(EndReason::App(1001).name(), None);
+        assert_eq!(
+            End::new(EndReason::RemoteTimeout, "no reply").to_string(),
+            "4001 Remote_Timeout: no reply"
+        );
+        assert_eq!(End::new(EndReason::App(1234), "").to_string(), "1234");
     }
 }

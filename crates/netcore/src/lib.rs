@@ -19,9 +19,11 @@ pub mod endpoint;
 pub mod eresult;
 pub mod identity;
 pub mod messages;
+pub mod p2p;
 #[cfg(any(test, feature = "sim", fuzzing))]
 pub mod sim;
 pub mod snp;
+pub mod sockets;
 pub mod time;
 pub mod wire;
 

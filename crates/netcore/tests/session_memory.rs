@@ -1,7 +1,7 @@
 //! What an idle, established session costs the server in heap memory.
 //!
-//! One server `Messages` and [`CLIENTS`] client `Messages` talk through a hand-driven,
-//! lossless in-memory network: every client sends one small reliable message, the server
+//! One server `Messages` and [`CLIENTS`] client `Messages` talk through the shared harness's
+//! lossless [`Hub`]: every client sends one small reliable message, the server
 //! accepts the session and reads it, and both sides run until everything is acknowledged.
 //! The server's live heap growth divided by the number of sessions is its cost per idle
 //! session, which the performance target bounds (`<= 4 KiB` per session for the whole
@@ -25,6 +25,7 @@ use netcore::connection::Connection;
 use netcore::endpoint::EndpointSetup;
 use netcore::eresult::send_flags;
 use netcore::messages::{Event, Messages};
+use netcore::sim::{Hub, Wired};
 use netcore::{Identity, Timestamp};
 
 /// Sessions opened to the server.
@@ -115,71 +116,73 @@ fn addr(i: usize) -> SocketAddr {
     SocketAddr::from(([10, 0, (i / 250) as u8, (i % 250 + 1) as u8], 27_000))
 }
 
-/// The next instant anything is due, if any.
-fn next_timer(server_msgs: &Messages, clients: &[Messages]) -> Option<Timestamp> {
-    clients
-        .iter()
-        .filter_map(Messages::poll_timeout)
-        .chain(server(|| server_msgs.poll_timeout()))
-        .min()
+/// The server as a wired node: every call into it runs as server work; what it hands to
+/// the harness is copied outside it.
+struct Counted {
+    m: Messages,
+    buf: Vec<u8>,
+}
+
+impl Wired for Counted {
+    fn receive(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
+        server(|| self.m.handle_datagram(now, from, data));
+    }
+
+    fn transmit(&mut self, now: Timestamp, send: &mut dyn FnMut(SocketAddr, &[u8])) {
+        let (m, buf) = (&mut self.m, &mut self.buf);
+        server(|| m.poll_transmit(now, buf, |to, d| outside(|| send(to, d))));
+    }
+
+    fn timeout(&self) -> Option<Timestamp> {
+        server(|| self.m.poll_timeout())
+    }
+
+    fn on_timeout(&mut self, now: Timestamp) {
+        server(|| self.m.handle_timeout(now));
+    }
 }
 
 /// Opens one session from every client and runs the network until everything is
 /// acknowledged; returns how many messages the server read.
-fn establish(srv: &mut Messages, srv_addr: SocketAddr, clients: &mut [Messages]) -> usize {
-    let srv_id = Identity::Ip(srv_addr);
-    let mut now = Timestamp::ZERO;
-    for c in clients.iter_mut() {
+fn establish(net: &mut Hub<Counted, Messages>) -> usize {
+    let srv_id = Identity::Ip(net.center_addr);
+    net.now = Timestamp::ZERO;
+    for (_, c) in net.peers.iter_mut() {
         assert_eq!(
-            c.send(now, &srv_id, None, b"hello", send_flags::RELIABLE, 0),
+            c.send(net.now, &srv_id, None, b"hello", send_flags::RELIABLE, 0),
             netcore::EResult::Ok
         );
     }
     let end = Timestamp::ZERO + RUN_FOR;
-    let mut to_server: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-    let mut to_clients: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
-    let mut buf = Vec::new();
     let mut read = 0;
-    while now <= end {
-        for (i, c) in clients.iter_mut().enumerate() {
-            c.handle_timeout(now);
-            c.poll_transmit(now, &mut buf, |_, d| to_server.push((addr(i), d.to_vec())));
+    while net.now <= end {
+        net.run_timers();
+        let moved = net.round() > 0;
+        for (_, c) in net.peers.iter_mut() {
             while c.poll_event().is_some() {}
         }
-        let moved = !to_server.is_empty();
+        let srv = &mut net.center.m;
         server(|| {
-            for (from, d) in to_server.drain(..) {
-                srv.handle_datagram(now, from, &d);
-                // The datagram was the test's: its free is not the server's business.
-                outside(|| drop(d));
-            }
-            srv.handle_timeout(now);
             while let Some(e) = srv.poll_event() {
                 match e {
                     Event::SessionRequest(peer) => assert!(srv.accept(&peer)),
                     Event::MessagesWaiting(ch) => read += srv.receive(ch, usize::MAX).len(),
                     Event::SessionFailed { end, .. } => panic!("session failed: {}", end.debug),
+                    Event::SessionClosed { end, .. } => panic!("session closed: {}", end.debug),
+                    Event::ReceiveBlocked { .. } | Event::Writable(_) => {}
                 }
             }
-            srv.poll_transmit(now, &mut buf, |to, d| {
-                outside(|| to_clients.push((to, d.to_vec())));
-            });
         });
-        let moved = moved || !to_clients.is_empty();
-        for (to, d) in to_clients.drain(..) {
-            let i = (0..clients.len())
-                .find(|&i| addr(i) == to)
-                .expect("a client");
-            clients[i].handle_datagram(now, srv_addr, &d);
-        }
         // Datagrams just delivered may call for an answer at once; otherwise sleep until the
         // next timer (at least a millisecond, so a timer already due cannot spin us).
-        now = if moved {
+        let now = net.now;
+        net.now = if moved {
             now + Duration::from_micros(100)
         } else {
-            next_timer(srv, clients).map_or(end, |t| t.max(now + Duration::from_millis(1)))
+            net.next_timeout()
+                .map_or(end, |t| t.max(now + Duration::from_millis(1)))
         };
-        if now > end {
+        if net.now > end {
             break;
         }
     }
@@ -189,23 +192,30 @@ fn establish(srv: &mut Messages, srv_addr: SocketAddr, clients: &mut [Messages])
 #[test]
 fn an_idle_session_costs_the_server_little_heap() {
     let srv_addr = SocketAddr::from(([10, 9, 9, 9], 27_015));
-    let mut clients: Vec<Messages> = (0..CLIENTS)
-        .map(|i| Messages::new(Config::default(), EndpointSetup::for_tests(i as u8)))
+    let clients: Vec<(SocketAddr, Messages)> = (0..CLIENTS)
+        .map(|i| {
+            let m = Messages::new(Config::default(), EndpointSetup::for_tests(i as u8));
+            (addr(i), m)
+        })
         .collect();
 
     let before_server = server_live();
-    let mut srv = server(|| Messages::new(Config::default(), EndpointSetup::for_tests(250)));
+    let srv = server(|| Counted {
+        m: Messages::new(Config::default(), EndpointSetup::for_tests(250)),
+        buf: Vec::with_capacity(1500),
+    });
     let empty = server_live();
+    let mut net = Hub::new(srv, srv_addr, clients);
 
-    let read = establish(&mut srv, srv_addr, &mut clients);
+    let read = establish(&mut net);
     assert_eq!(read, CLIENTS, "every client's message reached the server");
-    assert_eq!(srv.session_count(), CLIENTS);
+    assert_eq!(net.center.m.session_count(), CLIENTS);
     assert!(
-        srv.is_settled(),
+        net.center.m.is_settled(),
         "the server has nothing queued or in flight"
     );
     assert!(
-        clients.iter().all(Messages::is_settled),
+        net.peers.iter().all(|(_, c)| c.is_settled()),
         "every client's message was acknowledged"
     );
 
@@ -222,7 +232,9 @@ fn an_idle_session_costs_the_server_little_heap() {
         std::mem::size_of::<Connection>(),
     );
 
-    server(|| drop(srv));
+    let Hub { center, peers, .. } = net;
+    drop(peers);
+    server(|| drop(center));
     assert_eq!(
         server_live(),
         before_server,

@@ -124,45 +124,46 @@ pub struct FakeStats {
 
 /// A held datagram; the heap pops the earliest release first, ties in arrival order.
 #[derive(Debug)]
-struct Held {
+struct Held<A> {
     due: Timestamp,
     seq: u64,
-    addr: SocketAddr,
+    addr: A,
     data: Vec<u8>,
 }
 
-impl PartialEq for Held {
+impl<A> PartialEq for Held<A> {
     fn eq(&self, other: &Self) -> bool {
         self.cmp(other) == Ordering::Equal
     }
 }
 
-impl Eq for Held {}
+impl<A> Eq for Held<A> {}
 
-impl PartialOrd for Held {
+impl<A> PartialOrd for Held<A> {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl Ord for Held {
+impl<A> Ord for Held<A> {
     fn cmp(&self, other: &Self) -> Ordering {
         // Reversed: `BinaryHeap` is a max-heap and we want the earliest (due, seq) on top.
         (other.due, other.seq).cmp(&(self.due, self.seq))
     }
 }
 
-/// One direction of the fake network (outgoing or incoming datagrams).
+/// One direction of the fake network (outgoing or incoming datagrams), for datagrams to or
+/// from an `A` (an address, or the driver's socket index and address).
 #[derive(Debug)]
-pub struct FakeLink {
+pub struct FakeLink<A = SocketAddr> {
     rng: ChaCha8Rng,
-    held: BinaryHeap<Held>,
+    held: BinaryHeap<Held<A>>,
     held_bytes: usize,
     seq: u64,
     stats: FakeStats,
 }
 
-impl FakeLink {
+impl<A: Copy> FakeLink<A> {
     /// An empty link whose random decisions follow `seed`.
     pub fn new(seed: u64) -> Self {
         FakeLink {
@@ -177,13 +178,7 @@ impl FakeLink {
     /// Decides the fate of one datagram to (or from) `addr` at `now` under `p`. On
     /// [`Fate::Now`] the caller sends (or handles) `data` itself; otherwise nothing is left
     /// to do with it now.
-    pub fn process(
-        &mut self,
-        p: &FakeParams,
-        now: Timestamp,
-        addr: SocketAddr,
-        data: &[u8],
-    ) -> Fate {
+    pub fn process(&mut self, p: &FakeParams, now: Timestamp, addr: A, data: &[u8]) -> Fate {
         if p.is_off() {
             return Fate::Now;
         }
@@ -219,7 +214,7 @@ impl FakeLink {
     }
 
     /// Takes the next datagram due at or before `now`, earliest first.
-    pub fn pop_due(&mut self, now: Timestamp) -> Option<(SocketAddr, Vec<u8>)> {
+    pub fn pop_due(&mut self, now: Timestamp) -> Option<(A, Vec<u8>)> {
         if self.held.peek()?.due > now {
             return None;
         }
@@ -227,7 +222,7 @@ impl FakeLink {
     }
 
     /// Takes every held datagram whatever its release time, earliest first (at close).
-    pub fn drain_all(&mut self) -> impl Iterator<Item = (SocketAddr, Vec<u8>)> + '_ {
+    pub fn drain_all(&mut self) -> impl Iterator<Item = (A, Vec<u8>)> + '_ {
         std::iter::from_fn(move || self.pop())
     }
 
@@ -246,14 +241,14 @@ impl FakeLink {
         self.stats
     }
 
-    fn pop(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+    fn pop(&mut self) -> Option<(A, Vec<u8>)> {
         let h = self.held.pop()?;
         self.held_bytes -= h.data.len();
         Some((h.addr, h.data))
     }
 
     /// Queues a copy of `data` for `due`; false (and counted) if the queue is full.
-    fn hold(&mut self, due: Timestamp, addr: SocketAddr, data: &[u8]) -> bool {
+    fn hold(&mut self, due: Timestamp, addr: A, data: &[u8]) -> bool {
         if self.held.len() >= MAX_HELD_DATAGRAMS
             || self.held_bytes.saturating_add(data.len()) > MAX_HELD_BYTES
         {
@@ -297,14 +292,14 @@ fn duration_micros(d: Duration) -> u64 {
 
 /// Both directions of one endpoint's fake network.
 #[derive(Debug)]
-pub struct FakeNetwork {
+pub struct FakeNetwork<A = SocketAddr> {
     /// Outgoing datagrams, before the kernel.
-    pub send: FakeLink,
+    pub send: FakeLink<A>,
     /// Incoming datagrams, before the protocol.
-    pub recv: FakeLink,
+    pub recv: FakeLink<A>,
 }
 
-impl FakeNetwork {
+impl<A: Copy> FakeNetwork<A> {
     /// Seeded from `seed` (deterministic, for tests).
     pub fn with_seed(seed: u64) -> Self {
         FakeNetwork {
@@ -327,7 +322,7 @@ impl FakeNetwork {
     }
 }
 
-impl Default for FakeNetwork {
+impl<A: Copy> Default for FakeNetwork<A> {
     fn default() -> Self {
         FakeNetwork::new()
     }
@@ -581,7 +576,7 @@ mod tests {
         let c = run(&mut FakeLink::new(43), &p, 1000);
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let net = FakeNetwork::with_seed(42);
+        let net: FakeNetwork = FakeNetwork::with_seed(42);
         assert_eq!(net.next_release(), None);
     }
 

@@ -1,11 +1,19 @@
 //! Lane framing: messages onto lanes and lanes into a packet's frames on the way out;
 //! segments back into messages on the way in.
 //!
-//! Each channel maps to a wire lane (`channel % 256`) and each lane is its own reliable
-//! stream, so a loss on one channel does not hold back another. A reliable message travels as
-//! a reliable message header (`wire::reliable_header`) and its bytes on the lane's stream; an
-//! unreliable message as one or more unreliable segments. Every message carries the messages
-//! layer's 5-byte prefix ([`channel_prefix`]).
+//! Two framings ([`Framing`]). For the messages model each channel maps to a wire lane
+//! (`channel % 256`) and every message carries the messages layer's 5-byte prefix
+//! ([`channel_prefix`]); for the connection API the application names the lane and the
+//! payload travels as it is. Each lane is its own reliable stream, so a loss on one lane does
+//! not hold back another. A reliable message travels as a reliable message header
+//! (`wire::reliable_header`) and its bytes on the lane's stream; an unreliable message as one
+//! or more unreliable segments.
+//!
+//! Which lane's data goes next follows the lanes' priorities and weights (Steam's
+//! `ConfigureConnectionLanes`): strict priority (a lower value first), then a weighted fair
+//! share among lanes of one priority. Each lane's virtual time advances by the bytes it sent
+//! divided by its weight, and the lane furthest behind goes next; a lane that was idle starts
+//! at the current virtual time, so idleness builds up no credit.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -29,9 +37,25 @@ const MAX_RECV_GAPS: usize = 30;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
 
-/// The lane a channel travels on.
+/// Most lanes a connection may configure (the reference's limit).
+pub const MAX_LANES: usize = 255;
+/// Fixed-point scale of the lanes' virtual time (bytes times this, over the weight).
+const VTIME_SCALE: u64 = 1 << 16;
+
+/// The lane a channel travels on (messages framing).
 pub fn lane_of(channel: i32) -> u32 {
     (channel as u32) % LANES
+}
+
+/// How messages map to lanes and what travels with them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Framing {
+    /// The messages model: a channel names the lane (`channel % 256`) and every message
+    /// carries the 5-byte channel prefix.
+    #[default]
+    Messages,
+    /// The connection API: the application names the lane; payloads travel as they are.
+    Raw,
 }
 
 /// Reliable byte ranges a packet carried, per lane: what an ack settles or a loss requeues.
@@ -50,6 +74,12 @@ struct SendLane {
     next_msg_num: u64,
     last_reliable_num: u64,
     unreliable: VecDeque<PendingUnreliable>,
+    /// Lower goes first.
+    priority: i32,
+    /// Share of the bandwidth among lanes of the same priority.
+    weight: u16,
+    /// Bytes sent times `VTIME_SCALE` over the weight, from the virtual clock's origin.
+    vtime: u64,
 }
 
 impl SendLane {
@@ -59,6 +89,9 @@ impl SendLane {
             next_msg_num: 1,
             last_reliable_num: 0,
             unreliable: VecDeque::new(),
+            priority: 0,
+            weight: 1,
+            vtime: 0,
         }
     }
 
@@ -80,23 +113,74 @@ pub struct Written {
 #[derive(Default)]
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendLanes {
+    framing: Framing,
     /// Boxed: a map node has room for eleven entries, so inline lanes would cost every
     /// connection eleven lanes' worth of memory for its first one.
     lanes: BTreeMap<u32, Box<SendLane>>,
     /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
     /// costs the same however long the queue is.
     unreliable_queued: usize,
+    /// The virtual time of the lane served last: where a lane that was idle starts.
+    vclock: u64,
+    /// Priorities and weights from [`SendLanes::configure`], by lane; lanes not listed get
+    /// priority 0 and weight 1.
+    schedule: Vec<(i32, u16)>,
+    /// Reliable bytes queued again because the packet carrying them was lost.
+    requeued: u64,
 }
 
 impl SendLanes {
-    /// Queues a message for `channel` and returns its message number on the lane. `limit`
-    /// is a new lane's stream limit (`sendBufferSize`). The payload is copied here, once.
+    /// Send lanes for `framing`.
+    pub fn new(framing: Framing) -> Self {
+        SendLanes {
+            framing,
+            ..SendLanes::default()
+        }
+    }
+
+    /// Sets lane `i`'s priority and weight to `schedule[i]` (Steam's
+    /// `ConfigureConnectionLanes`, checked by the caller).
+    pub fn configure(&mut self, schedule: Vec<(i32, u16)>) {
+        for (&id, lane) in self.lanes.iter_mut() {
+            let (p, w) = schedule.get(id as usize).copied().unwrap_or((0, 1));
+            lane.priority = p;
+            lane.weight = w.max(1);
+        }
+        self.schedule = schedule;
+    }
+
+    /// The lane a message for `channel` (messages framing) or lane `channel` (raw framing)
+    /// goes on.
+    fn lane_id(&self, channel: i32) -> u32 {
+        match self.framing {
+            Framing::Messages => lane_of(channel),
+            Framing::Raw => channel as u32,
+        }
+    }
+
+    /// Queues a message for `channel` (the messages framing's channel, or the raw framing's
+    /// lane) and returns its message number on the lane. `limit` is a new lane's stream limit
+    /// (`sendBufferSize`). The payload is copied here, once.
     pub fn queue(&mut self, channel: i32, reliable: bool, data: &[u8], limit: usize) -> u64 {
-        let len = channel_prefix::PREFIX_LEN + data.len();
-        let lane = self
-            .lanes
-            .entry(lane_of(channel))
-            .or_insert_with(|| Box::new(SendLane::new(limit)));
+        let prefix = match self.framing {
+            Framing::Messages => Some(channel_prefix::encode(channel)),
+            Framing::Raw => None,
+        };
+        let prefix: &[u8] = prefix.as_ref().map_or(&[], |p| &p[..]);
+        let len = prefix.len() + data.len();
+        let id = self.lane_id(channel);
+        let (p, w) = self.schedule.get(id as usize).copied().unwrap_or((0, 1));
+        let vclock = self.vclock;
+        let lane = self.lanes.entry(id).or_insert_with(|| {
+            let mut l = SendLane::new(limit);
+            l.priority = p;
+            l.weight = w.max(1);
+            Box::new(l)
+        });
+        if !lane.has_pending() {
+            // An idle lane builds up no credit.
+            lane.vtime = lane.vtime.max(vclock);
+        }
         let number = lane.next_msg_num;
         lane.next_msg_num += 1;
         if reliable {
@@ -105,17 +189,17 @@ impl SendLanes {
                 size: len as u32,
             };
             lane.last_reliable_num = number;
-            let mut head = Vec::with_capacity(header.encoded_len() + channel_prefix::PREFIX_LEN);
+            let mut head = Vec::with_capacity(header.encoded_len() + prefix.len());
             // Cannot fail: the delta is at least 1 and every message number is used once.
             let _ = header.encode(&mut head);
-            head.extend_from_slice(&channel_prefix::encode(channel));
+            head.extend_from_slice(prefix);
             lane.stream.push(head);
             if !data.is_empty() {
                 lane.stream.push_slice(data);
             }
         } else {
             let mut payload = Vec::with_capacity(len);
-            payload.extend_from_slice(&channel_prefix::encode(channel));
+            payload.extend_from_slice(prefix);
             payload.extend_from_slice(data);
             self.unreliable_queued += len;
             lane.unreliable.push_back(PendingUnreliable {
@@ -173,12 +257,29 @@ impl SendLanes {
         }
     }
 
-    /// Fills `enc` with data from the lanes, in lane order: per lane, reliable data (lost
-    /// first, then new: the stream orders them), then unreliable messages or fragments.
+    /// The lane whose data goes next: the highest priority (lowest value) with data, then the
+    /// one furthest behind in virtual time, then the lowest id.
+    fn next_lane(&self) -> Option<u32> {
+        self.lanes
+            .iter()
+            .filter(|(_, l)| l.has_pending())
+            .min_by_key(|(&id, l)| (l.priority, l.vtime, id))
+            .map(|(&id, _)| id)
+    }
+
+    /// Fills `enc` with data from the lanes, one piece at a time from the lane the schedule
+    /// picks: reliable data first (lost, then new: the stream orders them), then unreliable
+    /// messages or fragments.
     pub fn write(&mut self, enc: &mut FrameEncoder<'_>) -> Written {
         let mut w = Written::default();
-        for (&lane_id, lane) in self.lanes.iter_mut() {
-            loop {
+        while enc.remaining() > 0 {
+            let Some(lane_id) = self.next_lane() else {
+                break;
+            };
+            let Some(lane) = self.lanes.get_mut(&lane_id) else {
+                break;
+            };
+            let sent = if lane.stream.has_pending() {
                 let room = enc
                     .remaining()
                     .saturating_sub(enc.reliable_overhead(lane_id, lane.stream.write_pos()));
@@ -193,9 +294,11 @@ impl SendLanes {
                     break;
                 }
                 w.carried.push((lane_id, seg.range()));
-                w.data = true;
-            }
-            while let Some(u) = lane.unreliable.front_mut() {
+                seg.data.len()
+            } else {
+                let Some(u) = lane.unreliable.front_mut() else {
+                    break;
+                };
                 let overhead = enc.unreliable_overhead(lane_id, u.msg_num, u.offset as u32);
                 let room = enc.remaining().saturating_sub(overhead);
                 let left = u.payload.len() - u.offset;
@@ -211,16 +314,16 @@ impl SendLanes {
                 {
                     break;
                 }
-                w.data = true;
                 u.offset += take;
                 self.unreliable_queued -= take;
                 if last {
                     lane.unreliable.pop_front();
                 }
-            }
-            if enc.remaining() < 32 {
-                break;
-            }
+                take
+            };
+            w.data = true;
+            self.vclock = lane.vtime;
+            lane.vtime += sent as u64 * VTIME_SCALE / u64::from(lane.weight.max(1));
         }
         w
     }
@@ -238,9 +341,17 @@ impl SendLanes {
     pub fn on_lost(&mut self, carried: Carried) {
         for (lane, range) in carried {
             if let Some(l) = self.lanes.get_mut(&lane) {
+                let before = l.stream.queued_bytes();
                 l.stream.on_lost(range);
+                self.requeued += l.stream.queued_bytes().saturating_sub(before);
             }
         }
+    }
+
+    /// Reliable bytes queued again so far because the packet carrying them was lost (what
+    /// retransmission sends, or will send).
+    pub fn requeued_bytes(&self) -> u64 {
+        self.requeued
     }
 
     /// Gives back the storage emptied queues keep for reuse (idle connections only).
@@ -274,11 +385,20 @@ pub enum Refused {
 #[derive(Default)]
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct RecvLanes {
+    framing: Framing,
     /// Boxed for the same reason as the send lanes.
     lanes: BTreeMap<u32, Box<RecvLane>>,
 }
 
 impl RecvLanes {
+    /// Receive lanes for `framing`.
+    pub fn new(framing: Framing) -> Self {
+        RecvLanes {
+            framing,
+            lanes: BTreeMap::new(),
+        }
+    }
+
     fn lane(&mut self, lane: u32, max_message: usize) -> &mut RecvLane {
         self.lanes.entry(lane).or_insert_with(|| {
             Box::new(RecvLane {
@@ -301,6 +421,8 @@ impl RecvLanes {
         max_message: usize,
         out: &mut Vec<InMessage>,
     ) -> Result<(), Refused> {
+        let framing = self.framing;
+        let lane_id = seg.lane;
         let lane = self.lane(seg.lane, max_message);
         let Some(pos) = seg.stream_pos.resolve(lane.stream.read_pos()) else {
             return Err(Refused::Protocol("unresolvable stream position"));
@@ -308,7 +430,7 @@ impl RecvLanes {
         if lane.stream.insert(pos, seg.data).is_err() {
             return Err(Refused::Later);
         }
-        drain_reliable(lane, now, max_message, out).map_err(Refused::Protocol)
+        drain_reliable(lane, lane_id, framing, now, max_message, out).map_err(Refused::Protocol)
     }
 
     /// The highest unreliable message number seen on `lane`: the reference point for the
@@ -330,11 +452,13 @@ impl RecvLanes {
         let Some(num) = seg.msg_num.resolve(reference) else {
             return;
         };
+        let framing = self.framing;
+        let lane_id = seg.lane;
         let lane = self.lane(seg.lane, max_message);
         lane.highest_unreliable = lane.highest_unreliable.max(num);
         let data = Bytes::copy_from_slice(seg.data);
         if let Some(whole) = lane.reassembly.insert(now, num, seg.offset, data, seg.last) {
-            if let Some((channel, skip)) = channel_prefix::decode(&whole) {
+            if let Some((channel, skip)) = unframe(framing, lane_id, &whole) {
                 out.push(InMessage {
                     channel,
                     send_flags: 0,
@@ -354,9 +478,21 @@ impl RecvLanes {
     }
 }
 
+/// The channel a whole message names and where its payload starts: the messages framing's
+/// prefix, or (raw framing) the lane it came on, from the first byte. `None` when a messages
+/// payload is shorter than its prefix.
+fn unframe(framing: Framing, lane: u32, whole: &[u8]) -> Option<(i32, usize)> {
+    match framing {
+        Framing::Messages => channel_prefix::decode(whole),
+        Framing::Raw => Some((lane as i32, 0)),
+    }
+}
+
 /// Delivers every whole message at the front of a lane's reliable stream.
 fn drain_reliable(
     lane: &mut RecvLane,
+    lane_id: u32,
+    framing: Framing,
     now: Timestamp,
     max_message: usize,
     out: &mut Vec<InMessage>,
@@ -375,7 +511,7 @@ fn drain_reliable(
         let _ = lane.stream.read(head_len);
         let body = lane.stream.read(header.size as usize);
         lane.last_reliable_num += header.msg_num_delta;
-        let Some((channel, skip)) = channel_prefix::decode(&body) else {
+        let Some((channel, skip)) = unframe(framing, lane_id, &body) else {
             return Err("reliable message shorter than its channel prefix");
         };
         out.push(InMessage {
@@ -385,6 +521,107 @@ fn drain_reliable(
             received_at: now,
             data: body.slice(skip..),
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::frames::{Frame, FrameDecoder};
+
+    /// The lanes (and bytes per lane) of the data frames one packet of `limit` bytes carries.
+    fn packet(lanes: &mut SendLanes, limit: usize) -> Vec<(u32, usize)> {
+        let mut buf = Vec::new();
+        let mut enc = FrameEncoder::new(&mut buf, limit);
+        let w = lanes.write(&mut enc);
+        enc.finish();
+        for (lane, range) in w.carried {
+            // Settle at once, as an ack would, so the next packet sends new data.
+            lanes.on_acked(vec![(lane, range)]);
+        }
+        FrameDecoder::new(&buf)
+            .filter_map(|f| match f {
+                Ok(Frame::Reliable(s)) => Some((s.lane, s.data.len())),
+                Ok(Frame::Unreliable(s)) => Some((s.lane, s.data.len())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_high_priority_lane_goes_before_a_bulk_lane_in_the_next_packet() {
+        let mut lanes = SendLanes::new(Framing::Raw);
+        lanes.configure(vec![(0, 1), (10, 1)]);
+        lanes.queue(1, true, &vec![1; 200_000], 1 << 20);
+        // A packet of bulk, then the urgent message is queued behind it.
+        assert!(packet(&mut lanes, 1200).iter().all(|&(l, _)| l == 1));
+        lanes.queue(0, true, b"urgent", 1 << 20);
+        let next = packet(&mut lanes, 1200);
+        assert_eq!(next.first().map(|&(l, _)| l), Some(0), "{next:?}");
+        // Without priorities (both 0), the bulk lane, behind in virtual time, could go first.
+        let mut fair = SendLanes::new(Framing::Raw);
+        fair.queue(1, true, &vec![1; 200_000], 1 << 20);
+        packet(&mut fair, 1200);
+        fair.queue(0, true, b"urgent", 1 << 20);
+        assert!(packet(&mut fair, 1200).iter().any(|&(l, _)| l == 0));
+    }
+
+    #[test]
+    fn lanes_of_one_priority_share_by_weight() {
+        let mut lanes = SendLanes::new(Framing::Raw);
+        lanes.configure(vec![(0, 1), (5, 20), (5, 5)]);
+        for lane in [1, 2] {
+            lanes.queue(lane, true, &vec![lane as u8; 2_000_000], 4 << 20);
+        }
+        let mut bytes = [0usize; 3];
+        for _ in 0..400 {
+            for (l, n) in packet(&mut lanes, 1200) {
+                bytes[l as usize] += n;
+            }
+        }
+        let ratio = bytes[1] as f64 / bytes[2] as f64;
+        assert!((3.6..=4.4).contains(&ratio), "{bytes:?} ratio {ratio}");
+    }
+
+    #[test]
+    fn an_idle_lane_builds_up_no_credit() {
+        let mut lanes = SendLanes::new(Framing::Raw);
+        lanes.queue(0, true, &vec![0; 300_000], 1 << 20);
+        for _ in 0..100 {
+            packet(&mut lanes, 1200);
+        }
+        // Lane 1 was idle all that time: now both share equally, it does not monopolise.
+        lanes.queue(1, true, &vec![1; 300_000], 1 << 20);
+        let mut bytes = [0usize; 2];
+        for _ in 0..100 {
+            for (l, n) in packet(&mut lanes, 1200) {
+                bytes[l as usize] += n;
+            }
+        }
+        let ratio = bytes[0] as f64 / bytes[1] as f64;
+        assert!((0.8..=1.25).contains(&ratio), "{bytes:?}");
+    }
+
+    #[test]
+    fn raw_framing_carries_payloads_as_they_are() {
+        let mut send = SendLanes::new(Framing::Raw);
+        send.queue(3, true, b"exact bytes", 1 << 20);
+        let mut buf = Vec::new();
+        let mut enc = FrameEncoder::new(&mut buf, 1200);
+        send.write(&mut enc);
+        enc.finish();
+        let mut recv = RecvLanes::new(Framing::Raw);
+        let mut out = Vec::new();
+        for f in FrameDecoder::new(&buf) {
+            if let Ok(Frame::Reliable(seg)) = f {
+                assert!(recv
+                    .on_reliable(seg, Timestamp::ZERO, 1 << 20, &mut out)
+                    .is_ok());
+            }
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].channel, 3, "the lane");
+        assert_eq!(out[0].data.as_ref(), b"exact bytes");
     }
 }
 

@@ -31,6 +31,7 @@
 //! | receiving one data packet | `recv.rs` |
 //! | acks, loss and congestion on the sending side | `recovery.rs` |
 //! | counters, RTT, rates and queue sizes | `status.rs` |
+//! | the detailed status text (Steam's `GetDetailedConnectionStatus`) | [`status_text`] |
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
 //! | probing a peer that may have restarted | [`liveness`] |
@@ -59,6 +60,7 @@ pub mod packet_builder;
 pub mod packet_keys;
 pub mod rates;
 pub mod state;
+pub mod status_text;
 pub mod timers;
 
 mod recovery;
@@ -85,6 +87,7 @@ use crate::time::Timestamp;
 use crate::wire::control::{ConnectOk, ConnectionClosed, ControlMessage};
 use handshake::Handshake;
 use lanes::{Carried, RecvLanes, SendLanes};
+pub use lanes::{Framing, MAX_LANES};
 use state::{Dialing, State};
 
 pub use lanes::LANES;
@@ -115,6 +118,8 @@ pub struct ConnectionConfig {
     pub timeout: Duration,
     /// Time allowed to establish the connection (`timeoutInitial`).
     pub timeout_initial: Duration,
+    /// How messages map to lanes: the messages model's channel prefix, or raw lanes.
+    pub framing: Framing,
 }
 
 impl Default for ConnectionConfig {
@@ -124,10 +129,30 @@ impl Default for ConnectionConfig {
             send_buffer: 512 * 1024,
             nagle: Duration::from_micros(5000),
             rate_min: 262_144,
-            rate_max: 262_144,
+            rate_max: crate::config::DEFAULT_RATE_MAX as u64,
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
+            framing: Framing::Messages,
+        }
+    }
+}
+
+impl ConnectionConfig {
+    /// The connection settings an endpoint configuration implies, with `framing`.
+    pub fn from_config(c: &crate::config::Config, framing: Framing) -> Self {
+        let us = |v: i64| u64::try_from(v).unwrap_or(0);
+        ConnectionConfig {
+            mtu: usize::try_from(c.mtu_packet_size).unwrap_or(1300),
+            send_buffer: usize::try_from(c.send_buffer_size).unwrap_or(0),
+            nagle: Duration::from_micros(us(c.nagle_time)),
+            rate_min: us(c.send_rate_min),
+            rate_max: us(c.send_rate_max),
+            max_message: usize::try_from(c.recv_max_message_size)
+                .unwrap_or(crate::config::MAX_MESSAGE_SIZE),
+            timeout: Duration::from_millis(us(c.timeout_connected)),
+            timeout_initial: Duration::from_millis(us(c.timeout_initial)),
+            framing,
         }
     }
 }
@@ -166,6 +191,8 @@ pub struct ConnectionStats {
     pub packets_acked: u64,
     /// Datagrams that failed authentication (forged, damaged or for another session).
     pub packets_unauthenticated: u64,
+    /// Datagrams dropped as replays: a packet number seen before, or older than the window.
+    pub packets_replayed: u64,
 }
 
 /// Why [`Connection::send`] refused a message.
@@ -347,7 +374,7 @@ impl Connection {
             meter: rates::RateMeter::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,
-            send: SendLanes::default(),
+            send: SendLanes::new(cfg.framing),
             nagle_deadline: None,
             pacing_wake: None,
             window_blocked: false,
@@ -357,7 +384,7 @@ impl Connection {
             pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
             replay: ReplayWindow::new(1),
             acks: AckRanges::new(1),
-            recv: RecvLanes::default(),
+            recv: RecvLanes::new(cfg.framing),
             recv_blocked: false,
             last_heard: None,
             last_data: now,
@@ -478,9 +505,9 @@ impl Connection {
         self.recv_blocked = blocked;
     }
 
-    /// Queues a message for `channel`. `no_nagle` sends it without waiting for more data.
-    /// The payload is copied only once the message is accepted, so a refused send costs no
-    /// copy.
+    /// Queues a message for `channel` (with the raw framing: for lane `channel`). `no_nagle`
+    /// sends it without waiting for more data. The payload is copied only once the message is
+    /// accepted, so a refused send costs no copy.
     pub fn send(
         &mut self,
         now: Timestamp,
@@ -511,6 +538,12 @@ impl Connection {
         let deadline = if no_nagle { now } else { now + self.cfg.nagle };
         self.nagle_deadline = Some(self.nagle_deadline.map_or(deadline, |d| d.min(deadline)));
         Ok(number)
+    }
+
+    /// Sets the send lanes' priorities and weights (Steam's `ConfigureConnectionLanes`;
+    /// the caller checks the values): lane `i` gets `schedule[i]`.
+    pub fn configure_lanes(&mut self, schedule: Vec<(i32, u16)>) {
+        self.send.configure(schedule);
     }
 
     /// Sends what Nagle holds now.

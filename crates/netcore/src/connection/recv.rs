@@ -53,6 +53,7 @@ impl Connection {
             return false;
         };
         if self.replay.check(pn) != Verdict::New {
+            self.stats.packets_replayed += 1;
             return false;
         }
         let Some(link) = self.state.link_mut() else {

@@ -61,6 +61,14 @@ impl ConnectionState {
         ("Linger", -2),
         ("Dead", -3),
     ];
+
+    /// Steam's name for the state.
+    pub fn name(self) -> &'static str {
+        Self::NAMED
+            .iter()
+            .find(|(_, c)| *c == self.code())
+            .map_or("?", |(n, _)| *n)
+    }
 }
 
 /// The peer's connection id and the session keys: what a connection has once the handshake

@@ -52,6 +52,11 @@ impl Connection {
         self.send.buffered_bytes()
     }
 
+    /// Reliable bytes queued again so far because the packet carrying them was lost.
+    pub fn reliable_bytes_resent(&self) -> u64 {
+        self.send.requeued_bytes()
+    }
+
     /// Roughly how long a message queued now would wait before its first byte leaves.
     pub fn queue_time(&self) -> Duration {
         let rate = self.pacer.rate().max(1);

@@ -110,6 +110,9 @@ pub struct VerifiedCert {
     pub identity: Option<Identity>,
     /// The trusted CA key that signed it; `None` for an unauthenticated certificate.
     pub ca_key_id: Option<u64>,
+    /// Why an unauthenticated certificate proves nothing (`is not signed by a CA`, `is
+    /// signed by CA key id N, which is not in trustedCAs`, ...), for error messages.
+    pub unproven: Option<String>,
 }
 
 impl VerifiedCert {
@@ -145,16 +148,19 @@ pub fn verify(
         .ok_or_else(|| CryptoError::BadCert("no certificate".into()))?;
 
     let mut ca_key_id = None;
+    let mut unproven = None;
     if signed.ca_signature.is_some() {
         match check_ca_signature(signed, bytes, policy, now_unix) {
             Ok(id) => ca_key_id = Some(id),
             Err(e) if !policy.allow_unsigned => return Err(e),
-            Err(_) => {}
+            Err(e) => unproven = Some(e.to_string()),
         }
     } else if !policy.allow_unsigned {
         return Err(CryptoError::Untrusted(
             "certificate is not CA-signed".into(),
         ));
+    } else {
+        unproven = Some("certificate is not CA-signed".into());
     }
 
     let cert =
@@ -203,7 +209,21 @@ pub fn verify(
         key,
         identity,
         ca_key_id,
+        unproven,
     })
+}
+
+/// The key ids of the trusted CAs, for messages (`none` when there are none).
+pub fn trusted_ids(policy: &TrustPolicy) -> String {
+    if policy.trusted_cas.is_empty() {
+        return "none".into();
+    }
+    policy
+        .trusted_cas
+        .iter()
+        .map(|k| k.key_id().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Step 2 of [`verify`]: returns the CA key id if the signature is trusted and current.
@@ -221,7 +241,12 @@ fn check_ca_signature(
         .trusted_cas
         .iter()
         .find(|k| k.key_id() == id)
-        .ok_or_else(|| CryptoError::Untrusted(format!("CA key {id} is not trusted")))?;
+        .ok_or_else(|| {
+            CryptoError::Untrusted(format!(
+                "certificate is signed by CA key id {id}, which is not in trustedCAs (trusted: {})",
+                trusted_ids(policy)
+            ))
+        })?;
     ca.verify(bytes, signed.ca_signature.as_deref().unwrap_or_default())?;
     let cert =
         Certificate::decode(bytes).map_err(|e| CryptoError::BadCert(format!("protobuf: {e}")))?;

@@ -48,7 +48,7 @@ impl From<CryptoError> for Refusal {
 }
 
 /// An endpoint's long-lived security material and policy.
-#[cfg_attr(any(test, fuzzing), derive(Clone))]
+#[derive(Clone)]
 pub struct LocalSecurity {
     key: IdentityKey,
     cert: CertificateSigned,
@@ -199,9 +199,15 @@ impl LocalSecurity {
         if self.policy.allow_unsigned {
             return Ok(Identity::Ip(normalize(from)));
         }
+        let why = verified
+            .unproven
+            .as_deref()
+            .unwrap_or("certificate is not CA-signed");
         Err(Refusal {
             end_reason: EndReason::RemoteBadCert,
-            debug: "peer has no certificate from a trusted CA".into(),
+            debug: format!(
+                "peer has no certificate from a trusted CA ({why}); allowUnauthenticated is false, and trustedCAs decides which CAs count"
+            ),
         })
     }
 }
@@ -290,6 +296,16 @@ impl ClientOffer {
         let peer = sec.peer_identity(&verified, from)?;
         if let Some(want) = expected {
             if &peer != want {
+                if let Some(why) = &verified.unproven {
+                    // The name may be right, but nothing we trust vouches for it: say which
+                    // CA signed it and where trust is decided.
+                    return Err(Refusal {
+                        end_reason: EndReason::RemoteBadCert,
+                        debug: format!(
+                            "{want} did not prove its name: {why}; trustedCAs decides which CAs prove names"
+                        ),
+                    });
+                }
                 return Err(CryptoError::WrongIdentity {
                     cert: peer.to_string(),
                     expected: want.to_string(),

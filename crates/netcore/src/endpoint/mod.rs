@@ -65,6 +65,20 @@ const MAX_TOUCHED_PER_CONNECTION: usize = 2;
 /// Endpoint-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct EndpointStats {
+    /// Datagrams received (every one handed to [`Endpoint::handle_datagram`]).
+    pub datagrams_received: u64,
+    /// Their bytes (UDP payload).
+    pub bytes_received: u64,
+    /// Datagrams sent (every one [`Endpoint::poll_transmit`] handed out).
+    pub datagrams_sent: u64,
+    /// Their bytes (UDP payload).
+    pub bytes_sent: u64,
+    /// Data packets for a live connection that failed authentication (forged, damaged, or
+    /// sealed for another session): dropped before they change anything.
+    pub dropped_unauthenticated: u64,
+    /// Data packets dropped as replays (a packet number seen before, or older than the
+    /// replay window).
+    pub dropped_replayed: u64,
     /// Datagrams that did not parse.
     pub dropped_malformed: u64,
     /// Connect requests refused because the connection table was full.
@@ -122,6 +136,21 @@ impl ConnectionHandle {
     /// The endpoint-wide serial number: unique among the endpoint's connections, ever.
     pub fn serial(self) -> u64 {
         self.serial
+    }
+}
+
+impl EndpointStats {
+    /// Adds `other`'s counters to these (for an instance with several endpoints).
+    pub fn add(&mut self, other: &EndpointStats) {
+        self.dropped_malformed += other.dropped_malformed;
+        self.dropped_table_full += other.dropped_table_full;
+        self.dropped_by_connection += other.dropped_by_connection;
+        self.dropped_unknown_connection += other.dropped_unknown_connection;
+        self.dropped_bad_challenge += other.dropped_bad_challenge;
+        self.challenges_answered += other.challenges_answered;
+        self.dropped_bad_crypto += other.dropped_bad_crypto;
+        self.rate_limited_source += other.rate_limited_source;
+        self.rate_limited_global += other.rate_limited_global;
     }
 }
 
@@ -337,10 +366,12 @@ impl Endpoint {
             Verdict::Allow => true,
             Verdict::SourceLimited => {
                 self.stats.rate_limited_source += 1;
+                tracing::debug!(%from, "no answer to an unknown source: its rate limit is spent");
                 false
             }
             Verdict::GlobalLimited => {
                 self.stats.rate_limited_global += 1;
+                tracing::debug!(%from, "no answer to an unknown source: the endpoint-wide rate limit is spent");
                 false
             }
         }
@@ -479,6 +510,7 @@ impl Endpoint {
             return;
         };
         if let Some(change) = slot.conn.take_state_change() {
+            log_change(&slot.conn, h, change.old, change.new);
             if let Some(remote_id) = slot.conn.remote_id() {
                 self.by_remote
                     .entry((slot.conn.remote(), remote_id))
@@ -620,6 +652,8 @@ impl Endpoint {
         out: &mut Vec<InMessage>,
     ) -> Option<ConnectionHandle> {
         let before = out.len();
+        self.stats.datagrams_received += 1;
+        self.stats.bytes_received += data.len() as u64;
         let rng = &mut self.rng;
         self.key.rotate_if_due(now, || {
             let mut fresh = [0u8; 16];
@@ -630,13 +664,15 @@ impl Endpoint {
             Ok(Lead::Data) => self.handle_data(now, from, data, out),
             Ok(Lead::Control(_)) => match ControlMessage::decode(data) {
                 Ok(msg) => self.handle_control(now, from, msg),
-                Err(_) => {
+                Err(e) => {
                     self.stats.dropped_malformed += 1;
+                    tracing::debug!(%from, len = data.len(), error = %e, "malformed control message dropped");
                     (None, false)
                 }
             },
-            Err(_) => {
+            Err(e) => {
                 self.stats.dropped_malformed += 1;
+                tracing::debug!(%from, len = data.len(), error = %e, "malformed datagram dropped");
                 (None, false)
             }
         };
@@ -678,9 +714,21 @@ impl Endpoint {
             self.stats.dropped_by_connection += 1;
             return (Some(id), false);
         }
+        let (unauthenticated, replayed) = {
+            let s = conn.stats();
+            (s.packets_unauthenticated, s.packets_replayed)
+        };
         let taken = conn.handle_datagram(now, data, out);
         if !taken {
+            let s = conn.stats();
             self.stats.dropped_by_connection += 1;
+            self.stats.dropped_unauthenticated += s.packets_unauthenticated - unauthenticated;
+            self.stats.dropped_replayed += s.packets_replayed - replayed;
+            tracing::trace!(
+                conn = id,
+                %from,
+                "data packet dropped by its connection (duplicate, unauthenticated, refused by back-pressure or malformed frames)"
+            );
         }
         (Some(id), taken)
     }
@@ -942,6 +990,7 @@ impl Endpoint {
                 }
                 if replaced.is_none() && self.conns.len() >= MAX_CONNECTIONS {
                     self.stats.dropped_table_full += 1;
+                    tracing::warn!(%from, max = MAX_CONNECTIONS, "connect request refused: the connection table is full");
                     return (None, false);
                 }
                 self.new_id()
@@ -965,6 +1014,12 @@ impl Endpoint {
             Err(refusal) => {
                 // Keep nothing; tell the client why, so it fails at once with the reason.
                 self.stats.dropped_bad_crypto += 1;
+                tracing::info!(
+                    %from,
+                    reason = refusal.end_reason.code(),
+                    detail = %refusal.debug,
+                    "connect request refused"
+                );
                 self.reply(
                     from,
                     ControlMessage::ConnectionClosed(ConnectionClosed {
@@ -1008,6 +1063,12 @@ impl Endpoint {
         buf: &mut Vec<u8>,
         mut send: impl FnMut(SocketAddr, &[u8]),
     ) {
+        let stats = &mut self.stats;
+        let mut send = |to: SocketAddr, d: &[u8]| {
+            stats.datagrams_sent += 1;
+            stats.bytes_sent += d.len() as u64;
+            send(to, d);
+        };
         for (to, d) in self.control_out.drain(..) {
             send(to, &d);
         }
@@ -1103,6 +1164,28 @@ fn touch<'a>(
         timers.remove(id);
     }
     Some(&mut slot.conn)
+}
+
+/// The debug log's line for a connection's state change (Steam logs these at its `Msg`
+/// level; a failure is a warning).
+fn log_change(c: &Connection, h: ConnectionHandle, old: ConnectionState, new: ConnectionState) {
+    let (conn, remote, peer) = (h.id, c.remote(), c.peer());
+    match new {
+        ConnectionState::Connected => {
+            tracing::info!(conn, %remote, %peer, "connection established");
+        }
+        ConnectionState::ClosedByPeer => {
+            let end = c.end().map(ToString::to_string).unwrap_or_default();
+            tracing::info!(conn, %remote, %peer, %end, "connection closed by the peer");
+        }
+        ConnectionState::ProblemDetectedLocally => {
+            let end = c.end().map(ToString::to_string).unwrap_or_default();
+            tracing::warn!(conn, %remote, %peer, %end, "connection failed");
+        }
+        _ => {
+            tracing::debug!(conn, %remote, from = old.name(), to = new.name(), "connection state changed");
+        }
+    }
 }
 
 #[cfg(test)]

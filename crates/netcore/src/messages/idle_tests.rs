@@ -13,6 +13,7 @@ use super::Messages;
 use crate::config::Config;
 use crate::endpoint::EndpointSetup;
 use crate::identity::Identity;
+use crate::sim::pair::Hub;
 use crate::time::Timestamp;
 
 const IDLE_MS: i64 = 1_500;
@@ -45,27 +46,12 @@ fn names(m: &Messages) -> BTreeSet<String> {
     m.sessions.keys().map(|p| format!("{p:?}")).collect()
 }
 
-/// Delivers everything in flight between `hub` (at `addr(0)`) and the peers.
-fn exchange(hub: &mut Messages, peers: &mut [Messages], now: Timestamp) {
-    let mut buf = Vec::new();
+/// Delivers everything in flight between the hub's centre and its peers; peers accept every
+/// session request they see.
+fn exchange(hub: &mut Hub<Messages, Messages>) {
     for _ in 0..3 {
-        let mut to_peers = Vec::new();
-        hub.poll_transmit(now, &mut buf, |to, d| to_peers.push((to, d.to_vec())));
-        for (to, d) in to_peers {
-            let k = match to.ip() {
-                std::net::IpAddr::V4(ip) => ip.octets()[3],
-                std::net::IpAddr::V6(_) => continue,
-            };
-            if let Some(p) = peers.get_mut(usize::from(k).wrapping_sub(1)) {
-                p.handle_datagram(now, addr(0), &d);
-            }
-        }
-        for (i, p) in peers.iter_mut().enumerate() {
-            let mut out = Vec::new();
-            p.poll_transmit(now, &mut buf, |_, d| out.push(d.to_vec()));
-            for d in out {
-                hub.handle_datagram(now, addr(i as u8 + 1), &d);
-            }
+        hub.round();
+        for (_, p) in hub.peers.iter_mut() {
             while let Some(e) = p.poll_event() {
                 if let super::Event::SessionRequest(id) = e {
                     p.accept(&id);
@@ -81,36 +67,47 @@ fn run(seed: u64) {
         messages_session_idle_timeout: IDLE_MS,
         ..Config::default()
     };
-    let mut hub = Messages::new(cfg.clone(), EndpointSetup::for_tests(200));
-    let mut peers: Vec<Messages> = (1..=PEERS)
-        .map(|k| Messages::new(Config::default(), EndpointSetup::for_tests(k)))
+    let peers: Vec<(SocketAddr, Messages)> = (1..=PEERS)
+        .map(|k| {
+            (
+                addr(k),
+                Messages::new(Config::default(), EndpointSetup::for_tests(k)),
+            )
+        })
         .collect();
-    let mut now = Timestamp::from_micros(1_000_000);
+    let mut net = Hub::new(
+        Messages::new(cfg.clone(), EndpointSetup::for_tests(200)),
+        addr(0),
+        peers,
+    );
+    let mut now = net.now;
     let mut closed_by_idle = 0;
     for step in 0..3_000 {
         let k = (rng.next_u32() % u32::from(PEERS)) as u8 + 1;
         let peer = Identity::Ip(addr(k));
         match rng.next_u32() % 10 {
             0..=2 => {
-                let p = &mut peers[usize::from(k - 1)];
+                let p = &mut net.peers[usize::from(k - 1)].1;
                 let _ = p.send(now, &Identity::Ip(addr(0)), None, b"hi", 8, 0);
             }
             3 => {
-                let _ = hub.send(now, &peer, None, b"yo", 8, 0);
+                let _ = net.center.send(now, &peer, None, b"yo", 8, 0);
             }
             4..=5 => {
-                hub.receive(0, (rng.next_u32() % 3) as usize);
+                net.center.receive(0, (rng.next_u32() % 3) as usize);
             }
             6 => {
                 if rng.next_u32() % 4 == 0 {
-                    hub.close_session(&peer);
+                    net.center.close_session(&peer);
                 }
             }
             _ => {
                 now += Duration::from_millis(u64::from(rng.next_u32() % 700));
             }
         }
-        exchange(&mut hub, &mut peers, now);
+        net.now = now;
+        exchange(&mut net);
+        let hub = &mut net.center;
         while let Some(e) = hub.poll_event() {
             if let super::Event::SessionRequest(id) = e {
                 hub.accept(&id);
@@ -118,16 +115,16 @@ fn run(seed: u64) {
         }
         // The hub's timers run at `now` (possibly later than the reported deadline, as a
         // busy driver would).
-        let (expired, earliest) = brute_force(&hub, now);
+        let (expired, earliest) = brute_force(hub, now);
         if let (Some(reported), Some(earliest)) = (hub.poll_timeout(), earliest) {
             assert!(
                 reported <= earliest,
                 "seed {seed} step {step}: wake-up too late"
             );
         }
-        let before = names(&hub);
+        let before = names(hub);
         hub.handle_timeout(now);
-        let after = names(&hub);
+        let after = names(hub);
         let closed: BTreeSet<String> = before.difference(&after).cloned().collect();
         assert_eq!(closed, expired, "seed {seed} step {step}");
         closed_by_idle += closed.len();

@@ -10,6 +10,7 @@
 //! sessions that may have expired (`idle_queue`), so a wake-up costs the same with ten
 //! sessions as with ten thousand.
 
+pub mod backlog;
 pub mod idle_queue;
 
 use std::collections::{BTreeSet, VecDeque};
@@ -19,12 +20,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
-use crate::connection::{ConnectionConfig, InMessage, SendError};
+use crate::connection::{ConnectionConfig, Framing, InMessage, SendError};
 use crate::end_reason::{End, EndReason};
 use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup, EndpointStats};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
+use backlog::{Backlog, ChannelBacklog};
 use idle_queue::IdleQueue;
 
 pub use crate::connection::ConnectionState;
@@ -66,6 +68,28 @@ pub enum Event {
         /// Why.
         end: End,
     },
+    /// The peer closed the session politely (it closed it, or its endpoint closed).
+    SessionClosed {
+        /// The peer.
+        peer: Identity,
+        /// Where it was.
+        remote: SocketAddr,
+        /// The peer's reason.
+        end: End,
+    },
+    /// A session's receive backlog reached `recvBufferMessages` / `recvBufferSize`: its
+    /// connection refuses new reliable data (unacknowledged, so nothing is lost) until the
+    /// application reads. `backlog` names the channel holding the most unread messages, or
+    /// `channel: None` when the session is not accepted yet. Posted once per stall, and again when an accept turns a stall on held messages into one on a channel.
+    ReceiveBlocked {
+        /// The peer.
+        peer: Identity,
+        /// What holds it.
+        backlog: Backlog,
+    },
+    /// A session that refused a send with `LimitExceeded` has room again: its unsent bytes
+    /// fell to half of `sendBufferSize` or below.
+    Writable(Identity),
 }
 
 /// A snapshot of one session for status calls.
@@ -105,6 +129,26 @@ pub struct SessionInfo {
     pub packets_received: u64,
     /// Bytes received.
     pub bytes_received: u64,
+    /// Ack-eliciting packets acknowledged by the peer.
+    pub packets_acked: u64,
+    /// Datagrams from the peer dropped on arrival (duplicates, failed authentication,
+    /// back-pressure, malformed frames).
+    pub packets_dropped: u64,
+    /// Of those, datagrams that failed authentication.
+    pub packets_unauthenticated: u64,
+    /// Of those, replays (a packet number seen before or older than the window).
+    pub packets_replayed: u64,
+    /// Reliable bytes queued again because the packet carrying them was lost.
+    pub reliable_bytes_resent: u64,
+    /// Messages delivered to channel queues and not read yet (or held until accepted).
+    pub unread_messages: usize,
+    /// Their bytes.
+    pub unread_bytes: usize,
+    /// While the session's receive backlog is full: the channel holding the most unread
+    /// messages (or `channel: None` before acceptance).
+    pub receive_blocked: Option<Backlog>,
+    /// Unread messages per channel.
+    pub backlog: Vec<Backlog>,
 }
 
 #[derive(Debug)]
@@ -127,13 +171,22 @@ struct Session {
     /// Whether the idle queue holds an entry for this session (at most one). Only a session
     /// with unread messages may be out of it; it goes back in once they are read.
     idle_queued: bool,
+    /// Whether the backlog is at its limit (the connection refuses reliable data).
+    recv_blocked: bool,
+    /// Whether a send was refused for a full buffer and the application waits for room.
+    want_writable: bool,
+    /// Unread messages by channel.
+    backlog: ChannelBacklog,
 }
 
 /// Counters of the messages layer.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MessagesStats {
-    /// Messages dropped because the peer's receive buffer was full.
+    /// Unreliable messages dropped because the session's receive backlog was full
+    /// (reliable ones are never dropped: their packets are refused and resent).
     pub dropped_recv_full: u64,
+    /// Times a session's receive backlog filled up (each posts [`Event::ReceiveBlocked`]).
+    pub receive_stalls: u64,
 }
 
 /// The sessions and receive queues of one endpoint.
@@ -152,6 +205,8 @@ pub struct Messages {
     idle: IdleQueue,
     /// Serial of the last session created.
     last_serial: u64,
+    /// Sessions that refused a send for a full buffer, checked after each transmit.
+    writable_watch: Vec<Identity>,
 }
 
 impl Messages {
@@ -159,7 +214,10 @@ impl Messages {
     /// security material.
     pub fn new(config: Config, setup: EndpointSetup) -> Self {
         Messages {
-            endpoint: Endpoint::new(connection_config(&config), setup),
+            endpoint: Endpoint::new(
+                ConnectionConfig::from_config(&config, Framing::Messages),
+                setup,
+            ),
             config,
             sessions: Map::default(),
             by_conn: Map::default(),
@@ -169,6 +227,7 @@ impl Messages {
             stats: MessagesStats::default(),
             idle: IdleQueue::default(),
             last_serial: 0,
+            writable_watch: Vec::new(),
         }
     }
 
@@ -180,8 +239,13 @@ impl Messages {
     /// Replaces the configuration (already validated by [`Config::apply`]); it applies to
     /// existing sessions too.
     pub fn set_config(&mut self, now: Timestamp, config: Config) {
-        self.endpoint.set_config(now, connection_config(&config));
+        self.endpoint.set_config(
+            now,
+            ConnectionConfig::from_config(&config, Framing::Messages),
+        );
         self.config = config;
+        // A larger send buffer may have made room.
+        self.check_writable();
     }
 
     /// Counters so far.
@@ -260,7 +324,15 @@ impl Messages {
         let no_nagle = flags & send_flags::NO_NAGLE != 0;
         match c.send(now, channel, reliable, no_nagle, data) {
             Ok(_) => {}
-            Err(SendError::BufferFull) => return EResult::LimitExceeded,
+            Err(SendError::BufferFull) => {
+                if let Some(s) = self.sessions.get_mut(peer) {
+                    if !s.want_writable {
+                        s.want_writable = true;
+                        self.writable_watch.push(peer.clone());
+                    }
+                }
+                return EResult::LimitExceeded;
+            }
             Err(SendError::Closed) => return EResult::NoConnection,
         }
         if let Some(session) = self.sessions.get_mut(peer) {
@@ -325,10 +397,18 @@ impl Messages {
         s.channels.remove(&channel);
         let last = s.channels.is_empty();
         if let Some(q) = self.queues.get_mut(&channel) {
-            let before = q.len();
-            q.retain(|d| &d.peer != peer);
-            let purged = before - q.len();
+            let (mut purged, mut purged_bytes) = (0, 0);
+            q.retain(|d| {
+                let keep = &d.peer != peer;
+                if !keep {
+                    purged += 1;
+                    purged_bytes += d.msg.data.len();
+                }
+                keep
+            });
             s.unread = s.unread.saturating_sub(purged);
+            s.unread_bytes = s.unread_bytes.saturating_sub(purged_bytes);
+            s.backlog.remove(channel, purged, purged_bytes);
             s.requeue_if_read(peer, &mut self.idle);
         }
         if last {
@@ -394,6 +474,11 @@ impl Messages {
             // the limit (by at most one packet's worth), and back-pressure below stops more.
             if over && m.send_flags & send_flags::RELIABLE == 0 {
                 self.stats.dropped_recv_full += 1;
+                tracing::debug!(
+                    %peer,
+                    channel = m.channel,
+                    "unreliable message dropped: the session's receive backlog is full"
+                );
                 continue;
             }
             if session.accepted {
@@ -405,7 +490,6 @@ impl Messages {
         }
         self.scratch = msgs;
         let blocked = session.over_limit(max_msgs, max_bytes);
-        let conn = session.conn;
         let accepted = session.accepted;
         let due = !accepted
             && session
@@ -414,12 +498,110 @@ impl Messages {
         if due {
             session.last_request_posted = Some(now);
         }
-        if let Some(c) = self.endpoint.connection_mut(conn) {
-            c.set_recv_blocked(blocked);
-        }
+        Self::set_blocked(
+            session,
+            &peer,
+            blocked,
+            &mut self.endpoint,
+            &mut self.events,
+            &mut self.stats,
+        );
         if due {
+            tracing::debug!(%peer, "session request posted (accept it to receive its messages)");
             self.events.push_back(Event::SessionRequest(peer));
         }
+    }
+
+    /// Applies a session's receive block to its connection, and on a new stall tells the
+    /// application which backlog holds it.
+    fn set_blocked(
+        s: &mut Session,
+        peer: &Identity,
+        blocked: bool,
+        endpoint: &mut Endpoint,
+        events: &mut VecDeque<Event>,
+        stats: &mut MessagesStats,
+    ) {
+        if let Some(c) = endpoint.connection_mut(s.conn) {
+            c.set_recv_blocked(blocked);
+        }
+        if blocked == s.recv_blocked {
+            return;
+        }
+        s.recv_blocked = blocked;
+        if !blocked {
+            tracing::debug!(%peer, "session receives again: its backlog is below the limit");
+            return;
+        }
+        stats.receive_stalls += 1;
+        let backlog = s.blocking_backlog();
+        match backlog.channel {
+            Some(ch) => tracing::warn!(
+                %peer,
+                channel = ch,
+                unread = backlog.messages,
+                bytes = backlog.bytes,
+                "session stalled: channel {ch}'s unread messages fill its receive limit (recvBufferMessages / recvBufferSize); every channel of this peer waits until the application reads channel {ch}"
+            ),
+            None => tracing::warn!(
+                %peer,
+                held = backlog.messages,
+                bytes = backlog.bytes,
+                "session stalled: messages held until the session is accepted fill its receive limit; accept it (acceptSessionWithUser) or close it"
+            ),
+        }
+        events.push_back(Event::ReceiveBlocked {
+            peer: peer.clone(),
+            backlog,
+        });
+    }
+
+    /// Whether a send to `peer` has room now; if not, [`Event::Writable`] is posted once it
+    /// has. `None` when the session ended (a send returns `NoConnection`).
+    pub fn watch_writable(&mut self, peer: &Identity) -> Option<bool> {
+        let room_at = usize::try_from(self.config.send_buffer_size).unwrap_or(0) / 2;
+        let Some(s) = self.sessions.get_mut(peer) else {
+            // No session: a send opens one, with an empty buffer.
+            return Some(true);
+        };
+        let c = self.endpoint.connection(s.conn).filter(|c| !c.is_dead())?;
+        if c.queued_bytes() <= room_at {
+            return Some(true);
+        }
+        if !s.want_writable {
+            s.want_writable = true;
+            self.writable_watch.push(peer.clone());
+        }
+        Some(false)
+    }
+
+    /// Posts [`Event::Writable`] for sessions that refused a send and have room again
+    /// (unsent bytes at half of `sendBufferSize` or below); forgets those that are gone.
+    fn check_writable(&mut self) {
+        if self.writable_watch.is_empty() {
+            return;
+        }
+        let room_at = usize::try_from(self.config.send_buffer_size).unwrap_or(0) / 2;
+        let mut watch = std::mem::take(&mut self.writable_watch);
+        watch.retain(|peer| {
+            let Some(s) = self.sessions.get_mut(peer).filter(|s| s.want_writable) else {
+                return false;
+            };
+            match self.endpoint.connection(s.conn) {
+                Some(c) if !c.is_dead() && c.queued_bytes() > room_at => true,
+                Some(c) if !c.is_dead() => {
+                    s.want_writable = false;
+                    self.events.push_back(Event::Writable(peer.clone()));
+                    false
+                }
+                // Failed or gone: its failure (or close) is what the application hears.
+                _ => {
+                    s.want_writable = false;
+                    false
+                }
+            }
+        });
+        self.writable_watch = watch;
     }
 
     /// Whether every live connection has delivered all its reliable data (nothing queued,
@@ -430,6 +612,128 @@ impl Messages {
                 c.is_dead() || (c.queued_bytes() == 0 && c.unacked_reliable_bytes() == 0)
             })
         })
+    }
+
+    /// Messages waiting on `channel`.
+    pub fn queued(&self, channel: i32) -> usize {
+        self.queues.get(&channel).map_or(0, VecDeque::len)
+    }
+
+    /// The channels with messages waiting, in no particular order.
+    pub fn waiting_channels(&self) -> impl Iterator<Item = i32> + '_ {
+        self.queues
+            .iter()
+            .filter(|(_, q)| !q.is_empty())
+            .map(|(&ch, _)| ch)
+    }
+
+    /// Sessions by state: `(state, count)` for every state at least one session is in.
+    pub fn session_states(&self) -> Vec<(ConnectionState, usize)> {
+        let mut out: Vec<(ConnectionState, usize)> = Vec::new();
+        for s in self.sessions.values() {
+            let state = self
+                .endpoint
+                .connection(s.conn)
+                .map_or(ConnectionState::None, |c| c.state());
+            match out.iter_mut().find(|(st, _)| *st == state) {
+                Some(e) => e.1 += 1,
+                None => out.push((state, 1)),
+            }
+        }
+        out
+    }
+
+    /// Sessions whose receive backlog is at its limit right now.
+    pub fn blocked_sessions(&self) -> usize {
+        self.sessions.values().filter(|s| s.recv_blocked).count()
+    }
+
+    /// Messages waiting on every channel, all sessions together.
+    pub fn queued_total(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// Steam's detailed status text for the session with `peer`: its connection's figures
+    /// (see [`crate::connection::Connection::detailed_status`]), then the session's own.
+    pub fn detailed_status(&self, now: Timestamp, peer: &Identity) -> Option<String> {
+        let s = self.sessions.get(peer)?;
+        let mut out = String::with_capacity(1536);
+        match self.endpoint.connection(s.conn) {
+            Some(c) => c.write_detailed_status(now, &mut out),
+            None => out.push_str("No connection (it ended and is gone)\n"),
+        }
+        use crate::connection::status_text::{bytes, count};
+        use std::fmt::Write as _;
+        let _ = writeln!(out, "Session with {peer}:");
+        let _ = writeln!(
+            out,
+            "    {}; idle for {:.1} s (closes after messagesSessionIdleTimeout, {} ms)",
+            if s.accepted {
+                "accepted"
+            } else {
+                "not accepted yet: nothing is delivered until acceptSessionWithUser or a send"
+            },
+            now.saturating_since(s.last_used).as_secs_f64(),
+            self.config.messages_session_idle_timeout
+        );
+        let channels: Vec<String> = s.channels.iter().map(i32::to_string).collect();
+        let _ = writeln!(
+            out,
+            "    Channels used: {}",
+            if channels.is_empty() {
+                "none".to_owned()
+            } else {
+                channels.join(", ")
+            }
+        );
+        let (n, b) = s.backlog();
+        let _ = write!(
+            out,
+            "    Unread: {} messages, {}",
+            count(n as u64),
+            bytes(b as u64)
+        );
+        let mut per: Vec<Backlog> = s.backlog.channels().collect();
+        per.sort_by_key(|b| std::cmp::Reverse(b.messages));
+        if !per.is_empty() {
+            let list: Vec<String> = per
+                .iter()
+                .take(8)
+                .map(|b| {
+                    format!(
+                        "channel {}: {}",
+                        b.channel.unwrap_or(-1),
+                        count(b.messages as u64)
+                    )
+                })
+                .collect();
+            let _ = write!(out, " ({})", list.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "; limit {} messages / {}",
+            count(u64::try_from(self.config.recv_buffer_messages).unwrap_or(0)),
+            bytes(u64::try_from(self.config.recv_buffer_size).unwrap_or(0))
+        );
+        if s.recv_blocked {
+            let b = s.blocking_backlog();
+            match b.channel {
+                Some(ch) => {
+                    let _ = writeln!(
+                        out,
+                        "    STALLED: channel {ch}'s {} unread messages fill the receive limit; nothing more arrives from this peer on any channel until channel {ch} is read",
+                        count(b.messages as u64)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "    STALLED: messages held before acceptance fill the receive limit; accept or close the session"
+                    );
+                }
+            }
+        }
+        Some(out)
     }
 
     /// Closes every session politely (the endpoint is shutting down).
@@ -451,6 +755,7 @@ impl Messages {
             if let Some(s) = self.sessions.get_mut(&d.peer) {
                 s.unread = s.unread.saturating_sub(1);
                 s.unread_bytes = s.unread_bytes.saturating_sub(d.msg.data.len());
+                s.backlog.remove(channel, 1, d.msg.data.len());
                 s.requeue_if_read(&d.peer, &mut self.idle);
             }
         }
@@ -468,11 +773,16 @@ impl Messages {
                 continue;
             }
             last = Some(peer);
-            if let Some(s) = self.sessions.get(peer) {
+            if let Some(s) = self.sessions.get_mut(peer) {
                 let blocked = s.over_limit(max_msgs, max_bytes);
-                if let Some(c) = self.endpoint.connection_mut(s.conn) {
-                    c.set_recv_blocked(blocked);
-                }
+                Self::set_blocked(
+                    s,
+                    peer,
+                    blocked,
+                    &mut self.endpoint,
+                    &mut self.events,
+                    &mut self.stats,
+                );
             }
         }
     }
@@ -496,7 +806,17 @@ impl Messages {
         let s = self.sessions.get(peer)?;
         let conn = self.endpoint.connection(s.conn);
         let stats = conn.map(|c| c.stats()).unwrap_or_default();
+        let (unread_messages, unread_bytes) = s.backlog();
         Some(SessionInfo {
+            packets_acked: stats.packets_acked,
+            packets_dropped: stats.packets_dropped,
+            packets_unauthenticated: stats.packets_unauthenticated,
+            packets_replayed: stats.packets_replayed,
+            reliable_bytes_resent: conn.map_or(0, |c| c.reliable_bytes_resent()),
+            unread_messages,
+            unread_bytes,
+            receive_blocked: s.recv_blocked.then(|| s.blocking_backlog()),
+            backlog: s.backlog.channels().collect(),
             state: conn.map_or(ConnectionState::None, |c| c.state()),
             remote: conn.map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.remote()),
             accepted: s.accepted,
@@ -517,6 +837,14 @@ impl Messages {
         })
     }
 
+    /// A status snapshot of every session, in no particular order.
+    pub fn session_infos(&self) -> Vec<(Identity, SessionInfo)> {
+        self.sessions
+            .keys()
+            .filter_map(|p| Some((p.clone(), self.session_info(p)?)))
+            .collect()
+    }
+
     /// Calls `send` for every datagram ready to go.
     pub fn poll_transmit(
         &mut self,
@@ -525,6 +853,7 @@ impl Messages {
         send: impl FnMut(SocketAddr, &[u8]),
     ) {
         self.endpoint.poll_transmit(now, buf, send);
+        self.check_writable();
     }
 
     /// The next event for the application, if any.
@@ -537,7 +866,9 @@ impl Messages {
     /// for a session's connection that failed locally, once, in the order they happened.
     fn collect_endpoint_events(&mut self) {
         while let Some(e) = self.endpoint.poll_event() {
-            if e.new != ConnectionState::ProblemDetectedLocally {
+            if e.new != ConnectionState::ProblemDetectedLocally
+                && e.new != ConnectionState::ClosedByPeer
+            {
                 continue;
             }
             let Some(peer) = self.by_conn.get(&e.conn) else {
@@ -548,6 +879,12 @@ impl Messages {
             };
             if let Some(end) = c.failure() {
                 self.events.push_back(Event::SessionFailed {
+                    peer: peer.clone(),
+                    remote: c.remote(),
+                    end: end.clone(),
+                });
+            } else if let Some(end) = c.end().filter(|_| c.closed_by_peer().is_some()) {
+                self.events.push_back(Event::SessionClosed {
                     peer: peer.clone(),
                     remote: c.remote(),
                     end: end.clone(),
@@ -625,6 +962,7 @@ impl Messages {
             // is queued again once they are read.
         }
         for id in expired {
+            tracing::debug!(peer = %id, "session closed: idle for messagesSessionIdleTimeout");
             self.close_session(&id);
         }
     }
@@ -647,6 +985,14 @@ impl Messages {
         for m in std::mem::take(&mut s.held) {
             Self::deliver(s, peer, m, queues, events);
         }
+        if s.recv_blocked {
+            // Still stalled, now by a channel's unread messages rather than by the missing
+            // accept: say which.
+            events.push_back(Event::ReceiveBlocked {
+                peer: peer.clone(),
+                backlog: s.blocking_backlog(),
+            });
+        }
     }
 
     fn deliver(
@@ -658,6 +1004,7 @@ impl Messages {
     ) {
         s.unread += 1;
         s.unread_bytes += msg.data.len();
+        s.backlog.add(msg.channel, msg.data.len());
         let channel = msg.channel;
         let q = queues.entry(channel).or_default();
         if q.is_empty() {
@@ -667,21 +1014,6 @@ impl Messages {
             peer: peer.clone(),
             msg,
         });
-    }
-}
-
-/// The connection settings an endpoint configuration implies.
-fn connection_config(c: &Config) -> ConnectionConfig {
-    let us = |v: i64| u64::try_from(v).unwrap_or(0);
-    ConnectionConfig {
-        mtu: usize::try_from(c.mtu_packet_size).unwrap_or(1300),
-        send_buffer: usize::try_from(c.send_buffer_size).unwrap_or(0),
-        nagle: Duration::from_micros(us(c.nagle_time)),
-        rate_min: us(c.send_rate_min),
-        rate_max: us(c.send_rate_max),
-        max_message: usize::try_from(c.recv_max_message_size).unwrap_or(MAX_MESSAGE_SIZE),
-        timeout: Duration::from_millis(us(c.timeout_connected)),
-        timeout_initial: Duration::from_millis(us(c.timeout_initial)),
     }
 }
 
@@ -698,6 +1030,23 @@ impl Session {
     fn over_limit(&self, max_msgs: usize, max_bytes: usize) -> bool {
         let (count, bytes) = self.backlog();
         count >= max_msgs || bytes >= max_bytes
+    }
+
+    /// What holds a blocked session: the channel with the most unread messages, or the
+    /// messages held before acceptance.
+    fn blocking_backlog(&self) -> Backlog {
+        if !self.accepted {
+            return Backlog {
+                channel: None,
+                messages: self.held.len(),
+                bytes: self.held_bytes,
+            };
+        }
+        self.backlog.largest().unwrap_or(Backlog {
+            channel: None,
+            messages: self.unread,
+            bytes: self.unread_bytes,
+        })
     }
 
     /// A session on connection `conn` first used at `now`, queued for the idle timeout.
@@ -727,6 +1076,9 @@ impl Session {
             channels: BTreeSet::new(),
             serial,
             idle_queued: true,
+            recv_blocked: false,
+            want_writable: false,
+            backlog: ChannelBacklog::default(),
         }
     }
 
@@ -881,6 +1233,212 @@ mod tests {
         let size = std::mem::size_of::<Session>();
         println!("Session: {size} B");
         assert!(size <= 160, "{size}");
+    }
+
+    fn events(m: &mut Messages) -> Vec<Event> {
+        std::iter::from_fn(|| m.poll_event()).collect()
+    }
+
+    #[test]
+    fn an_unread_channel_stalls_the_session_and_the_event_names_it() {
+        let cfg = Config {
+            recv_buffer_messages: 10,
+            ..Config::default()
+        };
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(cfg, EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
+        for i in 0..30u8 {
+            assert_eq!(p.a.send(t, &ip(B), None, &[i], 8, 5), EResult::Ok);
+        }
+        pump(&mut p);
+        // Sent once the session is stalled: it waits behind channel 5.
+        assert_eq!(p.a.send(p.now, &ip(B), None, b"ch0", 8, 0), EResult::Ok);
+        pump(&mut p);
+        let blocked: Vec<_> = events(&mut p.b)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::ReceiveBlocked { peer, backlog } => Some((peer, backlog)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(blocked.len(), 1, "one event per stall");
+        let (peer, backlog) = &blocked[0];
+        assert_eq!(peer, &ip(A));
+        assert_eq!(backlog.channel, Some(5));
+        assert!(backlog.messages >= 10, "{backlog:?}");
+        let info = p.b.session_info(&ip(A)).unwrap();
+        assert_eq!(info.receive_blocked.map(|b| b.channel), Some(Some(5)));
+        assert_eq!(p.b.stats().receive_stalls, 1);
+        assert_eq!(p.b.blocked_sessions(), 1);
+        assert!(
+            p.b.receive(0, 10).is_empty(),
+            "channel 0 waits behind channel 5"
+        );
+        let text = p.b.detailed_status(p.now, &ip(A)).unwrap();
+        assert!(text.contains("STALLED: channel 5"), "{text}");
+        // Reading channel 5 lets everything through, nothing lost.
+        let mut got5 = Vec::new();
+        let mut got0 = Vec::new();
+        for _ in 0..20 {
+            got5.extend(p.b.receive(5, 100).into_iter().map(|d| d.msg.data[0]));
+            got0.extend(p.b.receive(0, 100));
+            p.now += Duration::from_millis(300);
+            p.run_timers();
+            p.rounds(5);
+        }
+        assert_eq!(got5, (0..30).collect::<Vec<u8>>());
+        assert_eq!(got0.len(), 1);
+        assert!(p.b.session_info(&ip(A)).unwrap().receive_blocked.is_none());
+        assert_eq!(p.b.blocked_sessions(), 0);
+    }
+
+    #[test]
+    fn a_session_not_accepted_stalls_with_no_channel_named() {
+        let cfg = Config {
+            recv_buffer_messages: 4,
+            ..Config::default()
+        };
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(cfg, EndpointSetup::for_tests(2)),
+        );
+        for _ in 0..8 {
+            p.a.send(Timestamp::ZERO, &ip(B), None, b"m", 8, 3);
+        }
+        pump(&mut p);
+        let backlog = events(&mut p.b).into_iter().find_map(|e| match e {
+            Event::ReceiveBlocked { backlog, .. } => Some(backlog),
+            _ => None,
+        });
+        assert_eq!(backlog.map(|b| b.channel), Some(None));
+        // Accepted, the session is still stalled, now by channel 3's unread messages.
+        assert!(p.b.accept(&ip(A)));
+        let backlog = events(&mut p.b).into_iter().find_map(|e| match e {
+            Event::ReceiveBlocked { backlog, .. } => Some(backlog),
+            _ => None,
+        });
+        assert_eq!(backlog.map(|b| b.channel), Some(Some(3)));
+    }
+
+    #[test]
+    fn writable_follows_a_refused_send_once_the_buffer_drains() {
+        let cfg = Config {
+            send_buffer_size: 4000,
+            ..Config::default()
+        };
+        let mut p = pair(
+            Messages::new(cfg, EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        assert_eq!(p.a.watch_writable(&ip(B)), Some(true), "no session: room");
+        assert_eq!(p.a.send(t, &ip(B), None, &[0; 3000], 8, 0), EResult::Ok);
+        assert_eq!(
+            p.a.send(t, &ip(B), None, &[0; 3000], 8, 0),
+            EResult::LimitExceeded
+        );
+        assert_eq!(p.a.watch_writable(&ip(B)), Some(false));
+        assert!(!events(&mut p.a).contains(&Event::Writable(ip(B))));
+        pump(&mut p);
+        let evs = events(&mut p.a);
+        assert_eq!(
+            evs.iter().filter(|e| **e == Event::Writable(ip(B))).count(),
+            1,
+            "{evs:?}"
+        );
+        assert_eq!(p.a.watch_writable(&ip(B)), Some(true));
+    }
+
+    #[test]
+    fn the_peer_closing_posts_session_closed_not_failed() {
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.a.send(t, &ip(B), None, b"x", 8, 0);
+        p.b.send(t, &ip(A), None, b"y", 8, 0);
+        pump(&mut p);
+        events(&mut p.a);
+        assert!(p.b.close_session(&ip(A)));
+        pump(&mut p);
+        let evs = events(&mut p.a);
+        assert!(
+            evs.iter()
+                .any(|e| matches!(e, Event::SessionClosed { peer, end, .. }
+                if peer == &ip(B) && end.reason == END_SESSION_CLOSED)),
+            "{evs:?}"
+        );
+        assert!(!evs.iter().any(|e| matches!(e, Event::SessionFailed { .. })));
+        assert_eq!(p.a.watch_writable(&ip(B)), None, "the session ended");
+    }
+
+    #[test]
+    fn counters_and_status_text_cover_both_directions() {
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.a.send(t, &ip(B), None, b"x", 8, 4);
+        p.b.send(t, &ip(A), None, b"y", 8, 4);
+        pump(&mut p);
+        let e = p.a.endpoint_stats();
+        assert!(e.datagrams_sent >= 2 && e.datagrams_received >= 2, "{e:?}");
+        assert!(e.bytes_sent > e.datagrams_sent && e.bytes_received > e.datagrams_received);
+        assert_eq!(p.a.session_states(), vec![(ConnectionState::Connected, 1)]);
+        let text = p.a.detailed_status(p.now, &ip(B)).unwrap();
+        for want in [
+            "with ip:127.0.0.1:2000 at 127.0.0.1:2000: connected",
+            "Current rates",
+            "Lifetime totals",
+            "Session with ip:127.0.0.1:2000",
+            "Channels used: 4",
+        ] {
+            assert!(text.contains(want), "{want:?} in\n{text}");
+        }
+        assert!(p.a.detailed_status(p.now, &ip("127.0.0.1:9")).is_none());
+    }
+
+    #[test]
+    fn replayed_and_forged_packets_are_counted_by_the_endpoint() {
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(Config::default(), EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.a.send(t, &ip(B), None, b"x", 8, 0);
+        p.b.send(t, &ip(A), None, b"y", 8, 0);
+        pump(&mut p);
+        let now = p.now + Duration::from_millis(1);
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        for i in 0..2u8 {
+            p.a.send(now, &ip(B), None, &[i], 9, 0);
+            p.a.poll_transmit(now, &mut buf, |_, d| out.push(d.to_vec()));
+        }
+        assert!(out.len() >= 2, "{}", out.len());
+        let from: SocketAddr = A.parse().unwrap();
+        let before = p.b.endpoint_stats();
+        p.b.handle_datagram(now, from, &out[0]);
+        p.b.handle_datagram(now, from, &out[0]);
+        let mut forged = out[1].clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 0x55;
+        p.b.handle_datagram(now, from, &forged);
+        let after = p.b.endpoint_stats();
+        assert_eq!(after.dropped_replayed - before.dropped_replayed, 1);
+        assert_eq!(
+            after.dropped_unauthenticated - before.dropped_unauthenticated,
+            1
+        );
+        assert_eq!(after.datagrams_received - before.datagrams_received, 3);
+        let s = p.b.session_info(&ip(A)).unwrap();
+        assert_eq!((s.packets_replayed, s.packets_unauthenticated), (1, 1));
     }
 
     #[test]

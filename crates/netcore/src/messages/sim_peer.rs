@@ -125,7 +125,10 @@ impl Peer {
                     self.m.accept(&id);
                 }
                 Event::SessionFailed { .. } => self.failures.push((now, e)),
-                Event::MessagesWaiting(_) => {}
+                Event::MessagesWaiting(_)
+                | Event::SessionClosed { .. }
+                | Event::ReceiveBlocked { .. }
+                | Event::Writable(_) => {}
             }
         }
         let batch = match self.reading {

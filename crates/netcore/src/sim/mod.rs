@@ -29,5 +29,5 @@ pub use network::{
     MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_DATAGRAMS, MAX_LINKS, MAX_POLLS_PER_WAKE,
 };
 pub use node::SimNode;
-pub use pair::{EndpointNode, Pair, Wired};
+pub use pair::{EndpointNode, Hub, Pair, Wired};
 pub use trace::{digest, TraceEvent, TraceKind};

@@ -312,3 +312,80 @@ impl Pair<EndpointNode, EndpointNode> {
         (p, ha, hb)
     }
 }
+
+/// One node at the centre and many at their own addresses around it, each wired only to the
+/// centre: a server and its clients. A round hands everything the centre sends to the peer at
+/// its destination, then everything each peer sends to the centre, at the same instant.
+pub struct Hub<NC: Wired, NP: Wired> {
+    /// The centre.
+    pub center: NC,
+    /// Where the centre sits.
+    pub center_addr: SocketAddr,
+    /// The peers and where each sits.
+    pub peers: Vec<(SocketAddr, NP)>,
+    /// Virtual time.
+    pub now: Timestamp,
+    flight: Flight,
+}
+
+impl<NC: Wired, NP: Wired> Hub<NC, NP> {
+    /// A hub around `center` at `center_addr`, one second into virtual time.
+    pub fn new(center: NC, center_addr: SocketAddr, peers: Vec<(SocketAddr, NP)>) -> Self {
+        Hub {
+            center,
+            center_addr,
+            peers,
+            now: Timestamp::from_micros(1_000_000),
+            flight: Flight::default(),
+        }
+    }
+
+    /// One round; returns the datagrams moved. Datagrams to an address with no peer are lost.
+    pub fn round(&mut self) -> usize {
+        let now = self.now;
+        let n = self.flight.collect(&mut self.center, now);
+        for (to, d) in self.flight.bufs.iter().take(n) {
+            if let Some((_, p)) = self.peers.iter_mut().find(|(a, _)| a == to) {
+                p.receive(now, self.center_addr, d);
+            }
+        }
+        let mut moved = n;
+        for (addr, p) in self.peers.iter_mut() {
+            let m = self.flight.collect(p, now);
+            for (_, d) in self.flight.bufs.iter().take(m) {
+                self.center.receive(now, *addr, d);
+            }
+            moved += m;
+        }
+        moved
+    }
+
+    /// `n` rounds.
+    pub fn rounds(&mut self, n: usize) {
+        for _ in 0..n {
+            self.round();
+        }
+    }
+
+    /// The earliest deadline of any node.
+    pub fn next_timeout(&self) -> Option<Timestamp> {
+        self.peers
+            .iter()
+            .filter_map(|(_, p)| p.timeout())
+            .chain(self.center.timeout())
+            .min()
+    }
+
+    /// Runs the timers due at `now` on every peer, then on the centre.
+    pub fn run_timers(&mut self) {
+        let now = self.now;
+        for (_, p) in self.peers.iter_mut() {
+            if p.timeout().is_some_and(|t| t <= now) {
+                p.on_timeout(now);
+            }
+        }
+        if self.center.timeout().is_some_and(|t| t <= now) {
+            self.center.on_timeout(now);
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Fuzz: TURN ChannelData framing.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    netcore::p2p::fuzz_checks::channel_data(data);
+});

@@ -1,0 +1,8 @@
+//! Fuzz: GNS rendezvous protobuf (signaling payload).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    netcore::p2p::fuzz_checks::rendezvous(data);
+});

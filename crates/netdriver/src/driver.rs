@@ -1,0 +1,656 @@
+//! The driver: one task per endpoint on the process's I/O thread, running a [`Protocol`]
+//! over its sockets.
+//!
+//! One current-thread tokio runtime per process, on a thread of its own (started on first
+//! use), runs one driver task per endpoint. The task receives from the endpoint's sockets
+//! (through quinn-udp, which batches with recvmmsg), runs timers and feeds the sans-IO
+//! protocol state: received datagrams and `now` in, datagrams and events out.
+//!
+//! The application's thread reaches the same state through [`Driver::with`] under a mutex
+//! held only for in-memory work, never across a system call. A change that may wait (a
+//! Nagle send) wakes the task only when it made something due sooner; one that asks not to
+//! wait is transmitted from the caller's thread ([`Driver::transmit_here`]), so the latency
+//! path has no thread hand-off. Both threads send through one ordered queue under a lock of
+//! its own, taken before the state's. Events reach the application through an
+//! [`EventSink`], called outside the locks with what a wake-up (or a full receive round)
+//! produced, so a burst costs one call.
+//!
+//! Steam's fake-network knobs (`fakePacket*`) are applied here, to real datagrams, by
+//! [`crate::fake_network`]: outgoing datagrams pass through it before the kernel, received
+//! ones before the protocol, and its next release time joins the task's sleep.
+
+use std::io::{self, IoSliceMut};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex as SpinThenPark, MutexGuard, RwLock};
+use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
+use tokio::io::Interest;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, Notify};
+
+use crate::fake_network::{FakeNetwork, FakeParams, Fate};
+use crate::io::{open_socket, Io, Tx};
+use crate::protocol::Protocol;
+use netcore::time::Timestamp;
+
+/// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
+/// and then fails to decode (the slice framing carries its own lengths).
+const RECV_SLOT: usize = 65_536;
+/// Longest `close()` lingers for reliable data to be acknowledged before freeing the socket.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
+/// Longest the final goodbyes wait for socket buffer space.
+const FINAL_FLUSH: Duration = Duration::from_millis(200);
+/// Most receive batches handled per wake-up, so sending and timers are never starved.
+const MAX_RECV_ROUNDS: usize = 16;
+
+/// Receives the events of one endpoint, a batch per driver wake-up.
+pub trait EventSink<E>: Send + Sync + 'static {
+    /// Called from the driver thread with one or more events.
+    fn emit(&self, events: Vec<E>);
+}
+
+/// Why a socket could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The bind address did not parse or resolve.
+    #[error("invalid bind address {0:?}")]
+    BadAddress(String),
+    /// The OS refused the socket.
+    #[error("cannot bind {addr}: {source}")]
+    Io {
+        /// What we tried to bind.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+}
+
+/// Fresh secrets for a new endpoint (or port) of a protocol.
+pub struct Secrets {
+    /// Random bytes from the OS.
+    pub secret: [u8; 32],
+    /// Unix time (seconds) at the driver's epoch.
+    pub unix_at_epoch: u64,
+}
+
+fn runtime() -> &'static Handle {
+    // One current-thread runtime on a thread of its own: a datagram or a send wakes the
+    // thread that runs the endpoint's task directly, with no hand-off between workers.
+    static RT: OnceLock<Handle> = OnceLock::new();
+    RT.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            // Without a runtime nothing can work; this happens only if the OS refuses it.
+            .expect("netmessages: cannot start the I/O runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("netmessages-driver".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("netmessages: cannot start the I/O thread");
+        handle
+    })
+}
+
+/// Keeps the runtime's one thread busy for `d`, so no driver task can run (tests only).
+#[cfg(test)]
+pub(crate) fn stall_runtime(d: Duration) {
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    runtime().spawn(async move {
+        let _ = started_tx.send(());
+        std::thread::sleep(d);
+    });
+    let _ = started_rx.recv_timeout(Duration::from_secs(5));
+}
+
+struct State<P> {
+    proto: P,
+    closing: bool,
+    /// The deadline the driver task sleeps until (`None`: no timer). A caller that sends on
+    /// its own thread wakes the task only if it made something due sooner.
+    planned: Option<Timestamp>,
+    /// Whether the driver applies fake-network knobs to sends: then every datagram must pass
+    /// through the task, which owns the fake network's queues.
+    fake_send: bool,
+    /// Ports to close once what they still have to send has gone.
+    removing: Vec<usize>,
+}
+
+impl<P: Protocol> State<P> {
+    /// Whether the task must wake after a caller changed the state on its own thread:
+    /// something is due before the deadline the task sleeps until (a retransmission timer, a
+    /// paced packet) or an event waits.
+    fn task_must_wake(&self) -> bool {
+        self.proto.has_events() || due_before(self.proto.poll_timeout(), self.planned)
+    }
+}
+
+/// The sockets, by port; a removed port leaves `None` so the others keep their numbers.
+type Ports = Vec<Option<Arc<Io>>>;
+
+struct Shared<P> {
+    state: SpinThenPark<State<P>>,
+    /// Lock order: `tx`, then `state`. Never held across an await.
+    tx: SpinThenPark<Tx>,
+    ports: RwLock<Ports>,
+    /// Bumped whenever `ports` changes, so the task knows to look again.
+    ports_version: AtomicU64,
+    wake: Notify,
+    epoch: Instant,
+    unix_at_epoch: u64,
+}
+
+impl<P: Protocol> Shared<P> {
+    fn lock(&self) -> MutexGuard<'_, State<P>> {
+        self.state.lock()
+    }
+
+    fn now(&self) -> Timestamp {
+        Timestamp::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+
+    /// Sends queued datagrams without waiting; false if a socket's kernel buffer filled.
+    fn try_flush(&self, tx: &mut Tx, drop_rest: bool) -> bool {
+        let ports = self.ports.read();
+        tx.flush(|p| ports.get(p).and_then(|o| o.as_deref()), drop_rest)
+    }
+
+    /// Sends what is due now from the caller's thread (Steam's `UseCurrentThread`): no
+    /// hand-off to the task, which is woken only if something became due before the
+    /// deadline it sleeps until, an event waits, or a kernel buffer is full.
+    fn transmit_here(&self) {
+        let mut wake = false;
+        {
+            let mut tx = self.tx.lock();
+            {
+                let mut guard = self.lock();
+                let st = &mut *guard;
+                if st.fake_send || st.closing {
+                    drop(guard);
+                    drop(tx);
+                    self.wake.notify_one();
+                    return;
+                }
+                let now = self.now();
+                poll_into(&mut st.proto, now, &mut tx);
+                wake |= st.task_must_wake();
+            }
+            wake |= !self.try_flush(&mut tx, false);
+        }
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Collects the protocol's datagrams into the queue (no fake network).
+fn poll_into<P: Protocol>(proto: &mut P, now: Timestamp, tx: &mut Tx) {
+    let mut scratch = std::mem::take(&mut tx.scratch);
+    proto.poll_transmit(now, &mut scratch, &mut |port, to, d| tx.push(port, to, d));
+    tx.scratch = scratch;
+}
+
+/// A running endpoint: its protocol state, sockets and driver task.
+pub struct Driver<P: Protocol> {
+    shared: Arc<Shared<P>>,
+    done: Mutex<Option<oneshot::Receiver<()>>>,
+}
+
+fn resolve(bind: &str) -> Result<SocketAddr, BindError> {
+    bind.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BindError::BadAddress(bind.to_owned()))
+}
+
+fn fresh_secret(bind: &str) -> Result<[u8; 32], BindError> {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|e| BindError::Io {
+        addr: bind.to_owned(),
+        source: io::Error::other(e.to_string()),
+    })?;
+    Ok(secret)
+}
+
+fn bind_io(bind: &str) -> Result<Io, BindError> {
+    let addr = resolve(bind)?;
+    let io_err = |source| BindError::Io {
+        addr: bind.to_owned(),
+        source,
+    };
+    let std_sock = open_socket(addr).map_err(io_err)?;
+    let local = std_sock.local_addr().map_err(io_err)?;
+    let socket = {
+        let _guard = runtime().enter();
+        tokio::net::UdpSocket::from_std(std_sock).map_err(io_err)?
+    };
+    let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
+    Ok(Io { socket, udp, local })
+}
+
+impl<P: Protocol> Driver<P> {
+    /// Starts an endpoint: `make` builds the protocol state from fresh secrets, and `bind`
+    /// (if given) opens its first socket, port 0.
+    pub fn start(
+        bind: Option<&str>,
+        make: impl FnOnce(Secrets) -> P,
+        sink: Arc<dyn EventSink<P::Event>>,
+    ) -> Result<Self, BindError> {
+        let first = bind.map(bind_io).transpose()?;
+        let unix_at_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let proto = make(Secrets {
+            secret: fresh_secret(bind.unwrap_or("secret"))?,
+            unix_at_epoch,
+        });
+        let fake_send = !FakeParams::send(proto.config()).is_off();
+        let shared = Arc::new(Shared {
+            state: SpinThenPark::new(State {
+                proto,
+                closing: false,
+                planned: None,
+                fake_send,
+                removing: Vec::new(),
+            }),
+            tx: SpinThenPark::new(Tx::new()),
+            ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
+            ports_version: AtomicU64::new(0),
+            wake: Notify::new(),
+            epoch: Instant::now(),
+            unix_at_epoch,
+        });
+        let (done_tx, done_rx) = oneshot::channel();
+        let task_shared = Arc::clone(&shared);
+        runtime().spawn(async move {
+            drive(task_shared, sink).await;
+            let _ = done_tx.send(());
+        });
+        Ok(Driver {
+            shared,
+            done: Mutex::new(Some(done_rx)),
+        })
+    }
+
+    /// Opens another socket; `added` tells the protocol its port number (with fresh
+    /// secrets for what it keeps there) under the state lock, before the first datagram
+    /// can arrive on it. Returns the port and the address bound.
+    pub fn add_port(
+        &self,
+        bind: &str,
+        added: impl FnOnce(&mut P, usize, Secrets),
+    ) -> Result<(usize, SocketAddr), BindError> {
+        let io = bind_io(bind)?;
+        let local = io.local;
+        let secrets = Secrets {
+            secret: fresh_secret(bind)?,
+            unix_at_epoch: self.shared.unix_at_epoch,
+        };
+        let port = {
+            let mut st = self.shared.lock();
+            let mut ports = self.shared.ports.write();
+            let port = ports.len();
+            added(&mut st.proto, port, secrets);
+            ports.push(Some(Arc::new(io)));
+            port
+        };
+        self.shared.ports_version.fetch_add(1, Ordering::Release);
+        self.shared.wake.notify_one();
+        Ok((port, local))
+    }
+
+    /// Closes a socket once what the protocol queued for it has been sent. The protocol
+    /// must have let go of the port already (nothing new is sent from it).
+    pub fn remove_port(&self, port: usize) {
+        self.shared.lock().removing.push(port);
+        self.shared.wake.notify_one();
+    }
+
+    /// The address a port is bound to, while it is open.
+    pub fn local_addr(&self, port: usize) -> Option<SocketAddr> {
+        self.shared
+            .ports
+            .read()
+            .get(port)
+            .and_then(|p| p.as_ref().map(|io| io.local))
+    }
+
+    /// The current time on the endpoint's clock.
+    pub fn now(&self) -> Timestamp {
+        self.shared.now()
+    }
+
+    /// Runs `f` on the protocol state (under its lock, never across a system call) at the
+    /// current time. Returns `f`'s result and whether the driver task must wake to act on
+    /// what `f` changed (something due sooner than it sleeps, or an event waiting).
+    pub fn with<R>(&self, f: impl FnOnce(&mut P, Timestamp) -> R) -> (R, bool) {
+        let now = self.shared.now();
+        let mut st = self.shared.lock();
+        let r = f(&mut st.proto, now);
+        let wake = st.task_must_wake();
+        (r, wake)
+    }
+
+    /// Runs `f` on the protocol state and reads it; `f` must not change what is due (for
+    /// status calls).
+    pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
+        f(&self.shared.lock().proto)
+    }
+
+    /// Runs `f` under the lock with the deadline the task sleeps until and whether `close`
+    /// was called, for callers that can tell cheaply whether their change made something
+    /// due sooner.
+    pub fn with_planned<R>(
+        &self,
+        f: impl FnOnce(&mut P, Timestamp, Option<Timestamp>, bool) -> R,
+    ) -> R {
+        let now = self.shared.now();
+        let mut st = self.shared.lock();
+        let (planned, closing) = (st.planned, st.closing);
+        f(&mut st.proto, now, planned, closing)
+    }
+
+    /// Applies validated configuration changes (all or nothing), the fake-network knobs
+    /// included; wakes the task, whose deadline new rates or timeouts may move.
+    pub fn set_config(
+        &self,
+        changes: &[(String, f64)],
+    ) -> Result<(), netcore::config::ConfigError> {
+        let mut st = self.shared.lock();
+        let mut next = st.proto.config().clone();
+        next.apply(changes)?;
+        st.fake_send = !FakeParams::send(&next).is_off();
+        let now = self.shared.now();
+        st.proto.set_config(now, next);
+        drop(st);
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    /// Whether `close` was called.
+    pub fn is_closing(&self) -> bool {
+        self.shared.lock().closing
+    }
+
+    /// Wakes the driver task.
+    pub fn wake(&self) {
+        self.shared.wake.notify_one();
+    }
+
+    /// Sends what is due from this thread (see the module docs).
+    pub fn transmit_here(&self) {
+        self.shared.transmit_here();
+    }
+
+    /// Stops the endpoint: the protocol lingers until every reliable byte is acknowledged
+    /// (at most [`CLOSE_LINGER`]), then closes everything politely and frees the sockets.
+    /// Returns a receiver that completes when the sockets are closed; a second call returns
+    /// `None`.
+    pub fn close(&self) -> Option<oneshot::Receiver<()>> {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+impl<P: Protocol> Drop for Driver<P> {
+    fn drop(&mut self) {
+        // The task holds the sockets; without a handle nobody can use them, so stop it.
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+/// Where the fake network tags a datagram: its socket and address.
+type Route = (usize, SocketAddr);
+
+async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::Event>>) {
+    let slots = BATCH_SIZE.min(32);
+    let mut recv_buf = vec![0u8; RECV_SLOT * slots];
+    let mut metas = vec![RecvMeta::default(); slots];
+    let mut events = Vec::new();
+    let mut linger_until: Option<Instant> = None;
+    let mut fake: FakeNetwork<Route> = FakeNetwork::new();
+    let mut ports: Vec<(usize, Arc<Io>)> = Vec::new();
+    let mut seen_version = u64::MAX;
+
+    loop {
+        let version = shared.ports_version.load(Ordering::Acquire);
+        if version != seen_version {
+            seen_version = version;
+            ports = shared
+                .ports
+                .read()
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| p.clone().map(|io| (i, io)))
+                .collect();
+        }
+        let (deadline, closing) = {
+            let mut st = shared.lock();
+            let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
+            st.planned = deadline;
+            (deadline, st.closing)
+        };
+        if closing {
+            let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
+            // Linger: keep running the protocol until every reliable byte is acknowledged
+            // (or the linger runs out), then say goodbye to every peer and free the sockets.
+            // Datagrams the fake network still holds leave now rather than die with the
+            // socket; held received ones are dropped.
+            let settled = shared.lock().proto.is_settled();
+            if settled || Instant::now() >= limit {
+                {
+                    let mut tx = shared.tx.lock();
+                    // Data the fake network still holds goes before the goodbyes.
+                    for ((port, to), d) in fake.send.drain_all() {
+                        tx.push_owned(port, to, d);
+                    }
+                    let mut st = shared.lock();
+                    st.proto.close_all();
+                    let now = shared.now();
+                    let params = FakeParams::send(st.proto.config());
+                    send_through_fake(&mut st.proto, now, &mut tx, &mut fake, &params);
+                    drop(st);
+                }
+                flush(&shared, Some(Instant::now() + FINAL_FLUSH)).await;
+                break;
+            }
+        }
+        let sleep_for = deadline
+            .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));
+        tokio::select! {
+            port = any_readable(&ports) => {
+                if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
+                    receive_batches(&shared, port, io, &mut recv_buf, &mut metas, slots, &mut fake, &*sink);
+                }
+            }
+            _ = shared.wake.notified() => {}
+            _ = sleep_opt(sleep_for) => {
+                shared.lock().proto.handle_timeout(shared.now());
+            }
+        }
+        let removing = {
+            let mut tx = shared.tx.lock();
+            let mut st = shared.lock();
+            let now = shared.now();
+            while let Some(((port, from), d)) = fake.recv.pop_due(now) {
+                st.proto.handle_datagram(now, port, from, &d);
+            }
+            while let Some(((port, to), d)) = fake.send.pop_due(now) {
+                tx.push_owned(port, to, d);
+            }
+            // Read per wake-up, so `setConfig` applies to the next datagram.
+            let params = FakeParams::send(st.proto.config());
+            send_through_fake(&mut st.proto, now, &mut tx, &mut fake, &params);
+            while let Some(ev) = st.proto.poll_event() {
+                events.push(ev);
+            }
+            std::mem::take(&mut st.removing)
+        };
+        flush(&shared, None).await;
+        if !removing.is_empty() {
+            {
+                let mut list = shared.ports.write();
+                for p in removing {
+                    if let Some(slot) = list.get_mut(p) {
+                        *slot = None;
+                    }
+                }
+            }
+            shared.ports_version.fetch_add(1, Ordering::Release);
+        }
+        if !events.is_empty() {
+            sink.emit(std::mem::take(&mut events));
+        }
+    }
+}
+
+/// Collects the protocol's datagrams, passing each through the fake network's send side.
+fn send_through_fake<P: Protocol>(
+    proto: &mut P,
+    now: Timestamp,
+    tx: &mut Tx,
+    fake: &mut FakeNetwork<Route>,
+    params: &FakeParams,
+) {
+    let mut scratch = std::mem::take(&mut tx.scratch);
+    proto.poll_transmit(now, &mut scratch, &mut |port, to, d| {
+        if fake.send.process(params, now, (port, to), d) == Fate::Now {
+            tx.push(port, to, d);
+        }
+    });
+    tx.scratch = scratch;
+}
+
+/// The first of `ports` whose socket is readable (pending forever when there is none).
+async fn any_readable(ports: &[(usize, Arc<Io>)]) -> usize {
+    std::future::poll_fn(|cx| {
+        for (port, io) in ports {
+            if io.socket.poll_recv_ready(cx).is_ready() {
+                return Poll::Ready(*port);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Whether `next` comes before `planned` (no deadline comes after every deadline).
+pub(crate) fn due_before(next: Option<Timestamp>, planned: Option<Timestamp>) -> bool {
+    match (next, planned) {
+        (Some(n), Some(p)) => n < p,
+        (Some(_), None) => true,
+        (None, _) => false,
+    }
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn sleep_opt(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn receive_batches<P: Protocol>(
+    shared: &Shared<P>,
+    port: usize,
+    io: &Io,
+    recv_buf: &mut [u8],
+    metas: &mut [RecvMeta],
+    slots: usize,
+    fake: &mut FakeNetwork<Route>,
+    sink: &dyn EventSink<P::Event>,
+) {
+    let Io { socket, udp, .. } = io;
+    let mut events = Vec::new();
+    for _ in 0..MAX_RECV_ROUNDS {
+        let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
+            .chunks_mut(RECV_SLOT)
+            .take(slots)
+            .map(IoSliceMut::new)
+            .collect();
+        let n = match socket.try_io(Interest::READABLE, || {
+            udp.recv(socket.into(), &mut bufs, metas)
+        }) {
+            Ok(n) => n,
+            // WouldBlock: drained. Other errors (e.g. ICMP port unreachable reported on a
+            // later recv) concern one peer, never the endpoint: stop this round.
+            Err(_) => return,
+        };
+        drop(bufs);
+        let now = shared.now();
+        let mut st = shared.lock();
+        let params = FakeParams::recv(st.proto.config());
+        for (i, meta) in metas.iter().take(n).enumerate() {
+            let start = i * RECV_SLOT;
+            let Some(buf) = recv_buf.get(start..start + meta.len.min(RECV_SLOT)) else {
+                continue;
+            };
+            // With GRO one buffer holds several datagrams of `stride` bytes each.
+            let stride = if meta.stride == 0 {
+                buf.len().max(1)
+            } else {
+                meta.stride
+            };
+            for dgram in buf.chunks(stride) {
+                if fake.recv.process(&params, now, (port, meta.addr), dgram) == Fate::Now {
+                    st.proto.handle_datagram(now, port, meta.addr, dgram);
+                }
+            }
+        }
+        if n < slots {
+            // Drained: the events go out at the end of the wake-up, after the answers
+            // (acks) are sent, so the application does not wake into a held lock.
+            return;
+        }
+        // A full round: more is waiting. Post what this one produced now, so the application
+        // starts draining on its own thread while later rounds are decoded, instead of finding
+        // a queue that reached its limit while it was not told.
+        while let Some(ev) = st.proto.poll_event() {
+            events.push(ev);
+        }
+        drop(st);
+        if !events.is_empty() {
+            sink.emit(std::mem::take(&mut events));
+        }
+    }
+}
+
+/// Sends everything queued, waiting for a socket when its kernel buffer is full (until
+/// `deadline`, if any; what is left then is dropped).
+async fn flush<P: Protocol>(shared: &Shared<P>, deadline: Option<Instant>) {
+    loop {
+        let expired = deadline.is_some_and(|d| Instant::now() >= d);
+        let waiting = {
+            let mut tx = shared.tx.lock();
+            if shared.try_flush(&mut tx, expired) {
+                return;
+            }
+            let first = tx.waiting_ports().next();
+            first
+        };
+        let io = waiting.and_then(|p| shared.ports.read().get(p).cloned().flatten());
+        let Some(io) = io else {
+            // Its socket is gone: what it still held is dropped.
+            shared.try_flush(&mut shared.tx.lock(), true);
+            return;
+        };
+        if io.socket.writable().await.is_err() {
+            shared.try_flush(&mut shared.tx.lock(), true);
+            return;
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The messages model on the driver: [`EndpointHandle`], what the binding's
+//! `NetworkingMessages` holds.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use netcore::config::Config;
+use netcore::connection::ConnectionState;
+use netcore::crypto::session_setup::LocalSecurity;
+use netcore::endpoint::{EndpointSetup, EndpointStats};
+use netcore::eresult::{send_flags, EResult};
+use netcore::identity::Identity;
+use netcore::messages::{Delivered, Event, Messages, MessagesStats, SessionInfo};
+use tokio::sync::oneshot;
+
+use crate::driver::{due_before, BindError, Driver, EventSink, Secrets};
+
+/// What binds when the application names no address: every interface, IPv6 and IPv4 on one
+/// dual-stack socket where the OS allows it, else IPv4 only.
+pub const DEFAULT_BIND_DUAL: &str = "[::]:0";
+/// The default bind where dual-stack sockets are not available.
+pub const DEFAULT_BIND_V4: &str = "0.0.0.0:0";
+
+/// An endpoint's counters and session census, for `getEndpointStats`.
+#[derive(Clone, Debug)]
+pub struct EndpointReport {
+    /// The endpoint's datagram counters.
+    pub endpoint: EndpointStats,
+    /// The messages layer's counters.
+    pub messages: MessagesStats,
+    /// Sessions by state.
+    pub sessions_by_state: Vec<(ConnectionState, usize)>,
+    /// Sessions in all.
+    pub sessions: usize,
+    /// Sessions whose receive backlog is at its limit.
+    pub sessions_receive_blocked: usize,
+    /// Messages waiting to be read, all channels.
+    pub messages_queued: usize,
+}
+
+/// One message of a [`EndpointHandle::send_batch`].
+pub struct OutgoingMessage<'a> {
+    /// The peer.
+    pub peer: &'a Identity,
+    /// Where a non-IP peer lives.
+    pub remote: Option<SocketAddr>,
+    /// The payload (copied only if the message is accepted).
+    pub data: &'a [u8],
+    /// Steam send flags.
+    pub flags: u32,
+    /// The remote channel.
+    pub channel: i32,
+}
+
+/// The application's handle on a running messages endpoint (one socket).
+pub struct EndpointHandle {
+    driver: Driver<Messages>,
+    local: SocketAddr,
+}
+
+impl EndpointHandle {
+    /// Binds `bind` (`host:port`; port 0 picks one; `None`: [`DEFAULT_BIND_DUAL`] where the
+    /// OS offers dual-stack sockets, else [`DEFAULT_BIND_V4`]) and starts the endpoint's
+    /// driver task, with `security` (identity key, certificate, trust policy) for its
+    /// handshakes.
+    pub fn bind(
+        bind: Option<&str>,
+        config: Config,
+        security: LocalSecurity,
+        sink: Arc<dyn EventSink<Event>>,
+    ) -> Result<Self, BindError> {
+        let bind = bind.unwrap_or(if crate::io::dual_stack_available() {
+            DEFAULT_BIND_DUAL
+        } else {
+            DEFAULT_BIND_V4
+        });
+        tracing::debug!(bind, "binding a messages endpoint");
+        let make = |s: Secrets| {
+            Messages::new(
+                config,
+                EndpointSetup {
+                    secret: s.secret,
+                    security,
+                    unix_at_epoch: s.unix_at_epoch,
+                },
+            )
+        };
+        let driver = Driver::start(Some(bind), make, sink)?;
+        let local = driver
+            .local_addr(0)
+            .ok_or_else(|| BindError::BadAddress(bind.to_owned()))?;
+        Ok(EndpointHandle { driver, local })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Queues a message (see [`Messages::send`]); `InvalidState` once closing.
+    pub fn send(
+        &self,
+        peer: &Identity,
+        remote: Option<SocketAddr>,
+        data: &[u8],
+        flags: u32,
+        channel: i32,
+    ) -> EResult {
+        let one = OutgoingMessage {
+            peer,
+            remote,
+            data,
+            flags,
+            channel,
+        };
+        let mut result = EResult::Fail;
+        self.send_batch(std::iter::once(one), |r| result = r);
+        result
+    }
+
+    /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`).
+    /// `on_result` gets one result per message, in order. If an accepted message asked not to
+    /// wait (`NoNagle`, `NoDelay` or `UseCurrentThread`), what is due leaves from this thread
+    /// before the call returns; otherwise the driver task sends it.
+    pub fn send_batch<'a>(
+        &self,
+        messages: impl Iterator<Item = OutgoingMessage<'a>>,
+        mut on_result: impl FnMut(EResult),
+    ) {
+        const NOW: u32 =
+            send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
+        let (urgent, wake) = self.driver.with_planned(|m, now, planned, closing| {
+            let mut urgent = false;
+            let mut wake = false;
+            let mut any = false;
+            for msg in messages {
+                let r = if closing {
+                    EResult::InvalidState
+                } else {
+                    m.send(now, msg.peer, msg.remote, msg.data, msg.flags, msg.channel)
+                };
+                if r == EResult::Ok {
+                    any = true;
+                    urgent |= msg.flags & NOW != 0;
+                    // Only this peer's connection can have moved: checking it alone keeps a
+                    // send O(1) however many connections other sends touched.
+                    wake |= !urgent && due_before(m.deadline_of(msg.peer), planned);
+                }
+                on_result(r);
+            }
+            wake |= any && !urgent && m.has_events();
+            (urgent, wake)
+        });
+        if urgent {
+            self.driver.transmit_here();
+        } else if wake {
+            self.driver.wake();
+        }
+    }
+
+    /// Sends what Nagle holds for `peer` now, from this thread.
+    pub fn flush(&self, peer: &Identity) -> EResult {
+        let (r, _) = self.driver.with(|m, now| m.flush(now, peer));
+        if r == EResult::Ok {
+            self.driver.transmit_here();
+        }
+        r
+    }
+
+    /// Takes up to `max` waiting messages from `channel`; also says how many are left.
+    pub fn receive(&self, channel: i32, max: usize) -> (Vec<Delivered>, usize) {
+        self.driver
+            .with(|m, _| {
+                let got = m.receive(channel, max);
+                (got, m.queued(channel))
+            })
+            .0
+    }
+
+    /// Whether a send to `peer` has room now; if not, a `Writable` event follows once it
+    /// has. `None` when the session ended.
+    pub fn watch_writable(&self, peer: &Identity) -> Option<bool> {
+        self.driver.with(|m, _| m.watch_writable(peer)).0
+    }
+
+    /// Messages waiting on `channel`.
+    pub fn queued(&self, channel: i32) -> usize {
+        self.driver.read(|m| m.queued(channel))
+    }
+
+    /// The channels with messages waiting.
+    pub fn waiting_channels(&self) -> Vec<i32> {
+        self.driver.read(|m| m.waiting_channels().collect())
+    }
+
+    /// The endpoint's counters and session census.
+    pub fn report(&self) -> EndpointReport {
+        self.driver.read(|m| EndpointReport {
+            endpoint: m.endpoint_stats(),
+            messages: m.stats(),
+            sessions_by_state: m.session_states(),
+            sessions: m.session_count(),
+            sessions_receive_blocked: m.blocked_sessions(),
+            messages_queued: m.queued_total(),
+        })
+    }
+
+    /// A status snapshot of every session.
+    pub fn sessions(&self) -> Vec<(Identity, SessionInfo)> {
+        self.driver.read(|m| m.session_infos())
+    }
+
+    /// Steam's detailed status text for the session with `peer`.
+    pub fn detailed_status(&self, peer: &Identity) -> Option<String> {
+        let now = self.driver.now();
+        self.driver.read(|m| m.detailed_status(now, peer))
+    }
+
+    /// Accepts a pending session.
+    pub fn accept(&self, peer: &Identity) -> bool {
+        let (accepted, _) = self.driver.with(|m, _| m.accept(peer));
+        if accepted {
+            // Messages held for this peer are now deliverable: let the driver post the event.
+            self.driver.wake();
+        }
+        accepted
+    }
+
+    /// Closes the session with `peer`.
+    pub fn close_session(&self, peer: &Identity) -> bool {
+        let (closed, _) = self.driver.with(|m, _| m.close_session(peer));
+        // The polite close datagram to the peer goes out on the driver.
+        self.driver.wake();
+        closed
+    }
+
+    /// Closes one channel with `peer`.
+    pub fn close_channel(&self, peer: &Identity, channel: i32) -> bool {
+        let (closed, _) = self.driver.with(|m, _| m.close_channel(peer, channel));
+        // Closing the last channel closes the session: its goodbye goes out on the driver.
+        self.driver.wake();
+        closed
+    }
+
+    /// Status of the session with `peer`.
+    pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
+        self.driver.read(|m| m.session_info(peer))
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.driver.read(|m| m.config().clone())
+    }
+
+    /// Applies validated configuration changes; nothing changes on error.
+    pub fn set_config(
+        &self,
+        changes: &[(String, f64)],
+    ) -> Result<(), netcore::config::ConfigError> {
+        self.driver.set_config(changes)
+    }
+
+    /// Stops accepting sends, lets queued data leave (bounded by
+    /// [`crate::CLOSE_LINGER`]) and frees the socket. Returns a receiver that completes when
+    /// the socket is closed; a second call returns `None`.
+    pub fn close(&self) -> Option<oneshot::Receiver<()>> {
+        self.driver.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::stall_runtime;
+    use netcore::crypto::identity_key::IdentityKey;
+    use std::time::{Duration, Instant};
+
+    struct Discard;
+    impl EventSink<Event> for Discard {
+        fn emit(&self, _: Vec<Event>) {}
+    }
+
+    fn endpoint() -> EndpointHandle {
+        let security = LocalSecurity::unauthenticated(IdentityKey::from_seed(&[7; 32]));
+        EndpointHandle::bind(
+            Some("127.0.0.1:0"),
+            Config::default(),
+            security,
+            Arc::new(Discard),
+        )
+        .expect("bind")
+    }
+
+    /// Waits up to `limit` for a datagram on `peer`.
+    fn datagram_within(peer: &std::net::UdpSocket, limit: Duration) -> bool {
+        let start = Instant::now();
+        let mut buf = [0u8; 2048];
+        while start.elapsed() < limit {
+            if peer.recv(&mut buf).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        false
+    }
+
+    #[test]
+    fn no_nagle_sends_leave_from_the_callers_thread() {
+        let ep = endpoint();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+        peer.set_nonblocking(true).expect("nonblocking");
+        let id =
+            Identity::from_ip_str(&peer.local_addr().expect("addr").to_string()).expect("identity");
+
+        // Control: while the task is stalled, a plain send waits for it.
+        stall_runtime(Duration::from_millis(400));
+        assert_eq!(ep.send(&id, None, b"queued", 0, 0), EResult::Ok);
+        assert!(
+            !datagram_within(&peer, Duration::from_millis(150)),
+            "a Nagle send went out while the driver task could not run"
+        );
+        // Once the task runs, it sends the handshake's first datagram.
+        assert!(datagram_within(&peer, Duration::from_secs(2)));
+
+        let ep2 = endpoint();
+        let peer2 = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+        peer2.set_nonblocking(true).expect("nonblocking");
+        let id2 = Identity::from_ip_str(&peer2.local_addr().expect("addr").to_string())
+            .expect("identity");
+        stall_runtime(Duration::from_millis(400));
+        assert_eq!(
+            ep2.send(&id2, None, b"now", send_flags::NO_NAGLE, 0),
+            EResult::Ok
+        );
+        assert!(
+            datagram_within(&peer2, Duration::from_millis(150)),
+            "a NoNagle send waited for the driver task"
+        );
+    }
+}

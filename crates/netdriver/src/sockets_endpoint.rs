@@ -1,0 +1,308 @@
+//! The connection API on the driver: [`SocketsHandle`], what the binding's
+//! `NetworkingSockets` holds. One driver task per instance serves every socket it opens: one
+//! per listen socket, one (opened on the first connect) for the connections it dials, two per
+//! socket pair.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use netcore::config::Config;
+use netcore::crypto::session_setup::LocalSecurity;
+use netcore::eresult::{send_flags, EResult};
+use netcore::sockets::{
+    ConnInfo, ConnOptions, HConn, HListen, HPollGroup, Received, Sockets, SocketsEvent,
+};
+use netcore::time::Timestamp;
+use tokio::sync::oneshot;
+
+use crate::driver::{BindError, Driver, EventSink, Secrets};
+use crate::protocol::Protocol;
+
+impl Protocol for Sockets {
+    type Event = SocketsEvent;
+
+    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
+        Sockets::handle_datagram(self, now, port, from, data);
+    }
+
+    fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        buf: &mut Vec<u8>,
+        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+    ) {
+        Sockets::poll_transmit(self, now, buf, send);
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        Sockets::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        Sockets::handle_timeout(self, now);
+    }
+
+    fn poll_event(&mut self) -> Option<SocketsEvent> {
+        Sockets::poll_event(self)
+    }
+
+    fn has_events(&self) -> bool {
+        Sockets::has_events(self)
+    }
+
+    fn config(&self) -> &Config {
+        Sockets::config(self)
+    }
+
+    fn set_config(&mut self, now: Timestamp, config: Config) {
+        Sockets::set_config(self, now, config);
+    }
+
+    fn is_settled(&self) -> bool {
+        Sockets::is_settled(self)
+    }
+
+    fn close_all(&mut self) {
+        Sockets::close_all(self);
+    }
+}
+
+/// One message of a [`SocketsHandle::send_batch`].
+pub struct OutgoingToConnection<'a> {
+    /// The connection.
+    pub conn: HConn,
+    /// The payload (copied only if the message is accepted).
+    pub data: &'a [u8],
+    /// Steam send flags.
+    pub flags: u32,
+    /// The lane.
+    pub lane: u16,
+}
+
+/// Send flags that ask for no wait: what is due leaves from the caller's thread.
+const NOW: u32 = send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
+
+/// The application's handle on a running connection-API instance.
+pub struct SocketsHandle {
+    driver: Driver<Sockets>,
+}
+
+impl SocketsHandle {
+    /// Starts an instance (no socket yet) whose connections use `config` and `security`.
+    pub fn start(
+        config: Config,
+        security: LocalSecurity,
+        sink: Arc<dyn EventSink<SocketsEvent>>,
+    ) -> Result<Self, BindError> {
+        let driver = Driver::start(None, |_: Secrets| Sockets::new(config, security), sink)?;
+        Ok(SocketsHandle { driver })
+    }
+
+    /// Opens a listen socket on `bind` whose connections use `config`; its handle and the
+    /// address bound.
+    pub fn create_listen_socket(
+        &self,
+        bind: &str,
+        config: Config,
+    ) -> Result<(HListen, SocketAddr), BindError> {
+        let mut handle = 0;
+        let (_, addr) = self.driver.add_port(bind, |s, port, secrets| {
+            handle = s.add_listen_port(port, secrets.secret, secrets.unix_at_epoch, config);
+        })?;
+        Ok((handle, addr))
+    }
+
+    /// Closes a listen socket and the connections accepted through it; false if `h` is none.
+    pub fn close_listen_socket(&self, h: HListen) -> bool {
+        let (port, _) = self.driver.with(|s, _| s.close_listen_socket(h));
+        match port {
+            Some(port) => {
+                self.driver.remove_port(port);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The address listen socket `h` is bound to.
+    pub fn listen_address(&self, h: HListen) -> Option<SocketAddr> {
+        let port = self.driver.read(|s| s.listen_port(h))?;
+        self.driver.local_addr(port)
+    }
+
+    /// Opens the socket dialled connections leave from, if it is not open yet: `[::]:0`
+    /// (IPv4 and IPv6) where the OS allows it, else `0.0.0.0:0`.
+    fn ensure_client_port(&self) -> Result<(), BindError> {
+        if self.driver.read(|s| s.client_port().is_some()) {
+            return Ok(());
+        }
+        let add = |bind: &str| {
+            self.driver.add_port(bind, |s, port, secrets| {
+                if s.client_port().is_none() {
+                    s.add_client_port(port, secrets.secret, secrets.unix_at_epoch);
+                }
+            })
+        };
+        add("[::]:0").or_else(|_| add("0.0.0.0:0")).map(|_| ())
+    }
+
+    /// Dials `remote` (Steam's `ConnectByIPAddress`); `None` if the connection table is full.
+    pub fn connect(
+        &self,
+        remote: SocketAddr,
+        options: ConnOptions,
+    ) -> Result<Option<HConn>, BindError> {
+        self.ensure_client_port()?;
+        // The core keeps IPv4 peers as IPv4 addresses; a dual-stack socket reaches them at
+        // their mapped address (io.rs maps on send, and received addresses are normalized).
+        let remote = netcore::identity::normalize(remote);
+        let (h, _) = self.driver.with(|s, now| s.connect(now, remote, options));
+        // The handshake's first datagram goes out on the driver.
+        self.driver.wake();
+        Ok(h)
+    }
+
+    /// Accepts a waiting incoming connection.
+    pub fn accept(&self, h: HConn) -> EResult {
+        let (r, _) = self.driver.with(|s, now| s.accept(now, h));
+        if r == EResult::Ok {
+            // Our ConnectOK goes out from this thread: no hand-off on the handshake's path.
+            self.driver.transmit_here();
+        }
+        r
+    }
+
+    /// Closes a connection (see [`Sockets::close_connection`]).
+    pub fn close_connection(&self, h: HConn, reason: i32, debug: &str, linger: bool) -> bool {
+        let (closed, _) = self
+            .driver
+            .with(|s, now| s.close_connection(now, h, reason, debug, linger));
+        // The goodbye (or the linger) is the driver's to run.
+        self.driver.wake();
+        closed
+    }
+
+    /// Queues a message on a connection: its message number, or why not.
+    pub fn send(&self, h: HConn, data: &[u8], flags: u32, lane: u16) -> Result<u64, EResult> {
+        let mut out = Err(EResult::Fail);
+        self.send_batch(
+            std::iter::once(OutgoingToConnection {
+                conn: h,
+                data,
+                flags,
+                lane,
+            }),
+            |r| out = r,
+        );
+        out
+    }
+
+    /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`);
+    /// `on_result` gets one result per message, in order.
+    pub fn send_batch<'a>(
+        &self,
+        messages: impl Iterator<Item = OutgoingToConnection<'a>>,
+        mut on_result: impl FnMut(Result<u64, EResult>),
+    ) {
+        let (urgent, wake) = self.driver.with(|s, now| {
+            let mut urgent = false;
+            for m in messages {
+                let r = s.send(now, m.conn, m.data, m.flags, m.lane);
+                urgent |= r.is_ok() && m.flags & NOW != 0;
+                on_result(r);
+            }
+            urgent
+        });
+        if urgent {
+            self.driver.transmit_here();
+        } else if wake {
+            self.driver.wake();
+        }
+    }
+
+    /// Sends what Nagle holds on a connection, from this thread.
+    pub fn flush(&self, h: HConn) -> EResult {
+        let (r, _) = self.driver.with(|s, now| s.flush(now, h));
+        if r == EResult::Ok {
+            self.driver.transmit_here();
+        }
+        r
+    }
+
+    /// Takes up to `max` messages from a connection; `None` for a bad handle.
+    pub fn receive(&self, h: HConn, max: usize) -> Option<Vec<Received>> {
+        self.driver.with(|s, _| s.receive(h, max)).0
+    }
+
+    /// Takes up to `max` messages from a poll group; `None` for a bad handle.
+    pub fn receive_on_poll_group(&self, g: HPollGroup, max: usize) -> Option<Vec<Received>> {
+        self.driver.with(|s, _| s.receive_on_poll_group(g, max)).0
+    }
+
+    /// Runs `f` on the instance's state (status calls, user data, names, lanes, groups).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Sockets, Timestamp) -> R) -> R {
+        let (r, wake) = self.driver.with(f);
+        if wake {
+            self.driver.wake();
+        }
+        r
+    }
+
+    /// A connection's status snapshot.
+    pub fn info(&self, h: HConn) -> Option<ConnInfo> {
+        self.driver.read(|s| s.info(h))
+    }
+
+    /// Makes a connected pair of connections over two loopback sockets (Steam's
+    /// `CreateSocketPair`).
+    pub fn create_socket_pair(&self) -> Result<Option<(HConn, HConn)>, BindError> {
+        let (mut pa, mut pb) = (None, None);
+        let (_, addr_a) = self
+            .driver
+            .add_port("127.0.0.1:0", |_, port, s| pa = Some((port, s)))?;
+        let (_, addr_b) = self
+            .driver
+            .add_port("127.0.0.1:0", |_, port, s| pb = Some((port, s)))?;
+        let (Some((a, sa)), Some((b, sb))) = (pa, pb) else {
+            return Ok(None);
+        };
+        let (pair, _) = self.driver.with(|s, now| {
+            s.create_socket_pair(
+                now,
+                a,
+                addr_a,
+                sa.secret,
+                b,
+                addr_b,
+                sb.secret,
+                sa.unix_at_epoch,
+            )
+        });
+        self.driver.wake();
+        Ok(pair)
+    }
+
+    /// The configuration in force for new connections.
+    pub fn config(&self) -> Config {
+        self.driver.read(|s| s.config().clone())
+    }
+
+    /// Applies validated configuration changes; nothing changes on error.
+    pub fn set_config(
+        &self,
+        changes: &[(String, f64)],
+    ) -> Result<(), netcore::config::ConfigError> {
+        self.driver.set_config(changes)
+    }
+
+    /// The current time on the instance's clock (for message timestamps).
+    pub fn now(&self) -> Timestamp {
+        self.driver.now()
+    }
+
+    /// Stops the instance: lingers (at most [`crate::CLOSE_LINGER`]) for reliable data, then
+    /// closes every connection politely and frees the sockets.
+    pub fn close(&self) -> Option<oneshot::Receiver<()>> {
+        self.driver.close()
+    }
+}
