@@ -151,6 +151,13 @@ impl EndpointStats {
         self.dropped_bad_crypto += other.dropped_bad_crypto;
         self.rate_limited_source += other.rate_limited_source;
         self.rate_limited_global += other.rate_limited_global;
+        self.handshakes += other.handshakes;
+        self.handshakes_limited_source += other.handshakes_limited_source;
+        self.handshakes_limited_global += other.handshakes_limited_global;
+        self.refused_connect_live += other.refused_connect_live;
+        self.peers_gone_silent += other.peers_gone_silent;
+        self.refused_wrong_source += other.refused_wrong_source;
+        self.refused_wrong_peer_id += other.refused_wrong_peer_id;
     }
 }
 
