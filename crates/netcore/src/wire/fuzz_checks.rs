@@ -394,6 +394,41 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Found by the `frames_structured` campaign (2026-12-02): a reliable segment after the
+    /// unreliable message number u64::MAX bumped the encoder's number context round to 0,
+    /// so the next unreliable segment was written as a delta the decoder reads as past u64.
+    #[test]
+    fn regression_unreliable_after_a_reliable_bump_past_u64_max() {
+        frames_structured(&PacketSpec {
+            msg_num_bits: 32,
+            stream_pos_bits: 32,
+            ack_pkt_num_bits: 32,
+            limit: 1200,
+            frames: vec![
+                FrameSpec::Unreliable {
+                    lane: 0,
+                    msg_num: u64::MAX,
+                    offset: 0,
+                    last: true,
+                    data: vec![1],
+                },
+                FrameSpec::Reliable {
+                    lane: 0,
+                    stream_pos: 1,
+                    data: vec![2],
+                },
+                FrameSpec::Unreliable {
+                    lane: 0,
+                    msg_num: 5,
+                    offset: 0,
+                    last: true,
+                    data: vec![3],
+                },
+            ],
+            headers: vec![],
+        });
+    }
+
     /// Biases random bytes toward interesting lead bytes so each decoder gets past its first
     /// check often.
     fn with_lead(leads: Vec<u8>) -> impl Strategy<Value = Vec<u8>> {

@@ -323,8 +323,10 @@ impl<'b> FrameEncoder<'b> {
             })?;
         let mut plan = self.plan_reliable(lane, stream_pos);
         plan.reliable_end = Some(end);
-        // Mirror the decoder: a reliable segment bumps the unreliable message number.
-        plan.unreliable = plan.unreliable.map(|n| n.wrapping_add(1));
+        // Mirror the decoder: a reliable segment bumps the unreliable message number. Past
+        // u64::MAX it stays there, which makes the next unreliable segment restart the
+        // context (it used to wrap to 0 and be written as a delta the decoder reads past u64).
+        plan.unreliable = plan.unreliable.map(|n| n.saturating_add(1));
         self.commit_segment(plan, data)
     }
 
@@ -346,8 +348,9 @@ impl<'b> FrameEncoder<'b> {
         p.unreliable = self.unreliable;
         p.reliable_end = self.reliable_end;
         // Reselecting the current lane is the only way to restart the number context when
-        // the new number is below the previous one.
-        let backwards = matches!(self.unreliable, Some(prev) if msg_num < prev);
+        // the new number is below the previous one. A context at u64::MAX may stand for a
+        // number past it (a reliable segment bumped it, see `reliable`): restart it too.
+        let backwards = matches!(self.unreliable, Some(prev) if msg_num < prev || prev == u64::MAX);
         if lane != self.lane || backwards {
             p.select_lane(lane);
         }
