@@ -394,6 +394,42 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Found by the `frames_structured` campaign (2026-12-02), second crash: unreliable
+    /// message 0 then u64::MAX in one lane context, then a reliable segment: the decoder's
+    /// bump of the message number overflowed, so it refused a packet the encoder wrote.
+    #[test]
+    fn regression_reliable_after_unreliable_message_u64_max() {
+        let unreliable = |msg_num| FrameSpec::Unreliable {
+            lane: 0,
+            msg_num,
+            offset: 0,
+            last: true,
+            data: vec![1],
+        };
+        frames_structured(&PacketSpec {
+            msg_num_bits: 32,
+            stream_pos_bits: 32,
+            ack_pkt_num_bits: 32,
+            limit: 1200,
+            frames: vec![
+                unreliable(0),
+                unreliable(u64::MAX),
+                FrameSpec::Reliable {
+                    lane: 0,
+                    stream_pos: 1,
+                    data: vec![2],
+                },
+                FrameSpec::Reliable {
+                    lane: 0,
+                    stream_pos: 2,
+                    data: vec![3],
+                },
+                unreliable(7),
+            ],
+            headers: vec![],
+        });
+    }
+
     /// Found by the `frames_structured` campaign (2026-12-02): a reliable segment after the
     /// unreliable message number u64::MAX bumped the encoder's number context round to 0,
     /// so the next unreliable segment was written as a delta the decoder reads as past u64.

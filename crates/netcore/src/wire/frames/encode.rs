@@ -323,9 +323,10 @@ impl<'b> FrameEncoder<'b> {
             })?;
         let mut plan = self.plan_reliable(lane, stream_pos);
         plan.reliable_end = Some(end);
-        // Mirror the decoder: a reliable segment bumps the unreliable message number. Past
-        // u64::MAX it stays there, which makes the next unreliable segment restart the
-        // context (it used to wrap to 0 and be written as a delta the decoder reads past u64).
+        // Mirror the decoder: a reliable segment bumps the unreliable message number. It
+        // cannot pass u64::MAX (`plan_reliable` restarts the context there); saturating keeps
+        // the encoder from wrapping to 0 if it ever did (it used to, and then wrote a delta the
+        // decoder reads past u64).
         plan.unreliable = plan.unreliable.map(|n| n.saturating_add(1));
         self.commit_segment(plan, data)
     }
@@ -394,7 +395,10 @@ impl<'b> FrameEncoder<'b> {
             .and_then(|end| stream_pos.checked_sub(end));
         let unreachable =
             self.reliable_end.is_some() && !matches!(gap, Some(g) if g <= u64::from(u32::MAX));
-        if lane != self.lane || unreachable {
+        // The segment bumps the lane's unreliable message number (see `reliable`); at u64::MAX
+        // the decoder's bump would overflow, so restart the context instead.
+        let no_bump = self.unreliable == Some(u64::MAX);
+        if lane != self.lane || unreachable || no_bump {
             p.select_lane(lane);
         }
         p.type_at = p.len;
