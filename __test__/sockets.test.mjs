@@ -195,3 +195,38 @@ test('two processes: a child connects to our listen socket and echoes', async (t
   const code = await new Promise((r) => child.on('exit', r));
   t.is(code, 0, childOut);
 });
+
+test('the messages event is posted again while a receive leaves messages, and a throwing listener stops no other', async (t) => {
+  const { server, client, conn, serverConn } = await connectedPair(t);
+  const g = server.createPollGroup();
+  t.true(server.setConnectionPollGroup(serverConn, g));
+  const N = 300;
+  const byConn = [];
+  const byGroup = [];
+  let thrown = 0;
+  // With an 'error' listener, a listener's exception goes there (else it is uncaught).
+  const errors = [];
+  server.on('error', (e) => errors.push(e));
+  // Listeners registered before the one that reads: it throws on every event.
+  server.on('messages', () => {
+    thrown++;
+    throw new Error('listener bug');
+  });
+  const done = new Promise((resolve) => {
+    server.on('messages', (e) => {
+      // A bounded read per event, as the quickstart's handlers do.
+      if (e.pollGroup === g) byGroup.push(...server.receiveMessagesOnPollGroup(g, 10));
+      else if (e.conn === serverConn) byConn.push(...server.receiveMessagesOnConnection(serverConn, 10));
+      if (byGroup.length + byConn.length === N) resolve();
+    });
+  });
+  for (let i = 0; i < N; i++) t.is(client.sendMessageToConnection(conn, `m${i}`, RELIABLE).result, EResult.OK);
+  t.is(client.flushMessagesOnConnection(conn), EResult.OK);
+  await Promise.race([done, new Promise((_, reject) => setTimeout(() => reject(new Error(`drained ${byGroup.length + byConn.length} of ${N}`)), 10000))]);
+  const texts = [...byGroup, ...byConn].map((m) => m.data.toString());
+  t.is(new Set(texts).size, N, 'each message once');
+  t.true(byGroup.length > 0);
+  t.true(thrown > 1);
+  t.is(errors.length, thrown, 'each throw is reported, none swallowed');
+  t.true(errors.every((e) => e.message === 'listener bug'));
+});

@@ -276,7 +276,7 @@ async function manyPeers(impl, o) {
     server.send({ type: 'mark' });
     const m = await server.wait('mark', 8000);
     for (const c of clients) c.send({ type: 'stop' });
-    const cres = await Promise.all(clients.map((c) => c.wait('result', 10000)));
+    const cres = await Promise.all(clients.map((c) => c.wait('result', useLoadgen ? 30000 : 10000)));
     server.send({ type: 'report' });
     await server.wait('result', 5000).catch(() => {});
     const sent = cres.reduce((a, r) => a + r.sent, 0);

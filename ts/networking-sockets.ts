@@ -4,7 +4,8 @@ import { configProblem, configValues, toConfig, type Config } from './config';
 import { ConnectionState, EResult, SendFlags } from './generated';
 import { Identity } from './identity';
 import { native, type NativeConnInfo, type NativeSockets, type NativeSocketsEvent } from './native';
-import { toConnectionMessages, type NetworkingConnectionMessage } from './receive-batch';
+import { emitIsolated } from './dispatch';
+import { batchLeft, toConnectionMessages, type NetworkingConnectionMessage } from './receive-batch';
 import { securityOptions, type SecurityCreateOptions } from './security';
 
 export type { NetworkingConnectionMessage } from './receive-batch';
@@ -109,8 +110,15 @@ export interface SendResult {
 /** Events of a {@link NetworkingSockets} instance. */
 export interface NetworkingSocketsEvents {
   connectionStatusChanged: [e: ConnectionStatusChanged];
-  /** Messages wait on a connection (posted when its queue goes from empty to non-empty). */
+  /**
+   * Messages wait: posted when a connection's queue goes from empty to non-empty, and again
+   * (on a later tick) after every receive call that leaves messages behind, so a handler that
+   * reads a bounded batch per event still drains everything. A re-post after
+   * `receiveMessagesOnPollGroup` names the group with `conn` 0.
+   */
   messages: [e: { conn: number; pollGroup: number }];
+  /** An exception thrown by one of this instance's listeners (uncaught if none listens). */
+  error: [err: unknown];
   close: [];
 }
 
@@ -167,6 +175,9 @@ function sendResult(r: number, userData?: number): SendResult {
  */
 export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   readonly #native: NativeSockets;
+  /** Sources to re-announce (a receive left messages there): `c<conn>` or `g<group>`. */
+  readonly #rearm = new Map<string, { conn: number; pollGroup: number }>();
+  #rearmScheduled = false;
   #closed = false;
   #closing: Promise<void> | undefined;
 
@@ -420,7 +431,10 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   /** Takes up to `maxMessages` messages waiting on a connection (none for a bad handle). */
   receiveMessagesOnConnection(conn: number, maxMessages = 64): NetworkingConnectionMessage[] {
     this.#assertOpen();
-    return toConnectionMessages(this.#native.receive(handleArg('conn', conn), maxCount(maxMessages)));
+    const h = handleArg('conn', conn);
+    const batch = this.#native.receive(h, maxCount(maxMessages));
+    if (batch !== null && batchLeft(batch) > 0) this.#scheduleRearm(`c${h}`, { conn: h, pollGroup: 0 });
+    return toConnectionMessages(batch);
   }
 
   /** A new poll group: one receive order across the connections put in it. */
@@ -444,7 +458,10 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   /** Takes up to `maxMessages` messages waiting on a poll group's connections, oldest first. */
   receiveMessagesOnPollGroup(pollGroup: number, maxMessages = 64): NetworkingConnectionMessage[] {
     this.#assertOpen();
-    return toConnectionMessages(this.#native.receiveOnPollGroup(handleArg('pollGroup', pollGroup), maxCount(maxMessages)));
+    const g = handleArg('pollGroup', pollGroup);
+    const batch = this.#native.receiveOnPollGroup(g, maxCount(maxMessages));
+    if (batch !== null && batchLeft(batch) > 0) this.#scheduleRearm(`g${g}`, { conn: 0, pollGroup: g });
+    return toConnectionMessages(batch);
   }
 
   /** Two connections of this instance connected to each other over loopback sockets, ready
@@ -531,26 +548,35 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
     if (this.#closed) throw new Error('netmessages: the NetworkingSockets instance is closed');
   }
 
+  #scheduleRearm(key: string, e: { conn: number; pollGroup: number }): void {
+    this.#rearm.set(key, e);
+    if (this.#rearmScheduled) return;
+    this.#rearmScheduled = true;
+    // setImmediate: received datagrams and timers get their turn between batches.
+    setImmediate(() => {
+      this.#rearmScheduled = false;
+      const due = [...this.#rearm.values()];
+      this.#rearm.clear();
+      for (const r of due) {
+        if (this.#closed) return;
+        emitIsolated(this, 'messages', r);
+      }
+    });
+  }
+
   #dispatch(events: NativeSocketsEvent[]): void {
     // After close() no handler may run into a closed instance.
-    if (this.#closed) return;
     for (const e of events) {
-      try {
-        if (e.type === 'StatusChanged') {
-          this.emit('connectionStatusChanged', {
-            conn: e.conn,
-            info: info(e.info),
-            oldState: e.oldState as ConnectionState,
-          });
-        } else {
-          this.emit('messages', { conn: e.conn, pollGroup: e.pollGroup });
-        }
-      } catch (err) {
-        // One throwing listener must not drop the rest of the batch: report it as Node
-        // reports an uncaught error, after the batch.
-        queueMicrotask(() => {
-          throw err;
+      if (this.#closed) return;
+      // Every listener runs and every event of the batch is emitted, whatever one throws.
+      if (e.type === 'StatusChanged') {
+        emitIsolated(this, 'connectionStatusChanged', {
+          conn: e.conn,
+          info: info(e.info),
+          oldState: e.oldState as ConnectionState,
         });
+      } else {
+        emitIsolated(this, 'messages', { conn: e.conn, pollGroup: e.pollGroup });
       }
     }
   }

@@ -75,7 +75,7 @@ class ConnectionMessage extends ReceivedMessage implements NetworkingConnectionM
   }
 }
 
-/** Messages still waiting on the channel after this batch (the connection API's batches say 0). */
+/** Messages still waiting (on the channel, connection or poll group) after this batch. */
 export function batchLeft(batch: Buffer): number {
   return batch.readUInt32LE(16);
 }

@@ -70,7 +70,7 @@ for (const dir of DIRECTIONS) {
     const cfg = { SendTimeSincePreviousPacket: 1 };
     const s = await connectPair(t, dir, { gnsInit: { global: cfg }, gnsConfig: cfg });
     await exchange(t, s, { reliable: 20, unreliable: 20 });
-  }, { failing: 'bug 2 (data header flag 0x02 read as ciphertext)' });
+  });
 
   interop(`several GNS lanes (${dir})`, async (t) => {
     const s = await connectPair(t, dir);
@@ -143,7 +143,7 @@ for (const dir of DIRECTIONS) {
     const s = await connectPair(t, dir);
     const hello = s.gns.messages((m) => m.ch === 0)[0];
     t.is(hello.hdrFlags, 1, 'GNS writes 1 in the header flags of every messages-layer message');
-  }, { failing: 'bug 7 (header flags 0 instead of 1)' });
+  });
 }
 
 for (const dir of DIRECTIONS) {

@@ -46,7 +46,7 @@ for (const dir of DIRECTIONS) {
       );
       t.deepEqual(s.nm.failures, []);
     },
-    { serial: false, failing: 'bug 1 (keepalives set ACK_REQUEST_IMMEDIATE without ACK_REQUEST_E2E)' },
+    { serial: false },
   );
 
   interop(
@@ -68,8 +68,9 @@ for (const dir of DIRECTIONS) {
       t.deepEqual(s.nm.failures, []);
       t.true(ours.connectionQualityRemote >= 0, 'netmessages has the quality GNS reported');
       t.true(gnsStatus.qualityRemote >= 0, 'GNS has the quality netmessages reported ("No rate stats received from remote host" otherwise)');
+      t.regex(gnsStatus.detail, /Rate stats received from remote host/, 'GNS received our instantaneous stats');
       t.is(nmSend(s.nm, s.peerId, 'still here', SendFlags.Reliable, 2), EResult.OK);
     },
-    { serial: false, timeout: 90_000, failing: 'bug 5 (we never send connection-quality stats)' },
+    { serial: false, timeout: 90_000 },
   );
 }

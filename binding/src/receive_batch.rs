@@ -2,8 +2,8 @@
 //! JS value however many messages it holds.
 //!
 //! Layout, little-endian: a 24-byte head (message count `n`, distinct sender count `p`,
-//! bytes of sender names, bytes of payloads, messages left on the channel after this batch
-//! (the connection API writes 0), zero), then `u64` message numbers `[n]`, `u64`
+//! bytes of sender names, bytes of payloads, messages left after this batch (on the channel,
+//! connection or poll group), zero), then `u64` message numbers `[n]`, `u64`
 //! arrival times (µs on the endpoint's clock) `[n]`, `u32` sizes `[n]`, `u32` send flags
 //! `[n]`; for the connection API only, `u32` connection handles `[n]`, `u32` lanes `[n]`
 //! and `i64` connection user data `[n]`; then `u32` sender indexes `[n]`, `u32` sender name
@@ -42,8 +42,8 @@ pub fn pack(msgs: &[Delivered], left: usize) -> Vec<u8> {
     pack_rows(&rows, false, left)
 }
 
-/// Packs messages of the connection API (not empty).
-pub fn pack_received(msgs: &[Received]) -> Vec<u8> {
+/// Packs messages of the connection API (not empty); `left` messages still wait.
+pub fn pack_received(msgs: &[Received], left: usize) -> Vec<u8> {
     let rows: Vec<Row<'_>> = msgs
         .iter()
         .map(|m| Row {
@@ -55,7 +55,7 @@ pub fn pack_received(msgs: &[Received]) -> Vec<u8> {
             conn: Some((m.conn, u32::from(m.lane), m.user_data)),
         })
         .collect();
-    pack_rows(&rows, true, 0)
+    pack_rows(&rows, true, left)
 }
 
 fn pack_rows(rows: &[Row<'_>], with_conn: bool, left: usize) -> Vec<u8> {

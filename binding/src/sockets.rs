@@ -389,8 +389,8 @@ impl NativeSockets {
         max: u32,
     ) -> Result<Option<BufferSlice<'env>>> {
         match self.inner.receive(h, max as usize) {
-            Some(msgs) if !msgs.is_empty() => {
-                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs)).map(Some)
+            Some((msgs, left)) if !msgs.is_empty() => {
+                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs, left)).map(Some)
             }
             _ => Ok(None),
         }
@@ -405,8 +405,8 @@ impl NativeSockets {
         max: u32,
     ) -> Result<Option<BufferSlice<'env>>> {
         match self.inner.receive_on_poll_group(g, max as usize) {
-            Some(msgs) if !msgs.is_empty() => {
-                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs)).map(Some)
+            Some((msgs, left)) if !msgs.is_empty() => {
+                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs, left)).map(Some)
             }
             _ => Ok(None),
         }

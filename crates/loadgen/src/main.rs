@@ -308,7 +308,17 @@ impl Load {
         if self.phase == Phase::Sending {
             let spacing =
                 Duration::from_secs_f64(1.0 / self.o.rate).div_f64(self.o.sessions as f64);
-            while self.epoch.elapsed() >= self.next_send_at {
+            // A bounded number of sends per turn, and no debt older than 100 ms: a generator
+            // that cannot keep up must still read datagrams and commands (stop) between
+            // sends; what it could not send shows in its measured send rate.
+            let now = self.epoch.elapsed();
+            let behind = Duration::from_millis(100);
+            if now > self.next_send_at + behind {
+                self.next_send_at = now - behind;
+            }
+            let mut budget = 4096u32;
+            while budget > 0 && self.epoch.elapsed() >= self.next_send_at {
+                budget -= 1;
                 let i = self.next_sender;
                 self.next_sender = (self.next_sender + 1) % self.o.sessions;
                 self.next_send_at += spacing;

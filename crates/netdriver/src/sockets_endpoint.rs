@@ -229,14 +229,27 @@ impl SocketsHandle {
         r
     }
 
-    /// Takes up to `max` messages from a connection; `None` for a bad handle.
-    pub fn receive(&self, h: HConn, max: usize) -> Option<Vec<Received>> {
-        self.driver.with(|s, _| s.receive(h, max)).0
+    /// Takes up to `max` messages from a connection, with how many still wait there;
+    /// `None` for a bad handle.
+    pub fn receive(&self, h: HConn, max: usize) -> Option<(Vec<Received>, usize)> {
+        self.driver
+            .with(|s, _| s.receive(h, max).map(|m| (m, s.waiting(h))))
+            .0
     }
 
-    /// Takes up to `max` messages from a poll group; `None` for a bad handle.
-    pub fn receive_on_poll_group(&self, g: HPollGroup, max: usize) -> Option<Vec<Received>> {
-        self.driver.with(|s, _| s.receive_on_poll_group(g, max)).0
+    /// Takes up to `max` messages from a poll group, with how many still wait there;
+    /// `None` for a bad handle.
+    pub fn receive_on_poll_group(
+        &self,
+        g: HPollGroup,
+        max: usize,
+    ) -> Option<(Vec<Received>, usize)> {
+        self.driver
+            .with(|s, _| {
+                s.receive_on_poll_group(g, max)
+                    .map(|m| (m, s.waiting_on_poll_group(g)))
+            })
+            .0
     }
 
     /// Runs `f` on the instance's state (status calls, user data, names, lanes, groups).

@@ -36,6 +36,7 @@
 //! | the timer table | [`timers`] |
 //! | probing a peer that may have restarted | [`liveness`] |
 //! | rate and quality figures | [`rates`] |
+//! | quality reports to and from the peer (stats blob) | [`quality`] |
 //!
 //! # Methods
 //!
@@ -58,6 +59,7 @@ pub mod lanes;
 pub mod liveness;
 pub mod packet_builder;
 pub mod packet_keys;
+pub mod quality;
 pub mod rates;
 pub mod state;
 pub mod status_text;
@@ -91,7 +93,7 @@ pub use lanes::{Framing, MAX_LANES};
 use state::{Dialing, State};
 
 pub use lanes::LANES;
-pub use state::ConnectionState;
+pub use state::{ConnectionState, StrayAnswer};
 
 /// A connection that neither sent nor received data for this long, with nothing in flight,
 /// queued or owed, lets go of what it can rebuild (the cipher's key schedules, emptied
@@ -247,6 +249,8 @@ pub struct Connection {
     /// A probe goes out with the next packet.
     probe_now: bool,
     meter: rates::RateMeter,
+    /// Quality reports: when ours go, what the peer's said.
+    reports: quality::QualityReports,
     // Sending.
     next_pn: u64,
     send: SendLanes,
@@ -372,6 +376,7 @@ impl Connection {
             probe: None,
             probe_now: false,
             meter: rates::RateMeter::new(now),
+            reports: quality::QualityReports::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.
             next_pn: 2,
             send: SendLanes::new(cfg.framing),
@@ -623,6 +628,7 @@ mod size_tests {
             ("Cubic", size_of::<Cubic>()),
             ("Pacer", size_of::<Pacer>()),
             ("RateMeter", size_of::<rates::RateMeter>()),
+            ("QualityReports", size_of::<quality::QualityReports>()),
             ("ConnectionStats", size_of::<ConnectionStats>()),
             ("ConnectionConfig", size_of::<ConnectionConfig>()),
         ];

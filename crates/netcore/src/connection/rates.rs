@@ -37,9 +37,10 @@ pub struct Rates {
     pub in_packets: f64,
     /// Bytes received per second.
     pub in_bytes: f64,
-    /// Fraction of the peer's packets that reached us (-1: not measured yet).
+    /// Fraction of the peer's packets that reached us, in sequence (-1: not measured yet).
     pub quality_local: f64,
-    /// Fraction of our packets that reached the peer (-1: not measured yet).
+    /// Fraction of our packets that reached the peer: what the peer last reported, else our
+    /// estimate from its acks (-1: neither yet).
     pub quality_remote: f64,
 }
 
@@ -50,7 +51,11 @@ pub struct RateMeter {
     base: Totals,
     peer_lowest: Option<u64>,
     peer_highest: u64,
-    peer_received: u64,
+    peer_received: u32,
+    /// The peer's packets this window that came out of order or twice.
+    peer_weird: u32,
+    /// The quality the peer last reported for our packets.
+    peer_quality: Option<f32>,
     last: Rates,
 }
 
@@ -63,6 +68,8 @@ impl RateMeter {
             peer_lowest: None,
             peer_highest: 0,
             peer_received: 0,
+            peer_weird: 0,
+            peer_quality: None,
             last: Rates {
                 quality_local: -1.0,
                 quality_remote: -1.0,
@@ -71,11 +78,25 @@ impl RateMeter {
         }
     }
 
-    /// Notes a packet number received from the peer.
-    pub fn on_peer_packet(&mut self, pn: u64) {
+    /// Notes a packet number received from the peer; `out_of_order` when it came below the
+    /// highest number seen before it.
+    pub fn on_peer_packet(&mut self, pn: u64, out_of_order: bool) {
         self.peer_lowest = Some(self.peer_lowest.map_or(pn, |l| l.min(pn)));
         self.peer_highest = self.peer_highest.max(pn);
-        self.peer_received += 1;
+        self.peer_received = self.peer_received.saturating_add(1);
+        if out_of_order {
+            self.peer_weird = self.peer_weird.saturating_add(1);
+        }
+    }
+
+    /// Notes a packet of the peer's that came again.
+    pub fn on_peer_duplicate(&mut self) {
+        self.peer_weird = self.peer_weird.saturating_add(1);
+    }
+
+    /// The quality the peer reported for our packets, which `quality_remote` shows from now on.
+    pub fn on_peer_quality(&mut self, quality: f64) {
+        self.peer_quality = Some(quality as f32);
     }
 
     /// Closes the window if it is over; cheap enough to call on every packet.
@@ -93,10 +114,15 @@ impl RateMeter {
         } else {
             self.last.quality_remote
         };
+        // As the reference: the share received in sequence, of all the peer sent (the span of
+        // its packet numbers seen this window).
         let quality_local = match self.peer_lowest {
             Some(low) => {
-                let span = self.peer_highest.saturating_sub(low) + 1;
-                (self.peer_received as f64 / span as f64).min(1.0)
+                let span = (self.peer_highest.saturating_sub(low) + 1) as f64;
+                let received = f64::from(self.peer_received).min(span);
+                let dropped = 1.0 - received / span;
+                let weird = (f64::from(self.peer_weird) / span).min(1.0 - dropped);
+                1.0 - dropped - weird
             }
             None => self.last.quality_local,
         };
@@ -113,11 +139,16 @@ impl RateMeter {
         self.peer_lowest = None;
         self.peer_highest = 0;
         self.peer_received = 0;
+        self.peer_weird = 0;
     }
 
-    /// The rates of the last complete window.
+    /// The rates of the last complete window (and the peer's latest quality report).
     pub fn rates(&self) -> Rates {
-        self.last
+        let mut r = self.last;
+        if let Some(q) = self.peer_quality {
+            r.quality_remote = f64::from(q);
+        }
+        r
     }
 }
 
@@ -132,7 +163,7 @@ mod tests {
         assert_eq!(m.rates().quality_local, -1.0);
         for pn in 1..=100u64 {
             if pn % 10 != 5 {
-                m.on_peer_packet(pn);
+                m.on_peer_packet(pn, false);
             }
         }
         let totals = Totals {
@@ -156,5 +187,26 @@ mod tests {
         m.tick(t0 + WINDOW * 2, totals);
         assert_eq!(m.rates().in_packets, 0.0);
         assert!((m.rates().quality_remote - 0.9).abs() < 1e-9);
+    }
+
+    #[test]
+    fn out_of_sequence_packets_lower_the_local_quality_and_the_peer_sets_the_remote() {
+        let t0 = Timestamp::from_micros(1_000);
+        let mut m = RateMeter::new(t0);
+        // 100 numbers, 10 never came, 4 came late, 5 came twice.
+        for pn in 0..100u64 {
+            if pn % 10 != 5 {
+                m.on_peer_packet(pn, pn % 20 == 1 && pn > 1);
+            }
+        }
+        for _ in 0..5 {
+            m.on_peer_duplicate();
+        }
+        m.tick(t0 + WINDOW, Totals::default());
+        let q = m.rates().quality_local;
+        assert!((q - 0.81).abs() < 1e-6, "{q}");
+        // Our own estimate of the remote quality gives way to the peer's report.
+        m.on_peer_quality(0.75);
+        assert!((m.rates().quality_remote - 0.75).abs() < 1e-6);
     }
 }

@@ -52,9 +52,19 @@ impl Connection {
         let Some(pn) = self.replay.expand(header.wire_pkt_num) else {
             return false;
         };
-        if self.replay.check(pn) != Verdict::New {
-            self.stats.packets_replayed += 1;
-            return false;
+        match self.replay.check(pn) {
+            Verdict::New => {}
+            Verdict::Duplicate => {
+                // Counted for the quality reports (before authentication, as the check is).
+                self.stats.packets_replayed += 1;
+                self.reports.on_duplicate();
+                self.meter.on_peer_duplicate();
+                return false;
+            }
+            Verdict::TooOld => {
+                self.stats.packets_replayed += 1;
+                return false;
+            }
         }
         let Some(link) = self.state.link_mut() else {
             return false;
@@ -90,9 +100,18 @@ impl Connection {
         out: &mut Vec<InMessage>,
     ) -> bool {
         let mut ack_request = 0;
+        let mut report = None;
         if let Some(blob) = stats {
             match UdpStats::decode(blob) {
-                Ok(stats) => ack_request = stats.flags.unwrap_or(0),
+                Ok(stats) => {
+                    ack_request = stats.flags.unwrap_or(0);
+                    if stats.stats.is_some() {
+                        // A quality report asks for an ack without saying so (the reference
+                        // leaves the implied flag out).
+                        ack_request |= STATS_ACK_REQUEST_E2E;
+                    }
+                    report = stats.stats;
+                }
                 Err(_) => return false,
             }
         }
@@ -131,7 +150,10 @@ impl Connection {
         let mut unreliable_ref: BTreeMap<u32, u64> = BTreeMap::new();
         for frame in FrameDecoder::new(payload).flatten() {
             match frame {
-                Frame::Ack(ack) => self.on_ack_frame(now, ack),
+                Frame::Ack(ack) => {
+                    self.note_report_acked(now, ack);
+                    self.on_ack_frame(now, ack);
+                }
                 Frame::StopWaiting(sw) => {
                     if let Some(first) = sw.first_wanted(pn) {
                         self.acks.forget_below(first);
@@ -156,8 +178,18 @@ impl Connection {
                 }
             }
         }
+        let out_of_order = pn < self.replay.largest();
+        if out_of_order {
+            self.reports.on_out_of_order();
+        }
         self.replay.commit(pn);
-        self.meter.on_peer_packet(pn);
+        self.meter.on_peer_packet(pn, out_of_order);
+        if let Some(q) = report {
+            self.reports.on_peer_report(now, &q);
+            if let Some(quality) = self.reports.peer().and_then(|p| p.quality()) {
+                self.meter.on_peer_quality(quality);
+            }
+        }
         self.acks.on_packet(pn, now, ack_eliciting);
         if ack_eliciting {
             self.unacked_received += 1;

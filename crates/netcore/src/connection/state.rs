@@ -11,13 +11,25 @@
 //!                 -- peer closes --> Closed(ClosedByPeer)
 //!                 -- we close -----> Closed(FinWait)
 //! ```
+//!
+//! A closed connection still answers what the peer sends it, as the reference does
+//! ([`StrayAnswer`]): our `ConnectionClosed` again if we ended it, `NoConnection` if the
+//! peer did, at most once per [`ANSWER_INTERVAL`].
+
+use std::time::Duration;
 
 use crate::connection::handshake::Handshake;
 use crate::connection::packet_keys::PacketKeys;
 use crate::crypto::session_setup::ClientOffer;
 use crate::end_reason::End;
 use crate::identity::Identity;
-use crate::wire::control::ConnectOk;
+use crate::time::Timestamp;
+use crate::wire::control::{ConnectOk, ConnectionClosed, ControlMessage, NoConnection};
+
+/// Shortest time between two answers of one closed connection to the peer's packets: one
+/// answer ends the peer's side, and a peer that keeps sending (or a replay of its packets)
+/// gets no more than four a second.
+pub const ANSWER_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Steam's `ESteamNetworkingConnectionState` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -134,6 +146,64 @@ pub(super) struct Ending {
     pub end: End,
     /// The peer's id, if the handshake got that far (to address a close to it).
     pub remote_id: Option<u32>,
+    /// We failed the connection and have not told the peer yet.
+    pub notice_owed: bool,
+    /// When we last answered a packet of the peer's.
+    pub last_answer: Option<Timestamp>,
+}
+
+/// What a closed connection says to a packet the peer still sends it (the reference's
+/// answers): when we ended it, our `ConnectionClosed` with the reason; when the peer did,
+/// `NoConnection`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StrayAnswer {
+    /// We closed or failed the connection: say so again, with the reason.
+    Closed {
+        /// The peer's id for the connection, if known.
+        to: Option<u32>,
+        /// Ours.
+        from: u32,
+        /// Why it ended.
+        end: End,
+    },
+    /// The peer closed it: we have no connection any more.
+    NoConnection {
+        /// Our id.
+        from: u32,
+        /// The peer's, if known.
+        to: Option<u32>,
+    },
+}
+
+impl StrayAnswer {
+    /// The datagram.
+    pub fn encode(&self) -> Option<Vec<u8>> {
+        let msg = match self {
+            StrayAnswer::Closed { to, from, end } => {
+                ControlMessage::ConnectionClosed(ConnectionClosed {
+                    to_connection_id: *to,
+                    from_connection_id: Some(*from),
+                    debug: (!end.debug.is_empty()).then(|| end.debug.clone()),
+                    reason_code: u32::try_from(end.reason.code()).ok(),
+                })
+            }
+            StrayAnswer::NoConnection { from, to } => ControlMessage::NoConnection(NoConnection {
+                from_connection_id: Some(*from),
+                to_connection_id: *to,
+            }),
+        };
+        let mut d = Vec::new();
+        msg.encode(&mut d).ok().map(|()| d)
+    }
+}
+
+/// Whether an answer may go at `now` after the last at `last` (which it then becomes).
+pub fn answer_due(last: &mut Option<Timestamp>, now: Timestamp) -> bool {
+    if last.is_some_and(|t| now.saturating_since(t) < ANSWER_INTERVAL) {
+        return false;
+    }
+    *last = Some(now);
+    true
 }
 
 impl State {

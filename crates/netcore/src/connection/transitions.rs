@@ -4,7 +4,7 @@
 
 use super::handshake::{self};
 use super::packet_keys::PacketKeys;
-use super::state::{ConnectionState, Ending, Link, State};
+use super::state::{answer_due, ConnectionState, Ending, Link, State, StrayAnswer};
 use super::{closed_datagram, Connection};
 use crate::crypto::session_keys::ConnectionIds;
 use crate::crypto::session_setup::{ClientOffer, Established, LocalSecurity};
@@ -69,6 +69,8 @@ impl Connection {
             state: ConnectionState::Dead,
             end: End::new(EndReason::Invalid, String::new()),
             remote_id: None,
+            notice_owed: false,
+            last_answer: None,
         }));
         std::mem::replace(&mut self.state, stand_in)
     }
@@ -83,7 +85,9 @@ impl Connection {
     }
 
     /// Ends the connection (the first end wins): `state` is `ClosedByPeer`,
-    /// `ProblemDetectedLocally` or `FinWait`.
+    /// `ProblemDetectedLocally` or `FinWait`. A local failure owes the peer a
+    /// `ConnectionClosed` when we know its id ([`Connection::take_close_notice`]), as the
+    /// reference sends one the moment it gives up.
     pub(super) fn end_with(&mut self, state: ConnectionState, reason: EndReason, debug: String) {
         if matches!(self.state, State::Closed(_)) {
             return;
@@ -93,7 +97,56 @@ impl Connection {
             state,
             end: End::new(reason, debug),
             remote_id,
+            notice_owed: state == ConnectionState::ProblemDetectedLocally && remote_id.is_some(),
+            last_answer: None,
         }));
+    }
+
+    /// The `ConnectionClosed` a local failure owes the peer, once.
+    pub fn take_close_notice(&mut self) -> Option<Vec<u8>> {
+        let State::Closed(e) = &mut self.state else {
+            return None;
+        };
+        if !std::mem::take(&mut e.notice_owed) {
+            return None;
+        }
+        closed_datagram(e.remote_id?, self.local_id, &e.end)
+    }
+
+    /// What this connection, once closed, answers to a packet of the peer's (`None` while it
+    /// lives).
+    pub fn stray_answer(&self) -> Option<StrayAnswer> {
+        let State::Closed(e) = &self.state else {
+            return None;
+        };
+        Some(match e.state {
+            ConnectionState::ClosedByPeer => StrayAnswer::NoConnection {
+                from: self.local_id,
+                to: e.remote_id,
+            },
+            _ => StrayAnswer::Closed {
+                to: e.remote_id,
+                from: self.local_id,
+                end: e.end.clone(),
+            },
+        })
+    }
+
+    /// The datagram answering a packet of the peer's that reached this closed connection at
+    /// `now`: see [`StrayAnswer`]. `None` while the connection lives, or when it answered
+    /// less than [`super::state::ANSWER_INTERVAL`] ago.
+    pub fn answer_stray(&mut self, now: Timestamp) -> Option<Vec<u8>> {
+        let answer = self.stray_answer()?;
+        let State::Closed(e) = &mut self.state else {
+            return None;
+        };
+        if !answer_due(&mut e.last_answer, now) {
+            return None;
+        }
+        // What it answers is news to the peer only until it hears it: a failure's notice
+        // still owed goes with this answer.
+        e.notice_owed = false;
+        answer.encode()
     }
 
     /// The server answered our challenge: present the cookie with our certificate and a
@@ -156,6 +209,8 @@ impl Connection {
                 None
             }
             Err(refusal) => {
+                // The server's id is not ours to know yet (no link), so the failure owes no
+                // notice of its own: this datagram is the notice.
                 let end = End::new(refusal.end_reason, refusal.debug);
                 let datagram = closed_datagram(server_id, self.local_id, &end);
                 self.end_with(
@@ -219,6 +274,10 @@ impl Connection {
             EndReason::MiscPeerSentNoConnection,
             debug,
         );
+        // The peer is the one who told us: it needs no notice.
+        if let State::Closed(e) = &mut self.state {
+            e.notice_owed = false;
+        }
     }
 
     /// Closes the connection from our side with `reason` and returns the datagram that

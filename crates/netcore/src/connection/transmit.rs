@@ -9,12 +9,19 @@ use super::{Connection, Sent};
 use crate::snp::congestion::Controller;
 use crate::snp::packet_number;
 use crate::time::Timestamp;
-use crate::wire::control::{ConnectOk, ControlMessage, UdpStats, STATS_ACK_REQUEST_IMMEDIATE};
+use crate::wire::control::{
+    ConnectOk, ControlMessage, UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE,
+};
 use crate::wire::datagram::{DataHeader, MAX_PLAINTEXT_SEND};
 use crate::wire::frames::{encode_ack_delay, StopWaiting};
 
-/// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field).
+/// Bytes a keepalive's stats blob takes (a `UdpStats` with only the flags field); a packet
+/// that carries a quality report reserves this much beyond the report.
 const KEEPALIVE_BLOB_MAX: usize = 8;
+
+/// A keepalive's flags: acknowledge end to end, at once. The reference answers a stats blob
+/// at once only with both set (the immediate flag alone gets a delayed ack, if any).
+const KEEPALIVE_FLAGS: u32 = STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE;
 
 impl Connection {
     /// Whether data waits for Nagle, the pacer or the congestion window.
@@ -57,6 +64,8 @@ impl Connection {
     fn data_packet(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
         // A liveness probe is a keepalive sent now (see `liveness`).
         let keepalive = self.keepalive_due(now) || self.probe_now;
+        let counters = self.report_counters();
+        let report_due = self.reports.due(now, &counters, self.sent.min_unacked());
         let ack_due = self.ack_now || self.acks.ack_deadline().is_some_and(|d| d <= now);
         let mtu = self.cfg.mtu as u64;
         let data_ready = self.data_ready(now);
@@ -68,11 +77,25 @@ impl Connection {
         } else {
             None
         };
-        if !ack_due && !send_data && !keepalive {
+        if !ack_due && !send_data && !keepalive && !report_due {
             return false;
         }
         let pn = self.next_pn;
-        let mut packet = PacketBuilder::new(buf, self.cfg.mtu, KEEPALIVE_BLOB_MAX);
+        let report_need = self.reports.need(now, &counters, self.sent.min_unacked());
+        // A quality report that is due or ready rides in this packet's stats blob: room for
+        // it is left before the frames (only in this packet, so data packets keep their size).
+        let report = report_need
+            .any()
+            .then(|| self.quality_report(now, report_need));
+        let blob_max = KEEPALIVE_BLOB_MAX
+            + report.as_ref().map_or(0, |q| {
+                UdpStats {
+                    stats: Some(q.clone()),
+                    flags: None,
+                }
+                .encoded_len()
+            });
+        let mut packet = PacketBuilder::new(buf, self.cfg.mtu, blob_max);
         let written = {
             let mut enc = packet.frames();
             // Acks first: they are small and keep the peer's window moving.
@@ -98,22 +121,27 @@ impl Connection {
             enc.finish();
             written
         };
-        if packet.frames_len() == 0 && !keepalive {
+        if packet.frames_len() == 0 && !keepalive && !report_need.due {
             packet.abandon();
             return false;
         }
         let mut ack_eliciting = written.data;
         // A quiet connection asks the peer for an immediate ack, which proves it is alive
-        // (the reference's keepalive: the ack-request flag in the stats blob).
-        let stats = (keepalive && !ack_eliciting).then(|| {
+        // (the reference's keepalive: the ack-request flags in the stats blob). A quality
+        // report asks for an ack by itself (the implied flag is left out, as the reference does).
+        let ask = keepalive && !ack_eliciting;
+        let carries_report = report.is_some();
+        let stats = (ask || carries_report).then(|| {
             UdpStats {
-                flags: Some(STATS_ACK_REQUEST_IMMEDIATE),
-                ..UdpStats::default()
+                stats: report,
+                flags: ask.then_some(KEEPALIVE_FLAGS),
             }
             .encode_to_vec()
         });
         if stats.is_some() {
             ack_eliciting = true;
+        }
+        if ask {
             self.last_keepalive = Some(now);
         }
         // This packet asks for an ack (the keepalive flag, or its data): it is the probe.
@@ -136,6 +164,9 @@ impl Connection {
         }
         self.next_pn += 1;
         self.shed = false;
+        if carries_report {
+            self.reports.on_sent(pn, report_need);
+        }
         if written.data {
             self.last_data = now;
         }

@@ -7,6 +7,13 @@
 //! address creates a connection. The connection table is bounded, and answers to sources
 //! without a connection are rate-limited per source IP and overall (`rate_limit`).
 //!
+//! Connections that ended still answer the peer, as the reference does: one the owner has not
+//! forgotten yet stays in the table, closed, and answers the peer's packets with our
+//! `ConnectionClosed` (we ended it) or `NoConnection` (the peer did); one we closed is
+//! forgotten at once but leaves a small record ([`FIN_WAIT`]) that answers for it. A local
+//! failure tells the peer when it happens. Every such answer is rate-limited per connection
+//! and by the endpoint's budget for answers to strangers.
+//!
 //! The work of one wake-up follows the connections that have something to do, not the size
 //! of the table: deadlines wait in a timer queue (`timer_queue`), and a connection is looked
 //! at by [`Endpoint::poll_transmit`] only once something touched it — a datagram, a timer,
@@ -20,12 +27,15 @@ mod flood_tests;
 pub mod fuzz_checks;
 #[cfg(test)]
 mod fuzz_seeds;
+#[cfg(test)]
+mod peer_compat_tests;
 pub mod rate_limit;
 #[cfg(test)]
 mod schedule_tests;
 pub mod timer_queue;
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 
 /// Hash maps of the hot path: foldhash (randomly seeded per map) instead of SipHash, which
 /// took ~5 % of a flooding sender's samples. Keys are bounded tables of ids and addresses
@@ -40,7 +50,8 @@ use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use crate::connection::liveness::Liveness;
-use crate::connection::{Connection, ConnectionConfig, ConnectionState, InMessage};
+use crate::connection::state::answer_due;
+use crate::connection::{Connection, ConnectionConfig, ConnectionState, InMessage, StrayAnswer};
 use crate::crypto::session_keys::ConnectionIds;
 use crate::crypto::session_setup::{self, ClientOffer, LocalSecurity};
 use crate::end_reason::EndReason;
@@ -61,6 +72,9 @@ pub const MAX_CONTROL_OUT: usize = 1024;
 /// The list of touched connections is pruned of entries for connections that are gone once
 /// it is this many times longer than the table.
 const MAX_TOUCHED_PER_CONNECTION: usize = 2;
+/// How long a connection we closed is remembered, to answer the peer's stray packets with our
+/// `ConnectionClosed` (the reference's FinWait state lasts as long).
+pub const FIN_WAIT: Duration = Duration::from_secs(5);
 
 /// Endpoint-wide counters.
 #[derive(Clone, Copy, Debug, Default)]
@@ -116,6 +130,9 @@ pub struct EndpointStats {
     pub refused_wrong_source: u64,
     /// Closes from a connection's address that name another peer connection id.
     pub refused_wrong_peer_id: u64,
+    /// Datagrams for a connection that ended, answered with `ConnectionClosed` or
+    /// `NoConnection` (at most one answer per connection per quarter second).
+    pub answered_closed: u64,
 }
 
 /// A connection of an endpoint: its id and a serial that tells it from an earlier connection
@@ -158,6 +175,7 @@ impl EndpointStats {
         self.peers_gone_silent += other.peers_gone_silent;
         self.refused_wrong_source += other.refused_wrong_source;
         self.refused_wrong_peer_id += other.refused_wrong_peer_id;
+        self.answered_closed += other.answered_closed;
     }
 }
 
@@ -227,6 +245,16 @@ struct Slot {
     touched: bool,
 }
 
+/// A connection we closed, remembered for [`FIN_WAIT`] to answer the peer's packets for it.
+#[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
+struct Closed {
+    remote: SocketAddr,
+    answer: StrayAnswer,
+    until: Timestamp,
+    last_answer: Option<Timestamp>,
+}
+
 /// The connection table of one socket. (Cloned only by the fuzz harness, which snapshots
 /// an established pair once and replays inputs against copies.)
 #[derive(Debug)]
@@ -241,6 +269,10 @@ pub struct Endpoint {
     dialled: Map<SocketAddr, u32>,
     /// With [`IncomingPolicy::Answer`], the one connection at each address.
     by_addr: Map<SocketAddr, u32>,
+    /// Connections we closed, by our id, for [`FIN_WAIT`]; at most [`MAX_CONNECTIONS`].
+    closed: Map<u32, Closed>,
+    /// Their ids in the order they expire.
+    closed_order: VecDeque<u32>,
     /// Deadlines of the connections not touched since `poll_transmit` last looked at them:
     /// exactly their `Connection::poll_timeout`, since nothing changed them since.
     timers: TimerQueue,
@@ -264,6 +296,8 @@ pub struct Endpoint {
     /// State changes not yet taken by the owner, in order.
     events: VecDeque<ConnectionEvent>,
     stats: EndpointStats,
+    /// The latest `now` any call was given (calls without one, like `close`, use it).
+    latest: Timestamp,
 }
 
 impl Endpoint {
@@ -284,6 +318,8 @@ impl Endpoint {
             by_remote: Map::default(),
             dialled: Map::default(),
             by_addr: Map::default(),
+            closed: Map::default(),
+            closed_order: VecDeque::new(),
             timers: TimerQueue::new(),
             touched: Vec::new(),
             next_serial: 0,
@@ -299,6 +335,7 @@ impl Endpoint {
             control_out: Vec::new(),
             events: VecDeque::new(),
             stats: EndpointStats::default(),
+            latest: Timestamp::ZERO,
         }
     }
 
@@ -419,7 +456,7 @@ impl Endpoint {
                     .issue(SocketAddr::from(([0, 0, 0, 0], 0)), Timestamp::ZERO),
             );
             let id = h.finish() as u32;
-            if id != 0 && !self.conns.contains_key(&id) {
+            if id != 0 && !self.conns.contains_key(&id) && !self.closed.contains_key(&id) {
                 return id;
             }
         }
@@ -529,6 +566,11 @@ impl Endpoint {
                 new: change.new,
             });
         }
+        // A local failure tells the peer at once (it may be alive and still sending).
+        if let Some(d) = slot.conn.take_close_notice() {
+            let to = slot.conn.remote();
+            self.queue_control(to, d);
+        }
     }
 
     fn now_unix(&self, now: Timestamp) -> u64 {
@@ -556,6 +598,7 @@ impl Endpoint {
         if self.conns.len() >= MAX_CONNECTIONS {
             return None;
         }
+        self.latest = self.latest.max(now);
         let id = self.new_id();
         let h = self.insert(Connection::connect(remote, self.cfg, now, id, expected));
         if symmetric {
@@ -601,11 +644,81 @@ impl Endpoint {
             let to = c.remote();
             c.close(reason, debug).map(|d| (to, d))
         });
+        let record = self
+            .conns
+            .get(&id)
+            .and_then(|s| Some((s.conn.remote(), s.conn.stray_answer()?)));
         self.remove(id);
+        if let Some((remote, answer)) = record {
+            self.remember_closed(id, remote, answer, self.latest);
+        }
         if let Some((to, d)) = notify {
             self.queue_control(to, d);
         }
         true
+    }
+
+    /// Keeps a record of connection `id`, just closed, for [`FIN_WAIT`].
+    fn remember_closed(
+        &mut self,
+        id: u32,
+        remote: SocketAddr,
+        answer: StrayAnswer,
+        now: Timestamp,
+    ) {
+        self.expire_closed(now);
+        if self.closed.len() >= MAX_CONNECTIONS {
+            // Full: the oldest record goes first.
+            if let Some(old) = self.closed_order.pop_front() {
+                self.closed.remove(&old);
+            }
+        }
+        let record = Closed {
+            remote,
+            answer,
+            until: now + FIN_WAIT,
+            last_answer: None,
+        };
+        if self.closed.insert(id, record).is_none() {
+            self.closed_order.push_back(id);
+        }
+    }
+
+    /// Drops the records of closed connections whose time is up.
+    fn expire_closed(&mut self, now: Timestamp) {
+        while let Some(&id) = self.closed_order.front() {
+            if self.closed.get(&id).is_some_and(|c| c.until > now) {
+                break;
+            }
+            self.closed_order.pop_front();
+            self.closed.remove(&id);
+        }
+    }
+
+    /// Number of closed connections still remembered (see [`FIN_WAIT`]).
+    pub fn closed_count(&self) -> usize {
+        self.closed.len()
+    }
+
+    /// The answer of the closed connection with our id `id`, if it is remembered, belongs to
+    /// `from` and may answer at `now`.
+    fn answer_for_closed(&mut self, id: u32, from: SocketAddr, now: Timestamp) -> Option<Vec<u8>> {
+        self.expire_closed(now);
+        let c = self.closed.get_mut(&id).filter(|c| c.remote == from)?;
+        if !answer_due(&mut c.last_answer, now) {
+            return None;
+        }
+        c.answer.encode()
+    }
+
+    /// Sends `answer` (a closed connection's) to `from` if the endpoint's budget allows.
+    fn send_answer(&mut self, from: SocketAddr, now: Timestamp, answer: Option<Vec<u8>>) {
+        if let Some(d) = answer {
+            if self.may_answer(from, now) {
+                self.stats.answered_closed += 1;
+                self.queue_control(from, d);
+            }
+        }
     }
 
     /// Forgets `h` without telling the peer (it was replaced, or the peer is gone).
@@ -659,6 +772,7 @@ impl Endpoint {
         out: &mut Vec<InMessage>,
     ) -> Option<ConnectionHandle> {
         let before = out.len();
+        self.latest = self.latest.max(now);
         self.stats.datagrams_received += 1;
         self.stats.bytes_received += data.len() as u64;
         let rng = &mut self.rng;
@@ -705,7 +819,11 @@ impl Endpoint {
         let id = header.to_conn_id;
         let Some(conn) = self.conn_for(Some(id), from) else {
             self.stats.dropped_unknown_connection += 1;
-            if self.may_answer(from, now) {
+            if self.closed.contains_key(&id) {
+                // One we closed: say so again, with the reason.
+                let answer = self.answer_for_closed(id, from, now);
+                self.send_answer(from, now, answer);
+            } else if self.may_answer(from, now) {
                 self.reply(
                     from,
                     ControlMessage::NoConnection(NoConnection {
@@ -716,6 +834,13 @@ impl Endpoint {
             }
             return (None, false);
         };
+        if conn.is_dead() {
+            // It ended but the owner still holds it: tell the peer (again).
+            let answer = conn.answer_stray(now);
+            self.stats.dropped_by_connection += 1;
+            self.send_answer(from, now, answer);
+            return (Some(id), false);
+        }
         if !conn.is_connected() {
             // Our connect is still in flight (its ConnectOK may be lost): the peer resends.
             self.stats.dropped_by_connection += 1;
@@ -814,28 +939,51 @@ impl Endpoint {
                 let reason = EndReason::from_wire(c.reason_code.unwrap_or(0));
                 // It names our id; or (a peer that gives up before it learnt ours) only its
                 // own, which we know if we answered it.
-                let id = match c.to_connection_id.filter(|&id| id != 0) {
-                    Some(ours) => Some(ours),
-                    None => c
-                        .from_connection_id
-                        .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied()),
-                };
-                let Some(id) = self.owned_by(id, from) else {
-                    return (None, false);
-                };
-                // A peer that knows our id closes with its own (the reference always sends
-                // it); a close naming another is not from this connection's peer.
-                let remote_id = self.conns.get(&id).and_then(|s| s.conn.remote_id());
-                if let (Some(said), Some(theirs)) = (c.from_connection_id, remote_id) {
-                    if said != theirs {
-                        self.stats.refused_wrong_peer_id += 1;
-                        return (None, false);
+                let id = c.to_connection_id.filter(|&id| id != 0).or_else(|| {
+                    c.from_connection_id
+                        .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied())
+                });
+                // Only the connection's own address may close it (a forger elsewhere on the
+                // path is refused and counted), and a peer that knows our id closes with its
+                // own (the reference always sends it): a close naming another is not its.
+                let live = id.and_then(|id| self.conns.get(&id));
+                let wrong_source = live.is_some_and(|s| s.conn.remote() != from);
+                let wrong_peer = live.is_some_and(|s| {
+                    s.conn.remote() == from
+                        && matches!((c.from_connection_id, s.conn.remote_id()),
+                            (Some(said), Some(theirs)) if said != theirs)
+                });
+                if wrong_source {
+                    self.stats.refused_wrong_source += 1;
+                }
+                if wrong_peer {
+                    self.stats.refused_wrong_peer_id += 1;
+                }
+                // As the reference: acknowledge with NoConnection, echoing the ids, so the
+                // peer stops telling us; without limit for a connection of ours, else within
+                // the budget for strangers (a padded request, so no amplification either way).
+                let ack = ControlMessage::NoConnection(NoConnection {
+                    from_connection_id: c.to_connection_id,
+                    to_connection_id: c.from_connection_id,
+                });
+                let known = !wrong_peer
+                    && id.is_some_and(|id| {
+                        self.conns.get(&id).is_some_and(|s| {
+                            s.conn.remote() == from
+                                && (c.to_connection_id.is_some()
+                                    || s.conn.remote_id() == c.from_connection_id)
+                        }) || self.closed.get(&id).is_some_and(|r| r.remote == from)
+                    });
+                if known || self.may_answer(from, now) {
+                    self.reply(from, ack);
+                }
+                match self.conn_for(id, from).filter(|_| known) {
+                    Some(conn) => {
+                        conn.on_peer_closed(reason, c.debug.as_deref());
+                        (id, false)
                     }
+                    None => (None, false),
                 }
-                if let Some(conn) = self.touch(id) {
-                    conn.on_peer_closed(reason, c.debug.as_deref());
-                }
-                (Some(id), false)
             }
             ControlMessage::NoConnection(n) => {
                 // The peer has no connection with the id we send to: it restarted or forgot
@@ -951,33 +1099,12 @@ impl Endpoint {
         };
         let local_id = match plan {
             Plan::ResendOk(id) => {
-                // A request for a connection that has ended gets its end (as the reference
-                // answers a pair it already has), so the peer fails now rather than at its
-                // timeout.
-                let ended = self
-                    .conns
-                    .get(&id)
-                    .and_then(|s| s.conn.end().filter(|_| s.conn.is_dead()).cloned());
-                match ended {
-                    Some(end) => {
-                        if self.may_answer(from, now) {
-                            self.reply(
-                                from,
-                                ControlMessage::ConnectionClosed(ConnectionClosed {
-                                    to_connection_id: Some(client_id),
-                                    from_connection_id: Some(id),
-                                    debug: Some(end.debug),
-                                    reason_code: u32::try_from(end.reason.code()).ok(),
-                                }),
-                            );
-                        }
-                    }
-                    None => {
-                        if let Some(c) = self.touch(id) {
-                            c.resend_connect_ok();
-                        }
-                    }
-                }
+                let answer = self.touch(id).and_then(|c| {
+                    c.resend_connect_ok();
+                    // A request for a connection that ended gets the end, as the reference.
+                    c.answer_stray(now)
+                });
+                self.send_answer(from, now, answer);
                 return (None, false);
             }
             Plan::Ignore => return (None, false),
@@ -1070,6 +1197,7 @@ impl Endpoint {
         buf: &mut Vec<u8>,
         mut send: impl FnMut(SocketAddr, &[u8]),
     ) {
+        self.latest = self.latest.max(now);
         let stats = &mut self.stats;
         let mut send = |to: SocketAddr, d: &[u8]| {
             stats.datagrams_sent += 1;
@@ -1125,6 +1253,8 @@ impl Endpoint {
 
     /// Runs the timers of every connection that is due.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.latest = self.latest.max(now);
+        self.expire_closed(now);
         let mut fired: Vec<ConnectionHandle> = Vec::new();
         // Touched connections are out of the queue: ask each. The list holds each once.
         for i in 0..self.touched.len() {

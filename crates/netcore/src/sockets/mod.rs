@@ -633,6 +633,16 @@ impl Sockets {
         Some(out)
     }
 
+    /// How many messages wait on connection `h` (0 for a bad handle).
+    pub fn waiting(&self, h: HConn) -> usize {
+        self.conns.get(&h).map_or(0, |e| e.queue.len())
+    }
+
+    /// How many messages wait on poll group `g`'s connections (0 for a bad handle).
+    pub fn waiting_on_poll_group(&self, g: HPollGroup) -> usize {
+        self.groups.waiting(g)
+    }
+
     fn update_backpressure(&mut self, h: HConn) {
         let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
         let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);

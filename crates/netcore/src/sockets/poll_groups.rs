@@ -65,6 +65,11 @@ impl PollGroups {
         }
     }
 
+    /// How many messages wait on group `g`'s connections (0 for no group).
+    pub fn waiting(&self, g: HPollGroup) -> usize {
+        self.groups.get(&g).map_or(0, |group| group.tokens.len())
+    }
+
     /// Takes up to `max` messages of group `g` in arrival order, `take(conn, seq)` fetching
     /// each from its connection (`None`: already taken there). `None` if `g` is no group.
     pub fn take(

@@ -4,10 +4,12 @@
 //! A datagram whose first byte has the high bit set is a data packet:
 //!
 //! ```text
-//! u8  flags      0x80 always; 0x01 = a stats blob follows the header
+//! u8  flags      0x80 always; 0x01 = a stats blob follows the header;
+//!                0x02 = the time since the sender's previous packet follows
 //! u32 to_conn_id little-endian: the receiver's half of the connection id
 //! u16 pkt_num    little-endian: low 16 bits of the sender's packet number
 //! [varint len, len bytes]  the stats blob (protobuf `UdpStats`), if flag 0x01
+//! [u16 LE]       time since the previous packet, in 16 µs units, if flag 0x02
 //! ...            the AEAD ciphertext of the SNP frames, to the end of the datagram
 //! ```
 //!
@@ -42,6 +44,12 @@ pub const DATA_HEADER_LEN: usize = 7;
 pub const LEAD_DATA: u8 = 0x80;
 /// Data packet flag: a stats blob follows the fixed header.
 pub const FLAG_STATS_BLOB: u8 = 0x01;
+/// Data packet flag: a u16 (little-endian) follows the stats blob, the time since the
+/// sender's previous packet in units of [`TIME_SINCE_PREV_UNIT_MICROS`] (the reference sends
+/// it when `SendTimeSincePreviousPacket` is on, for jitter measurement).
+pub const FLAG_TIME_SINCE_PREV: u8 = 0x02;
+/// Microseconds per unit of the time-since-previous-packet field.
+pub const TIME_SINCE_PREV_UNIT_MICROS: u32 = 16;
 
 /// The control messages, by their lead byte.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -122,9 +130,10 @@ pub const MAX_STATS_BLOB_LEN: usize = MTU;
 /// The clear-text header of a data packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DataHeader<'a> {
-    /// The lead byte as received. [`DataHeader::encode`] always sets [`LEAD_DATA`] and sets
-    /// [`FLAG_STATS_BLOB`] exactly when `stats` is present; other bits are carried as given
-    /// (receivers ignore them).
+    /// The lead byte as received. [`DataHeader::encode`] always sets [`LEAD_DATA`], sets
+    /// [`FLAG_STATS_BLOB`] exactly when `stats` is present and [`FLAG_TIME_SINCE_PREV`]
+    /// exactly when `time_since_prev` is; other bits are carried as given (receivers ignore
+    /// them).
     pub flags: u8,
     /// The receiver's half of the connection id.
     pub to_conn_id: u32,
@@ -133,6 +142,10 @@ pub struct DataHeader<'a> {
     pub wire_pkt_num: u16,
     /// The serialized `UdpStats` blob, if present.
     pub stats: Option<&'a [u8]>,
+    /// Time since the sender's previous packet, in units of
+    /// [`TIME_SINCE_PREV_UNIT_MICROS`], if present. Clear text, outside the AEAD: it is
+    /// skipped, never decrypted.
+    pub time_since_prev: Option<u16>,
 }
 
 impl<'a> DataHeader<'a> {
@@ -144,6 +157,7 @@ impl<'a> DataHeader<'a> {
             to_conn_id,
             wire_pkt_num,
             stats,
+            time_since_prev: None,
         }
     }
 
@@ -174,11 +188,17 @@ impl<'a> DataHeader<'a> {
         } else {
             None
         };
+        let time_since_prev = if flags & FLAG_TIME_SINCE_PREV != 0 {
+            Some(r.uint_le(2, "time since previous packet")? as u16)
+        } else {
+            None
+        };
         let header = DataHeader {
             flags,
             to_conn_id,
             wire_pkt_num,
             stats,
+            time_since_prev,
         };
         Ok((header, r.take_rest()))
     }
@@ -189,6 +209,7 @@ impl<'a> DataHeader<'a> {
             + self
                 .stats
                 .map_or(0, |s| varint::encoded_len(s.len() as u64) + s.len())
+            + if self.time_since_prev.is_some() { 2 } else { 0 }
     }
 
     /// Appends the header; the caller appends the ciphertext after it.
@@ -200,9 +221,12 @@ impl<'a> DataHeader<'a> {
                 });
             }
         }
-        let mut flags = (self.flags | LEAD_DATA) & !FLAG_STATS_BLOB;
+        let mut flags = (self.flags | LEAD_DATA) & !(FLAG_STATS_BLOB | FLAG_TIME_SINCE_PREV);
         if self.stats.is_some() {
             flags |= FLAG_STATS_BLOB;
+        }
+        if self.time_since_prev.is_some() {
+            flags |= FLAG_TIME_SINCE_PREV;
         }
         out.push(flags);
         out.extend_from_slice(&self.to_conn_id.to_le_bytes());
@@ -210,6 +234,9 @@ impl<'a> DataHeader<'a> {
         if let Some(s) = self.stats {
             varint::write(out, s.len() as u64);
             out.extend_from_slice(s);
+        }
+        if let Some(t) = self.time_since_prev {
+            out.extend_from_slice(&t.to_le_bytes());
         }
         Ok(())
     }
@@ -246,6 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn hand_written_time_since_previous_packet() {
+        // What the reference sends with SendTimeSincePreviousPacket on: lead 0x83 (stats blob
+        // and time since the previous packet), blob of 2 bytes, then u16 LE 0x0140 (320 x 16
+        // µs), then the ciphertext. The u16 is not part of the ciphertext.
+        let bytes = [
+            0x83, 9, 0, 0, 0, 7, 0, 0x02, 0x18, 0x06, 0x40, 0x01, 0xaa, 0xbb,
+        ];
+        let (h, rest) = DataHeader::decode(&bytes).expect("valid header");
+        assert_eq!(h.stats, Some(&[0x18, 0x06][..]));
+        assert_eq!(h.time_since_prev, Some(0x0140));
+        assert_eq!(rest, &[0xaa, 0xbb]);
+        assert_eq!(h.encoded_len(), 12);
+        // Without a blob: lead 0x82, the u16 straight after the fixed header.
+        let bytes = [0x82, 9, 0, 0, 0, 8, 0, 0x10, 0x00, 0xcc];
+        let (h, rest) = DataHeader::decode(&bytes).expect("valid header");
+        assert_eq!((h.stats, h.time_since_prev), (None, Some(16)));
+        assert_eq!(rest, &[0xcc]);
+        // The flag with no room for its u16 is refused.
+        assert!(DataHeader::decode(&[0x82, 9, 0, 0, 0, 8, 0, 0x10]).is_err());
+        // Encoding writes the field back where it was.
+        let mut out = Vec::new();
+        h.encode(&mut out).expect("encodable");
+        assert_eq!(out, &bytes[..9]);
+    }
+
+    #[test]
     fn classifies_control_ids() {
         for id in 32u8..=37 {
             let kind = ControlKind::from_id(id).expect("known id");
@@ -275,9 +328,10 @@ mod tests {
             conn in any::<u32>(),
             pkt in any::<u16>(),
             stats in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300)),
+            time_since_prev in proptest::option::of(any::<u16>()),
             payload in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
-            let h = DataHeader { flags, to_conn_id: conn, wire_pkt_num: pkt, stats: stats.as_deref() };
+            let h = DataHeader { flags, to_conn_id: conn, wire_pkt_num: pkt, stats: stats.as_deref(), time_since_prev };
             let mut out = Vec::new();
             h.encode(&mut out).expect("encodable");
             prop_assert_eq!(out.len(), h.encoded_len());
@@ -285,6 +339,7 @@ mod tests {
             let (got, rest) = DataHeader::decode(&out).expect("decodes");
             let mut want_flags = flags | LEAD_DATA;
             if stats.is_some() { want_flags |= FLAG_STATS_BLOB } else { want_flags &= !FLAG_STATS_BLOB }
+            if time_since_prev.is_some() { want_flags |= FLAG_TIME_SINCE_PREV } else { want_flags &= !FLAG_TIME_SINCE_PREV }
             prop_assert_eq!(got, DataHeader { flags: want_flags, ..h });
             prop_assert_eq!(rest, &payload[..]);
         }

@@ -6,7 +6,9 @@
 //! reports). Decoding errors are expected and ignored.
 
 use super::control::{ControlMessage, UdpStats};
-use super::datagram::{classify, DataHeader, FLAG_STATS_BLOB, LEAD_DATA, MIN_DATAGRAM_LEN, MTU};
+use super::datagram::{
+    classify, DataHeader, FLAG_STATS_BLOB, FLAG_TIME_SINCE_PREV, LEAD_DATA, MIN_DATAGRAM_LEN, MTU,
+};
 use super::expand::{low_bits, TruncatedNum};
 use super::frames::{AckBlock, EncoderConfig, Frame, FrameDecoder, FrameEncoder, StopWaiting};
 use super::protobuf_canonical;
@@ -34,6 +36,9 @@ pub fn datagram(data: &[u8]) {
         let mut flags = header.flags | LEAD_DATA;
         if header.stats.is_none() {
             flags &= !FLAG_STATS_BLOB;
+        }
+        if header.time_since_prev.is_none() {
+            flags &= !FLAG_TIME_SINCE_PREV;
         }
         assert_eq!(
             decoded,
