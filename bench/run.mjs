@@ -307,6 +307,44 @@ async function manyPeers(impl, o) {
   });
 }
 
+/**
+ * Loss recovery against GNS (bench/gns-loss.mjs, run once for both columns): completion times
+ * of the echo and bulk workloads under fake loss, netmessages to netmessages and GNS to GNS.
+ * Without a GNS peer (no source, or the interop suite missing) the row notes why and is empty.
+ */
+let gnsLoss;
+function gnsLossRun(ctx) {
+  gnsLoss ??= new Promise((resolve, reject) => {
+    const runs = mode === 'full' ? 3 : 1;
+    const r = spawnSync(process.execPath, [path.join(here, 'gns-loss.mjs'), '--json', `--runs=${runs}`], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 30 * 60_000,
+    });
+    const out = (r.stdout ?? '').trim();
+    if (out.startsWith('gns-loss: skipped')) return resolve({ skipped: out });
+    try {
+      resolve(JSON.parse(out.split('\n').pop()));
+    } catch {
+      reject(new Error(`gns-loss.mjs exited ${r.status}: ${out.slice(-300) || r.error?.message}`));
+    }
+  });
+  return gnsLoss.then((g) => {
+    if (g.skipped) ctx.note(g.skipped);
+    return g;
+  });
+}
+const GNS_LOSS_ROWS = [
+  ['echo10Ms', 'echo 10 % loss'],
+  ['echo30Ms', 'echo 30 % loss'],
+  ['echo10FixedMs', 'echo 10 % loss, both 256 KiB/s'],
+  ['echo30FixedMs', 'echo 30 % loss, both 256 KiB/s'],
+  ['bulk5Ms', 'bulk 2 MB, 5 % loss, 20 ms lag'],
+  ['bulk10Ms', 'bulk 2 MB, 10 % loss, 20 ms lag'],
+  ['bulk30Ms', 'bulk 2 MB, 30 % loss, 20 ms lag'],
+];
+
 // ---------------------------------------------------------------- the scenarios
 const Unreliable = 0;
 const Reliable = 8;
@@ -370,6 +408,23 @@ const scenarios = [
     ],
     async run(impl) {
       return pingPong(impl, { size: 32 });
+    },
+  },
+  {
+    id: 'gns-loss',
+    title: 'Loss recovery: time to finish, netmessages to netmessages vs GNS to GNS (fake loss on both)',
+    subject: 'netmessages',
+    baselines: ['gns'],
+    metrics: GNS_LOSS_ROWS.map(([key, label]) => ({ key, label, unit: 'ms', better: 'lower' })),
+    async run(impl, ctx) {
+      const g = await gnsLossRun(ctx);
+      if (g.skipped) return {};
+      const out = {};
+      for (const [key, label] of GNS_LOSS_ROWS) {
+        const row = g.rows.find((r) => r.name === label);
+        if (row) out[key] = impl === 'gns' ? row.gnsMs : row.nmMs;
+      }
+      return out;
     },
   },
   {

@@ -152,6 +152,8 @@ export interface Config {
   recvBufferMessages: number;
   /** Largest message accepted from a peer (bytes). Default 524288; 1024 to 268435456. */
   recvMaxMessageSize: number;
+  /** Congestion controller of new sessions: 0 = BBR (paces at the measured delivery rate, keeps router queues short, tolerates random loss), 1 = CUBIC (grows until loss). Default 0; 0 to 1. */
+  congestionControl: number;
   /** Idle time after which a session closes silently; traffic either way counts as use; 0 never (milliseconds). Default 180000; 0 to 2147483647. */
   messagesSessionIdleTimeout: number;
   /** Outgoing datagrams this endpoint drops on purpose (percent). Default 0; 0 to 100. */
@@ -177,4 +179,4 @@ export interface Config {
 }
 
 /** Every config key, in declaration order. */
-export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax'];
+export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'congestionControl', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax'];

@@ -84,6 +84,8 @@ config_table! {
     recv_buffer_messages: "recvBufferMessages" = 1_000, [0, 0x1000_0000];
     /// Largest message accepted from a peer (bytes).
     recv_max_message_size: "recvMaxMessageSize" = 524_288, [1_024, 0x1000_0000];
+    /// Congestion controller of new sessions: 0 = BBR (paces at the measured delivery rate, keeps router queues short, tolerates random loss), 1 = CUBIC (grows until loss).
+    congestion_control: "congestionControl" = 0, [0, 1];
     /// Idle time after which a session closes silently; traffic either way counts as use; 0 never (milliseconds).
     messages_session_idle_timeout: "messagesSessionIdleTimeout" = 180_000, [0, I32_MAX];
     /// Outgoing datagrams this endpoint drops on purpose (percent).
@@ -205,7 +207,8 @@ mod tests {
         assert_eq!(c.get("messagesSessionIdleTimeout"), Some(180_000));
         assert_eq!(c.get("fakePacketReorderTime"), Some(15));
         assert_eq!(c.get("fakePacketDupTimeMax"), Some(10));
-        assert_eq!(KEYS.len(), 21);
+        assert_eq!(KEYS.len(), 22);
+        assert_eq!(c.get("congestionControl"), Some(0));
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub const LANES: u32 = 256;
 const MAX_RECV_GAPS: usize = 30;
 /// Receive window per lane: reliable bytes buffered beyond what the application read.
 const RECV_WINDOW: usize = 1 << 20;
+/// The receive window we assume the peer keeps per lane: the reference's default
+/// `recvBufferSize`, and our own [`RECV_WINDOW`]. The wire does not carry the peer's value.
+const PEER_RECV_WINDOW: u64 = RECV_WINDOW as u64;
 
 /// Most lanes a connection may configure (the reference's limit).
 pub const MAX_LANES: usize = 255;
@@ -84,8 +87,10 @@ struct SendLane {
 
 impl SendLane {
     fn new(limit: usize) -> Self {
+        let mut stream = SendStream::new(1, limit);
+        stream.set_peer_window(PEER_RECV_WINDOW);
         SendLane {
-            stream: SendStream::new(1, limit),
+            stream,
             next_msg_num: 1,
             last_reliable_num: 0,
             unreliable: VecDeque::new(),
@@ -97,6 +102,10 @@ impl SendLane {
 
     fn has_pending(&self) -> bool {
         self.stream.has_pending() || !self.unreliable.is_empty()
+    }
+
+    fn has_sendable(&self) -> bool {
+        self.stream.has_sendable() || !self.unreliable.is_empty()
     }
 }
 
@@ -193,10 +202,11 @@ impl SendLanes {
             // Cannot fail: the delta is at least 1 and every message number is used once.
             let _ = header.encode(&mut head);
             head.extend_from_slice(prefix);
-            lane.stream.push(head);
+            let start = lane.stream.push(head).start;
             if !data.is_empty() {
                 lane.stream.push_slice(data);
             }
+            lane.stream.mark_message(start..lane.stream.write_pos());
         } else {
             let mut payload = Vec::with_capacity(len);
             payload.extend_from_slice(prefix);
@@ -211,9 +221,27 @@ impl SendLanes {
         number
     }
 
-    /// Whether any lane has data to send (new, lost, or unreliable).
+    /// Whether any lane has data to send (new, lost, or unreliable), windows aside.
     pub fn has_pending(&self) -> bool {
         self.lanes.values().any(|l| l.has_pending())
+    }
+
+    /// Whether any lane has data it may send now (new reliable data only within the peer's
+    /// receive window).
+    pub fn has_sendable(&self) -> bool {
+        self.lanes.values().any(|l| l.has_sendable())
+    }
+
+    /// Bytes the lanes may send now: lost reliable data, new reliable data within the peer's
+    /// receive window, and unsent unreliable data.
+    pub fn sendable_bytes(&self) -> usize {
+        let reliable: u64 = self.lanes.values().map(|l| l.stream.sendable_bytes()).sum();
+        usize::try_from(reliable).unwrap_or(usize::MAX) + self.unreliable_bytes()
+    }
+
+    /// Reliable bytes sent again (after losses or for probes), in total.
+    pub fn resent_bytes(&self) -> u64 {
+        self.lanes.values().map(|l| l.stream.resent_bytes()).sum()
     }
 
     /// Bytes waiting to go on the wire: new or lost reliable data, and unsent unreliable.
@@ -262,7 +290,7 @@ impl SendLanes {
     fn next_lane(&self) -> Option<u32> {
         self.lanes
             .iter()
-            .filter(|(_, l)| l.has_pending())
+            .filter(|(_, l)| l.has_sendable())
             .min_by_key(|(&id, l)| (l.priority, l.vtime, id))
             .map(|(&id, _)| id)
     }
@@ -279,7 +307,7 @@ impl SendLanes {
             let Some(lane) = self.lanes.get_mut(&lane_id) else {
                 break;
             };
-            let sent = if lane.stream.has_pending() {
+            let sent = if lane.stream.has_sendable() {
                 let room = enc
                     .remaining()
                     .saturating_sub(enc.reliable_overhead(lane_id, lane.stream.write_pos()));

@@ -53,28 +53,28 @@ impl Connection {
             return Liveness::Silent;
         }
         let heard = self.last_heard.unwrap_or(self.created);
-        match self.probe {
+        match self.probe.as_deref().copied() {
             Some(p) if heard <= p.since => {
                 if p.sent >= MIN_PROBES && now.saturating_since(p.since) >= SILENT_AFTER {
                     return Liveness::Silent;
                 }
                 if now.saturating_since(p.last) >= PROBE_INTERVAL {
-                    self.probe = Some(Probe {
+                    self.probe = Some(Box::new(Probe {
                         last: now,
                         sent: p.sent.saturating_add(1),
                         ..p
-                    });
+                    }));
                     self.probe_now = true;
                 }
             }
             // The peer answered since the last round (or none ran): start one.
             Some(p) if now.saturating_since(p.last) < PROBE_INTERVAL => {}
             _ => {
-                self.probe = Some(Probe {
+                self.probe = Some(Box::new(Probe {
                     since: now,
                     last: now,
                     sent: 1,
-                });
+                }));
                 self.probe_now = true;
             }
         }
@@ -84,7 +84,7 @@ impl Connection {
     /// Ends the connection: its peer asked for a new one and then answered none of our
     /// probes (see [`Connection::check_peer_alive`]).
     pub fn give_up_silent_peer(&mut self, now: Timestamp) {
-        let (sent, ms) = self.probe.map_or((0, 0), |p| {
+        let (sent, ms) = self.probe.as_deref().map_or((0, 0), |p| {
             (p.sent, now.saturating_since(p.since).as_millis())
         });
         let debug = format!(

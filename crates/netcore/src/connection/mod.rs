@@ -80,7 +80,7 @@ use crate::crypto::session_setup::Established;
 use crate::end_reason::{End, EndReason};
 use crate::identity::Identity;
 use crate::snp::ack_ranges::AckRanges;
-use crate::snp::congestion::Cubic;
+use crate::snp::congestion::{CongestionControl, Controller, Snapshot};
 use crate::snp::pacing::Pacer;
 use crate::snp::packet_number::ReplayWindow;
 use crate::snp::rtt::RttEstimator;
@@ -120,6 +120,8 @@ pub struct ConnectionConfig {
     pub timeout: Duration,
     /// Time allowed to establish the connection (`timeoutInitial`).
     pub timeout_initial: Duration,
+    /// The congestion controller new connections run (`congestionControl`).
+    pub congestion: CongestionControl,
     /// How messages map to lanes: the messages model's channel prefix, or raw lanes.
     pub framing: Framing,
 }
@@ -135,6 +137,7 @@ impl Default for ConnectionConfig {
             max_message: 512 * 1024,
             timeout: Duration::from_secs(10),
             timeout_initial: Duration::from_secs(10),
+            congestion: CongestionControl::default(),
             framing: Framing::Messages,
         }
     }
@@ -154,6 +157,7 @@ impl ConnectionConfig {
                 .unwrap_or(crate::config::MAX_MESSAGE_SIZE),
             timeout: Duration::from_millis(us(c.timeout_connected)),
             timeout_initial: Duration::from_millis(us(c.timeout_initial)),
+            congestion: CongestionControl::from_config(c.congestion_control),
             framing,
         }
     }
@@ -189,6 +193,13 @@ pub struct ConnectionStats {
     pub packets_dropped: u64,
     /// Ack-eliciting packets declared lost (their reliable data is resent).
     pub packets_lost: u64,
+    /// Packets declared lost that the peer acknowledged later (reordering taken for loss):
+    /// their resends were not needed. Also counted in `packets_lost`.
+    pub packets_spurious: u64,
+    /// Reliable bytes sent again, after a loss or in a probe.
+    pub bytes_resent: u64,
+    /// Probe timeouts: no ack came for a while after the newest packet, so a probe went.
+    pub probe_timeouts: u64,
     /// Ack-eliciting packets acknowledged.
     pub packets_acked: u64,
     /// Datagrams that failed authentication (forged, damaged or for another session).
@@ -222,6 +233,8 @@ struct Sent {
     at: Timestamp,
     bytes: u64,
     reliable: Carried,
+    /// Delivery progress when it was sent, for the delivery rate sample its ack gives.
+    rate: Snapshot,
 }
 
 /// One connection's state.
@@ -244,8 +257,9 @@ pub struct Connection {
     unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
-    /// Probes of a peer that may have restarted (see [`liveness`]).
-    probe: Option<liveness::Probe>,
+    /// Probes of a peer that may have restarted (see [`liveness`]); boxed, since few
+    /// connections ever run one and every connection pays its size inline.
+    probe: Option<Box<liveness::Probe>>,
     /// A probe goes out with the next packet.
     probe_now: bool,
     meter: rates::RateMeter,
@@ -262,8 +276,11 @@ pub struct Connection {
     window_blocked: bool,
     sent: SentPackets<Sent>,
     rtt: RttEstimator,
-    cc: Cubic,
+    cc: Box<dyn Controller>,
     pacer: Pacer,
+    /// Recovery state: probes, ack requests, the stop-waiting point, the loss episode, the
+    /// delivery rate. Boxed: every connection pays its table slot inline.
+    recovery: Box<recovery::Recovery>,
     // Receiving.
     replay: ReplayWindow,
     acks: AckRanges,
@@ -385,8 +402,9 @@ impl Connection {
             window_blocked: false,
             sent: SentPackets::new(),
             rtt: RttEstimator::new(),
-            cc: Cubic::new(mtu),
+            cc: cfg.congestion.build(mtu),
             pacer: Pacer::new(now, mtu, cfg.rate_min, cfg.rate_max),
+            recovery: Box::default(),
             replay: ReplayWindow::new(1),
             acks: AckRanges::new(1),
             recv: RecvLanes::new(cfg.framing),
@@ -601,8 +619,9 @@ mod size_tests {
     use std::mem::size_of;
 
     /// Ceiling on `size_of::<Connection>()`: every connection pays it inline in the
-    /// endpoint's table, idle or not (1,168 B when this was written).
-    const MAX_CONNECTION_SIZE: usize = 1_250;
+    /// endpoint's table, idle or not (1,168 B when this was written; 1,280 B with the
+    /// quality reports and the loss-recovery state of issues 11 and 15).
+    const MAX_CONNECTION_SIZE: usize = 1_300;
 
     /// Prints what a connection is made of (`--nocapture`) and guards its size.
     #[test]
@@ -625,8 +644,10 @@ mod size_tests {
             ("AckRanges", size_of::<AckRanges>()),
             ("ReplayWindow", size_of::<ReplayWindow>()),
             ("RttEstimator", size_of::<RttEstimator>()),
-            ("Cubic", size_of::<Cubic>()),
+            ("Cubic (boxed)", size_of::<crate::snp::congestion::Cubic>()),
+            ("Bbr (boxed)", size_of::<crate::snp::congestion::Bbr>()),
             ("Pacer", size_of::<Pacer>()),
+            ("Recovery (boxed)", size_of::<recovery::Recovery>()),
             ("RateMeter", size_of::<rates::RateMeter>()),
             ("QualityReports", size_of::<quality::QualityReports>()),
             ("ConnectionStats", size_of::<ConnectionStats>()),

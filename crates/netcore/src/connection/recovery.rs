@@ -1,25 +1,107 @@
 //! Acks and loss on the sending side: applying the peer's ack frames to the sent-packet
-//! record, RTT samples, congestion control and pacing, and requeueing the reliable data of
-//! packets declared lost.
+//! record, RTT samples, congestion control and pacing, requeueing the reliable data of
+//! packets declared lost, probes when no ack comes, and the stop-waiting point.
+//!
+//! # How a loss is found
+//! - By an ack: a packet below the largest acknowledged is lost once it is past the
+//!   reordering thresholds (`snp::sent_packets`, `snp::reorder`). The receiver reports a gap
+//!   within a few milliseconds of seeing it (a NACK), so even the last packets of a flight
+//!   are found this way as long as one packet after them arrives.
+//! - By a probe: when no ack at all comes for the probe timeout after the newest
+//!   ack-eliciting packet (the tail of a flight was lost, or every ack was), up to
+//!   [`PROBES`] probe packets go out at once, carrying the oldest data in flight again and
+//!   asking for an immediate ack; the ack of a probe then reveals the losses (RFC 9002's
+//!   PTO, TCP's tail-loss probe). Nothing is declared lost by the timer itself, so a probe
+//!   that fires early costs one or two packets, not a collapsed window.
+//!
+//! A loss that proves false (the packet's ack arrives after all) is counted
+//! (`packets_spurious`), widens the reordering thresholds, and when every loss of the latest
+//! congestion event proved false the controller undoes that event's reduction.
+//!
+//! # Stop-waiting
+//! The frame tells the peer the oldest packet we still want acks for. We never move it past
+//! the newest packet the peer has reported receiving, as the reference does: a receiver
+//! drops the gaps below the point, and one it had not yet reported (NACKed) would be lost
+//! to us (the reference asserts "Expiring packet gap, which had pending NACK"). Nor past a
+//! packet still tracked, or remembered as lost: a late ack for it is what proves a loss false.
 
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{Connection, Sent};
-use crate::snp::congestion::{self, Controller, RttSample};
+use crate::snp::ack_ranges::MAX_ACK_DELAY;
+use crate::snp::ack_request::AckRequests;
+use crate::snp::congestion::{self, AckSummary, DeliveryRate, RttSample};
 use crate::snp::rtt::INITIAL_RTT;
 use crate::time::Timestamp;
 use crate::wire::frames::AckFrame;
 
+/// Probe packets sent when the probe timer fires: two, so one lost probe (or its lost ack)
+/// does not cost another, doubled, timeout.
+pub(super) const PROBES: u8 = 2;
+
+/// Probe timeouts in a row after which the losses the next ack reveals count as persistent
+/// congestion (a blackout of about seven probe timeouts), which collapses the window.
+const PERSISTENT_PTOS: u32 = 3;
+
+/// Losses since the current congestion event began, and how many proved false.
+#[derive(Clone, Copy, Debug, Default)]
+struct Episode {
+    /// When the event began; losses of packets sent before then belong to it.
+    start: Option<Timestamp>,
+    lost: u32,
+    spurious: u32,
+}
+
+/// The sender's recovery state beyond the sent-packet record.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Recovery {
+    /// Probe packets still to send (the probe timer fired).
+    pub probes_owed: u8,
+    /// When the probe timer last fired (`Timestamp::ZERO`: not since the last ack): the next
+    /// one counts from here at the earliest.
+    pub probe_fired: Timestamp,
+    /// The newest ack-eliciting packet asked for an immediate ack, so the probe timeout
+    /// need not allow for the peer's ack delay.
+    pub last_asked_immediate: bool,
+    /// When data packets ask for an immediate ack.
+    pub ack_requests: AckRequests,
+    /// Delivery progress, for the controller's rate samples.
+    pub delivery: DeliveryRate,
+    /// The newest packet number the peer has reported receiving.
+    peer_latest: u64,
+    /// The stop-waiting point last sent.
+    stop_waiting: u64,
+    episode: Episode,
+}
+
 impl Connection {
-    /// Whether the congestion window (or the sent-packet record) leaves room for a packet.
-    pub(super) fn window_open(&self) -> bool {
+    /// Bytes in flight the congestion window (at least the `sendRateMin` floor) allows.
+    pub(super) fn in_flight_limit(&self) -> u64 {
         let srtt = self.rtt.smoothed().unwrap_or(INITIAL_RTT);
-        let window = self
-            .cc
+        self.cc
             .window()
-            .max(congestion::min_rate_window(self.cfg.rate_min, srtt));
-        (self.sent.bytes_in_flight() as u64) < window && !self.sent.is_full()
+            .max(congestion::min_rate_window(self.cfg.rate_min, srtt))
+    }
+
+    /// Whether the congestion window (or the sent-packet record) leaves room for a packet.
+    /// The window counts only the bytes still ahead of the peer's acks
+    /// (`SentPackets::bytes_ahead`): on a path that holds some packets back, those would
+    /// otherwise fill the window while the bottleneck idles.
+    pub(super) fn window_open(&self) -> bool {
+        (self.sent.bytes_ahead() as u64) < self.in_flight_limit() && !self.sent.is_full()
+    }
+
+    /// The stop-waiting point for a packet numbered `pn` (see the module docs); never moves
+    /// back.
+    pub(super) fn stop_waiting_point(&mut self, pn: u64) -> u64 {
+        let wanted = self
+            .sent
+            .min_wanted()
+            .unwrap_or(pn)
+            .min(self.recovery.peer_latest);
+        self.recovery.stop_waiting = self.recovery.stop_waiting.max(wanted);
+        self.recovery.stop_waiting
     }
 
     /// Applies one ack frame from the peer.
@@ -36,23 +118,25 @@ impl Connection {
                 Err(_) => return,
             }
         }
+        if let Some(sent) = self.sent.largest_sent() {
+            self.recovery.peer_latest = self.recovery.peer_latest.max(latest.min(sent));
+        }
         // Below the last block, down to our stop-waiting point, counts as received.
         let implicit_end = ranges.implicit_end();
-        if let Some(first) = self.sent.min_unacked() {
-            if first < implicit_end {
-                acked.push(first..=implicit_end - 1);
-            }
-        }
-        let result = self.sent.on_ack(acked, now, self.rtt.loss_delay());
+        let ptos_in_a_row = self.rtt.backoff();
+        let result = self
+            .sent
+            .on_ack_frame(acked, Some(implicit_end), now, self.rtt.loss_rtt());
         if let Some(sample) = result.rtt_sample {
             let delay = Duration::from_micros(ack.delay_micros().unwrap_or(0));
             self.rtt.on_sample(sample, delay);
         }
-        let in_flight_before = self.sent.bytes_in_flight() as u64
-            + result.acked.iter().map(|(_, s)| s.bytes).sum::<u64>();
+        let in_flight_before =
+            self.sent.bytes_ahead() as u64 + result.acked.iter().map(|(_, s)| s.bytes).sum::<u64>();
         let app_limited = congestion::app_limited(in_flight_before, self.cc.window());
         if !result.acked.is_empty() {
             self.rtt.reset_backoff();
+            self.recovery.probe_fired = Timestamp::ZERO;
         }
         let srtt = self.rtt.smoothed().unwrap_or(INITIAL_RTT);
         let sample = RttSample {
@@ -60,20 +144,42 @@ impl Connection {
             smoothed: srtt,
             min: self.rtt.min().unwrap_or(srtt),
         };
+        let mut acked_bytes = 0;
         for (_, s) in result.acked {
             if s.bytes > 0 {
                 self.stats.packets_acked += 1;
+                acked_bytes += s.bytes;
                 self.cc.on_ack(now, s.at, s.bytes, app_limited, &sample);
+                self.recovery.delivery.on_acked(now, s.bytes, &s.rate);
             }
             self.send.on_acked(s.reliable);
         }
-        self.on_lost(now, result.lost, false);
+        for f in &result.spurious {
+            self.stats.packets_spurious += 1;
+            let e = &mut self.recovery.episode;
+            if e.start.is_some_and(|start| f.declared >= start) {
+                e.spurious += 1;
+                if e.spurious == e.lost {
+                    self.cc.on_spurious_congestion(now);
+                }
+            }
+        }
+        self.on_lost(now, result.lost, ptos_in_a_row >= PERSISTENT_PTOS);
+        let summary = AckSummary {
+            now,
+            rate: self.recovery.delivery.take_sample(self.rtt.min()),
+            delivered: self.recovery.delivery.delivered(),
+            acked: acked_bytes,
+            in_flight: self.sent.bytes_ahead() as u64,
+            rtt: sample,
+        };
+        self.cc.on_ack_summary(&summary);
         self.pacer.set_rate(now, self.cc.pacing_rate(srtt));
     }
 
-    /// Packets declared lost (by a later ack or a timer): a congestion signal, and their
-    /// reliable data goes out again without waiting for Nagle. `persistent` marks a
-    /// retransmission timeout.
+    /// Packets declared lost (by a later ack or the loss timer): a congestion signal, and
+    /// their reliable data goes out again without waiting for Nagle. `persistent` marks a
+    /// blackout (see [`PERSISTENT_PTOS`]).
     pub(super) fn on_lost(&mut self, now: Timestamp, lost: Vec<(u64, Sent)>, persistent: bool) {
         let lost: Vec<Sent> = lost
             .into_iter()
@@ -84,11 +190,62 @@ impl Connection {
             return;
         };
         self.stats.packets_lost += lost.len() as u64;
+        self.cc
+            .on_packets_lost(now, lost.iter().map(|s| s.bytes).sum());
+        let e = &mut self.recovery.episode;
+        if e.start.is_none_or(|start| newest > start) {
+            *e = Episode {
+                start: Some(now),
+                lost: 0,
+                spurious: 0,
+            };
+        }
+        e.lost += lost.len() as u32;
         self.cc.on_congestion_event(now, newest, persistent);
         for s in lost {
             self.send.on_lost(s.reliable);
         }
         // Resent data goes out without waiting for Nagle.
+        self.nagle_deadline = Some(now);
+    }
+
+    /// The probe timeout in force: the estimator's, backoff included, allowing for the
+    /// peer's ack delay unless the newest packet asked for an immediate ack, and never so
+    /// long that fewer than `PROBES_PER_TIMEOUT` probes fit in `timeoutConnected`.
+    pub(super) fn probe_timeout(&self) -> Duration {
+        let ack_delay = if self.recovery.last_asked_immediate {
+            Duration::ZERO
+        } else {
+            MAX_ACK_DELAY
+        };
+        self.rtt.pto(ack_delay).min(self.probe_timeout_cap())
+    }
+
+    /// When the probe timer fires, if anything ack-eliciting is in flight.
+    pub(super) fn probe_deadline(&self) -> Option<Timestamp> {
+        let last = self.sent.last_ack_eliciting_sent()?;
+        let base = self.recovery.probe_fired.max(last);
+        Some(base + self.probe_timeout())
+    }
+
+    /// The probe timer fired: back the timeout off and queue [`PROBES`] probes, which send
+    /// the data of the oldest packets in flight again (without declaring them lost: if
+    /// they arrived after all, the copies are discarded by the receiver).
+    pub(super) fn on_probe_timeout(&mut self, now: Timestamp) {
+        self.stats.probe_timeouts += 1;
+        self.rtt.on_pto_expired();
+        self.recovery.probe_fired = now;
+        self.recovery.probes_owed = PROBES;
+        let again: Vec<_> = self
+            .sent
+            .oldest_in_flight()
+            .filter(|s| !s.reliable.is_empty())
+            .take(usize::from(PROBES))
+            .map(|s| s.reliable.clone())
+            .collect();
+        for carried in again {
+            self.send.on_lost(carried);
+        }
         self.nagle_deadline = Some(now);
     }
 
@@ -100,5 +257,161 @@ impl Connection {
                 Duration::ZERO,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::super::{Connection, ConnectionConfig};
+    use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup};
+    use crate::sim::pair::{Datagram, Direction, EndpointNode};
+    use crate::sim::Pair;
+    use crate::snp::congestion::CongestionControl;
+
+    type P = Pair<EndpointNode, EndpointNode>;
+
+    fn endpoint(seed: u8, cfg: ConnectionConfig) -> Endpoint {
+        Endpoint::new(cfg, EndpointSetup::for_tests(seed))
+    }
+
+    fn conn(e: &mut Endpoint, h: ConnectionHandle) -> &mut Connection {
+        e.connection_mut(h).expect("the connection")
+    }
+
+    /// A connected pair `one_way` apart, with a few round trips of traffic behind it so the
+    /// RTT estimate is settled.
+    fn pair(one_way: Duration, cfg: ConnectionConfig) -> (P, ConnectionHandle, ConnectionHandle) {
+        let (mut p, ha, hb) = Pair::connected(endpoint(1, cfg), endpoint(2, cfg));
+        p.one_way = one_way;
+        for _ in 0..10 {
+            let now = p.now;
+            conn(&mut p.a.endpoint, ha)
+                .send(now, 0, true, true, b"warm up")
+                .unwrap();
+            conn(&mut p.b.endpoint, hb)
+                .send(now, 0, true, true, b"warm up")
+                .unwrap();
+            p.rounds(2);
+        }
+        p.a.take_received();
+        p.b.take_received();
+        (p, ha, hb)
+    }
+
+    /// A tap that drops the A-to-B datagrams whose index (counted from now) `drop` says.
+    fn drop_a_to_b(p: &mut P, drop: impl Fn(usize) -> bool + 'static) {
+        let mut seen = 0;
+        p.tap = Some(Box::new(move |dir, flight: &mut Vec<Datagram>| {
+            if dir == Direction::AtoB {
+                let mut i = 0;
+                flight.retain(|_| {
+                    let keep = !drop(seen + i);
+                    i += 1;
+                    keep
+                });
+                seen += i;
+            }
+        }));
+    }
+
+    #[test]
+    fn a_flight_end_asks_for_an_immediate_ack() {
+        let (mut p, ha, _) = pair(Duration::ZERO, ConnectionConfig::default());
+        let now = p.now;
+        conn(&mut p.a.endpoint, ha)
+            .send(now, 0, true, true, b"one")
+            .unwrap();
+        // One round, no time passing: the receiver acks at once, not after its delayed-ack
+        // timer (it acks by itself only every fourth packet).
+        p.round();
+        let c = conn(&mut p.a.endpoint, ha);
+        assert_eq!(c.sent.bytes_in_flight(), 0, "not acked yet");
+        assert!(c.recovery.last_asked_immediate);
+    }
+
+    #[test]
+    fn stop_waiting_never_passes_what_the_peer_reported() {
+        let (mut p, ha, hb) = pair(Duration::from_millis(5), ConnectionConfig::default());
+        // B sends, A only acks; everything A sends is lost for a while, so its ack-only
+        // packets expire without the peer ever having reported them.
+        drop_a_to_b(&mut p, |i| i < 40);
+        for _ in 0..40 {
+            let now = p.now;
+            conn(&mut p.b.endpoint, hb)
+                .send(now, 1, true, true, b"data")
+                .unwrap();
+            p.advance(Duration::from_millis(20));
+            let c = conn(&mut p.a.endpoint, ha);
+            let next = c.next_pn;
+            let sw = c.stop_waiting_point(next);
+            assert!(
+                sw <= c.recovery.peer_latest,
+                "stop-waiting {sw} past the newest packet the peer reported ({})",
+                c.recovery.peer_latest
+            );
+        }
+        assert!(
+            conn(&mut p.a.endpoint, ha).sent.len() < 40,
+            "ack-only packets expire"
+        );
+    }
+
+    #[test]
+    fn a_late_packet_is_a_false_loss_and_its_reduction_is_undone() {
+        let cfg = ConnectionConfig {
+            congestion: CongestionControl::Cubic,
+            rate_min: 1 << 20,
+            rate_max: 1 << 20,
+            ..ConnectionConfig::default()
+        };
+        let (mut p, ha, _) = pair(Duration::from_millis(10), cfg);
+        let window = conn(&mut p.a.endpoint, ha).cc.window();
+        // The third datagram of the next flight is held back two round trips.
+        let held: Rc<RefCell<Vec<(usize, Datagram)>>> = Rc::default();
+        let (held2, mut seen, mut flights) = (held.clone(), 0usize, 0usize);
+        p.tap = Some(Box::new(move |dir, flight: &mut Vec<Datagram>| {
+            if dir != Direction::AtoB {
+                return;
+            }
+            flights += 1;
+            let mut h = held2.borrow_mut();
+            if let Some(pos) = h.iter().position(|(due, _)| *due <= flights) {
+                let (_, d) = h.remove(pos);
+                flight.push(d);
+            }
+            let mut i = 0;
+            flight.retain(|d| {
+                let hold = seen + i == 2;
+                i += 1;
+                if hold {
+                    h.push((flights + 2, d.clone()));
+                }
+                !hold
+            });
+            seen += i;
+        }));
+        let start = p.now;
+        for i in 0..10u8 {
+            conn(&mut p.a.endpoint, ha)
+                .send(start, 0, true, true, &[i; 1000])
+                .unwrap();
+        }
+        p.run_until(start + Duration::from_secs(1), 10_000, |p| {
+            let c = p.a.endpoint.connection(ha).expect("the connection");
+            c.stats.packets_spurious > 0 && c.sent.bytes_in_flight() == 0
+        });
+        let c = conn(&mut p.a.endpoint, ha);
+        assert!(held.borrow().is_empty(), "the held datagram was delivered");
+        assert_eq!(c.stats.packets_lost, 1, "{:?}", c.stats);
+        assert_eq!(c.stats.packets_spurious, 1, "{:?}", c.stats);
+        assert!(
+            c.cc.window() >= window,
+            "window {} < {window}",
+            c.cc.window()
+        );
     }
 }

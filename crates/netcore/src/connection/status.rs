@@ -25,6 +25,16 @@ impl Connection {
         self.pacer.rate()
     }
 
+    /// The congestion window: bytes the controller lets the connection have in flight.
+    pub fn congestion_window(&self) -> u64 {
+        self.cc.window()
+    }
+
+    /// Bytes of ack-eliciting packets in flight.
+    pub fn bytes_in_flight(&self) -> u64 {
+        self.sent.bytes_in_flight() as u64
+    }
+
     /// Unreliable bytes queued and not yet sent.
     pub fn pending_unreliable(&self) -> usize {
         self.send.unreliable_bytes()

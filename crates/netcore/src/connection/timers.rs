@@ -10,13 +10,17 @@ use std::time::Duration;
 use super::state::{ConnectionState, State};
 use super::Connection;
 use crate::end_reason::EndReason;
-use crate::snp::rtt::MIN_RTO;
+use crate::snp::rtt::MIN_PTO;
 use crate::time::Timestamp;
 use crate::wire::datagram::MAX_PLAINTEXT_SEND;
 
-/// Fewest retransmission timeouts that fit in `timeoutConnected` (see
-/// [`Connection::retransmit_timeout`]).
+/// Fewest probe timeouts that fit in `timeoutConnected` (see
+/// [`Connection::probe_timeout_cap`]).
 const PROBES_PER_TIMEOUT: u32 = 8;
+
+/// Packets that carried only acks are forgotten after this many probe timeouts unacked (the
+/// peer acks them only when it next sends something, which may be never).
+const ACK_ONLY_PTOS: u32 = 1;
 
 /// The connection's timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,7 +34,9 @@ pub enum Timer {
     Immediate,
     /// The delayed-ack deadline.
     Ack,
-    /// Retransmission timeout of the oldest packet in flight, or the loss-detection delay.
+    /// Loss detection: the time threshold of a packet below the largest acknowledged, the
+    /// probe timeout after the newest ack-eliciting packet, or the age at which an ack-only
+    /// packet is forgotten.
     Retransmit,
     /// Probe a quiet peer.
     Keepalive,
@@ -81,18 +87,31 @@ impl Connection {
                 (established_timer || self.ack_now || self.probe_now).then_some(Timestamp::ZERO)
             }
             Timer::Ack => self.acks.ack_deadline(),
-            Timer::Retransmit => self.sent.next_timeout(self.retransmit_timeout()),
+            Timer::Retransmit => [
+                self.sent.loss_time(),
+                self.probe_deadline(),
+                self.sent
+                    .ack_only_expiry(self.probe_timeout() * ACK_ONLY_PTOS),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             // Only when `keepalive_due` can hold: with data in flight the retransmission
             // timer probes instead, and a passed deadline here would fire in a loop.
             Timer::Keepalive => {
                 (self.sent.bytes_in_flight() == 0).then(|| self.keepalive_deadline())
             }
             // A passed Nagle deadline means the data is due and something else (the pacer,
-            // the window) holds it: then that is what wakes us.
+            // the window) holds it: then that is what wakes us. Probes owed go at once.
             Timer::Nagle => {
-                if !self.send.has_pending() || self.pacing_wake.is_some() || self.window_blocked {
+                if self.recovery.probes_owed > 0 {
+                    Some(Timestamp::ZERO)
+                } else if !self.send.has_sendable()
+                    || self.pacing_wake.is_some()
+                    || self.window_blocked
+                {
                     None
-                } else if self.send.queued_bytes() >= MAX_PLAINTEXT_SEND {
+                } else if self.send.sendable_bytes() >= MAX_PLAINTEXT_SEND {
                     // A full packet waits for no Nagle timer: it is due now. Stated here so a
                     // caller that queued it knows whether the driver must wake.
                     Some(Timestamp::ZERO)
@@ -100,7 +119,7 @@ impl Connection {
                     self.nagle_deadline
                 }
             }
-            Timer::Pacing => self.pacing_wake.filter(|_| self.send.has_pending()),
+            Timer::Pacing => self.pacing_wake.filter(|_| self.send.has_sendable()),
             Timer::Silence => Some(self.silence_deadline()),
         }
     }
@@ -110,7 +129,7 @@ impl Connection {
         Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min()
     }
 
-    /// Runs the timers that are due: handshake and silence timeouts, retransmission.
+    /// Runs the timers that are due: handshake and silence timeouts, loss detection, probes.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.run_timers(now);
         // The retransmit timer may just have settled the last ack-only packets.
@@ -154,22 +173,25 @@ impl Connection {
             );
             return;
         }
-        let r = self
-            .sent
-            .on_timeout(now, self.retransmit_timeout(), self.rtt.loss_delay());
-        if r.rto_expired {
-            self.rtt.on_rto_expired();
+        if self.sent.loss_time().is_some_and(|t| t <= now) {
+            let lost = self.sent.on_loss_timeout(now, self.rtt.loss_rtt());
+            self.on_lost(now, lost, false);
         }
-        self.on_lost(now, r.lost, r.rto_expired);
+        // Nothing depends on ack-only packets; forgetting them lets stop-waiting move on.
+        let _ = self
+            .sent
+            .expire_ack_only(now, self.probe_timeout() * ACK_ONLY_PTOS);
+        if self.probe_deadline().is_some_and(|t| t <= now) {
+            self.on_probe_timeout(now);
+        }
     }
 
-    /// The retransmission timeout in force: the estimator's, backoff included, but never so
-    /// long that fewer than `PROBES_PER_TIMEOUT` retransmissions fit in `timeoutConnected`.
-    /// While data is in flight no keepalive goes out, so these retransmissions are what a
-    /// live peer answers; on a lossy path it needs several chances before we give up.
-    pub(super) fn retransmit_timeout(&self) -> Duration {
-        let cap = (self.cfg.timeout / PROBES_PER_TIMEOUT).max(MIN_RTO);
-        self.rtt.rto().min(cap)
+    /// The longest probe timeout, backoff included: fewer than `PROBES_PER_TIMEOUT` probes
+    /// must never fit in `timeoutConnected`. While data is in flight no keepalive goes out,
+    /// so probes are what a live peer answers; on a lossy path it needs several chances
+    /// before we give up.
+    pub(super) fn probe_timeout_cap(&self) -> Duration {
+        (self.cfg.timeout / PROBES_PER_TIMEOUT).max(MIN_PTO)
     }
 
     fn silence_deadline(&self) -> Timestamp {

@@ -32,6 +32,7 @@ use crate::end_reason::EndReason;
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::sim::{LinkConfig, LinkStats, Network};
+use crate::time::Timestamp;
 
 const A: &str = "10.0.0.1:1000";
 const B: &str = "10.0.0.2:2000";
@@ -162,7 +163,7 @@ fn check_delivery(
     rx: &Peer,
     channels: std::ops::Range<i32>,
     per_channel: u32,
-    size: fn(u32) -> usize,
+    size: impl Fn(u32) -> usize,
     unreliable: Option<(i32, usize, &BTreeSet<u32>)>,
 ) {
     for ch in channels {
@@ -891,4 +892,759 @@ fn a_flight_beyond_the_receive_window_loses_nothing() {
         check_delivery(&ctx, b, 0..1, sent, |_| 20_000, None);
         assert_no_failures(&ctx, &net);
     }
+}
+
+/// The last packets of a flight are lost and nothing follows them: a probe recovers them
+/// within about a round trip of the probe timeout, not after a retransmission timeout (the
+/// reference waits 3 smoothed RTTs + 60 ms, then backs off).
+#[test]
+fn a_lost_tail_is_probed_within_a_round_trip_or_two() {
+    for seed in 0..seeds(4) {
+        let ctx = format!("tail seed {seed}");
+        let rtt = Duration::from_millis(100);
+        let mut net = network(seed, &link(0.0, 50, None), &Config::default());
+        let b_id = Identity::Ip(addr(B));
+        // A settled session: a few exchanges measure the RTT.
+        for i in 0..5 {
+            net.with_node::<Peer, _>(addr(A), |p, now| {
+                p.m.send(
+                    now,
+                    &b_id,
+                    None,
+                    &message(3, i, 100),
+                    send_flags::RELIABLE,
+                    3,
+                )
+            });
+            net.run_for(rtt * 2).unwrap();
+        }
+        assert_eq!(
+            net.node::<Peer>(addr(B)).unwrap().count(3),
+            5,
+            "{ctx}: warm-up"
+        );
+        let start = net.now();
+        net.with_node::<Peer, _>(addr(A), |p, now| {
+            for i in 0..6 {
+                let data = message(0, i, 900);
+                let r = p.m.send(
+                    now,
+                    &b_id,
+                    None,
+                    &data,
+                    send_flags::RELIABLE | send_flags::NO_NAGLE,
+                    0,
+                );
+                assert_eq!(r, EResult::Ok, "{ctx}");
+            }
+        });
+        // The pacer lets the first four packets go at once and spaces the rest (256 KiB/s):
+        // those two are lost.
+        net.run_for(Duration::from_millis(1)).unwrap();
+        let clean = net.link_config(addr(A), addr(B)).clone();
+        net.set_link(
+            addr(A),
+            addr(B),
+            LinkConfig {
+                loss: 1.0,
+                ..clean.clone()
+            },
+        );
+        net.run_for(Duration::from_millis(15)).unwrap();
+        net.set_link(addr(A), addr(B), clean);
+        let done = net
+            .run_until_with(start + Duration::from_secs(3), |n| {
+                n.node::<Peer>(addr(B)).unwrap().count(0) >= 6
+            })
+            .unwrap();
+        assert!(done, "{ctx}: the tail never arrived");
+        let elapsed = net.now().saturating_since(start);
+        let a = connection_stats(&net, A, B);
+        assert!(a.probe_timeouts >= 1, "{ctx}: {a:?}");
+        assert!(
+            elapsed <= rtt * 5 / 2,
+            "{ctx}: the tail took {elapsed:?} (RTT {rtt:?})"
+        );
+        check_delivery(
+            &ctx,
+            net.node::<Peer>(addr(B)).unwrap(),
+            0..1,
+            6,
+            |_| 900,
+            None,
+        );
+        eprintln!("scenario tail seed {seed}: lost tail delivered after {elapsed:?}");
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// The transport matrix: loss recovery, reordering, latency under load, jitter and bursts,
+// each over many seeds, in one table (printed, and written to docs/TRANSPORT.md by
+// `npm run sim:matrix`). The invariants above hold in every run; each row also states the
+// target it is held to.
+
+/// What the application does in a matrix scenario.
+#[derive(Clone, Copy, Debug)]
+enum Work {
+    /// `bytes` of reliable `size`-byte messages on channel 0, A to B, as fast as A's send
+    /// buffer takes them; done when B has them all.
+    Bulk { bytes: u64, size: usize },
+    /// Tail-heavy exchange: A sends 100 reliable messages on each of channels 0 and 1
+    /// (40-1,000 B), one 100 KB reliable message on channel 0 in their middle, and 100
+    /// unreliable ones (200 B) on channel 2, all at once; B echoes every message back; done
+    /// when A has every reliable echo. Delays are round trips.
+    Echo,
+    /// Bulk reliable data on channel 0 for `secs`, and a `tick_size` unreliable message on
+    /// channel 1 every `tick`; figures from `warmup` on: the ticks' one-way delays, and the
+    /// bulk's goodput.
+    Load {
+        secs: u64,
+        tick: Duration,
+        tick_size: usize,
+        warmup: Duration,
+    },
+}
+
+/// The bulk messages of [`Work::Bulk`] and [`Work::Load`].
+const BULK_SIZE: usize = 1_200;
+
+/// One matrix scenario.
+#[derive(Clone)]
+struct MatrixScenario {
+    name: &'static str,
+    /// The link, both ways.
+    link: LinkConfig,
+    config: Config,
+    work: Work,
+    /// Virtual time within which a run must finish.
+    bound: Duration,
+    /// The target its figures are held to.
+    target: Target,
+}
+
+/// What a row is held to.
+#[derive(Clone, Copy, Debug)]
+enum Target {
+    /// Mean completion within `factor` of the ideal: the reliable bytes over the link's rate
+    /// times the fraction of packets that survive its random loss.
+    NearIdeal { factor: f64 },
+    /// Mean completion within this bound (a regression guard; the reference's own time is
+    /// measured against real sockets by `bench/gns-loss.mjs`).
+    Within(Duration),
+    /// Mean goodput at least `fraction` of the row named `of` (same link without the trouble).
+    GoodputVs { of: &'static str, fraction: f64 },
+    /// Ticks' one-way delay p99 at most `rtt_factor` base RTTs, and bulk goodput at least
+    /// `share` of the link's rate.
+    Latency { rtt_factor: f64, share: f64 },
+    /// No session failure and no send refused for good (checked in every run): the figures
+    /// are reported.
+    Survives,
+}
+
+/// Figures of one matrix run.
+#[derive(Clone, Debug, Default)]
+struct MatrixRun {
+    elapsed: Duration,
+    /// Reliable payload bytes per second (Load: the bulk's, after the warm-up).
+    goodput: f64,
+    /// Delays of the messages the scenario measures, µs.
+    delays_us: Vec<u64>,
+    a: ConnectionStats,
+    b: ConnectionStats,
+    /// Datagrams the A-to-B link lost or dropped.
+    link_dropped: u64,
+    /// Load: ticks the send buffer refused.
+    refused_ticks: u64,
+    /// Datagrams B dropped unacknowledged (refused reliable data, duplicates, damage).
+    refused: u64,
+}
+
+/// A's (or B's) connection counters for its session with `peer`.
+fn connection_stats(net: &Network, at: &str, peer: &str) -> ConnectionStats {
+    let p = net.node::<Peer>(addr(at)).unwrap();
+    p.m.sessions
+        .get(&Identity::Ip(addr(peer)))
+        .and_then(|s| p.m.endpoint.connection(s.conn))
+        .map(|c| c.stats())
+        .unwrap_or_default()
+}
+
+/// Sizes of the echo workload's reliable messages (the 100 KB one is message 50 on channel 0).
+fn echo_size(channel: i32, i: u32) -> usize {
+    if channel == 0 && i == 50 {
+        100_000
+    } else {
+        40 + (i as usize * 97 + channel as usize * 13) % 960
+    }
+}
+
+fn run_matrix(s: &MatrixScenario, seed: u64) -> MatrixRun {
+    let ctx = format!("{} seed {seed}", s.name);
+    let mut net = network(seed, &s.link, &s.config);
+    let b_id = Identity::Ip(addr(B));
+    // The session first (the handshake's own retries under loss are not what is measured),
+    // then the clock starts.
+    net.with_node::<Peer, _>(addr(A), |p, now| {
+        let r =
+            p.m.send(now, &b_id, None, b"hello", send_flags::RELIABLE, 3);
+        assert_eq!(r, EResult::Ok, "{ctx}: hello");
+    });
+    let connected = net
+        .run_until_with(net.now() + Duration::from_secs(30), |n| {
+            n.node::<Peer>(addr(B)).unwrap().count(3) == 1
+        })
+        .unwrap();
+    assert!(connected, "{ctx}: no session");
+    let start = net.now();
+    let deadline = start + s.bound;
+    let mut sent_at: std::collections::HashMap<(i32, u32), Timestamp> = Default::default();
+    let mut run = MatrixRun::default();
+    let mut largest = BULK_SIZE;
+    match s.work {
+        Work::Bulk { bytes, size } => {
+            let n = bytes.div_ceil(size as u64) as u32;
+            let mut next = 0u32;
+            while next < n {
+                net.with_node::<Peer, _>(addr(A), |p, now| {
+                    while next < n {
+                        let data = message(0, next, size);
+                        match p.m.send(now, &b_id, None, &data, send_flags::RELIABLE, 0) {
+                            EResult::Ok => {}
+                            EResult::LimitExceeded => break,
+                            r => panic!("{ctx}: send returned {r:?}"),
+                        }
+                        sent_at.insert((0, next), now);
+                        next += 1;
+                    }
+                });
+                net.run_for(Duration::from_millis(5)).unwrap();
+                assert!(net.now() < deadline, "{ctx}: sending stalled");
+            }
+            let done = net
+                .run_until_with(deadline, |n| {
+                    n.node::<Peer>(addr(B)).unwrap().count(0) >= next as usize
+                })
+                .unwrap();
+            assert!(done, "{ctx}: not everything arrived within {:?}", s.bound);
+            run.elapsed = net.now().saturating_since(start);
+            let b = net.node::<Peer>(addr(B)).unwrap();
+            check_delivery(&ctx, b, 0..1, n, |_| size, None);
+            run.goodput = (n as u64 * size as u64) as f64 / run.elapsed.as_secs_f64();
+            for (i, r) in b.got[&0].iter().enumerate() {
+                let sent = sent_at[&(0, i as u32)];
+                run.delays_us
+                    .push(r.at.saturating_since(sent).as_micros() as u64);
+            }
+            largest = size;
+        }
+        Work::Echo => {
+            net.with_node::<Peer, _>(addr(B), |p, _| p.echo = true);
+            let mut unreliable = BTreeSet::new();
+            net.with_node::<Peer, _>(addr(A), |p, now| {
+                for i in 0..100u32 {
+                    for ch in 0..2 {
+                        let data = message(ch, i, echo_size(ch, i));
+                        let r = p.m.send(now, &b_id, None, &data, send_flags::RELIABLE, ch);
+                        assert_eq!(r, EResult::Ok, "{ctx}: reliable #{i} on {ch}");
+                        sent_at.insert((ch, i), now);
+                    }
+                    let data = message(2, i, 200);
+                    if p.m.send(now, &b_id, None, &data, 0, 2) == EResult::Ok {
+                        unreliable.insert(i);
+                    }
+                }
+            });
+            let done = net
+                .run_until_with(deadline, |n| {
+                    let a = n.node::<Peer>(addr(A)).unwrap();
+                    a.count(0) >= 100 && a.count(1) >= 100
+                })
+                .unwrap();
+            assert!(done, "{ctx}: not every echo arrived within {:?}", s.bound);
+            run.elapsed = net.now().saturating_since(start);
+            let (a, b) = (
+                net.node::<Peer>(addr(A)).unwrap(),
+                net.node::<Peer>(addr(B)).unwrap(),
+            );
+            check_delivery(
+                &ctx,
+                b,
+                0..1,
+                100,
+                |i| echo_size(0, i),
+                Some((2, 200, &unreliable)),
+            );
+            check_delivery(&ctx, b, 1..2, 100, |i| echo_size(1, i), None);
+            check_delivery(&ctx, a, 0..1, 100, |i| echo_size(0, i), None);
+            check_delivery(&ctx, a, 1..2, 100, |i| echo_size(1, i), None);
+            let bytes: u64 = (0..100)
+                .map(|i| (echo_size(0, i) + echo_size(1, i)) as u64)
+                .sum();
+            run.goodput = (2 * bytes) as f64 / run.elapsed.as_secs_f64();
+            for ch in 0..2 {
+                for (i, r) in a.got[&ch].iter().enumerate() {
+                    let sent = sent_at[&(ch, i as u32)];
+                    run.delays_us
+                        .push(r.at.saturating_since(sent).as_micros() as u64);
+                }
+            }
+            largest = 100_000;
+        }
+        Work::Load {
+            secs,
+            tick,
+            tick_size,
+            warmup,
+        } => {
+            let end = start + Duration::from_secs(secs);
+            let mut next = 0u32;
+            let mut ticks = 0u32;
+            let mut next_tick = start;
+            while net.now() < end {
+                // The bulk leaves room in the send buffer for the ticks, as a game would.
+                let room = (s.config.send_buffer_size as usize).saturating_sub(16 * 1024);
+                net.with_node::<Peer, _>(addr(A), |p, now| {
+                    while p.m.session_info(&b_id).map_or(0, |i| i.pending_bytes) < room {
+                        let data = message(0, next, BULK_SIZE);
+                        match p.m.send(now, &b_id, None, &data, send_flags::RELIABLE, 0) {
+                            EResult::Ok => next += 1,
+                            EResult::LimitExceeded => break,
+                            r => panic!("{ctx}: send returned {r:?}"),
+                        }
+                    }
+                    if now >= next_tick {
+                        let data = message(1, ticks, tick_size);
+                        match p.m.send(now, &b_id, None, &data, send_flags::NO_NAGLE, 1) {
+                            EResult::Ok => {
+                                sent_at.insert((1, ticks), now);
+                            }
+                            // Lost data requeued may fill the buffer past the room left.
+                            EResult::LimitExceeded => run.refused_ticks += 1,
+                            r => panic!("{ctx}: tick {ticks}: {r:?}"),
+                        }
+                        ticks += 1;
+                        next_tick += tick;
+                    }
+                });
+                let step = next_tick
+                    .saturating_since(net.now())
+                    .min(Duration::from_millis(10));
+                net.run_for(step.max(Duration::from_micros(100))).unwrap();
+            }
+            // Everything sent must still arrive, exactly once and in order.
+            let done = net
+                .run_until_with(end + s.bound, |n| {
+                    n.node::<Peer>(addr(B)).unwrap().count(0) >= next as usize
+                })
+                .unwrap();
+            assert!(done, "{ctx}: the bulk did not drain");
+            run.elapsed = Duration::from_secs(secs);
+            let b = net.node::<Peer>(addr(B)).unwrap();
+            check_delivery(&ctx, b, 0..1, next, |_| BULK_SIZE, None);
+            let from = start + warmup;
+            let bulk: u64 = b.got[&0]
+                .iter()
+                .filter(|r| r.at >= from && r.at < end)
+                .map(|r| r.data.len() as u64)
+                .sum();
+            run.goodput = bulk as f64 / end.saturating_since(from).as_secs_f64();
+            for r in b.got.get(&1).into_iter().flatten() {
+                let i = index_of(&r.data);
+                let sent = sent_at[&(1, i)];
+                if sent >= from {
+                    run.delays_us
+                        .push(r.at.saturating_since(sent).as_micros() as u64);
+                }
+            }
+        }
+    }
+    assert_no_failures(&ctx, &net);
+    assert_memory_bounded(&ctx, &net, &s.config, largest);
+    run.a = connection_stats(&net, A, B);
+    run.b = connection_stats(&net, B, A);
+    run.refused = run.b.packets_dropped;
+    let l = net.link_stats(addr(A), addr(B));
+    run.link_dropped = l.lost + l.dropped_queue;
+    run
+}
+
+/// The value at quantile `q` of sorted `v` (0 when empty).
+fn quantile(v: &[u64], q: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// One row of the matrix: a scenario's figures over its seeds.
+#[derive(Clone, Debug)]
+struct MatrixRow {
+    name: &'static str,
+    seeds: usize,
+    goodput_mean: f64,
+    goodput_min: f64,
+    elapsed_mean: f64,
+    elapsed_max: f64,
+    delay_p50_ms: f64,
+    delay_p99_ms: f64,
+    lost_mean: f64,
+    spurious_mean: f64,
+    resent_kb_mean: f64,
+    probes_mean: f64,
+    dropped_mean: f64,
+    refused_mean: f64,
+    refused_ticks: u64,
+    target: String,
+    ok: bool,
+}
+
+fn summarize(s: &MatrixScenario, runs: &[MatrixRun]) -> MatrixRow {
+    let n = runs.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&MatrixRun) -> f64| runs.iter().map(f).sum::<f64>() / n;
+    let mut delays: Vec<u64> = runs
+        .iter()
+        .flat_map(|r| r.delays_us.iter().copied())
+        .collect();
+    delays.sort_unstable();
+    MatrixRow {
+        name: s.name,
+        seeds: runs.len(),
+        goodput_mean: mean(&|r| r.goodput),
+        goodput_min: runs.iter().map(|r| r.goodput).fold(f64::INFINITY, f64::min),
+        elapsed_mean: mean(&|r| r.elapsed.as_secs_f64()),
+        elapsed_max: runs
+            .iter()
+            .map(|r| r.elapsed.as_secs_f64())
+            .fold(0.0, f64::max),
+        delay_p50_ms: quantile(&delays, 0.5) as f64 / 1000.0,
+        delay_p99_ms: quantile(&delays, 0.99) as f64 / 1000.0,
+        lost_mean: mean(&|r| (r.a.packets_lost + r.b.packets_lost) as f64),
+        spurious_mean: mean(&|r| (r.a.packets_spurious + r.b.packets_spurious) as f64),
+        resent_kb_mean: mean(&|r| (r.a.bytes_resent + r.b.bytes_resent) as f64 / 1000.0),
+        probes_mean: mean(&|r| (r.a.probe_timeouts + r.b.probe_timeouts) as f64),
+        dropped_mean: mean(&|r| r.link_dropped as f64),
+        refused_mean: mean(&|r| r.refused as f64),
+        refused_ticks: runs.iter().map(|r| r.refused_ticks).sum(),
+        target: String::new(),
+        ok: true,
+    }
+}
+
+/// Holds `row` to its scenario's target (`rows` are the rows before it, for comparisons).
+fn judge(s: &MatrixScenario, row: &mut MatrixRow, rows: &[MatrixRow]) {
+    let rate = s.link.bandwidth.unwrap_or(u64::MAX) as f64;
+    let (text, ok) = match s.target {
+        Target::NearIdeal { factor } => {
+            let Work::Bulk { bytes, .. } = s.work else {
+                unreachable!("NearIdeal is for bulk rows")
+            };
+            let ideal = bytes as f64 / (rate * (1.0 - s.link.loss));
+            (
+                format!(
+                    "<= {factor}x ideal {ideal:.2} s: {:.2}x",
+                    row.elapsed_mean / ideal
+                ),
+                row.elapsed_mean <= factor * ideal,
+            )
+        }
+        Target::Within(d) => (
+            format!("<= {:.1} s", d.as_secs_f64()),
+            row.elapsed_mean <= d.as_secs_f64(),
+        ),
+        Target::GoodputVs { of, fraction } => {
+            let base = rows
+                .iter()
+                .find(|r| r.name == of)
+                .map_or(f64::NAN, |r| r.goodput_mean);
+            let ratio = row.goodput_mean / base;
+            (
+                format!(
+                    ">= {:.0} % of {of}: {:.1} %",
+                    fraction * 100.0,
+                    ratio * 100.0
+                ),
+                ratio >= fraction,
+            )
+        }
+        Target::Latency { rtt_factor, share } => {
+            let base_rtt_ms = 2.0 * s.link.delay.as_secs_f64() * 1000.0;
+            let limit = rtt_factor * base_rtt_ms;
+            let got = row.goodput_mean / rate;
+            (
+                format!(
+                    "p99 <= {limit:.0} ms, bulk >= {:.0} % of link: {:.1} %, {} ticks refused",
+                    share * 100.0,
+                    got * 100.0,
+                    row.refused_ticks
+                ),
+                row.delay_p99_ms <= limit && got >= share && row.refused_ticks == 0,
+            )
+        }
+        Target::Survives => ("no failure".to_string(), true),
+    };
+    row.target = text;
+    row.ok = ok;
+}
+
+/// The matrix's scenarios.
+fn matrix_scenarios() -> Vec<MatrixScenario> {
+    let mb = 1_000_000u64;
+    let bulk_link = |loss: f64| LinkConfig {
+        loss,
+        delay: Duration::from_millis(20),
+        bandwidth: Some(2 * mb),
+        queue_bytes: 100_000,
+        ..LinkConfig::default()
+    };
+    let bulk = |name, loss, config: Config| MatrixScenario {
+        name,
+        link: bulk_link(loss),
+        config,
+        work: Work::Bulk {
+            bytes: 8 * mb,
+            size: BULK_SIZE,
+        },
+        bound: Duration::from_secs(60),
+        target: Target::NearIdeal { factor: 1.5 },
+    };
+    let cubic = Config {
+        congestion_control: 1,
+        ..scenario_config()
+    };
+    // The echo runs at the reference's default rate (fixed at 256 KiB/s: ours only starts
+    // there) on a link with no added delay, like two processes on one host with the
+    // fake-loss knobs set, so that the end of each flight is what the loss hits.
+    let echo = |name, loss, bound| MatrixScenario {
+        name,
+        link: LinkConfig {
+            loss,
+            delay: Duration::from_micros(50),
+            ..LinkConfig::default()
+        },
+        config: Config {
+            send_rate_min: 262_144,
+            send_rate_max: 262_144,
+            ..Config::default()
+        },
+        work: Work::Echo,
+        bound: Duration::from_secs(60),
+        target: Target::Within(bound),
+    };
+    let reorder_link = |reorder: f64| LinkConfig {
+        reorder,
+        reorder_delay: Duration::from_millis(40),
+        delay: Duration::from_millis(5),
+        bandwidth: Some(2 * mb),
+        queue_bytes: 64_000,
+        ..LinkConfig::default()
+    };
+    let load_link = LinkConfig {
+        delay: Duration::from_millis(20),
+        bandwidth: Some(1_250_000),
+        queue_bytes: 250_000,
+        ..LinkConfig::default()
+    };
+    let load = |name, config: Config, target| MatrixScenario {
+        name,
+        link: load_link.clone(),
+        config: Config {
+            send_buffer_size: 256 * 1024,
+            ..config
+        },
+        work: Work::Load {
+            secs: 20,
+            tick: Duration::from_millis(50),
+            tick_size: 100,
+            warmup: Duration::from_secs(3),
+        },
+        bound: Duration::from_secs(30),
+        target,
+    };
+    vec![
+        bulk("bulk_clean", 0.0, scenario_config()),
+        bulk("bulk_loss5", 0.05, scenario_config()),
+        bulk("bulk_loss10", 0.10, scenario_config()),
+        bulk("bulk_loss30", 0.30, scenario_config()),
+        MatrixScenario {
+            // Half the bytes: CUBIC takes every random loss for congestion.
+            work: Work::Bulk {
+                bytes: 4 * mb,
+                size: BULK_SIZE,
+            },
+            bound: Duration::from_secs(120),
+            target: Target::Survives,
+            ..bulk("bulk_loss10_cubic", 0.10, cubic.clone())
+        },
+        echo("echo_clean", 0.0, Duration::from_secs(2)),
+        echo("echo_loss10", 0.10, Duration::from_secs(3)),
+        echo("echo_loss30", 0.30, Duration::from_secs(3)),
+        MatrixScenario {
+            name: "reorder0_5ms_2MBps",
+            link: reorder_link(0.0),
+            config: scenario_config(),
+            work: Work::Bulk {
+                bytes: 8 * mb,
+                size: BULK_SIZE,
+            },
+            bound: Duration::from_secs(30),
+            target: Target::Survives,
+        },
+        MatrixScenario {
+            name: "reorder30_40ms_2MBps",
+            link: reorder_link(0.30),
+            config: scenario_config(),
+            work: Work::Bulk {
+                bytes: 8 * mb,
+                size: BULK_SIZE,
+            },
+            bound: Duration::from_secs(30),
+            target: Target::GoodputVs {
+                of: "reorder0_5ms_2MBps",
+                fraction: 0.95,
+            },
+        },
+        load(
+            "load_10Mbit_200ms_queue",
+            scenario_config(),
+            Target::Latency {
+                rtt_factor: 2.0,
+                share: 0.9,
+            },
+        ),
+        load("load_10Mbit_200ms_queue_cubic", cubic, Target::Survives),
+        MatrixScenario {
+            name: "jitter_50pm30ms",
+            link: LinkConfig {
+                delay: Duration::from_millis(20),
+                jitter: Duration::from_millis(60),
+                ..bulk_link(0.0)
+            },
+            target: Target::Survives,
+            ..bulk("", 0.0, scenario_config())
+        },
+        MatrixScenario {
+            name: "burst2pct_x10",
+            link: LinkConfig {
+                burst_loss: 0.002,
+                burst_len: 10,
+                ..bulk_link(0.0)
+            },
+            target: Target::Survives,
+            ..bulk("", 0.0, scenario_config())
+        },
+    ]
+}
+
+/// Renders the rows as a Markdown table.
+fn matrix_table(rows: &[MatrixRow]) -> String {
+    let mut t = String::from(
+        "| scenario | seeds | goodput mean (worst) | time mean (max) | delay p50 / p99 | \
+         lost / spurious per run | resent per run | probes per run | link drops per run | \
+         refused by B per run | target | |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        t.push_str(&format!(
+            "| {} | {} | {:.0} ({:.0}) kB/s | {:.2} ({:.2}) s | {:.1} / {:.1} ms | {:.1} / {:.2} | \
+             {:.0} kB | {:.1} | {:.0} | {:.0} | {} | {} |\n",
+            r.name,
+            r.seeds,
+            r.goodput_mean / 1000.0,
+            r.goodput_min / 1000.0,
+            r.elapsed_mean,
+            r.elapsed_max,
+            r.delay_p50_ms,
+            r.delay_p99_ms,
+            r.lost_mean,
+            r.spurious_mean,
+            r.resent_kb_mean,
+            r.probes_mean,
+            r.dropped_mean,
+            r.refused_mean,
+            r.target,
+            if r.ok { "ok" } else { "**missed**" },
+        ));
+    }
+    t
+}
+
+/// Replaces what lies between the matrix markers of docs/TRANSPORT.md.
+fn write_matrix_doc(table: &str, seeds: u64) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/TRANSPORT.md");
+    let doc = std::fs::read_to_string(&path).expect("docs/TRANSPORT.md");
+    let (begin, end) = ("<!-- matrix:begin -->", "<!-- matrix:end -->");
+    let (Some(a), Some(b)) = (doc.find(begin), doc.find(end)) else {
+        panic!("docs/TRANSPORT.md lacks the matrix markers");
+    };
+    let body = format!(
+        "{begin}\n\n{seeds} seeds per scenario (`NETMESSAGES_SIM_SEEDS={seeds}`), virtual time, \
+         written by `npm run sim:matrix`.\n\n{table}\n"
+    );
+    let out = format!("{}{body}{}", &doc[..a], &doc[b..]);
+    std::fs::write(&path, out).expect("write docs/TRANSPORT.md");
+}
+
+/// The transport matrix. `NETMESSAGES_SIM_SEEDS` sets the seeds per scenario (2 by default);
+/// `NETMESSAGES_SIM_MATRIX_DOC=1` writes the table into docs/TRANSPORT.md. Runs the seeds on
+/// as many threads as the machine has (at most 2 by default: `NETMESSAGES_SIM_THREADS`).
+#[test]
+fn transport_matrix() {
+    // NETMESSAGES_SIM_ONLY=name,name runs only those scenarios (and prints every run).
+    let only = std::env::var("NETMESSAGES_SIM_ONLY").ok();
+    let scenarios: Vec<MatrixScenario> = matrix_scenarios()
+        .into_iter()
+        .filter(|s| {
+            only.as_deref()
+                .is_none_or(|o| o.split(',').any(|n| n == s.name))
+        })
+        .collect();
+    let n = seeds(2);
+    let threads = std::env::var("NETMESSAGES_SIM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2usize)
+        .max(1);
+    let jobs: Vec<(usize, u64)> = (0..scenarios.len())
+        .flat_map(|i| (0..n).map(move |seed| (i, seed)))
+        .collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = std::sync::Mutex::new(vec![Vec::new(); scenarios.len()]);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let j = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&(i, seed)) = jobs.get(j) else {
+                    break;
+                };
+                let r = run_matrix(&scenarios[i], seed);
+                if only.is_some() {
+                    eprintln!(
+                        "{} seed {seed}: {:.2} s, {:.0} kB/s, lost {} spurious {} probes {} refused {}",
+                        scenarios[i].name,
+                        r.elapsed.as_secs_f64(),
+                        r.goodput / 1000.0,
+                        r.a.packets_lost,
+                        r.a.packets_spurious,
+                        r.a.probe_timeouts,
+                        r.refused
+                    );
+                }
+                results.lock().unwrap()[i].push(r);
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let mut rows: Vec<MatrixRow> = Vec::new();
+    for (s, runs) in scenarios.iter().zip(&results) {
+        let mut row = summarize(s, runs);
+        judge(s, &mut row, &rows);
+        rows.push(row);
+    }
+    let table = matrix_table(&rows);
+    eprintln!("transport matrix, {n} seeds per scenario:\n{table}");
+    if std::env::var_os("NETMESSAGES_SIM_MATRIX_DOC").is_some() && only.is_none() {
+        write_matrix_doc(&table, n);
+    }
+    let missed: Vec<&str> = rows.iter().filter(|r| !r.ok).map(|r| r.name).collect();
+    assert!(missed.is_empty(), "targets missed: {missed:?}");
 }

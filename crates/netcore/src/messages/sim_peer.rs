@@ -84,6 +84,10 @@ pub(super) struct Peer {
     pub delivered_bytes: u64,
     /// Memory high-water marks.
     pub peaks: MemoryPeaks,
+    /// Sends every message read back to its sender, on its channel, with its reliability
+    /// (a reliable echo refused for a full buffer waits in `echo_backlog`).
+    pub echo: bool,
+    echo_backlog: std::collections::VecDeque<(crate::identity::Identity, i32, u32, Bytes)>,
     next_read: Option<Timestamp>,
     buf: Vec<u8>,
 }
@@ -106,6 +110,8 @@ impl Peer {
             session_requests: 0,
             delivered_bytes: 0,
             peaks: MemoryPeaks::default(),
+            echo: false,
+            echo_backlog: std::collections::VecDeque::new(),
             next_read: None,
             buf: Vec::new(),
         }
@@ -148,6 +154,10 @@ impl Peer {
             for &ch in &self.channels {
                 for d in self.m.receive(ch, batch) {
                     self.delivered_bytes += d.msg.data.len() as u64;
+                    if self.echo {
+                        let e = (d.peer.clone(), ch, d.msg.send_flags, d.msg.data.clone());
+                        self.echo_backlog.push_back(e);
+                    }
                     self.got.entry(ch).or_default().push(Received {
                         flags: d.msg.send_flags,
                         data: d.msg.data,
@@ -156,7 +166,21 @@ impl Peer {
                 }
             }
         }
+        self.send_echoes(now);
         self.sample_memory();
+    }
+
+    /// Sends the echoes owed, in order, until the send buffer refuses one.
+    fn send_echoes(&mut self, now: Timestamp) {
+        use crate::eresult::EResult;
+        while let Some((peer, ch, flags, data)) = self.echo_backlog.front() {
+            let reliable = *flags != 0;
+            let r = self.m.send(now, peer, None, data, *flags, *ch);
+            if r == EResult::LimitExceeded && reliable {
+                break;
+            }
+            self.echo_backlog.pop_front();
+        }
     }
 
     /// Updates the memory high-water marks from the layer's current state.

@@ -25,6 +25,11 @@ pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024;
 pub struct LinkConfig {
     /// Probability that a datagram is lost on the wire.
     pub loss: f64,
+    /// Probability that a datagram starts a burst of losses: it and the next
+    /// `burst_len - 1` datagrams are lost on the wire (a fade or a flapping route).
+    pub burst_loss: f64,
+    /// Datagrams lost in a row by one burst (at least 1).
+    pub burst_len: u32,
     /// Probability that a delivered datagram also arrives a second time.
     pub duplicate: f64,
     /// The copy arrives up to this much after the original (uniform).
@@ -52,6 +57,8 @@ impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
             loss: 0.0,
+            burst_loss: 0.0,
+            burst_len: 1,
             duplicate: 0.0,
             duplicate_delay_max: Duration::ZERO,
             reorder: 0.0,
@@ -171,6 +178,8 @@ pub(super) struct LinkState {
     busy_until: Timestamp,
     /// Latest arrival of an in-order datagram: later ones may not arrive before it.
     fifo_tail: Timestamp,
+    /// Datagrams still to lose in the current burst.
+    burst_left: u32,
     pub stats: LinkStats,
 }
 
@@ -180,6 +189,7 @@ impl LinkState {
             rng,
             busy_until: Timestamp::ZERO,
             fifo_tail: Timestamp::ZERO,
+            burst_left: 0,
             stats: LinkStats::default(),
         }
     }
@@ -213,7 +223,17 @@ impl LinkState {
                 done
             }
         };
+        if self.burst_left > 0 {
+            self.burst_left -= 1;
+            return Err(DropReason::Lost);
+        }
         if chance(d.loss, cfg.loss) {
+            return Err(DropReason::Lost);
+        }
+        // The same draw decides a burst's start (the slice of [0, 1) just above `loss`), so a
+        // link without bursts draws exactly as before.
+        if cfg.burst_loss > 0.0 && chance(d.loss, cfg.loss.max(0.0) + cfg.burst_loss) {
+            self.burst_left = cfg.burst_len.saturating_sub(1);
             return Err(DropReason::Lost);
         }
         let base = departure + cfg.delay + Duration::from_micros(micros_upto(d.jitter, cfg.jitter));
@@ -345,6 +365,32 @@ mod tests {
         for _ in 0..500 {
             assert_eq!(s.admit(&all, Timestamp(0), 1), Err(DropReason::Lost));
             assert!(s.admit(&none, Timestamp(0), 1).is_ok());
+        }
+    }
+
+    #[test]
+    fn burst_loss_drops_runs() {
+        let mut s = state(6);
+        let cfg = LinkConfig {
+            burst_loss: 0.002,
+            burst_len: 10,
+            ..LinkConfig::default()
+        };
+        let fates: Vec<bool> = (0..100_000)
+            .map(|_| s.admit(&cfg, Timestamp(0), 1).is_ok())
+            .collect();
+        let lost = fates.iter().filter(|ok| !**ok).count();
+        // About 2 % lost (a burst may start inside another, which then only extends it).
+        assert!((1_500..2_500).contains(&lost), "{lost} lost");
+        // Every run of losses is a whole number of bursts long.
+        let mut run = 0;
+        for ok in fates.iter().chain([true].iter()) {
+            if *ok {
+                assert!(run % 10 == 0, "a run of {run} losses");
+                run = 0;
+            } else {
+                run += 1;
+            }
         }
     }
 

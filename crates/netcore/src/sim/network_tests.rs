@@ -590,6 +590,8 @@ fn arb_link() -> impl Strategy<Value = LinkConfig> {
         .prop_map(
             |((loss, duplicate, reorder), (dd, rd, d, j), (bw, q, mtu))| LinkConfig {
                 loss,
+                burst_loss: 0.0,
+                burst_len: 1,
                 duplicate,
                 duplicate_delay_max: Duration::from_micros(dd),
                 reorder,

@@ -1,4 +1,4 @@
-//! Round-trip time estimation and the retransmit timeout derived from it.
+//! Round-trip time estimation and the probe timeout derived from it.
 //!
 //! Every ack carries the latest packet number the peer received and how long it held that
 //! ack, so each ack that newly acknowledges that packet yields one RTT sample. Samples are
@@ -7,28 +7,24 @@
 //! the smallest RTT ever seen: a peer that overstates its delay cannot make the path look
 //! faster than it has ever been.
 //!
-//! The retransmit timeout follows the reference implementation: three smoothed RTTs plus
-//! [`RTO_SLACK`], which covers the receiver's longest ack delay (50 ms) and 10 ms of jitter,
-//! and [`INITIAL_RTO`] before any sample. It is clamped to [`MIN_RTO`, `MAX_RTO`] and doubles
-//! with each timeout in a row until progress resets it.
+//! The probe timeout (RFC 9002's PTO) is how long the sender waits for any ack after its
+//! newest ack-eliciting packet before it sends a probe: the smoothed RTT, four deviations
+//! (at least [`TIMER_GRANULARITY`]) and the longest the peer may hold its ack (nothing when
+//! the packet asked for an immediate ack). [`INITIAL_RTO`] stands in before any sample. It
+//! is clamped to [`MIN_PTO`, `MAX_RTO`] and doubles with each timeout in a row until progress
+//! resets it. The reference waits `3 x smoothed + 60 ms` instead and then resends everything;
+//! a probe is one or two packets, so it can afford to come sooner.
 
 use std::time::Duration;
 
-/// Retransmit timeout before the first RTT sample.
+/// Probe timeout before the first RTT sample.
 pub const INITIAL_RTO: Duration = Duration::from_secs(1);
 
-/// Added to three smoothed RTTs: the peer's longest ack delay (50 ms) plus 10 ms of slack.
-pub const RTO_SLACK: Duration = Duration::from_millis(60);
+/// Lowest probe timeout: a couple of timer ticks of the driver, so scheduling noise on a
+/// loopback path does not fire probes that the next tick's ack would have made needless.
+pub const MIN_PTO: Duration = Duration::from_millis(2);
 
-/// Lowest retransmit timeout.
-///
-/// On a fast path the formula gives about 60 ms, barely over the 50 ms a receiver may hold
-/// an ack; a little more margin keeps scheduling hiccups on either host from triggering
-/// spurious retransmissions, while losses are still usually caught sooner by the ack-based
-/// rules.
-pub const MIN_RTO: Duration = Duration::from_millis(100);
-
-/// Highest retransmit timeout, backoff included.
+/// Highest probe timeout, backoff included.
 ///
 /// The connection is declared dead after about 10 s of silence; capping here still leaves
 /// room for two more attempts within that time.
@@ -40,8 +36,7 @@ pub const MAX_BACKOFF_EXPONENT: u32 = 8;
 /// RTT assumed for loss timing before the first sample.
 pub const INITIAL_RTT: Duration = Duration::from_millis(333);
 
-/// Smallest time allowance for reordering, whatever the RTT.
-pub const TIMER_GRANULARITY: Duration = Duration::from_millis(1);
+pub use super::reorder::TIMER_GRANULARITY;
 
 /// Smoothed RTT, its variation, the minimum, and retransmit-timeout backoff.
 #[derive(Clone, Debug, Default)]
@@ -113,33 +108,35 @@ impl RttEstimator {
         self.latest
     }
 
-    /// Retransmit timeout in force: `3 x smoothed + RTO_SLACK` (or [`INITIAL_RTO`] before any
-    /// sample), clamped to [`MIN_RTO`, `MAX_RTO`], doubled per timeout in a row, and capped
+    /// Probe timeout in force when the peer may hold its ack up to `peer_ack_delay`:
+    /// `smoothed + max(4 x deviation, granularity) + peer_ack_delay` (or [`INITIAL_RTO`] before
+    /// any sample), clamped to [`MIN_PTO`, `MAX_RTO`], doubled per timeout in a row, and capped
     /// at [`MAX_RTO`] again.
-    pub fn rto(&self) -> Duration {
+    pub fn pto(&self, peer_ack_delay: Duration) -> Duration {
         let base = match self.smoothed {
             None => INITIAL_RTO,
-            Some(s) => s.saturating_mul(3).saturating_add(RTO_SLACK),
+            Some(s) => s
+                .saturating_add(self.var.saturating_mul(4).max(TIMER_GRANULARITY))
+                .saturating_add(peer_ack_delay),
         };
-        let base = base.clamp(MIN_RTO, MAX_RTO);
+        let base = base.clamp(MIN_PTO, MAX_RTO);
         let factor = 1u32 << self.backoff.min(MAX_BACKOFF_EXPONENT);
         base.saturating_mul(factor).min(MAX_RTO)
     }
 
-    /// Time a packet may go unacked after a later one was acked before it counts as lost:
-    /// 9/8 of the larger of the smoothed and latest RTT, at least [`TIMER_GRANULARITY`].
-    pub fn loss_delay(&self) -> Duration {
-        let rtt = match (self.smoothed, self.latest) {
+    /// The round trip loss detection measures against: the larger of the smoothed and the
+    /// latest sample, or [`INITIAL_RTT`] before any.
+    pub fn loss_rtt(&self) -> Duration {
+        match (self.smoothed, self.latest) {
             (Some(s), Some(l)) => s.max(l),
             (Some(s), None) => s,
             (None, Some(l)) => l,
             (None, None) => INITIAL_RTT,
-        };
-        (rtt.saturating_mul(9) / 8).max(TIMER_GRANULARITY)
+        }
     }
 
-    /// Notes that the retransmit timer fired without any ack: the next timeout doubles.
-    pub fn on_rto_expired(&mut self) {
+    /// Notes that the probe timer fired without any ack: the next timeout doubles.
+    pub fn on_pto_expired(&mut self) {
         self.backoff = (self.backoff + 1).min(MAX_BACKOFF_EXPONENT);
     }
 
@@ -166,10 +163,10 @@ mod tests {
     #[test]
     fn before_any_sample() {
         let r = RttEstimator::new();
-        assert_eq!(r.rto(), INITIAL_RTO);
+        assert_eq!(r.pto(ms(50)), INITIAL_RTO);
         assert_eq!(r.smoothed(), None);
         assert_eq!(r.min(), None);
-        assert_eq!(r.loss_delay(), INITIAL_RTT * 9 / 8);
+        assert_eq!(r.loss_rtt(), INITIAL_RTT);
     }
 
     #[test]
@@ -179,7 +176,9 @@ mod tests {
         assert_eq!(r.smoothed(), Some(ms(100)));
         assert_eq!(r.var(), ms(50));
         assert_eq!(r.min(), Some(ms(100)));
-        assert_eq!(r.rto(), ms(360));
+        // 100 + 4 x 50, plus what the peer may hold its ack.
+        assert_eq!(r.pto(ms(50)), ms(350));
+        assert_eq!(r.pto(Duration::ZERO), ms(300));
     }
 
     #[test]
@@ -191,7 +190,7 @@ mod tests {
         // (3 * 50 + 80) / 4
         assert_eq!(r.var(), Duration::from_micros(57_500));
         assert_eq!(r.latest(), Some(ms(180)));
-        assert_eq!(r.loss_delay(), ms(180) * 9 / 8);
+        assert_eq!(r.loss_rtt(), ms(180));
     }
 
     #[test]
@@ -211,42 +210,42 @@ mod tests {
     }
 
     #[test]
-    fn rto_is_clamped() {
+    fn pto_is_clamped() {
         let mut r = RttEstimator::new();
         r.on_sample(Duration::from_micros(100), Duration::ZERO);
-        assert_eq!(r.rto(), MIN_RTO);
+        assert_eq!(r.pto(Duration::ZERO), MIN_PTO);
         let mut r = RttEstimator::new();
         r.on_sample(ms(3_000), Duration::ZERO);
-        assert_eq!(r.rto(), MAX_RTO);
+        assert_eq!(r.pto(Duration::ZERO), MAX_RTO);
     }
 
     #[test]
     fn backoff_doubles_and_resets() {
         let mut r = RttEstimator::new();
         r.on_sample(ms(100), Duration::ZERO);
-        assert_eq!(r.rto(), ms(360));
-        r.on_rto_expired();
-        assert_eq!(r.rto(), ms(720));
-        r.on_rto_expired();
-        assert_eq!(r.rto(), ms(1440));
+        assert_eq!(r.pto(ms(50)), ms(350));
+        r.on_pto_expired();
+        assert_eq!(r.pto(ms(50)), ms(700));
+        r.on_pto_expired();
+        assert_eq!(r.pto(ms(50)), ms(1400));
         for _ in 0..20 {
-            r.on_rto_expired();
+            r.on_pto_expired();
         }
         assert_eq!(r.backoff(), MAX_BACKOFF_EXPONENT);
-        assert_eq!(r.rto(), MAX_RTO);
+        assert_eq!(r.pto(ms(50)), MAX_RTO);
         r.on_sample(ms(100), Duration::ZERO);
         assert_eq!(r.backoff(), 0);
-        assert_eq!(r.rto(), ms(360));
-        r.on_rto_expired();
+        assert!(r.pto(ms(50)) <= ms(350));
+        r.on_pto_expired();
         r.reset_backoff();
-        assert_eq!(r.rto(), ms(360));
+        assert_eq!(r.backoff(), 0);
     }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
         #[test]
-        fn rto_stays_within_bounds(
+        fn pto_stays_within_bounds(
             ops in proptest::collection::vec(
                 (prop_oneof![0u64..30_000, 0u64..20_000_000], 0u64..3_000_000, 0u8..4),
                 0..64,
@@ -256,13 +255,13 @@ mod tests {
             for (rtt, delay, op) in ops {
                 match op {
                     0 | 1 => r.on_sample(Duration::from_micros(rtt), Duration::from_micros(delay)),
-                    2 => r.on_rto_expired(),
+                    2 => r.on_pto_expired(),
                     _ => r.reset_backoff(),
                 }
-                let rto = r.rto();
-                prop_assert!(rto >= MIN_RTO);
-                prop_assert!(rto <= MAX_RTO);
-                prop_assert!(r.loss_delay() >= TIMER_GRANULARITY);
+                let pto = r.pto(Duration::from_millis(50));
+                prop_assert!(pto >= MIN_PTO);
+                prop_assert!(pto <= MAX_RTO);
+                prop_assert!(r.pto(Duration::ZERO) <= pto);
                 if let (Some(l), Some(m)) = (r.latest(), r.min()) {
                     prop_assert!(l >= m);
                 }

@@ -24,6 +24,17 @@ pub const COALESCE_MAX: usize = 1024;
 /// reference implementation's default send buffer size.
 pub const DEFAULT_SEND_LIMIT: usize = 524_288;
 
+/// New data waits while the stream's acked and lost ranges above `acked_pos` number this
+/// many: each is an edge of a hole in what the peer holds. The reference's receiver refuses
+/// (unacknowledged) reliable data that would make a lane's stream have more than 30 holes,
+/// or more than 20 when it fills one in part; ours refuses past 30. A sender far ahead of
+/// its holes under heavy loss would see most of its packets refused.
+pub const HOLE_EDGE_BUDGET: usize = 24;
+
+/// Messages longer than this are remembered until acked, so the peer's read position can
+/// be placed at the start of one it holds in part; shorter ones count as this long.
+pub const PARTIAL_SLACK: u64 = 4096;
+
 /// The send buffer has no room for the bytes asked for; nothing was queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendLimitExceeded;
@@ -84,6 +95,16 @@ impl Chunk {
 /// Positions, in increasing order: `acked_pos` (every byte before it is acked and freed)
 /// <= `next_new` (first byte never sent) <= `sealed_end` (first byte still in the tail buffer)
 /// <= `write_pos` (where the next append goes).
+///
+/// # The peer's receive window
+/// A receiver buffers a lane's reliable bytes from the start of the first message it has
+/// not read in full, and drops a whole packet (unacknowledged) whose segment would end more
+/// than its receive buffer past that point (the reference: 1 MiB by default). After a loss
+/// that point stays at the gap, so a sender that keeps sending new data runs off the end of
+/// the window and every packet beyond it is thrown away. [`set_peer_window`](Self::set_peer_window)
+/// makes the stream send new bytes only up to that window, counted from where the peer may
+/// still hold a message in part: the start of the message holding `acked_pos` when it is a
+/// long one ([`mark_message`](Self::mark_message)), else [`PARTIAL_SLACK`] before `acked_pos`.
 #[derive(Debug)]
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendStream {
@@ -100,6 +121,12 @@ pub struct SendStream {
     /// Lost ranges waiting for retransmission; never overlaps `acked`.
     lost: RangeSet,
     limit: usize,
+    /// Bytes the peer buffers past its read position (`u64::MAX`: no limit).
+    peer_window: u64,
+    /// Long messages not yet acked in full, ascending.
+    long_messages: VecDeque<Range<u64>>,
+    /// Bytes taken from `lost` (sent again) so far.
+    resent: u64,
 }
 
 impl SendStream {
@@ -115,7 +142,48 @@ impl SendStream {
             acked: RangeSet::default(),
             lost: RangeSet::default(),
             limit,
+            peer_window: u64::MAX,
+            long_messages: VecDeque::new(),
+            resent: 0,
         }
+    }
+
+    /// Limits new data to `bytes` past the peer's read position (see the type's docs).
+    pub fn set_peer_window(&mut self, bytes: u64) {
+        self.peer_window = bytes;
+    }
+
+    /// Notes that `range` holds one whole message (header included), so the peer's read
+    /// position can be placed at its start while it is acked only in part. Ranges must come
+    /// in stream order.
+    pub fn mark_message(&mut self, range: Range<u64>) {
+        if range.end.saturating_sub(range.start) > PARTIAL_SLACK && range.end > self.acked_pos {
+            self.long_messages.push_back(range);
+        }
+    }
+
+    /// The earliest position the peer may still buffer from: its read position at worst.
+    pub fn peer_read_floor(&self) -> u64 {
+        match self.long_messages.front() {
+            Some(m) if m.start <= self.acked_pos => m.start,
+            _ => self.acked_pos.saturating_sub(PARTIAL_SLACK),
+        }
+        .min(self.acked_pos)
+    }
+
+    /// First position new data may not reach: the peer's receive window from its read
+    /// position, or no new data at all while the holes are at their budget
+    /// ([`HOLE_EDGE_BUDGET`]).
+    pub fn window_end(&self) -> u64 {
+        if self.acked.len() + self.lost.len() >= HOLE_EDGE_BUDGET {
+            return self.next_new;
+        }
+        self.peer_read_floor().saturating_add(self.peer_window)
+    }
+
+    /// Bytes sent again after a loss (or for a probe), in total.
+    pub fn resent_bytes(&self) -> u64 {
+        self.resent
     }
 
     /// Checks that `len` more bytes fit under the limit. Call it with the whole encoded size
@@ -179,6 +247,7 @@ impl SendStream {
                     let end = range.end.min(chunk.end()).min(range.start + max_len);
                     let data = chunk.slice(range.start, end);
                     self.lost.remove(range.start..end);
+                    self.resent += end - range.start;
                     return Some(Segment {
                         pos: range.start,
                         data,
@@ -191,6 +260,11 @@ impl SendStream {
                 }
             }
         }
+        let window_end = self.window_end();
+        if self.next_new >= window_end {
+            return None;
+        }
+        let max_len = max_len.min(window_end - self.next_new);
         if self.next_new < self.sealed_end {
             let pos = self.next_new;
             let chunk = self.chunk_at(pos)?;
@@ -239,6 +313,13 @@ impl SendStream {
         {
             self.chunks.pop_front();
         }
+        while self
+            .long_messages
+            .front()
+            .is_some_and(|m| m.end <= self.acked_pos)
+        {
+            self.long_messages.pop_front();
+        }
         newly
     }
 
@@ -255,9 +336,20 @@ impl SendStream {
         }
     }
 
-    /// Whether a segment is ready to be sent (lost bytes or new bytes).
+    /// Whether bytes wait to be sent (lost bytes or new bytes), windows aside.
     pub fn has_pending(&self) -> bool {
         !self.lost.is_empty() || self.next_new < self.write_pos()
+    }
+
+    /// Whether a segment can be sent now: lost bytes, or new bytes within the peer's window.
+    pub fn has_sendable(&self) -> bool {
+        !self.lost.is_empty() || self.next_new < self.write_pos().min(self.window_end())
+    }
+
+    /// Bytes that can be sent now: lost ones, and new ones within the peer's window.
+    pub fn sendable_bytes(&self) -> u64 {
+        let new_end = self.write_pos().min(self.window_end());
+        self.lost.total() + new_end.saturating_sub(self.next_new)
     }
 
     /// Whether every byte appended so far is acked.
@@ -321,6 +413,9 @@ impl SendStream {
         if self.lost.is_empty() {
             self.lost = RangeSet::default();
         }
+        if self.long_messages.is_empty() {
+            self.long_messages = VecDeque::new();
+        }
     }
 
     /// Seals the tail buffer into a chunk so a following chunk can be stored after it.
@@ -357,6 +452,11 @@ struct RangeSet {
 impl RangeSet {
     fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// Number of disjoint ranges.
+    fn len(&self) -> usize {
+        self.map.len()
     }
 
     fn total(&self) -> u64 {
@@ -463,6 +563,81 @@ mod tests {
         s.remove(0..100);
         assert!(s.is_empty());
         assert_eq!(s.total(), 0);
+    }
+
+    #[test]
+    fn new_data_stays_within_the_peers_window_past_a_gap() {
+        // 100 small messages of 100 bytes, then one long message of 20 KB.
+        let mut s = SendStream::new(1, usize::MAX);
+        s.set_peer_window(10_000);
+        for i in 0..100u8 {
+            let r = s.push(pattern(100, i));
+            s.mark_message(r);
+        }
+        let long = s.push(pattern(20_000, 7));
+        s.mark_message(long.clone());
+        let mut sent = Vec::new();
+        while let Some(seg) = s.next_segment(1_000) {
+            sent.push(seg.range());
+        }
+        // Nothing acked yet: the window counts from the slack before position 1.
+        assert_eq!(sent.last().map(|r| r.end), Some(10_000));
+        assert!(s.has_pending() && !s.has_sendable());
+        assert_eq!(s.sendable_bytes(), 0);
+        // The first segment is lost, the rest acked: the window stays at the gap.
+        for r in &sent[1..] {
+            s.on_acked(r.clone());
+        }
+        s.on_lost(sent[0].clone());
+        assert_eq!(s.sendable_bytes(), 1_000);
+        let resend = s.next_segment(1_000).map(|seg| seg.range());
+        assert_eq!(resend, Some(sent[0].clone()));
+        assert_eq!(s.resent_bytes(), 1_000);
+        assert!(s.next_segment(1_000).is_none());
+        // Once the gap is acked, the window opens from the new read position (less the
+        // slack for a message held in part)...
+        s.on_acked(sent[0].clone());
+        assert_eq!(s.acked_pos(), 10_000);
+        assert_eq!(s.window_end(), 10_000 - PARTIAL_SLACK + 10_000);
+        // ...and from the long message's start while it is acked only in part.
+        while let Some(seg) = s.next_segment(1_000) {
+            s.on_acked(seg.range());
+        }
+        assert!(s.acked_pos() > long.start && s.acked_pos() < long.end);
+        assert_eq!(s.window_end(), long.start + 10_000);
+        assert!(!s.has_sendable());
+    }
+
+    #[test]
+    fn new_data_waits_while_the_holes_are_at_their_budget() {
+        let mut s = SendStream::new(1, usize::MAX);
+        s.push(pattern(100_000, 3));
+        let segs: Vec<Range<u64>> = (0..40)
+            .filter_map(|_| s.next_segment(100).map(|seg| seg.range()))
+            .collect();
+        // Every other segment lost: each loss is a hole with acked data after it.
+        for (i, r) in segs.iter().enumerate() {
+            if i % 2 == 0 {
+                s.on_lost(r.clone());
+            } else {
+                s.on_acked(r.clone());
+            }
+        }
+        assert!(!s.has_sendable() || s.sendable_bytes() == 20 * 100);
+        // Only the holes go out until enough of them are filled.
+        for _ in 0..20 {
+            let seg = s.next_segment(100).map(|seg| seg.range());
+            assert!(
+                seg.as_ref().is_some_and(|r| r.end <= segs[39].end),
+                "{seg:?}"
+            );
+            if let Some(r) = seg {
+                s.on_acked(r);
+            }
+        }
+        assert_eq!(s.acked_pos(), segs[39].end);
+        assert!(s.has_sendable());
+        assert_eq!(s.next_segment(100).map(|seg| seg.pos), Some(segs[39].end));
     }
 
     #[test]

@@ -38,6 +38,16 @@ struct Epoch {
     w_est: f64,
 }
 
+/// What a reduction changed, kept until the next one so a false loss can be undone.
+#[derive(Clone, Copy, Debug)]
+struct Undo {
+    window: f64,
+    ssthresh: f64,
+    w_max: f64,
+    epoch: Option<Epoch>,
+    recovery_start: Option<Timestamp>,
+}
+
 /// The CUBIC controller.
 #[derive(Clone, Debug)]
 pub struct Cubic {
@@ -55,6 +65,8 @@ pub struct Cubic {
     epoch: Option<Epoch>,
     /// Time of the last ack seen, to measure application-limited stretches.
     last_ack: Option<Timestamp>,
+    /// The state before the latest reduction, while it may still prove false.
+    undo: Option<Box<Undo>>,
 }
 
 impl Cubic {
@@ -70,6 +82,7 @@ impl Cubic {
             w_max: 0.0,
             epoch: None,
             last_ack: None,
+            undo: None,
         }
     }
 
@@ -112,6 +125,11 @@ impl Cubic {
 }
 
 impl Controller for Cubic {
+    #[cfg(any(test, fuzzing))]
+    fn boxed_clone(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn on_ack(
         &mut self,
         now: Timestamp,
@@ -169,6 +187,13 @@ impl Controller for Cubic {
 
     fn on_congestion_event(&mut self, now: Timestamp, sent: Timestamp, persistent: bool) {
         if !self.in_recovery(sent) {
+            self.undo = Some(Box::new(Undo {
+                window: self.window,
+                ssthresh: self.ssthresh,
+                w_max: self.w_max,
+                epoch: self.epoch,
+                recovery_start: self.recovery_start,
+            }));
             self.recovery_start = Some(now);
             // Fast convergence: if this loss came below the previous loss point, another flow
             // probably arrived; release some bandwidth to it by aiming lower.
@@ -183,9 +208,21 @@ impl Controller for Cubic {
         }
         if persistent {
             // The recovery period stays: losses still being detected among older packets are
-            // part of this same collapse.
+            // part of this same collapse. A blackout is no reordering: nothing to undo.
             self.set_window(self.min_window());
             self.epoch = None;
+            self.undo = None;
+        }
+    }
+
+    fn on_spurious_congestion(&mut self, _now: Timestamp) {
+        if let Some(u) = self.undo.take() {
+            // Back to the window before the false loss; the growth since is kept if larger.
+            self.window = self.window.max(u.window);
+            self.ssthresh = u.ssthresh;
+            self.w_max = u.w_max;
+            self.epoch = u.epoch;
+            self.recovery_start = u.recovery_start;
         }
     }
 
@@ -258,6 +295,34 @@ mod tests {
         // A loss of a packet sent after recovery began is a new event.
         cc.on_congestion_event(at(200), at(101), false);
         assert_eq!(cc.window(), (after as f64 * BETA) as u64);
+    }
+
+    #[test]
+    fn a_false_loss_is_undone() {
+        let mut cc = Cubic::new(MTU);
+        for i in 0..30 {
+            cc.on_ack(at(50 + i), at(i), MTU, false, &rtt(50));
+        }
+        let before = cc.window();
+        cc.on_congestion_event(at(100), at(40), false);
+        assert!(cc.window() < before);
+        cc.on_spurious_congestion(at(120));
+        assert_eq!(cc.window(), before);
+        assert!(
+            cc.in_slow_start(),
+            "back in slow start, as before the false loss"
+        );
+        // Only once: a second call has nothing to undo.
+        cc.on_congestion_event(at(200), at(150), false);
+        let reduced = cc.window();
+        cc.on_spurious_congestion(at(210));
+        cc.on_spurious_congestion(at(211));
+        assert_eq!(cc.window(), before);
+        assert!(reduced < before);
+        // A collapse for persistent congestion is never undone.
+        cc.on_congestion_event(at(300), at(250), true);
+        cc.on_spurious_congestion(at(310));
+        assert_eq!(cc.window(), minimum_window(MTU));
     }
 
     #[test]

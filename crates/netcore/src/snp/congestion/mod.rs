@@ -24,11 +24,16 @@
 //! `on_congestion_event` per batch of packets declared lost, carrying the send time of the
 //! newest lost packet.
 
+mod bbr;
 mod cubic;
+pub mod delivery_rate;
+mod max_filter;
 #[cfg(test)]
 mod sim;
 
+pub use bbr::Bbr;
 pub use cubic::Cubic;
+pub use delivery_rate::{DeliveryRate, RateSample, Snapshot};
 
 use crate::time::Timestamp;
 use std::time::Duration;
@@ -64,11 +69,70 @@ pub struct RttSample {
     pub min: Duration,
 }
 
+/// What one ack frame told the sender, once its packets went through
+/// [`Controller::on_ack`] one by one: the summary model-based controllers work from.
+#[derive(Clone, Copy, Debug)]
+pub struct AckSummary {
+    /// When the frame arrived.
+    pub now: Timestamp,
+    /// The frame's delivery rate sample, if it gave a usable one.
+    pub rate: Option<RateSample>,
+    /// Bytes delivered on the connection so far.
+    pub delivered: u64,
+    /// Bytes the frame newly acknowledged.
+    pub acked: u64,
+    /// Bytes in flight after the frame (its losses taken out).
+    pub in_flight: u64,
+    /// The connection's RTT figures after the frame.
+    pub rtt: RttSample,
+}
+
+/// The congestion controllers a connection can run (config key `congestionControl`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CongestionControl {
+    /// BBR-style: paces at the delivery rate it measures and keeps about one round trip of
+    /// data in flight, so it neither fills router queues nor mistakes random loss for
+    /// congestion.
+    #[default]
+    Bbr,
+    /// CUBIC (RFC 9438): grows until loss, then backs off; fills router queues.
+    Cubic,
+}
+
+impl CongestionControl {
+    /// The value of config key `congestionControl` for each controller, and back.
+    pub fn from_config(value: i64) -> Self {
+        match value {
+            1 => CongestionControl::Cubic,
+            _ => CongestionControl::Bbr,
+        }
+    }
+
+    /// A fresh controller of this kind for packets of `mtu` bytes.
+    pub fn build(self, mtu: u64) -> Box<dyn Controller> {
+        match self {
+            CongestionControl::Bbr => Box::new(Bbr::new(mtu)),
+            CongestionControl::Cubic => Box::new(Cubic::new(mtu)),
+        }
+    }
+}
+
+#[cfg(any(test, fuzzing))]
+impl Clone for Box<dyn Controller> {
+    fn clone(&self) -> Self {
+        self.boxed_clone()
+    }
+}
+
 /// A congestion control algorithm, driven by the connection's send, ack and loss events.
 ///
 /// Implementations are sans-IO and deterministic: they read no clock and take `now` from the
 /// caller. Rate bounds are applied by the caller (see the module documentation).
 pub trait Controller: Send {
+    /// A copy of this controller, for the fuzz harness's snapshots of whole connections.
+    #[cfg(any(test, fuzzing))]
+    fn boxed_clone(&self) -> Box<dyn Controller>;
+
     /// A packet of `bytes` that counts toward bytes in flight was sent at `now`.
     fn on_sent(&mut self, now: Timestamp, bytes: u64) {
         let _ = (now, bytes);
@@ -94,6 +158,25 @@ pub trait Controller: Send {
     /// current recovery period began belong to the same event. `persistent` reports persistent
     /// congestion (RFC 9002, 7.6), which collapses the window to its minimum.
     fn on_congestion_event(&mut self, now: Timestamp, sent: Timestamp, persistent: bool);
+
+    /// Every loss of the latest congestion event proved false (the packets were late, not
+    /// lost): the controller undoes that event's reduction, as TCP does after a spurious
+    /// retransmission (RFC 4015). Ignored when there is nothing to undo.
+    fn on_spurious_congestion(&mut self, now: Timestamp) {
+        let _ = now;
+    }
+
+    /// One ack frame's summary, after its [`on_ack`](Self::on_ack) and
+    /// [`on_congestion_event`](Self::on_congestion_event) calls.
+    fn on_ack_summary(&mut self, summary: &AckSummary) {
+        let _ = summary;
+    }
+
+    /// `bytes` of packets were declared lost at `now` (before the matching
+    /// [`on_congestion_event`](Self::on_congestion_event)).
+    fn on_packets_lost(&mut self, now: Timestamp, bytes: u64) {
+        let _ = (now, bytes);
+    }
 
     /// Bytes the connection may have in flight now.
     fn window(&self) -> u64;
