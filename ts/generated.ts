@@ -176,7 +176,11 @@ export interface Config {
   fakePacketDupRecv: number;
   /** Longest delay of a duplicate after its original (milliseconds). Default 10; 0 to 5000. */
   fakePacketDupTimeMax: number;
+  /** P2P: which ICE candidate types to use and share (Steam's bits: 1 relay (TURN), 2 private host addresses, 4 public host and STUN reflexive addresses; 0 disables ICE). Default 2147483647; 0 to 2147483647. */
+  p2pTransportIceEnable: number;
+  /** P2P: added to the ICE transport's route score when choosing among P2P transports (ms). ICE is the only one here (no Steam Datagram Relay), so it changes no choice today. Default 0; 0 to 2147483647. */
+  p2pTransportIcePenalty: number;
 }
 
 /** Every config key, in declaration order. */
-export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'congestionControl', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax'];
+export const CONFIG_KEYS: readonly (keyof Config)[] = ['timeoutInitial', 'timeoutConnected', 'sendBufferSize', 'sendRateMin', 'sendRateMax', 'nagleTime', 'mtuPacketSize', 'recvBufferSize', 'recvBufferMessages', 'recvMaxMessageSize', 'congestionControl', 'messagesSessionIdleTimeout', 'fakePacketLossSend', 'fakePacketLossRecv', 'fakePacketLagSend', 'fakePacketLagRecv', 'fakePacketReorderSend', 'fakePacketReorderRecv', 'fakePacketReorderTime', 'fakePacketDupSend', 'fakePacketDupRecv', 'fakePacketDupTimeMax', 'p2pTransportIceEnable', 'p2pTransportIcePenalty'];

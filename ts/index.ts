@@ -37,6 +37,14 @@ export {
   type NetworkingMessagesEvents,
 } from './networking-messages';
 export {
+  WebSocketSignaling,
+  type Signaling,
+  type SignalingState,
+  type TurnServer,
+  type P2pCreateOptions,
+  type P2pStringConfig,
+} from './p2p';
+export {
   NetworkingSockets,
   type SocketsCreateOptions,
   type ListenOptions,

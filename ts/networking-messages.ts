@@ -9,6 +9,7 @@ import { ConnectionEnd, ConnectionState, DebugOutputType, EResult, IdentityType,
 import { Identity } from './identity';
 import { asyncDispose, KeepAlive } from './lifecycle';
 import { native, type NativeEndpoint, type NativeEvent, type NativeSessionInfo } from './native';
+import { p2pSetup, splitP2pConfig, startSignaling, type P2pCreateOptions, type P2pStringConfig, type Signaling } from './p2p';
 import { batchLeft, MessageBatch, toMessages, type NetworkingMessage } from './receive-batch';
 import { securityOptions, type SecurityCreateOptions } from './security';
 import {
@@ -25,7 +26,7 @@ export type { Config } from './config';
 export type { NetworkingMessage } from './receive-batch';
 
 /** Options of {@link NetworkingMessages.create}. Unknown keys are a TypeError. */
-export interface CreateOptions extends SecurityCreateOptions {
+export interface CreateOptions extends SecurityCreateOptions, P2pCreateOptions {
   /**
    * `'host:port'` to bind (port 0 picks a free one). Default: every interface, IPv6 and
    * IPv4 on one dual-stack socket (`[::]:0`) where the OS allows it, else `0.0.0.0:0`.
@@ -34,7 +35,7 @@ export interface CreateOptions extends SecurityCreateOptions {
   /** Returns `'host:port'` (a numeric address) for a non-IP identity, or undefined if unknown. */
   resolve?: (id: Identity) => string | undefined;
   /** Initial configuration; unknown keys are a TypeError, bad values a RangeError. */
-  config?: Partial<Config>;
+  config?: Partial<Config> & P2pStringConfig;
   /**
    * Throw a {@link NetmessagesError} (with the reason) instead of returning
    * `EResult.InvalidParam` for bad arguments, and `InvalidState` after `close()`. Results
@@ -54,6 +55,9 @@ const CREATE_OPTIONS = [
   'certificate',
   'trustedCAs',
   'allowUnauthenticated',
+  'signaling',
+  'stunServers',
+  'turnServers',
 ] as const;
 
 /** One message for {@link NetworkingMessages.sendMessages}. */
@@ -188,7 +192,7 @@ interface LastFailure {
   problem: SendProblem | undefined;
 }
 
-function connectionInfo(peer: Identity, state: ConnectionState, endReason: number, endDebug: string, remoteAddress: string): ConnectionInfo {
+function connectionInfo(peer: Identity, state: ConnectionState, endReason: number, endDebug: string, remoteAddress: string, flags = 0): ConnectionInfo {
   return {
     identityRemote: peer,
     state,
@@ -196,7 +200,7 @@ function connectionInfo(peer: Identity, state: ConnectionState, endReason: numbe
     endDebug,
     connectionDescription: `${peer.toString()} at ${remoteAddress}`,
     remoteAddress,
-    flags: 0,
+    flags,
   };
 }
 
@@ -205,7 +209,7 @@ function sessionView(peer: Identity, s: NativeSessionInfo): SessionListEntry {
   return {
     identityRemote: peer,
     state,
-    info: connectionInfo(peer, state, s.endReason ?? 0, s.endDebug ?? '', s.remoteAddress),
+    info: connectionInfo(peer, state, s.endReason ?? 0, s.endDebug ?? '', s.remoteAddress, s.flags),
     status: {
       state,
       // Steam reports -1 for what is not measured yet (ping before a round trip; quality
@@ -245,6 +249,8 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
 
   readonly #native: NativeEndpoint;
   readonly #resolve: ((id: Identity) => string | undefined) | undefined;
+  /** P2P's signaling, when configured (`ts/p2p.ts`). */
+  #p2p: { signaling: Signaling; send: (to: string, blob: Uint8Array) => void } | undefined;
   readonly #strict: boolean;
   readonly #keepAlive: KeepAlive;
   readonly #writable = new WritableWaiters<string>();
@@ -289,8 +295,10 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     if (options.strict !== undefined && typeof options.strict !== 'boolean') throw new TypeError('strict must be a boolean');
     const bind = options.bind;
     if (bind !== undefined && typeof bind !== 'string') throw new TypeError('bind must be a "host:port" string');
-    const values = configValues(options.config);
+    const { numeric, strings } = splitP2pConfig(options.config);
+    const values = configValues(numeric);
     configProblem(native.checkConfig(values));
+    const p2p = await p2pSetup(options, strings, security);
     let endpoint: NetworkingMessages | undefined;
     const onEvents = (events: NativeEvent[]): void => {
       if (endpoint !== undefined) endpoint.#dispatch(events);
@@ -309,6 +317,10 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       throw err;
     }
     endpoint = new NetworkingMessages(bound, options, security.identity);
+    if (p2p !== null) {
+      bound.enableP2P(p2p.native);
+      endpoint.#p2p = await startSignaling(p2p, bound, security);
+    }
     debugLine(DebugOutputType.Msg, 'create', () => `endpoint bound to ${bound.localAddress()} as ${endpoint?.identity.toString()}`);
     return endpoint;
   }
@@ -794,6 +806,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
       this.#closed = true;
       this.#writable.rejectAll(new NetmessagesError('ERR_NETMESSAGES_CLOSED', 'the endpoint closed', EResult.InvalidState));
       this.#closing = this.#native.close().then(() => {
+        this.#p2p?.signaling.close?.();
         emitIsolated(this, 'close');
       });
     }
@@ -861,6 +874,9 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
           break;
         case 'SessionRequest':
           emitIsolated(this, 'sessionRequest', { identityRemote: Identity.parse(e.identity) });
+          break;
+        case 'Signal':
+          this.#p2p?.send(e.identity, e.data);
           break;
         case 'SessionFailed': {
           const peer = Identity.parse(e.identity);

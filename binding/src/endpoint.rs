@@ -196,6 +196,8 @@ pub struct NativeSessionInfo {
     pub end_reason: Option<i32>,
     /// Detail, when failed.
     pub end_debug: Option<String>,
+    /// Steam's `ConnectionInfo` flags (`Unauthenticated`, and for P2P `Relayed`, `Fast`).
+    pub flags: i32,
     /// Ack-eliciting packets acknowledged.
     pub packets_acked: f64,
     /// Datagrams from the peer dropped on arrival.
@@ -259,6 +261,7 @@ fn session_info(s: netcore::messages::SessionInfo) -> NativeSessionInfo {
         unread_bytes: s.unread_bytes as f64,
         receive_blocked: s.receive_blocked.map(backlog),
         backlog: s.backlog.into_iter().map(backlog).collect(),
+        flags: s.flags,
     }
 }
 
@@ -282,7 +285,9 @@ pub fn bind_endpoint(
         .build()?;
     let security = security(options)?;
     let sink = Arc::new(JsSink::new(tsfn));
-    let sink_dyn: Arc<dyn netdriver::EventSink<netcore::messages::Event>> = sink.clone();
+    let sink_dyn: Arc<
+        dyn netdriver::EventSink<netcore::p2p::layer::LayerEvent<netcore::messages::Event>>,
+    > = sink.clone();
     match EndpointHandle::bind(bind.as_deref(), cfg, security, sink_dyn) {
         Ok(inner) => Ok(Either::A(NativeEndpoint { inner, sink })),
         Err(e) => Ok(Either::B(bind_failure(e))),
@@ -294,6 +299,13 @@ pub fn bind_endpoint(
 pub struct NativeEndpoint {
     inner: EndpointHandle,
     sink: Arc<JsSink>,
+}
+
+impl NativeEndpoint {
+    /// The driver's handle (for `p2p.rs`).
+    pub(crate) fn handle(&self) -> &EndpointHandle {
+        &self.inner
+    }
 }
 
 #[napi]

@@ -3,10 +3,12 @@
 
 use std::sync::Mutex;
 
+use napi::bindgen_prelude::Buffer;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
 use netcore::messages::Event;
+use netcore::p2p::layer::LayerEvent;
 use netdriver::EventSink;
 
 /// An event of a messages endpoint, for the JS side.
@@ -32,6 +34,13 @@ pub enum NativeEvent {
         end_reason: i32,
         /// Detail.
         end_debug: String,
+    },
+    /// P2P: a rendezvous blob for the signaling service to deliver.
+    Signal {
+        /// The recipient, canonical text.
+        identity: String,
+        /// The blob.
+        data: Buffer,
     },
     /// The peer closed a session politely.
     SessionClosed {
@@ -119,8 +128,20 @@ impl JsSink {
     }
 }
 
-impl EventSink<Event> for JsSink {
-    fn emit(&self, events: Vec<Event>) {
+impl From<LayerEvent<Event>> for NativeEvent {
+    fn from(e: LayerEvent<Event>) -> Self {
+        match e {
+            LayerEvent::Host(e) => e.into(),
+            LayerEvent::Signal { to, data } => NativeEvent::Signal {
+                identity: to.to_string(),
+                data: data.into(),
+            },
+        }
+    }
+}
+
+impl EventSink<LayerEvent<Event>> for JsSink {
+    fn emit(&self, events: Vec<LayerEvent<Event>>) {
         let events = events.into_iter().map(NativeEvent::from).collect();
         // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
         // would let a busy JS thread stall the network.

@@ -12,6 +12,7 @@ mod config;
 mod endpoint;
 mod events;
 mod log;
+mod p2p;
 mod receive_batch;
 mod security;
 mod sockets;

@@ -108,6 +108,12 @@ config_table! {
     fake_packet_dup_recv: "fakePacketDupRecv" = 0, [0, 100];
     /// Longest delay of a duplicate after its original (milliseconds).
     fake_packet_dup_time_max: "fakePacketDupTimeMax" = 10, [0, 5_000];
+    /// P2P: which ICE candidate types to use and share (Steam's bits: 1 relay (TURN), 2
+    /// private host addresses, 4 public host and STUN reflexive addresses; 0 disables ICE).
+    p2p_transport_ice_enable: "p2pTransportIceEnable" = 0x7fff_ffff, [0, I32_MAX];
+    /// P2P: added to the ICE transport's route score when choosing among P2P transports (ms).
+    /// ICE is the only one here (no Steam Datagram Relay), so it changes no choice today.
+    p2p_transport_ice_penalty: "p2pTransportIcePenalty" = 0, [0, I32_MAX];
 }
 
 /// Why a configuration change was refused.
@@ -207,7 +213,7 @@ mod tests {
         assert_eq!(c.get("messagesSessionIdleTimeout"), Some(180_000));
         assert_eq!(c.get("fakePacketReorderTime"), Some(15));
         assert_eq!(c.get("fakePacketDupTimeMax"), Some(10));
-        assert_eq!(KEYS.len(), 22);
+        assert_eq!(KEYS.len(), 24);
         assert_eq!(c.get("congestionControl"), Some(0));
     }
 

@@ -33,11 +33,12 @@ const CLIENTS: usize = 200;
 /// Ceiling on the server's heap bytes per idle session: the figure measured when this test
 /// was written (2,647 B, of which about 1,500 B is the endpoint's table of inline
 /// connections) plus a margin for small changes. It was 12,645 B before idle connections
-/// shed their buffers and cipher.
-const MAX_HEAP_PER_SESSION: usize = 3_000;
+/// shed their buffers and cipher. The loss-recovery state (boxed recovery and congestion
+/// controller, ~470 B) and the quality reports (~170 B) took it to 3,016 B.
+const MAX_HEAP_PER_SESSION: usize = 3_200;
 /// Ceiling on `size_of::<Connection>()`, which every session pays inline (1,168 B when
 /// written; 3,520 B before).
-const MAX_CONNECTION_SIZE: usize = 1_250;
+const MAX_CONNECTION_SIZE: usize = 1_300;
 /// Virtual time the network runs for: past the first keepalive round (the default
 /// `timeoutConnected` of 10 s makes it about 3.3 s), which is when an idle connection first
 /// sheds what it can rebuild; so the sessions end idle, settled and in their steady state.

@@ -10,11 +10,13 @@ pub mod fake_network;
 mod io;
 pub mod log;
 mod messages_endpoint;
+mod p2p;
 pub mod protocol;
 mod sockets_endpoint;
 
 pub use driver::{BindError, Driver, EventSink, Secrets, CLOSE_LINGER};
 pub use io::dual_stack_available;
 pub use messages_endpoint::{EndpointHandle, OutgoingMessage};
+pub use p2p::{P2pError, P2pOptions};
 pub use protocol::Protocol;
 pub use sockets_endpoint::{OutgoingToConnection, SocketsHandle};

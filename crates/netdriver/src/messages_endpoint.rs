@@ -11,6 +11,7 @@ use netcore::endpoint::{EndpointSetup, EndpointStats};
 use netcore::eresult::{send_flags, EResult};
 use netcore::identity::Identity;
 use netcore::messages::{Delivered, Event, Messages, MessagesStats, SessionInfo};
+use netcore::p2p::layer::{LayerEvent, P2pLayer};
 use tokio::sync::oneshot;
 
 use crate::driver::{due_before, BindError, Driver, EventSink, Secrets};
@@ -52,9 +53,10 @@ pub struct OutgoingMessage<'a> {
     pub channel: i32,
 }
 
-/// The application's handle on a running messages endpoint (one socket).
+/// The application's handle on a running messages endpoint (one socket), with P2P in front
+/// of it once switched on (`p2p.rs`).
 pub struct EndpointHandle {
-    driver: Driver<Messages>,
+    pub(crate) driver: Driver<P2pLayer<Messages>>,
     local: SocketAddr,
 }
 
@@ -67,7 +69,7 @@ impl EndpointHandle {
         bind: Option<&str>,
         config: Config,
         security: LocalSecurity,
-        sink: Arc<dyn EventSink<Event>>,
+        sink: Arc<dyn EventSink<LayerEvent<Event>>>,
     ) -> Result<Self, BindError> {
         let bind = bind.unwrap_or(if crate::io::dual_stack_available() {
             DEFAULT_BIND_DUAL
@@ -76,14 +78,14 @@ impl EndpointHandle {
         });
         tracing::debug!(bind, "binding a messages endpoint");
         let make = |s: Secrets| {
-            Messages::new(
+            P2pLayer::new(Messages::new(
                 config,
                 EndpointSetup {
                     secret: s.secret,
                     security,
                     unix_at_epoch: s.unix_at_epoch,
                 },
-            )
+            ))
         };
         let driver = Driver::start(Some(bind), make, sink)?;
         let local = driver
@@ -276,8 +278,8 @@ mod tests {
     use std::time::{Duration, Instant};
 
     struct Discard;
-    impl EventSink<Event> for Discard {
-        fn emit(&self, _: Vec<Event>) {}
+    impl EventSink<LayerEvent<Event>> for Discard {
+        fn emit(&self, _: Vec<LayerEvent<Event>>) {}
     }
 
     fn endpoint() -> EndpointHandle {

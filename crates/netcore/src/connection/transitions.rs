@@ -280,6 +280,13 @@ impl Connection {
         }
     }
 
+    /// Fails the connection from outside its own state machine (its path could not be found
+    /// or was lost: P2P's ICE or signaling), with `reason` and `debug`. Nothing is sent; the
+    /// first end wins.
+    pub fn fail(&mut self, reason: EndReason, debug: String) {
+        self.end_with(ConnectionState::ProblemDetectedLocally, reason, debug);
+    }
+
     /// Closes the connection from our side with `reason` and returns the datagram that
     /// tells the peer (none if it never learned our ids or the connection already ended).
     pub fn close(&mut self, reason: EndReason, debug: &str) -> Option<Vec<u8>> {

@@ -27,6 +27,7 @@ mod flood_tests;
 pub mod fuzz_checks;
 #[cfg(test)]
 mod fuzz_seeds;
+mod p2p;
 #[cfg(test)]
 mod peer_compat_tests;
 pub mod rate_limit;

@@ -12,6 +12,7 @@
 
 pub mod backlog;
 pub mod idle_queue;
+mod p2p;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -121,6 +122,9 @@ pub struct SessionInfo {
     pub queue_time: Duration,
     /// How it ended, once it has (by failure or by the peer's close).
     pub end: Option<End>,
+    /// Steam's `ConnectionInfo` flags (`crate::sockets::info_flags`): `Unauthenticated` for a
+    /// peer known by address; the P2P layer adds `Relayed` and `Fast`.
+    pub flags: i32,
     /// Datagrams and bytes each way.
     pub packets_sent: u64,
     /// Bytes sent.
@@ -830,6 +834,11 @@ impl Messages {
             pending_reliable: conn.map_or(0, |c| c.pending_reliable()),
             queue_time: conn.map_or(Duration::ZERO, |c| c.queue_time()),
             end: conn.and_then(|c| c.end()).cloned(),
+            flags: if matches!(peer, Identity::Ip(_)) {
+                crate::sockets::info_flags::UNAUTHENTICATED
+            } else {
+                0
+            },
             packets_sent: stats.packets_sent,
             bytes_sent: stats.bytes_sent,
             packets_received: stats.packets_received,

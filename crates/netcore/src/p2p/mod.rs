@@ -9,17 +9,22 @@
 //!   ICE client does it.
 //! - [`rendezvous`]: GNS's `CMsgSteamNetworkingP2PRendezvous`, the signaling payload.
 //! - [`demux`]: tells STUN, TURN ChannelData and GNS datagrams apart on one socket.
+//! - [`transport`]: one socket's P2P sessions: gathering, an ICE agent and the rendezvous
+//!   stream per peer, the selected path behind a virtual address the protocol dials.
+//! - [`layer`]: the transport in front of a protocol state (messages model, connection
+//!   API), with the few hooks it needs of it.
 //!
-//! Nothing here is wired into sessions yet: `docs/P2P.md` says what the endpoint and driver
-//! must still do.
+//! `docs/P2P.md` describes the whole, deployment included.
 
 pub mod demux;
 #[doc(hidden)]
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
 pub mod ice;
+pub mod layer;
 pub mod rendezvous;
 pub mod stun;
+pub mod transport;
 pub mod turn;
 
 use std::net::SocketAddr;

@@ -383,6 +383,12 @@ impl IceAgent {
         self.selected.map(|i| self.path(i))
     }
 
+    /// Whether `addr` is one of the peer's candidates (signaled, or learned as peer-reflexive
+    /// from an authenticated check): datagrams from it belong to this session.
+    pub fn knows_remote(&self, addr: SocketAddr) -> bool {
+        self.remotes.iter().any(|r| r.address == addr)
+    }
+
     /// Whether a response with this transaction id answers one of our checks.
     pub fn owns_transaction(&self, tid: &TransactionId) -> bool {
         self.pairs

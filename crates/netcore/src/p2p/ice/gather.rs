@@ -204,18 +204,21 @@ impl Gatherer {
     }
 
     /// The first host interface of a family: the base of reflexive candidates.
+    /// The host address (and its local preference) reflexive and relayed candidates are
+    /// based on: the first interface of the family, whether or not `P2P_Transport_ICE_Enable`
+    /// lets its host candidate be used (relay-only still needs a base).
     fn base(&self, v4: bool) -> Option<(IpAddr, u16)> {
-        self.candidates
-            .iter()
-            .find(|c| {
-                c.candidate.kind == CandidateKind::Host && c.candidate.address.is_ipv4() == v4
-            })
-            .map(|c| {
-                (
-                    c.candidate.address.ip(),
-                    ((c.candidate.priority >> 8) & 0xFFFF) as u16,
-                )
-            })
+        let mut pref: u16 = 65535;
+        for i in &self.cfg.interfaces {
+            if i.ip.is_loopback() || i.ip.is_unspecified() {
+                continue;
+            }
+            if i.ip.is_ipv4() == v4 {
+                return Some((i.ip, pref));
+            }
+            pref = pref.saturating_sub(1);
+        }
+        None
     }
 
     fn add_reflexive(&mut self, mapped: SocketAddr, server: SocketAddr) {

@@ -442,17 +442,33 @@ impl TurnClient {
     /// before. The peer must have a permission asked for (pending is enough: the server
     /// handles our datagrams in order).
     pub fn send(&self, peer: SocketAddr, payload: &[u8]) -> Result<Transmit, TurnError> {
+        let mut out = Vec::new();
+        let destination = self.wrap_into(peer, payload, &mut out)?;
+        Ok(Transmit {
+            destination,
+            payload: out,
+        })
+    }
+
+    /// [`TurnClient::send`] into a caller's buffer (cleared first), for the data path: no
+    /// allocation per datagram once the channel is bound. Returns the server's address, where
+    /// `out` must go.
+    pub fn wrap_into(
+        &self,
+        peer: SocketAddr,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<SocketAddr, TurnError> {
         if self.state != AllocationState::Allocated {
             return Err(TurnError::NotAllocated);
         }
         if !self.permissions.contains_key(&peer.ip()) {
             return Err(TurnError::NoPermission);
         }
-        let mut out = Vec::new();
+        out.clear();
         match self.channels.get(&peer) {
             Some(c) if c.bound => {
-                channel_data::encode(c.number, payload, &mut out)
-                    .map_err(|_| TurnError::TooLong)?;
+                channel_data::encode(c.number, payload, out).map_err(|_| TurnError::TooLong)?;
             }
             _ => {
                 // Indications need no unique transaction id; a zero id costs no random bytes
@@ -463,13 +479,10 @@ impl TurnClient {
                 );
                 b.xor_address(attr::XOR_PEER_ADDRESS, peer)
                     .add(attr::DATA, payload);
-                out = b.into_bytes().map_err(|_| TurnError::TooLong)?;
+                *out = b.into_bytes().map_err(|_| TurnError::TooLong)?;
             }
         }
-        Ok(Transmit {
-            destination: self.config.server,
-            payload: out,
-        })
+        Ok(self.config.server)
     }
 
     /// Frees the allocation (Refresh with lifetime 0).

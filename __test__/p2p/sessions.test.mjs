@@ -1,0 +1,428 @@
+// P2P sessions end to end: real netmessages endpoints (peer.mjs, one Node process each) in
+// network namespaces behind real iptables NATs, the bundled signaling server and coturn on
+// the public network. A message sent to an identity finds the peer through signaling, ICE
+// picks the path (direct, hole-punched, or relayed through coturn), and the session runs on
+// it; getSessionConnectionInfo says which. The failure modes end as sessionFailed with a
+// reason and a text that says which part failed, within timeoutInitial.
+//
+// Each scenario logs its connect time (first send to the peer's receipt of that message:
+// signaling, gathering, ICE checks and the GNS handshake) and the route it took.
+// Needs root, iproute2, iptables and coturn; skips (saying why) otherwise.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { Internet, cleanupLeftovers, netnsUnavailable } from './netns.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const peerScript = join(here, 'peer.mjs');
+
+// Steam's ConnectionInfo flags.
+const FLAG_FAST = 8;
+const FLAG_RELAYED = 16;
+const CONNECTED = 3;
+
+const SIGNAL_HOST = '203.0.113.2';
+const SIGNAL = `ws://${SIGNAL_HOST}:8080`;
+const STUN = '203.0.113.1:3478';
+const TURN = { address: '203.0.113.1:3478', username: 'alice', password: 'secret' };
+// On the public bridge, but nobody has it: datagrams to it go nowhere.
+const NOBODY = '203.0.113.3:3478';
+
+function unavailable() {
+  const why = netnsUnavailable();
+  if (why) return why;
+  try {
+    execFileSync('turnserver', ['--help'], { stdio: 'ignore' });
+  } catch (e) {
+    if (e.code === 'ENOENT') return 'turnserver (coturn) is not installed: apt-get install coturn';
+  }
+  if (!existsSync(join(root, 'dist', 'index.mjs'))) return 'dist/ is missing: npm run build';
+  return null;
+}
+
+/** A peer.mjs process: commands with replies, and the events it reports. */
+class Peer {
+  constructor(child, identity) {
+    this.child = child;
+    this.identity = identity;
+    this.events = [];
+    this.waiters = [];
+    this.replies = new Map();
+    this.nextId = 1;
+    this.stderr = '';
+    child.stderr.on('data', (d) => {
+      this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => child.on('exit', resolve));
+    createInterface({ input: child.stdout }).on('line', (l) => {
+      let m;
+      try {
+        m = JSON.parse(l);
+      } catch {
+        return;
+      }
+      if (m.id !== undefined) {
+        this.replies.get(m.id)?.(m);
+        this.replies.delete(m.id);
+        return;
+      }
+      this.events.push({ ...m, at: Date.now() });
+      for (const w of [...this.waiters]) w();
+    });
+  }
+
+  /** Waits for an event matching `pred` (seen already or to come). */
+  waitFor(pred, ms, what) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const e = this.events.find(pred);
+        if (e === undefined) return false;
+        clearTimeout(timer);
+        this.waiters = this.waiters.filter((w) => w !== check);
+        resolve(e);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== check);
+        reject(new Error(`${this.identity}: no ${what} within ${ms} ms; events ${JSON.stringify(this.events)} ${this.stderr}`));
+      }, ms);
+      if (!check()) this.waiters.push(check);
+    });
+  }
+
+  cmd(c, ms = 10000) {
+    const id = this.nextId++;
+    this.child.stdin.write(`${JSON.stringify({ id, ...c })}\n`);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`${this.identity}: no reply to ${c.cmd} ${this.stderr}`)), ms);
+      this.replies.set(id, (m) => {
+        clearTimeout(timer);
+        if (m.error) reject(new Error(`${this.identity}: ${m.error}`));
+        else resolve(m);
+      });
+    });
+  }
+
+  send(to, text, reliable = true) {
+    return this.cmd({ cmd: 'send', to, text, reliable });
+  }
+
+  async info(to) {
+    return (await this.cmd({ cmd: 'info', to })).info;
+  }
+
+  async close() {
+    try {
+      await this.cmd({ cmd: 'close' }, 3000);
+    } catch {
+      // killed below
+    }
+    this.child.kill('SIGKILL');
+  }
+}
+
+const skip = unavailable();
+if (skip) {
+  test('P2P sessions through NATs', (t) => {
+    t.log(`SKIP: ${skip}`);
+    t.pass();
+  });
+} else {
+  const { generateKeyPair, issueCertificate } = await import('../../dist/index.mjs');
+  const ca = generateKeyPair();
+  const left = cleanupLeftovers();
+  const net = new Internet();
+  const peers = [];
+  let signalChild;
+
+  const start = async (host, identity, options = {}) => {
+    const k = generateKeyPair();
+    const certificate = issueCertificate({ caPrivateKey: ca.privateKey, publicKey: k.publicKey, identity });
+    const opts = {
+      identity,
+      privateKey: Buffer.from(k.privateKey).toString('hex'),
+      certificate: Buffer.from(certificate).toString('hex'),
+      ca: Buffer.from(ca.publicKey).toString('hex'),
+      signaling: SIGNAL,
+      stunServers: [STUN],
+      turnServers: [TURN],
+      ...options,
+    };
+    const child = net.spawn(host.ns, process.execPath, [peerScript, JSON.stringify(opts)]);
+    const p = new Peer(child, identity);
+    peers.push(p);
+    const ready = await p.waitFor((e) => e.ready || e.error, 15000, 'start');
+    if (ready.error) throw new Error(`${identity}: ${ready.error}`);
+    return p;
+  };
+
+  /** The bundled signaling server (the CLI) in the pub namespace; resolves once it listens. */
+  const startSignal = async () => {
+    signalChild = net.spawn(net.pub, process.execPath, [
+      join(root, 'bin', 'netmessages.mjs'), 'signal', '--host', SIGNAL_HOST, '--port', '8080',
+      '--trusted-ca', Buffer.from(ca.publicKey).toString('hex'),
+    ]);
+    const child = signalChild;
+    await new Promise((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d) => {
+        err += d;
+      });
+      createInterface({ input: child.stdout }).once('line', resolve);
+      child.once('exit', (code) => reject(new Error(`signaling server exited ${code}: ${err}`)));
+    });
+  };
+
+  test.before(async (t) => {
+    if (left.length) t.log(`removed leftovers: ${left.join(', ')}`);
+    const t0 = Date.now();
+    net.up();
+    await net.startCoturn({ alice: 'secret' });
+    for (const [name, type] of Object.entries({ port: 'port-restricted', port2: 'port-restricted', sym: 'symmetric', sym2: 'symmetric' })) {
+      net.addRouter(`r-${name}`, type);
+      net.addHost(`h-${name}`, `r-${name}`);
+    }
+    net.addHost('h-lan2', 'r-port');
+    net.addPublicHost('h-pub');
+    net.addPublicHost('h-pub2');
+    await startSignal();
+    t.log(`test bed up in ${Date.now() - t0} ms: ${net.namespaces.length} namespaces, coturn, signaling at ${SIGNAL}`);
+  });
+
+  test.after.always(async (t) => {
+    await Promise.all(peers.map((p) => p.close()));
+    net.down();
+    t.deepEqual(net.remaining(), [], 'every namespace removed');
+  });
+
+  const host = (name) => net.hosts.get(name);
+
+  /**
+   * `from` (on host x) sends to `to` (on host y); returns the connect time and the route
+   * both sides report, after messages went both ways, reliable and unreliable.
+   */
+  const session = async (t, tag, x, y, wantRelayed, options = {}, optionsB = options) => {
+    const a = await start(host(x), `str:${tag}-a`, options);
+    const b = await start(host(y), `str:${tag}-b`, optionsB);
+    const t0 = Date.now();
+    t.is((await a.send(b.identity, 'hello')).result, 1, 'send accepted');
+    const got = await b.waitFor((e) => e.event === 'message' && e.text === 'hello', 5000, 'first message').catch(async (e) => {
+      throw new Error(`${e.message}; ${a.identity} has ${JSON.stringify(await a.info(b.identity))} after ${JSON.stringify(a.events)}`);
+    });
+    const connectMs = got.at - t0;
+    t.is(got.from, a.identity);
+    // The route can still upgrade (relay to direct) just after the first message: give ICE
+    // a moment to settle before reading it.
+    const deadline = Date.now() + 3000;
+    let ia = await a.info(b.identity);
+    while (Date.now() < deadline && ((ia.flags & FLAG_RELAYED) !== 0) !== wantRelayed) {
+      await new Promise((r) => setTimeout(r, 100));
+      ia = await a.info(b.identity);
+    }
+    // Back, on the session b already has: reliable, then unreliable.
+    t.is((await b.send(a.identity, 'hi back')).result, 1);
+    await a.waitFor((e) => e.event === 'message' && e.text === 'hi back', 5000, 'reply');
+    for (let i = 0; i < 20; i++) await b.send(a.identity, `u${i}`, false);
+    await a.waitFor((e) => e.event === 'message' && e.text.startsWith('u') && !e.reliable, 3000, 'an unreliable message');
+    await new Promise((r) => setTimeout(r, 200));
+    const unreliable = a.events.filter((e) => e.event === 'message' && e.text.startsWith('u')).length;
+    const ib = await b.info(a.identity);
+    for (const [who, i] of [[a, ia], [b, ib]]) t.is(i.state, CONNECTED, `${who.identity} connected`);
+    const route = (i) => ((i.flags & FLAG_RELAYED) !== 0 ? 'relayed' : (i.flags & FLAG_FAST) !== 0 ? 'direct (LAN, Fast)' : 'direct');
+    t.log(
+      `${tag.padEnd(10)} ${x} -> ${y}: connected in ${connectMs} ms, route ${route(ia)} (${a.identity} sees ${ia.remoteAddress}, ${b.identity} sees ${ib.remoteAddress}; ping ${ia.ping} ms); ${unreliable}/20 unreliable arrived`,
+    );
+    t.is((ia.flags & FLAG_RELAYED) !== 0, wantRelayed, `${a.identity}: ${route(ia)}`);
+    t.is((ib.flags & FLAG_RELAYED) !== 0, wantRelayed, `${b.identity}: ${route(ib)}`);
+    await Promise.all([a.close(), b.close()]);
+    return { connectMs, ia, ib };
+  };
+
+  test.serial('both public: direct', async (t) => {
+    const r1 = await session(t, 'pub', 'h-pub', 'h-pub2', false);
+    t.is(r1.ia.remoteAddress.split(':')[0], host('h-pub2').ip, 'the peer\'s own address');
+    await session(t, 'pub-rev', 'h-pub2', 'h-pub', false);
+  });
+
+  test.serial('port-restricted cone vs cone: hole-punched, direct', async (t) => {
+    const r = await session(t, 'cone', 'h-port', 'h-port2', false);
+    t.is(r.ia.remoteAddress.split(':')[0], net.routers.get('r-port2').wanIp, 'the peer\'s NAT mapping');
+    await session(t, 'cone-rev', 'h-port2', 'h-port', false);
+  });
+
+  test.serial('symmetric vs symmetric: relayed through coturn', async (t) => {
+    const r = await session(t, 'sym', 'h-sym', 'h-sym2', true);
+    // One side's allocation carries the path: that side sees the peer's NAT mapping towards
+    // coturn, the other the relayed address on coturn.
+    const ips = [r.ia, r.ib].map((i) => i.remoteAddress.split(':')[0]);
+    t.true(ips.includes('203.0.113.1'), `one side sees a relayed address: ${ips}`);
+    const nat = ips.find((ip) => ip !== '203.0.113.1');
+    t.true([net.routers.get('r-sym').wanIp, net.routers.get('r-sym2').wanIp].includes(nat), `the other a NAT mapping: ${ips}`);
+    await session(t, 'sym-rev', 'h-sym2', 'h-sym', true);
+  });
+
+  test.serial('same LAN: direct on the private addresses, Fast', async (t) => {
+    const r = await session(t, 'lan', 'h-port', 'h-lan2', false);
+    t.is(r.ia.remoteAddress.split(':')[0], host('h-lan2').ip, 'the peer\'s LAN address');
+    t.is(r.ia.flags & FLAG_FAST, FLAG_FAST, 'Fast: same subnet');
+    t.is(r.ib.flags & FLAG_FAST, FLAG_FAST);
+    await session(t, 'lan-rev', 'h-lan2', 'h-port', false);
+  });
+
+  test.serial('one behind NAT, one public: direct', async (t) => {
+    const r = await session(t, 'nat-pub', 'h-port', 'h-pub', false);
+    t.is(r.ia.flags & FLAG_FAST, 0, 'not Fast: across the internet');
+    await session(t, 'pub-nat', 'h-pub', 'h-port', false);
+  });
+
+  test.serial("symmetric vs port-restricted cone: relayed (servers given as Steam's config keys)", async (t) => {
+    const config = { p2pStunServerList: STUN, p2pTurnServerList: TURN.address, p2pTurnUserList: TURN.username, p2pTurnPassList: TURN.password };
+    await session(t, 'sym-cone', 'h-sym', 'h-port', true, { stunServers: [], turnServers: [], config });
+    await session(t, 'cone-sym', 'h-port', 'h-sym', true, { stunServers: [], turnServers: [], config });
+  });
+
+  test.serial('p2pTransportIceEnable = 1 (relay only) relays even between public hosts', async (t) => {
+    await session(t, 'relay-only1', 'h-pub', 'h-pub2', true, { config: { p2pTransportIceEnable: 1 } }, {});
+    await session(t, 'relay-only', 'h-pub', 'h-pub2', true, { config: { p2pTransportIceEnable: 1 } });
+  });
+
+  test.serial('signaling restarted mid-session: the session keeps working, new ones work after', async (t) => {
+    const a = await start(host('h-port'), 'str:restart-a');
+    const b = await start(host('h-port2'), 'str:restart-b');
+    await a.send(b.identity, 'before');
+    await b.waitFor((e) => e.event === 'message' && e.text === 'before', 5000, 'first message');
+    signalChild.kill('SIGKILL');
+    await new Promise((r) => signalChild.once('exit', r));
+    const t0 = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await a.send(b.identity, `down a${i}`);
+      await b.send(a.identity, `down b${i}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await b.waitFor((e) => e.text === 'down a9', 5000, 'messages while signaling is down');
+    await a.waitFor((e) => e.text === 'down b9', 5000, 'messages while signaling is down');
+    t.is(b.events.filter((e) => e.text?.startsWith('down a')).length, 10, 'all of a\'s reliable messages');
+    t.is(a.events.filter((e) => e.text?.startsWith('down b')).length, 10, 'all of b\'s');
+    t.is((await a.info(b.identity)).state, CONNECTED);
+    await startSignal();
+    // A new session to a must wait for a's client to register again (backoff, at most 5 s).
+    const c = await start(host('h-pub'), 'str:restart-c');
+    const t1 = Date.now();
+    let n = 0;
+    while (!a.events.some((e) => e.text === 'from c') && Date.now() - t1 < 10000) {
+      await c.send(a.identity, 'from c');
+      n++;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    t.true(a.events.some((e) => e.text === 'from c'), 'a reachable through the restarted server');
+    t.log(`signaling down ${t1 - t0} ms without a failure; a new session reached a ${Date.now() - t1} ms after the restart (${n} sends)`);
+    t.false([...a.events, ...b.events].some((e) => e.event === 'failed'), 'no session failed');
+    await Promise.all([a.close(), b.close(), c.close()]);
+  });
+
+  test.serial('relayed throughput, and coturn relaying its own load tool in the same run', async (t) => {
+    const a = await start(host('h-sym'), 'str:flood-a');
+    const b = await start(host('h-sym2'), 'str:flood-b');
+    await a.send(b.identity, 'hello');
+    await b.waitFor((e) => e.text === 'hello', 5000, 'first message');
+    t.true(((await a.info(b.identity)).flags & FLAG_RELAYED) !== 0, 'relayed');
+    const total = 8 * 1024 * 1024;
+    const size = 16 * 1024;
+    const t0 = Date.now();
+    await a.cmd({ cmd: 'flood', to: b.identity, bytes: total, size }, 60000);
+    let st;
+    for (;;) {
+      st = await b.cmd({ cmd: 'flood-stats' });
+      if (st.bytes >= total || Date.now() - t0 > 30000) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    t.is(st.bytes, total, 'every reliable byte arrived');
+    const ours = (st.bytes * 8) / ((st.lastAt - t0) / 1000) / 1e6;
+    await Promise.all([a.close(), b.close()]);
+    // turnutils_uclient from the same host through the same coturn: two allocations relaying
+    // to each other (-y), channels, 1200-byte datagrams as fast as it sends them.
+    let uclient = 'not run';
+    try {
+      const outText = await new Promise((resolve, reject) => {
+        const c = net.spawn(host('h-sym').ns, 'turnutils_uclient', ['-y', '-c', '-X', '-l', '1200', '-n', '250', '-z', '0', '-m', '4', '-u', 'alice', '-w', 'secret', '203.0.113.1']);
+        let o = '';
+        c.stdout.on('data', (d) => {
+          o += d;
+        });
+        c.stderr.on('data', (d) => {
+          o += d;
+        });
+        const timer = setTimeout(() => {
+          c.kill('SIGKILL');
+          resolve(o);
+        }, 20000);
+        c.on('exit', () => {
+          clearTimeout(timer);
+          resolve(o);
+        });
+        c.on('error', reject);
+      });
+      uclient = outText
+        .split('\n')
+        .filter((l) => /Total|rate|lost|round trip/i.test(l))
+        .map((l) => l.replace(/^[\s\d:]*/, '').trim())
+        .join('; ');
+    } catch (e) {
+      uclient = `failed: ${e.message}`;
+    }
+    t.log(`relayed session: ${(total / 1048576).toFixed(0)} MiB reliable in ${st.lastAt - t0} ms = ${ours.toFixed(0)} Mbit/s; turnutils_uclient: ${uclient}`);
+  });
+
+  /** `a` on host x sends to `to`; resolves with the sessionFailed it reports, and how long it took. */
+  const failure = async (t, tag, x, to, options, y) => {
+    const a = await start(host(x), `str:${tag}-a`, options);
+    const b = y === undefined ? null : await start(host(y), `str:${tag}-b`, options);
+    const target = to ?? b.identity;
+    const t0 = Date.now();
+    t.is((await a.send(target, 'hello')).result, 1, 'send accepted (the failure comes as an event)');
+    const f = await a.waitFor((e) => e.event === 'failed', 12000, 'sessionFailed');
+    const ms = f.at - t0;
+    t.log(`${tag.padEnd(14)} failed in ${ms} ms: ${f.endReason} "${f.endDebug}"`);
+    t.true(ms <= 10000, `within timeoutInitial (10 s): ${ms} ms`);
+    t.is(f.remote, target);
+    const info = await a.info(target);
+    t.is(info.endReason, f.endReason, 'getSessionConnectionInfo has the same end');
+    await Promise.all([a.close(), b?.close()]);
+    return { ...f, ms };
+  };
+
+  test('peer not registered: fails at once', async (t) => {
+    const f = await failure(t, 'unregistered', 'h-pub', 'str:nobody', {});
+    t.is(f.endReason, 5008);
+    t.regex(f.endDebug, /not registered/);
+    t.true(f.ms < 2000, `${f.ms} ms`);
+  });
+
+  test('signaling down: fails at once', async (t) => {
+    const f = await failure(t, 'signal-down', 'h-pub', 'str:somebody', { signaling: `ws://${SIGNAL_HOST}:8099` });
+    t.is(f.endReason, 5008);
+    t.regex(f.endDebug, /signaling unavailable/);
+    t.true(f.ms < 2000, `${f.ms} ms`);
+  });
+
+  test('STUN unreachable, no TURN, both behind NATs: fails, saying STUN did not answer', async (t) => {
+    const f = await failure(t, 'stun-down', 'h-port', undefined, { stunServers: [NOBODY], turnServers: [] }, 'h-port2');
+    t.regex(f.endDebug, /STUN/);
+  });
+
+  test('TURN unreachable, symmetric vs symmetric: fails, saying TURN did not answer', async (t) => {
+    const f = await failure(t, 'turn-down', 'h-sym', undefined, { turnServers: [{ ...TURN, address: NOBODY }] }, 'h-sym2');
+    t.regex(f.endDebug, /TURN/);
+  });
+
+  test('wrong TURN password, symmetric vs symmetric: fails, saying TURN refused us', async (t) => {
+    const f = await failure(t, 'turn-password', 'h-sym', undefined, { turnServers: [{ ...TURN, password: 'wrong' }] }, 'h-sym2');
+    t.regex(f.endDebug, /TURN/);
+    t.regex(f.endDebug, /401|nauthori[sz]ed|credentials|password/i);
+  });
+}
