@@ -112,9 +112,12 @@ test('getEndpointStats: datagrams each way, malformed input, sessions by state',
   t.true(s.bytesReceived > s.datagramsReceived);
   t.deepEqual(s.sessionsByState, { Connected: 1 });
   t.is(s.sessions, 1);
-  for (const k of ['droppedUnauthenticated', 'droppedReplayed', 'rateLimitedSource', 'rateLimitedGlobal', 'droppedReceiveQueueFull', 'messagesQueued']) {
+  for (const k of ['droppedUnauthenticated', 'droppedReplayed', 'rateLimitedSource', 'rateLimitedGlobal', 'droppedReceiveQueueFull', 'messagesQueued',
+    'handshakesLimitedSource', 'handshakesLimitedGlobal', 'refusedConnectLive', 'peersGoneSilent', 'refusedWrongSource', 'refusedWrongPeerId']) {
     t.is(s[k], 0, k);
   }
+  // The accepting side checked the peer's connect request: one handshake's worth of work.
+  t.true(s.handshakes >= 1, `handshakes ${s.handshakes}`);
   t.true(a.getEndpointStats().datagramsSent >= 3);
 });
 

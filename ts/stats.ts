@@ -35,6 +35,20 @@ export interface EndpointStats {
   rateLimitedSource: number;
   /** ... the endpoint-wide rate limit was spent. */
   rateLimitedGlobal: number;
+  /** Handshakes run (connect requests checked and answered with a key exchange, ConnectOKs checked): the expensive work. */
+  handshakes: number;
+  /** Valid connect requests (or ConnectOKs) left unanswered: their source IP's handshake budget was spent (the peer retries). */
+  handshakesLimitedSource: number;
+  /** ... the endpoint-wide handshake budget (512 a second) was spent. */
+  handshakesLimitedGlobal: number;
+  /** Connect requests with a new connection id refused because the session at their address still answers probes (a replay, or a peer that did not restart). */
+  refusedConnectLive: number;
+  /** Sessions given up because their peer asked for a new connection and then answered none of the probes (it restarted). */
+  peersGoneSilent: number;
+  /** Control messages (close, NoConnection, ConnectOK, ChallengeReply) naming a session's connection from an address that is not its peer's: refused. */
+  refusedWrongSource: number;
+  /** Closes or NoConnection from a session's address naming another peer connection id: refused. */
+  refusedWrongPeerId: number;
   /** Unreliable messages dropped because a session's receive backlog was full (reliable ones never are). */
   droppedReceiveQueueFull: number;
   /** Times a session's receive backlog filled up (each posted a `receiveBlocked` event). */
@@ -140,6 +154,13 @@ export function toEndpointStats(n: NativeEndpointStatsInfo): EndpointStats {
     challengesAnswered: n.challengesAnswered,
     rateLimitedSource: n.rateLimitedSource,
     rateLimitedGlobal: n.rateLimitedGlobal,
+    handshakes: n.handshakes,
+    handshakesLimitedSource: n.handshakesLimitedSource,
+    handshakesLimitedGlobal: n.handshakesLimitedGlobal,
+    refusedConnectLive: n.refusedConnectLive,
+    peersGoneSilent: n.peersGoneSilent,
+    refusedWrongSource: n.refusedWrongSource,
+    refusedWrongPeerId: n.refusedWrongPeerId,
     droppedReceiveQueueFull: n.droppedReceiveQueueFull,
     receiveStalls: n.receiveStalls,
     sessions: n.sessions,

@@ -119,6 +119,20 @@ pub struct NativeEndpointStats {
     pub rate_limited_source: f64,
     /// Unanswered for the endpoint-wide rate limit.
     pub rate_limited_global: f64,
+    /// Handshakes run: connect requests checked and answered with a key exchange, and `ConnectOK`s checked.
+    pub handshakes: f64,
+    /// Valid handshakes left unanswered for their source IP's handshake budget.
+    pub handshakes_limited_source: f64,
+    /// Valid handshakes left unanswered for the endpoint-wide handshake budget.
+    pub handshakes_limited_global: f64,
+    /// Connect requests refused because the connection at their address still answers.
+    pub refused_connect_live: f64,
+    /// Connections given up because their peer asked for a new one and then answered no probe.
+    pub peers_gone_silent: f64,
+    /// Control messages naming one of our connections, from another address.
+    pub refused_wrong_source: f64,
+    /// Closes from a connection's address naming another peer connection id.
+    pub refused_wrong_peer_id: f64,
     /// Unreliable messages dropped for a full receive backlog.
     pub dropped_receive_queue_full: f64,
     /// Times a session's receive backlog filled up.
@@ -348,6 +362,13 @@ impl NativeEndpoint {
             challenges_answered: e.challenges_answered as f64,
             rate_limited_source: e.rate_limited_source as f64,
             rate_limited_global: e.rate_limited_global as f64,
+            handshakes: e.handshakes as f64,
+            handshakes_limited_source: e.handshakes_limited_source as f64,
+            handshakes_limited_global: e.handshakes_limited_global as f64,
+            refused_connect_live: e.refused_connect_live as f64,
+            peers_gone_silent: e.peers_gone_silent as f64,
+            refused_wrong_source: e.refused_wrong_source as f64,
+            refused_wrong_peer_id: e.refused_wrong_peer_id as f64,
             dropped_receive_queue_full: m.dropped_recv_full as f64,
             receive_stalls: m.receive_stalls as f64,
             sessions: u32::try_from(r.sessions).unwrap_or(u32::MAX),

@@ -1,7 +1,7 @@
-//! Fuzz the connection state machine: arbitrary bytes, read as a sequence of random,
-//! mutated, replayed and in-flight-tampered datagrams (and time passing), played against a
-//! live client/server pair; nothing may panic, state stays bounded, and the session still
-//! delivers afterwards (see `netcore::endpoint::fuzz_checks`).
+//! Fuzz the connection state machine: arbitrary bytes, read as a start (dialing or
+//! established) and a sequence of ops (hostile datagrams, path faults, sends, closes,
+//! restarts, forged connect requests) played against copies of a client/server pair built
+//! once per process (see `netcore::endpoint::fuzz_checks`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

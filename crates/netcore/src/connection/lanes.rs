@@ -64,12 +64,14 @@ pub enum Framing {
 /// Reliable byte ranges a packet carried, per lane: what an ack settles or a loss requeues.
 pub type Carried = Vec<(u32, Range<u64>)>;
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct PendingUnreliable {
     msg_num: u64,
     payload: Bytes,
     offset: usize,
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct SendLane {
     stream: SendStream,
     next_msg_num: u64,
@@ -118,6 +120,7 @@ pub struct Written {
 
 /// The send side of every lane in use.
 #[derive(Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendLanes {
     framing: Framing,
     /// Boxed: a map node has room for eleven entries, so inline lanes would cost every
@@ -390,6 +393,7 @@ impl SendLanes {
     }
 }
 
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct RecvLane {
     stream: RecvStream,
     last_reliable_num: u64,
@@ -407,6 +411,7 @@ pub enum Refused {
 
 /// The receive side of every lane in use.
 #[derive(Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct RecvLanes {
     framing: Framing,
     /// Boxed for the same reason as the send lanes.

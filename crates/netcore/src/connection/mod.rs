@@ -34,6 +34,7 @@
 //! | the detailed status text (Steam's `GetDetailedConnectionStatus`) | [`status_text`] |
 //! | handshake replies, accept, adopt, close: moving between stages | `transitions.rs` |
 //! | the timer table | [`timers`] |
+//! | probing a peer that may have restarted | [`liveness`] |
 //! | rate and quality figures | [`rates`] |
 //! | quality reports to and from the peer (stats blob) | [`quality`] |
 //!
@@ -55,6 +56,7 @@
 pub mod channel_prefix;
 pub mod handshake;
 pub mod lanes;
+pub mod liveness;
 pub mod packet_builder;
 pub mod packet_keys;
 pub mod quality;
@@ -226,6 +228,7 @@ pub struct StateChange {
 
 /// What one sent packet carried, so an ack or a loss can be applied to it.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Sent {
     at: Timestamp,
     bytes: u64,
@@ -235,6 +238,7 @@ struct Sent {
 }
 
 /// One connection's state.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct Connection {
     remote: SocketAddr,
     cfg: ConnectionConfig,
@@ -253,6 +257,11 @@ pub struct Connection {
     unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,
+    /// Probes of a peer that may have restarted (see [`liveness`]); boxed, since few
+    /// connections ever run one and every connection pays its size inline.
+    probe: Option<Box<liveness::Probe>>,
+    /// A probe goes out with the next packet.
+    probe_now: bool,
     meter: rates::RateMeter,
     /// Quality reports: when ours go, what the peer's said.
     reports: quality::QualityReports,
@@ -381,6 +390,8 @@ impl Connection {
             ack_now: false,
             unacked_received: 0,
             last_keepalive: None,
+            probe: None,
+            probe_now: false,
             meter: rates::RateMeter::new(now),
             reports: quality::QualityReports::new(now),
             // Since protocol 10 the handshake messages count as packet 1 each way.

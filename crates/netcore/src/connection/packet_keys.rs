@@ -9,6 +9,7 @@
 use crate::crypto::{SessionCipher, SessionKeys};
 
 /// A session's keys, and their expanded cipher while in use.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct PacketKeys {
     /// Wiped on drop.
     keys: SessionKeys,

@@ -179,6 +179,7 @@ impl From<&LinkLifetimeStats> for PeerLifetime {
 
 /// A connection's report schedule, the counters only reports need, and the peer's reports.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct QualityReports {
     instantaneous: InstantPeriod,
     lifetime: Period,

@@ -86,6 +86,7 @@ impl ConnectionState {
 /// The peer's connection id and the session keys: what a connection has once the handshake
 /// has agreed on them.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub(super) struct Link {
     /// The peer's id for this connection: our packets go to it.
     pub remote_id: u32,
@@ -95,6 +96,7 @@ pub(super) struct Link {
 
 /// The connecting side's handshake in progress.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub(super) struct Dialing {
     /// Challenge and connect requests, with their resends.
     pub handshake: Handshake,
@@ -106,6 +108,7 @@ pub(super) struct Dialing {
 
 /// A connection's stage, with what only that stage needs.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub(super) enum State {
     /// We dialled and the handshake runs: no keys yet, messages wait in their queues.
     Connecting(Box<Dialing>),
@@ -135,6 +138,7 @@ pub(super) enum State {
 
 /// How a closed connection ended, and what it still answers with.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub(super) struct Ending {
     /// `ClosedByPeer`, `ProblemDetectedLocally` or `FinWait`.
     pub state: ConnectionState,

@@ -30,7 +30,7 @@ pub enum Timer {
     /// Give up on a connection not established within `timeoutInitial` (connecting, or held
     /// for the application's accept).
     Establish,
-    /// Something is owed at once: our `ConnectOK`, or an ack the peer asked for.
+    /// Something is owed at once: our `ConnectOK`, an ack the peer asked for, or a probe.
     Immediate,
     /// The delayed-ack deadline.
     Ack,
@@ -83,7 +83,9 @@ impl Connection {
         };
         match timer {
             Timer::HandshakeResend | Timer::Establish => None,
-            Timer::Immediate => (established_timer || self.ack_now).then_some(Timestamp::ZERO),
+            Timer::Immediate => {
+                (established_timer || self.ack_now || self.probe_now).then_some(Timestamp::ZERO)
+            }
             Timer::Ack => self.acks.ack_deadline(),
             Timer::Retransmit => [
                 self.sent.loss_time(),

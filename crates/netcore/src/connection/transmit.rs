@@ -70,7 +70,8 @@ impl Connection {
     }
 
     fn data_packet(&mut self, now: Timestamp, buf: &mut Vec<u8>) -> bool {
-        let keepalive = self.keepalive_due(now);
+        // A liveness probe is a keepalive sent now (see `liveness`).
+        let keepalive = self.keepalive_due(now) || self.probe_now;
         let counters = self.report_counters();
         let report_due = self.reports.due(now, &counters, self.sent.min_unacked());
         let ack_due = self.ack_now || self.acks.ack_deadline().is_some_and(|d| d <= now);
@@ -173,6 +174,8 @@ impl Connection {
         if stats.is_some() {
             ack_eliciting = true;
         }
+        // This packet asks for an ack (the ack-request flags, or its data): it is the probe.
+        self.probe_now = false;
         let Some(link) = self.state.link_mut() else {
             packet.abandon();
             self.send.on_lost(written.carried);

@@ -46,7 +46,10 @@ impl IdentityKey {
 
     /// Signs `message` (pure Ed25519, deterministic).
     pub fn sign(&self, message: &[u8]) -> [u8; SIGNATURE_LEN] {
-        self.signing.sign(message).to_bytes()
+        let public = self.signing.verifying_key().to_bytes();
+        super::fuzz_memo::cached("sign", &[&public, message], || {
+            self.signing.sign(message).to_bytes()
+        })
     }
 }
 
@@ -69,9 +72,9 @@ impl PublicKey {
         let bytes: &[u8; KEY_LEN] = bytes
             .try_into()
             .map_err(|_| CryptoError::BadKey("Ed25519 public key must be 32 bytes"))?;
-        VerifyingKey::from_bytes(bytes)
+        super::fuzz_memo::cached("point", &[bytes], || VerifyingKey::from_bytes(bytes).ok())
             .map(PublicKey)
-            .map_err(|_| CryptoError::BadKey("not an Ed25519 public key"))
+            .ok_or(CryptoError::BadKey("not an Ed25519 public key"))
     }
 
     /// The 32-byte compressed form, as carried in `Certificate.key_data`.
@@ -85,10 +88,16 @@ impl PublicKey {
         let signature: &[u8; SIGNATURE_LEN] = signature
             .try_into()
             .map_err(|_| CryptoError::BadSignature)?;
-        let signature = ed25519_dalek::Signature::from_bytes(signature);
-        self.0
-            .verify_strict(message, &signature)
-            .map_err(|_| CryptoError::BadSignature)
+        let key = self.0.to_bytes();
+        let valid = super::fuzz_memo::cached("verify", &[&key, message, signature], || {
+            let signature = ed25519_dalek::Signature::from_bytes(signature);
+            self.0.verify_strict(message, &signature).is_ok()
+        });
+        if valid {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature)
+        }
     }
 
     /// The reference's 64-bit id for this key, used in `CertificateSigned.ca_key_id` to say

@@ -77,6 +77,7 @@
 
 pub mod aead;
 pub mod cert;
+mod fuzz_memo;
 pub mod identity_key;
 pub mod session_keys;
 pub mod session_setup;

@@ -56,6 +56,7 @@ pub enum Role {
 
 /// Our side of the key exchange for one connection: the ephemeral secret and the signed
 /// crypt info that carries its public half.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct LocalCryptInfo {
     secret: StaticSecret,
     nonce: u64,
@@ -75,7 +76,11 @@ impl LocalCryptInfo {
         protocol_version: u32,
     ) -> Self {
         let secret = StaticSecret::from(ephemeral_secret);
-        let public = XPublicKey::from(&secret);
+        let public = XPublicKey::from(super::fuzz_memo::cached(
+            "x25519-public",
+            &[&ephemeral_secret],
+            || XPublicKey::from(&secret).to_bytes(),
+        ));
         let info = SessionCryptInfo {
             key_type: Some(CryptKeyType::Curve25519 as i32),
             key_data: Some(public.as_bytes().to_vec()),
@@ -116,11 +121,21 @@ impl LocalCryptInfo {
         local_cert: &[u8],
         remote_cert: &[u8],
     ) -> Result<SessionKeys, CryptoError> {
-        let shared = self.secret.diffie_hellman(&remote.public);
-        if !shared.was_contributory() {
+        let (shared, contributory) = super::fuzz_memo::cached(
+            "x25519",
+            &[self.secret.as_bytes(), remote.public.as_bytes()],
+            || {
+                let shared = self.secret.diffie_hellman(&remote.public);
+                (
+                    Zeroizing::new(*shared.as_bytes()),
+                    shared.was_contributory(),
+                )
+            },
+        );
+        if !contributory {
             return Err(CryptoError::KeyExchange);
         }
-        let premaster = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(shared.as_bytes())));
+        let premaster = Zeroizing::new(<[u8; 32]>::from(Sha256::digest(&shared[..])));
         let (client_nonce, server_nonce, client_cert, server_cert, client_info, server_info) =
             match role {
                 Role::Client => (

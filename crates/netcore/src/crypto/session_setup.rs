@@ -236,6 +236,7 @@ pub fn issue_certificate(
 }
 
 /// The connecting side's crypto for one connection attempt.
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct ClientOffer {
     crypt: LocalCryptInfo,
 }

@@ -21,8 +21,12 @@
 //! `Endpoint::touch`, which is what makes skipping the others safe.
 
 pub mod challenge;
+#[cfg(test)]
+mod flood_tests;
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+#[cfg(test)]
+mod fuzz_seeds;
 mod p2p;
 #[cfg(test)]
 mod peer_compat_tests;
@@ -46,6 +50,7 @@ use siphasher::sip::SipHasher24;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use crate::connection::liveness::Liveness;
 use crate::connection::state::answer_due;
 use crate::connection::{Connection, ConnectionConfig, ConnectionState, InMessage, StrayAnswer};
 use crate::crypto::session_keys::ConnectionIds;
@@ -56,7 +61,7 @@ use crate::time::Timestamp;
 use crate::wire::control::{ChallengeReply, ConnectionClosed, ControlMessage, NoConnection};
 use crate::wire::datagram::{classify, DataHeader, Lead, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 use challenge::ChallengeKey;
-use rate_limit::{Limiter, RateLimits, Verdict};
+use rate_limit::{Limiter, RateLimits, Verdict, HANDSHAKE_LIMITS};
 use timer_queue::TimerQueue;
 
 /// Most connections one endpoint keeps; further peers are refused until some close, so a
@@ -108,6 +113,24 @@ pub struct EndpointStats {
     pub rate_limited_source: u64,
     /// Such datagrams left unanswered because the endpoint-wide bucket was empty.
     pub rate_limited_global: u64,
+    /// Handshakes run: connect requests whose certificate and crypt info were checked and
+    /// answered with a key exchange, and `ConnectOK`s checked (the expensive work).
+    pub handshakes: u64,
+    /// Valid connect requests (and `ConnectOK`s) left unanswered because their source IP's
+    /// handshake budget was empty (the peer retries).
+    pub handshakes_limited_source: u64,
+    /// Such requests left unanswered because the endpoint-wide handshake budget was empty.
+    pub handshakes_limited_global: u64,
+    /// Connect requests with a new client id refused because the connection at their
+    /// address still answers (a replayed request, or a peer that has not restarted).
+    pub refused_connect_live: u64,
+    /// Connections given up because their peer stopped answering probes after asking for
+    /// a new connection (it restarted and says nothing).
+    pub peers_gone_silent: u64,
+    /// Control messages naming one of our connections, from another address.
+    pub refused_wrong_source: u64,
+    /// Closes from a connection's address that name another peer connection id.
+    pub refused_wrong_peer_id: u64,
     /// Datagrams for a connection that ended, answered with `ConnectionClosed` or
     /// `NoConnection` (at most one answer per connection per quarter second).
     pub answered_closed: u64,
@@ -146,6 +169,13 @@ impl EndpointStats {
         self.dropped_bad_crypto += other.dropped_bad_crypto;
         self.rate_limited_source += other.rate_limited_source;
         self.rate_limited_global += other.rate_limited_global;
+        self.handshakes += other.handshakes;
+        self.handshakes_limited_source += other.handshakes_limited_source;
+        self.handshakes_limited_global += other.handshakes_limited_global;
+        self.refused_connect_live += other.refused_connect_live;
+        self.peers_gone_silent += other.peers_gone_silent;
+        self.refused_wrong_source += other.refused_wrong_source;
+        self.refused_wrong_peer_id += other.refused_wrong_peer_id;
         self.answered_closed += other.answered_closed;
     }
 }
@@ -203,6 +233,7 @@ impl EndpointSetup {
 
 /// A connection and what the scheduler knows of it.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Slot {
     /// Boxed: the table keeps spare slots, and an inline connection would make each cost
     /// a whole connection's size.
@@ -217,6 +248,7 @@ struct Slot {
 
 /// A connection we closed, remembered for [`FIN_WAIT`] to answer the peer's packets for it.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Closed {
     remote: SocketAddr,
     answer: StrayAnswer,
@@ -224,8 +256,10 @@ struct Closed {
     last_answer: Option<Timestamp>,
 }
 
-/// The connection table of one socket.
+/// The connection table of one socket. (Cloned only by the fuzz harness, which snapshots
+/// an established pair once and replays inputs against copies.)
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct Endpoint {
     conns: Map<u32, Slot>,
     /// Connections whose peer id we know, by the peer's address and id: what a resent
@@ -252,6 +286,8 @@ pub struct Endpoint {
     key: ChallengeKey,
     /// Budget for answering sources we have no connection with.
     limiter: Limiter,
+    /// Budget for the expensive work of a handshake (signature checks, key exchange).
+    handshake_limiter: Limiter,
     security: LocalSecurity,
     /// Ephemeral keys and nonces for handshakes (a CSPRNG seeded from the OS).
     rng: ChaCha20Rng,
@@ -272,6 +308,9 @@ impl Endpoint {
         cookie_secret.copy_from_slice(&setup.secret[..16]);
         let mut limiter_secret = [0u8; 16];
         limiter_secret.copy_from_slice(&setup.secret[16..]);
+        // Another bucket choice for the handshake budget, so colliding sources differ.
+        let mut handshake_secret = limiter_secret;
+        handshake_secret[0] ^= 0xa5;
         let mut rng_seed = setup.secret;
         // Separate the generator's seed from the cookie key drawn from the same bytes.
         rng_seed[0] ^= 0x5a;
@@ -289,6 +328,7 @@ impl Endpoint {
             incoming: IncomingPolicy::Answer,
             key: ChallengeKey::new(cookie_secret),
             limiter: Limiter::new(RateLimits::default(), limiter_secret),
+            handshake_limiter: Limiter::new(HANDSHAKE_LIMITS, handshake_secret),
             security: setup.security,
             rng: ChaCha20Rng::from_seed(rng_seed),
             unix_at_epoch: setup.unix_at_epoch,
@@ -324,6 +364,45 @@ impl Endpoint {
     /// Changes the limits on answers to sources without a connection.
     pub fn set_rate_limits(&mut self, limits: RateLimits) {
         self.limiter.set_limits(limits);
+    }
+
+    /// Changes the budget for handshakes (see [`rate_limit::HANDSHAKE_LIMITS`]).
+    pub fn set_handshake_limits(&mut self, limits: RateLimits) {
+        self.handshake_limiter.set_limits(limits);
+    }
+
+    /// Whether the expensive part of a handshake with `from` may run now; counts it
+    /// either way.
+    fn may_handshake(&mut self, from: SocketAddr, now: Timestamp) -> bool {
+        match self.handshake_limiter.check(from, now) {
+            Verdict::Allow => {
+                self.stats.handshakes += 1;
+                true
+            }
+            Verdict::SourceLimited => {
+                self.stats.handshakes_limited_source += 1;
+                false
+            }
+            Verdict::GlobalLimited => {
+                self.stats.handshakes_limited_global += 1;
+                false
+            }
+        }
+    }
+
+    /// The cookie this endpoint gives `addr` now: for tests that play an attacker who sees
+    /// the path.
+    #[cfg(any(test, fuzzing))]
+    pub fn cookie_for(&self, addr: SocketAddr, now: Timestamp) -> u64 {
+        self.key.issue(addr, now)
+    }
+
+    /// Forgets the per-source rate limit tables (every source's bucket full again), so a
+    /// copy of the endpoint costs kilobytes, not a hundred: for the fuzz harness's snapshots.
+    #[cfg(any(test, fuzzing))]
+    pub fn forget_rate_limit_tables(&mut self) {
+        self.limiter.forget_sources();
+        self.handshake_limiter.forget_sources();
     }
 
     /// Whether a stateless answer to `from` may go out now; counts it if not.
@@ -817,8 +896,9 @@ impl Endpoint {
             }
             ControlMessage::ChallengeReply(rep) => {
                 let wants = self
-                    .conn_for(rep.connection_id, from)
-                    .is_some_and(|c| c.wants_challenge());
+                    .owned_by(rep.connection_id, from)
+                    .and_then(|id| self.conns.get(&id))
+                    .is_some_and(|s| s.conn.wants_challenge());
                 if let (true, Some(challenge), Some(id)) = (wants, rep.challenge, rep.connection_id)
                 {
                     let (eph, nonce) = self.random_offer();
@@ -840,12 +920,14 @@ impl Endpoint {
             ControlMessage::ConnectRequest(req) => self.handle_connect_request(now, from, &req),
             ControlMessage::ConnectOk(ok) => {
                 let now_unix = self.now_unix(now);
-                let Some(id) = ok
-                    .client_connection_id
-                    .filter(|id| self.conns.get(id).is_some_and(|s| s.conn.remote() == from))
-                else {
+                let Some(id) = self.owned_by(ok.client_connection_id, from) else {
                     return (None, false);
                 };
+                // Checking the answer costs two signature checks and a key exchange.
+                let wanted = self.conns.get(&id).is_some_and(|s| s.conn.is_connecting());
+                if !wanted || !self.may_handshake(from, now) {
+                    return (None, false);
+                }
                 let conn = touch(&mut self.conns, &mut self.touched, &mut self.timers, id);
                 let refused =
                     conn.and_then(|c| c.on_connect_ok(now, &ok, &self.security, now_unix));
@@ -856,13 +938,28 @@ impl Endpoint {
             }
             ControlMessage::ConnectionClosed(c) => {
                 let reason = EndReason::from_wire(c.reason_code.unwrap_or(0));
-                let id = c.to_connection_id;
-                // The peer may not know our id yet (it gave up during the handshake): then
-                // its own id names the connection.
-                let id = id.or_else(|| {
+                // It names our id; or (a peer that gives up before it learnt ours) only its
+                // own, which we know if we answered it.
+                let id = c.to_connection_id.filter(|&id| id != 0).or_else(|| {
                     c.from_connection_id
                         .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied())
                 });
+                // Only the connection's own address may close it (a forger elsewhere on the
+                // path is refused and counted), and a peer that knows our id closes with its
+                // own (the reference always sends it): a close naming another is not its.
+                let live = id.and_then(|id| self.conns.get(&id));
+                let wrong_source = live.is_some_and(|s| s.conn.remote() != from);
+                let wrong_peer = live.is_some_and(|s| {
+                    s.conn.remote() == from
+                        && matches!((c.from_connection_id, s.conn.remote_id()),
+                            (Some(said), Some(theirs)) if said != theirs)
+                });
+                if wrong_source {
+                    self.stats.refused_wrong_source += 1;
+                }
+                if wrong_peer {
+                    self.stats.refused_wrong_peer_id += 1;
+                }
                 // As the reference: acknowledge with NoConnection, echoing the ids, so the
                 // peer stops telling us; without limit for a connection of ours, else within
                 // the budget for strangers (a padded request, so no amplification either way).
@@ -870,13 +967,14 @@ impl Endpoint {
                     from_connection_id: c.to_connection_id,
                     to_connection_id: c.from_connection_id,
                 });
-                let known = id.is_some_and(|id| {
-                    self.conns.get(&id).is_some_and(|s| {
-                        s.conn.remote() == from
-                            && (c.to_connection_id.is_some()
-                                || s.conn.remote_id() == c.from_connection_id)
-                    }) || self.closed.get(&id).is_some_and(|r| r.remote == from)
-                });
+                let known = !wrong_peer
+                    && id.is_some_and(|id| {
+                        self.conns.get(&id).is_some_and(|s| {
+                            s.conn.remote() == from
+                                && (c.to_connection_id.is_some()
+                                    || s.conn.remote_id() == c.from_connection_id)
+                        }) || self.closed.get(&id).is_some_and(|r| r.remote == from)
+                    });
                 if known || self.may_answer(from, now) {
                     self.reply(from, ack);
                 }
@@ -897,18 +995,33 @@ impl Endpoint {
                         .from_connection_id
                         .and_then(|theirs| self.by_remote.get(&(from, theirs)).copied()),
                 };
-                match self.conn_for(id, from) {
-                    Some(conn)
-                        if n.from_connection_id.is_some()
-                            && conn.remote_id() == n.from_connection_id =>
-                    {
-                        conn.on_peer_has_no_connection();
-                        (id, false)
-                    }
-                    _ => (None, false),
+                let Some(id) = self.owned_by(id, from) else {
+                    return (None, false);
+                };
+                let remote_id = self.conns.get(&id).and_then(|s| s.conn.remote_id());
+                if n.from_connection_id.is_none() || remote_id != n.from_connection_id {
+                    self.stats.refused_wrong_peer_id += 1;
+                    return (None, false);
                 }
+                if let Some(conn) = self.touch(id) {
+                    conn.on_peer_has_no_connection();
+                }
+                (Some(id), false)
             }
         }
+    }
+
+    /// `id` if it names one of our connections and `from` is that connection's peer. A
+    /// control message naming a connection from any other address is refused and counted:
+    /// only the peer's own address may close, refuse or answer for it.
+    fn owned_by(&mut self, id: Option<u32>, from: SocketAddr) -> Option<u32> {
+        let id = id?;
+        let remote = self.conns.get(&id)?.conn.remote();
+        if remote != from {
+            self.stats.refused_wrong_source += 1;
+            return None;
+        }
+        Some(id)
     }
 
     /// The connection with our id `id`, if it belongs to `from`.
@@ -918,6 +1031,30 @@ impl Endpoint {
             return None;
         }
         self.touch(id)
+    }
+
+    /// Whether a checked request with a new client id may replace connection `old` at its
+    /// address. Control messages are not authenticated, so the request may be a replay by
+    /// someone on the path; only a peer that no longer answers us (it restarted) gives its
+    /// address up. The old connection is probed (see `connection::liveness`): a restarted
+    /// peer answers the probe with `NoConnection`, which ends it, and its next request gets
+    /// through; one that says nothing is given up after the probes go unanswered (and its
+    /// next request gets through). A live peer acks the probe and keeps its connection.
+    fn may_replace(&mut self, now: Timestamp, old: u32) -> bool {
+        let Some(conn) = self.touch(old) else {
+            return true;
+        };
+        if conn.is_dead() {
+            return true;
+        }
+        match conn.check_peer_alive(now) {
+            Liveness::Answering => self.stats.refused_connect_live += 1,
+            Liveness::Silent => {
+                conn.give_up_silent_peer(now);
+                self.stats.peers_gone_silent += 1;
+            }
+        }
+        false
     }
 
     fn handle_connect_request(
@@ -981,6 +1118,11 @@ impl Endpoint {
                     IncomingPolicy::Answer => self.by_addr.get(&from).copied(),
                     _ => None,
                 };
+                if let Some(old) = replaced {
+                    if !self.may_replace(now, old) {
+                        return (Some(old), false);
+                    }
+                }
                 if replaced.is_none() && self.conns.len() >= MAX_CONNECTIONS {
                     self.stats.dropped_table_full += 1;
                     tracing::warn!(%from, max = MAX_CONNECTIONS, "connect request refused: the connection table is full");
@@ -989,6 +1131,11 @@ impl Endpoint {
                 self.new_id()
             }
         };
+        // From here on the request costs a signature check, a key exchange and a signature:
+        // bounded per source IP and overall, as answers to unknown sources are.
+        if !self.may_handshake(from, now) {
+            return (None, false);
+        }
         let ids = ConnectionIds {
             local: local_id,
             remote: client_id,
@@ -1541,10 +1688,21 @@ mod tests {
                 let (p, ha, hb) = Pair::connected(endpoint(5), b);
                 (p, Some(ha), hb)
             };
-            // A restarts: a fresh endpoint at the same address dials again.
+            // A restarts: a fresh endpoint at the same address dials again. When answering,
+            // B first probes the old connection; the new A answers NoConnection, which ends
+            // it, and A's next request (250 ms on) replaces it.
             p.a = EndpointNode::new(endpoint(15));
-            p.a.endpoint.connect(p.now, B, None, false).unwrap();
-            p.rounds(4);
+            let ha = p.a.endpoint.connect(p.now, B, None, false).unwrap();
+            let end = p.now + Duration::from_secs(2);
+            p.run_until(end, 1000, |p| {
+                p.a.endpoint
+                    .connection(ha)
+                    .is_some_and(|c| c.is_connected())
+            });
+            p.rounds(2);
+            // Held connections wait for the application; an answered one is up.
+            let up = p.a.endpoint.connection(ha).unwrap().is_connected();
+            assert_eq!(up, policy == IncomingPolicy::Answer, "{policy:?}");
             assert_eq!(p.b.endpoint.connection_count(), count, "{policy:?}");
             assert_eq!(
                 p.b.endpoint.connection(hb).is_some(),

@@ -26,6 +26,7 @@ pub const COMPACT_SLACK: usize = 64;
 
 /// Deadlines by key (a connection id), earliest first; see the module docs.
 #[derive(Debug, Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct TimerQueue {
     heap: BinaryHeap<Reverse<(Timestamp, u32)>>,
     /// Each key's deadline; an entry of `heap` is stale unless it matches.

@@ -41,6 +41,7 @@ pub trait Wired {
 
 /// An [`Endpoint`] as a wired node, keeping what its connections delivered.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct EndpointNode {
     /// The endpoint.
     pub endpoint: Endpoint,

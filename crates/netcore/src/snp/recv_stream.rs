@@ -47,6 +47,7 @@ impl std::error::Error for RecvStreamError {}
 
 /// Reliable receive stream of one lane.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct RecvStream {
     /// Stream position of the next byte the reader gets.
     read_pos: u64,

@@ -70,6 +70,7 @@ impl Segment {
 
 /// One stored, immutable run of the stream.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Chunk {
     start: u64,
     data: Bytes,
@@ -105,6 +106,7 @@ impl Chunk {
 /// still hold a message in part: the start of the message holding `acked_pos` when it is a
 /// long one ([`mark_message`](Self::mark_message)), else [`PARTIAL_SLACK`] before `acked_pos`.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendStream {
     /// Stored chunks covering `[front chunk start, sealed_end)`; the front chunk may start
     /// before `acked_pos` until it is acked in full.
@@ -440,6 +442,7 @@ fn len_u64(len: usize) -> u64 {
 
 /// A set of disjoint, non-adjacent half-open ranges of stream positions, with their total size.
 #[derive(Debug, Default)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct RangeSet {
     /// Start -> end.
     map: BTreeMap<u64, u64>,

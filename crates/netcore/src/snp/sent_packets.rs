@@ -45,6 +45,7 @@ pub const MIN_LOST_MEMORY: Duration = Duration::from_millis(50);
 
 /// One packet awaiting its fate.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct SentPacket<T> {
     time_sent: Timestamp,
     bytes: usize,
@@ -92,6 +93,7 @@ pub struct AckResult<T> {
 
 /// Packets sent and not yet acked or declared lost, and the recently lost.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SentPackets<T> {
     packets: BTreeMap<u64, SentPacket<T>>,
     largest_sent: Option<u64>,

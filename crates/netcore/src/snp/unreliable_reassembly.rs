@@ -73,6 +73,7 @@ pub struct ReassemblyStats {
 
 /// A message seen in part.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct Partial {
     /// The message's bytes so far; zero where nothing arrived yet.
     buf: Vec<u8>,
@@ -91,6 +92,7 @@ impl Partial {
 
 /// Reassembles the fragmented unreliable messages of one lane.
 #[derive(Debug)]
+#[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct UnreliableReassembler {
     config: ReassemblyConfig,
     /// Keyed by message number, so the first entry is the oldest.

@@ -20,6 +20,9 @@ pub mod frames;
 #[doc(hidden)]
 #[cfg(any(test, fuzzing))]
 pub mod fuzz_checks;
+#[doc(hidden)]
+#[cfg(any(test, fuzzing))]
+pub mod protobuf_canonical;
 pub mod reliable_header;
 pub mod varint;
 

@@ -364,6 +364,11 @@ impl Bbr {
 }
 
 impl Controller for Bbr {
+    #[cfg(any(test, fuzzing))]
+    fn boxed_clone(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn on_ack(&mut self, _: Timestamp, _: Timestamp, _: u64, _: bool, _: &RttSample) {
         // The model works per ack frame (`on_ack_summary`).
     }

@@ -125,6 +125,11 @@ impl Cubic {
 }
 
 impl Controller for Cubic {
+    #[cfg(any(test, fuzzing))]
+    fn boxed_clone(&self) -> Box<dyn Controller> {
+        Box::new(self.clone())
+    }
+
     fn on_ack(
         &mut self,
         now: Timestamp,

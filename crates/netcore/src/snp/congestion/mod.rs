@@ -117,11 +117,22 @@ impl CongestionControl {
     }
 }
 
+#[cfg(any(test, fuzzing))]
+impl Clone for Box<dyn Controller> {
+    fn clone(&self) -> Self {
+        self.boxed_clone()
+    }
+}
+
 /// A congestion control algorithm, driven by the connection's send, ack and loss events.
 ///
 /// Implementations are sans-IO and deterministic: they read no clock and take `now` from the
 /// caller. Rate bounds are applied by the caller (see the module documentation).
 pub trait Controller: Send {
+    /// A copy of this controller, for the fuzz harness's snapshots of whole connections.
+    #[cfg(any(test, fuzzing))]
+    fn boxed_clone(&self) -> Box<dyn Controller>;
+
     /// A packet of `bytes` that counts toward bytes in flight was sent at `now`.
     fn on_sent(&mut self, now: Timestamp, bytes: u64) {
         let _ = (now, bytes);

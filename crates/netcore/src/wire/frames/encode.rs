@@ -323,8 +323,11 @@ impl<'b> FrameEncoder<'b> {
             })?;
         let mut plan = self.plan_reliable(lane, stream_pos);
         plan.reliable_end = Some(end);
-        // Mirror the decoder: a reliable segment bumps the unreliable message number.
-        plan.unreliable = plan.unreliable.map(|n| n.wrapping_add(1));
+        // Mirror the decoder: a reliable segment bumps the unreliable message number. It
+        // cannot pass u64::MAX (`plan_reliable` restarts the context there); saturating keeps
+        // the encoder from wrapping to 0 if it ever did (it used to, and then wrote a delta the
+        // decoder reads past u64).
+        plan.unreliable = plan.unreliable.map(|n| n.saturating_add(1));
         self.commit_segment(plan, data)
     }
 
@@ -346,8 +349,9 @@ impl<'b> FrameEncoder<'b> {
         p.unreliable = self.unreliable;
         p.reliable_end = self.reliable_end;
         // Reselecting the current lane is the only way to restart the number context when
-        // the new number is below the previous one.
-        let backwards = matches!(self.unreliable, Some(prev) if msg_num < prev);
+        // the new number is below the previous one. A context at u64::MAX may stand for a
+        // number past it (a reliable segment bumped it, see `reliable`): restart it too.
+        let backwards = matches!(self.unreliable, Some(prev) if msg_num < prev || prev == u64::MAX);
         if lane != self.lane || backwards {
             p.select_lane(lane);
         }
@@ -391,7 +395,10 @@ impl<'b> FrameEncoder<'b> {
             .and_then(|end| stream_pos.checked_sub(end));
         let unreachable =
             self.reliable_end.is_some() && !matches!(gap, Some(g) if g <= u64::from(u32::MAX));
-        if lane != self.lane || unreachable {
+        // The segment bumps the lane's unreliable message number (see `reliable`); at u64::MAX
+        // the decoder's bump would overflow, so restart the context instead.
+        let no_bump = self.unreliable == Some(u64::MAX);
+        if lane != self.lane || unreachable || no_bump {
             p.select_lane(lane);
         }
         p.type_at = p.len;
