@@ -335,6 +335,38 @@ function gnsLossRun(ctx) {
     return g;
   });
 }
+// The interop throughput pairs (interop/throughput.mjs), one run of all four, shared by the
+// row's subjects.
+let gnsThroughput;
+function gnsThroughputRun(ctx) {
+  gnsThroughput ??= new Promise((resolve, reject) => {
+    const window = mode === 'full' ? 10_000 : 3000;
+    const r = spawnSync(process.execPath, [path.join(root, 'interop', 'throughput.mjs'), '--json', `--window=${window}`], {
+      cwd: root,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      timeout: 20 * 60_000,
+    });
+    const out = (r.stdout ?? '').trim();
+    if (out.startsWith('throughput: skipped')) return resolve({ skipped: out });
+    try {
+      resolve(JSON.parse(out.split('\n').pop()));
+    } catch {
+      reject(new Error(`interop/throughput.mjs exited ${r.status}: ${out.slice(-300) || r.error?.message}`));
+    }
+  });
+  return gnsThroughput.then((g) => {
+    if (g.skipped) ctx.note(g.skipped);
+    return g;
+  });
+}
+const GNS_THROUGHPUT_PAIRS = [
+  ['gnsToGns', 'gns-gns', 'GNS -> GNS'],
+  ['gnsToNm', 'gns-nm', 'GNS -> netmessages'],
+  ['nmToGns', 'nm-gns', 'netmessages -> GNS'],
+  ['nmToNm', 'nm-nm', 'netmessages -> netmessages'],
+];
+
 const GNS_LOSS_ROWS = [
   ['echo10Ms', 'echo 10 % loss'],
   ['echo30Ms', 'echo 30 % loss'],
@@ -423,6 +455,26 @@ const scenarios = [
       for (const [key, label] of GNS_LOSS_ROWS) {
         const row = g.rows.find((r) => r.name === label);
         if (row) out[key] = impl === 'gns' ? row.gnsMs : row.nmMs;
+      }
+      return out;
+    },
+  },
+  {
+    id: 'gns-throughput',
+    title: 'Reliable 1200 B to and from a stock GNS peer, both sides fixed at 100 MB/s (interop/throughput.mjs)',
+    subject: 'netmessages',
+    baselines: ['gns'],
+    metrics: GNS_THROUGHPUT_PAIRS.map(([key, , label]) => ({ key, label: `${label} MB/s`, unit: 'MB/s', better: 'higher' })),
+    async run(impl, ctx) {
+      const g = await gnsThroughputRun(ctx);
+      if (g.skipped) return {};
+      // Every pair is one figure of the run; the subject row and the baseline row show the
+      // same four, so each ratio reads against GNS -> GNS.
+      const gg = g.results.find((r) => r.id === 'gns-gns')?.mbps;
+      const out = {};
+      for (const [key, id] of GNS_THROUGHPUT_PAIRS) {
+        const r = g.results.find((x) => x.id === id);
+        if (r?.mbps !== undefined) out[key] = impl === 'gns' ? gg : r.mbps;
       }
       return out;
     },
