@@ -112,6 +112,23 @@ for (const dir of ['gns->nm', 'nm->gns']) {
     t.is(e.info.endDebug, 'raw goodbye');
   });
 
+  interop(`raw connection API: a 300 KB reliable message each way on a lane of its own (${dir})`, async (t) => {
+    const s = await connectRaw(t, dir);
+    const size = 300_000;
+    t.is((await s.gns.lanes(s.gconn, PRIORITIES, WEIGHTS)).result, 1);
+    t.is(s.nm.configureConnectionLanes(s.nconn, PRIORITIES, WEIGHTS), EResult.OK);
+    t.is((await s.gns.sendMessages(s.gconn, { count: 1, size, flags: SendFlags.Reliable, lane: 2, seed: 651 })).ok, 1);
+    const got = await collect(s.nm, s.nconn, 1, (m) => m.data.length === size, 20_000);
+    const big = got.find((m) => m.data.length === size);
+    t.is(big.lane, 2);
+    t.true(checkBody(big.data).ok && checkBody(big.data).seed === 651, 'intact');
+    t.is(s.nm.sendMessageToConnection(s.nconn, makeBody(0, 652, size), SendFlags.Reliable, 2).result, EResult.OK);
+    const [g] = await s.gns.waitMessages(1, (m) => m.conn === s.gconn && m.seed === 652, 20_000);
+    t.true(g.ok && g.reliable);
+    t.is(g.size, size);
+    t.is(g.lane, 2);
+  });
+
   interop(`raw connection API: netmessages closes with a reason (${dir})`, async (t) => {
     const s = await connectRaw(t, dir);
     t.is(s.nm.sendMessageToConnection(s.nconn, makeBody(0, 77, 64), SendFlags.Reliable, 0).result, EResult.OK);
