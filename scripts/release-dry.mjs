@@ -161,12 +161,14 @@ const { NetworkingMessages, SendFlags, EResult } = require('netmessages');
 
 let crossEnv = {};
 if (!hostOnly) {
+  // The installs below run npm on each platform's own Node.js, so those and musl's loader must
+  // be here (each piece is fetched only if missing; a clean clone has none of them).
+  run('bash', [path.join(root, 'scripts', 'cross', 'setup.sh'), 'musl', 'nodes'], root);
   const lines = readFileSync(path.join(root, 'target', 'cross', 'env.sh'), 'utf8').split('\n');
   for (const l of lines) {
     const m = /^export (\w+)="(.*)"$/.exec(l);
     if (m && m[1].startsWith('NODE_')) crossEnv[m[1]] = m[2];
   }
-  if (!crossEnv.NODE_LINUX_ARM64_GNU) run('bash', [path.join(root, 'scripts', 'cross', 'setup.sh'), 'nodes'], root);
 }
 const runners = {
   'x86_64-unknown-linux-gnu': () => [process.execPath],
