@@ -58,7 +58,16 @@ class Peer {
     child.stderr.on('data', (d) => {
       this.stderr += d;
     });
-    this.exited = new Promise((resolve) => child.on('exit', resolve));
+    this.gone = false;
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.gone = true;
+        resolve(code);
+      }),
+    );
+    // A peer that already exited (a test's own ending, or a crash the test reports) must
+    // not turn a later write into an uncaught EPIPE.
+    child.stdin.on('error', () => {});
     createInterface({ input: child.stdout }).on('line', (l) => {
       let m;
       try {
@@ -97,6 +106,7 @@ class Peer {
 
   cmd(c, ms = 10000) {
     const id = this.nextId++;
+    if (this.gone) return Promise.reject(new Error(`${this.identity}: the peer process has exited ${this.stderr}`));
     this.child.stdin.write(`${JSON.stringify({ id, ...c })}\n`);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`${this.identity}: no reply to ${c.cmd} ${this.stderr}`)), ms);
