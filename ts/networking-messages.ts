@@ -82,9 +82,10 @@ export interface ConnectionInfo {
   flags: number;
 }
 
-/** Steam's `SteamNetConnectionRealTimeStatus_t`. */
+/** Steam's `SteamNetConnectionRealTimeStatus_t` (-1 marks a figure not measured yet). */
 export interface RealTimeStatus {
   state: ConnectionState;
+  /** Round trip, ms. */
   ping: number;
   connectionQualityLocal: number;
   connectionQualityRemote: number;
@@ -96,6 +97,7 @@ export interface RealTimeStatus {
   pendingUnreliable: number;
   pendingReliable: number;
   sentUnackedReliable: number;
+  /** Expected wait of a message queued now, µs. */
   queueTime: number;
 }
 

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import { configProblem, configValues, toConfig, type Config } from './config';
 import { ConnectionState, EResult, SendFlags } from './generated';
 import { Identity } from './identity';
+import type { RealTimeStatus } from './networking-messages';
 import { native, type NativeConnInfo, type NativeSockets, type NativeSocketsEvent } from './native';
 import { emitIsolated } from './dispatch';
 import { batchLeft, toConnectionMessages, type NetworkingConnectionMessage } from './receive-batch';
@@ -61,24 +62,8 @@ export interface SocketConnectionInfo {
   flags: number;
 }
 
-/** Steam's `SteamNetConnectionRealTimeStatus_t` (-1 marks a figure not measured yet). */
-export interface ConnectionRealTimeStatus {
-  state: ConnectionState;
-  /** Round trip, ms. */
-  ping: number;
-  connectionQualityLocal: number;
-  connectionQualityRemote: number;
-  outPacketsPerSec: number;
-  outBytesPerSec: number;
-  inPacketsPerSec: number;
-  inBytesPerSec: number;
-  sendRateBytesPerSecond: number;
-  pendingUnreliable: number;
-  pendingReliable: number;
-  sentUnackedReliable: number;
-  /** Expected wait of a message queued now, µs. */
-  queueTime: number;
-}
+/** Steam's `SteamNetConnectionRealTimeStatus_t`, the same shape for both interfaces. */
+export type ConnectionRealTimeStatus = RealTimeStatus;
 
 /** The `connectionStatusChanged` event (Steam's `SteamNetConnectionStatusChangedCallback_t`). */
 export interface ConnectionStatusChanged {
