@@ -437,6 +437,7 @@ const scenarios = [
     metrics: [
       { key: 'p50Us', label: 'RTT p50', unit: 'µs', better: 'lower' },
       { key: 'p99Us', label: 'RTT p99', unit: 'µs', better: 'lower' },
+      { key: 'p999Us', label: 'RTT p99.9', unit: 'µs', better: 'lower' },
     ],
     async run(impl) {
       return pingPong(impl, { size: 32 });

@@ -3,20 +3,22 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use netcore::config::Config;
 use netcore::connection::Connection;
 use netcore::eresult::EResult;
 use netcore::sockets::{ConnInfo, ConnOptions, SocketsEvent};
-use netdriver::{EventSink, OutgoingToConnection, SocketsHandle};
+use netdriver::{OutgoingToConnection, SocketsHandle};
 
 use crate::config::{config_map, entries, problem, ConfigProblem};
+use crate::events::JsSink;
 use crate::receive_batch;
 use crate::security::{security, SecurityOptions};
+use crate::uv_reader::{reader_source, Reader};
 
 /// A connection's details (Steam's `SteamNetConnectionInfo_t`).
 #[napi(object)]
@@ -126,30 +128,20 @@ pub enum NativeSocketsEvent {
     },
 }
 
-type SocketsEventFn =
-    ThreadsafeFunction<Vec<NativeSocketsEvent>, (), Vec<NativeSocketsEvent>, Status, false>;
+type SocketsSink = JsSink<SocketsEvent, NativeSocketsEvent>;
 
-struct SocketsSink(SocketsEventFn);
-
-impl EventSink<SocketsEvent> for SocketsSink {
-    fn emit(&self, events: Vec<SocketsEvent>) {
-        let events = events
-            .into_iter()
-            .map(|e| match e {
-                SocketsEvent::StatusChanged { conn, info, old } => {
-                    NativeSocketsEvent::StatusChanged {
-                        conn,
-                        info: conn_info(info),
-                        old_state: old.code(),
-                    }
-                }
-                SocketsEvent::Messages { conn, poll_group } => {
-                    NativeSocketsEvent::Messages { conn, poll_group }
-                }
-            })
-            .collect();
-        // NonBlocking: as for the messages endpoint, JS must never stall the driver.
-        self.0.call(events, ThreadsafeFunctionCallMode::NonBlocking);
+impl From<SocketsEvent> for NativeSocketsEvent {
+    fn from(e: SocketsEvent) -> Self {
+        match e {
+            SocketsEvent::StatusChanged { conn, info, old } => NativeSocketsEvent::StatusChanged {
+                conn,
+                info: conn_info(info),
+                old_state: old.code(),
+            },
+            SocketsEvent::Messages { conn, poll_group } => {
+                NativeSocketsEvent::Messages { conn, poll_group }
+            }
+        }
     }
 }
 
@@ -175,7 +167,9 @@ fn send_result(r: std::result::Result<u64, EResult>) -> f64 {
 /// A connection-API instance.
 #[napi]
 pub struct NativeSockets {
-    inner: SocketsHandle,
+    // Before `inner`: the polls stop before the driver can free a socket.
+    reader: Option<Rc<Reader>>,
+    inner: Arc<SocketsHandle>,
 }
 
 #[napi]
@@ -183,18 +177,20 @@ impl NativeSockets {
     /// Starts an instance; `on_events` receives event batches.
     #[napi(factory)]
     pub fn create(
+        env: Env,
         config: HashMap<String, f64>,
         options: SecurityOptions,
         on_events: Function<'_, Vec<NativeSocketsEvent>, ()>,
     ) -> Result<Self> {
         let cfg = config_with(&Config::default(), config)?;
-        let tsfn: SocketsEventFn = on_events
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .build()?;
-        let inner = SocketsHandle::start(cfg, security(options)?, Arc::new(SocketsSink(tsfn)))
-            .map_err(bind_error)?;
-        Ok(NativeSockets { inner })
+        let (on_wake, slot) = crate::uv_reader::sync_on_wake();
+        let sink = Arc::new(SocketsSink::new(&on_events, on_wake)?);
+        let inner =
+            SocketsHandle::start(cfg, security(options)?, sink.clone()).map_err(bind_error)?;
+        let inner = Arc::new(inner);
+        let reader = Reader::new(env.raw(), on_events.raw(), reader_source(&inner, sink))?;
+        crate::uv_reader::fill_slot(&slot, &reader);
+        Ok(NativeSockets { reader, inner })
     }
 
     /// Opens a listen socket on `bind` (`host:port`); its handle and the address bound.
@@ -455,6 +451,9 @@ impl NativeSockets {
     /// Stops the instance; resolves once its sockets are freed.
     #[napi]
     pub fn close(&self) -> AsyncTask<crate::endpoint::CloseTask> {
+        if let Some(r) = &self.reader {
+            r.shutdown();
+        }
         AsyncTask::new(crate::endpoint::CloseTask::new(self.inner.close()))
     }
 }

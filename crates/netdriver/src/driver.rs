@@ -45,12 +45,22 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Longest the final goodbyes wait for socket buffer space.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
-const MAX_RECV_ROUNDS: usize = 16;
+pub(crate) const MAX_RECV_ROUNDS: usize = 16;
+/// How long the task leaves a readable socket to an application thread that polls it
+/// ([`Driver::receive_here`]) before reading it itself: that thread is busy if it has not
+/// read for this long. Tokio's timers tick in milliseconds.
+pub const CALLER_GRACE: Duration = Duration::from_millis(2);
 
-/// Receives the events of one endpoint, a batch per driver wake-up.
+/// Receives the events of one endpoint, in the order the protocol produced them.
 pub trait EventSink<E>: Send + Sync + 'static {
-    /// Called from the driver thread with one or more events.
-    fn emit(&self, events: Vec<E>);
+    /// Stores one or more events. Called under the endpoint's state lock by whichever thread
+    /// ran the protocol (the driver's, or the application's in [`Driver::receive_here`]), so
+    /// the sink sees them in the protocol's order whatever thread produced them: it must only
+    /// queue them (no system call, no wake-up).
+    fn queue(&self, events: Vec<E>);
+    /// The driver thread queued events: tell the application. Called outside the locks, once
+    /// per wake-up (or full receive round) that queued something.
+    fn wake(&self);
 }
 
 /// Why a socket could not be opened.
@@ -107,15 +117,21 @@ pub(crate) fn stall_runtime(d: Duration) {
     let _ = started_rx.recv_timeout(Duration::from_secs(5));
 }
 
-struct State<P> {
-    proto: P,
-    closing: bool,
+pub(crate) struct State<P: Protocol> {
+    pub(crate) proto: P,
+    /// Where events go; dropped when the task ends, so a closed endpoint holds no wake-up
+    /// (which may keep the application's event loop alive).
+    pub(crate) sink: Option<Arc<dyn EventSink<P::Event>>>,
+    pub(crate) closing: bool,
     /// The deadline the driver task sleeps until (`None`: no timer). A caller that sends on
     /// its own thread wakes the task only if it made something due sooner.
     planned: Option<Timestamp>,
     /// Whether the driver applies fake-network knobs to sends: then every datagram must pass
     /// through the task, which owns the fake network's queues.
-    fake_send: bool,
+    pub(crate) fake_send: bool,
+    /// Whether the driver applies fake-network knobs to received datagrams: then only the
+    /// task reads the sockets (it owns the fake network's queues).
+    pub(crate) fake_recv: bool,
     /// Ports to close once what they still have to send has gone.
     removing: Vec<usize>,
 }
@@ -124,7 +140,7 @@ impl<P: Protocol> State<P> {
     /// Whether the task must wake after a caller changed the state on its own thread:
     /// something is due before the deadline the task sleeps until (a retransmission timer, a
     /// paced packet) or an event waits.
-    fn task_must_wake(&self) -> bool {
+    pub(crate) fn task_must_wake(&self) -> bool {
         self.proto.has_events() || due_before(self.proto.poll_timeout(), self.planned)
     }
 }
@@ -132,29 +148,33 @@ impl<P: Protocol> State<P> {
 /// The sockets, by port; a removed port leaves `None` so the others keep their numbers.
 type Ports = Vec<Option<Arc<Io>>>;
 
-struct Shared<P> {
-    state: SpinThenPark<State<P>>,
+pub(crate) struct Shared<P: Protocol> {
+    pub(crate) state: SpinThenPark<State<P>>,
     /// Lock order: `tx`, then `state`. Never held across an await.
-    tx: SpinThenPark<Tx>,
-    ports: RwLock<Ports>,
+    pub(crate) tx: SpinThenPark<Tx>,
+    pub(crate) ports: RwLock<Ports>,
     /// Bumped whenever `ports` changes, so the task knows to look again.
     ports_version: AtomicU64,
-    wake: Notify,
+    pub(crate) wake: Notify,
     epoch: Instant,
     unix_at_epoch: u64,
+    /// Receive buffers of the application's thread ([`Driver::receive_here`]), made on first use.
+    pub(crate) caller_bufs: SpinThenPark<Option<RecvBufs>>,
+    /// Datagrams read on the application's thread.
+    pub(crate) caller_datagrams: AtomicU64,
 }
 
 impl<P: Protocol> Shared<P> {
-    fn lock(&self) -> MutexGuard<'_, State<P>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<P>> {
         self.state.lock()
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         Timestamp::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
     /// Sends queued datagrams without waiting; false if a socket's kernel buffer filled.
-    fn try_flush(&self, tx: &mut Tx, drop_rest: bool) -> bool {
+    pub(crate) fn try_flush(&self, tx: &mut Tx, drop_rest: bool) -> bool {
         let ports = self.ports.read();
         tx.flush(|p| ports.get(p).and_then(|o| o.as_deref()), drop_rest)
     }
@@ -196,7 +216,7 @@ fn poll_into<P: Protocol>(proto: &mut P, now: Timestamp, tx: &mut Tx) {
 
 /// A running endpoint: its protocol state, sockets and driver task.
 pub struct Driver<P: Protocol> {
-    shared: Arc<Shared<P>>,
+    pub(crate) shared: Arc<Shared<P>>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
@@ -229,7 +249,12 @@ fn bind_io(bind: &str) -> Result<Io, BindError> {
         tokio::net::UdpSocket::from_std(std_sock).map_err(io_err)?
     };
     let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
-    Ok(Io { socket, udp, local })
+    Ok(Io {
+        socket,
+        udp,
+        local,
+        caller: Default::default(),
+    })
 }
 
 impl<P: Protocol> Driver<P> {
@@ -249,12 +274,15 @@ impl<P: Protocol> Driver<P> {
             unix_at_epoch,
         });
         let fake_send = !FakeParams::send(proto.config()).is_off();
+        let fake_recv = !FakeParams::recv(proto.config()).is_off();
         let shared = Arc::new(Shared {
             state: SpinThenPark::new(State {
                 proto,
+                sink: Some(sink),
                 closing: false,
                 planned: None,
                 fake_send,
+                fake_recv,
                 removing: Vec::new(),
             }),
             tx: SpinThenPark::new(Tx::new()),
@@ -263,11 +291,13 @@ impl<P: Protocol> Driver<P> {
             wake: Notify::new(),
             epoch: Instant::now(),
             unix_at_epoch,
+            caller_bufs: SpinThenPark::new(None),
+            caller_datagrams: AtomicU64::new(0),
         });
         let (done_tx, done_rx) = oneshot::channel();
         let task_shared = Arc::clone(&shared);
         runtime().spawn(async move {
-            drive(task_shared, sink).await;
+            drive(task_shared).await;
             let _ = done_tx.send(());
         });
         Ok(Driver {
@@ -364,6 +394,7 @@ impl<P: Protocol> Driver<P> {
         let mut next = st.proto.config().clone();
         next.apply(changes)?;
         st.fake_send = !FakeParams::send(&next).is_off();
+        st.fake_recv = !FakeParams::recv(&next).is_off();
         let now = self.shared.now();
         st.proto.set_config(now, next);
         drop(st);
@@ -408,15 +439,18 @@ impl<P: Protocol> Drop for Driver<P> {
 /// Where the fake network tags a datagram: its socket and address.
 type Route = (usize, SocketAddr);
 
-async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::Event>>) {
-    let slots = BATCH_SIZE.min(32);
-    let mut recv_buf = vec![0u8; RECV_SLOT * slots];
-    let mut metas = vec![RecvMeta::default(); slots];
-    let mut events = Vec::new();
+async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
+    let Some(sink) = shared.lock().sink.clone() else {
+        return;
+    };
+    let mut bufs = RecvBufs::new();
     let mut linger_until: Option<Instant> = None;
     let mut fake: FakeNetwork<Route> = FakeNetwork::new();
     let mut ports: Vec<(usize, Arc<Io>)> = Vec::new();
     let mut seen_version = u64::MAX;
+    // Per port: until when a readable socket is left to the application's thread, which
+    // reads it while idle (`caller_receive.rs`).
+    let mut graces: Vec<Option<tokio::time::Instant>> = Vec::new();
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -429,12 +463,15 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
                 .enumerate()
                 .filter_map(|(i, p)| p.clone().map(|io| (i, io)))
                 .collect();
+            let last = ports.last().map_or(0, |(p, _)| p + 1);
+            graces.resize(last, None);
         }
-        let (deadline, closing) = {
+        let (deadline, closing, caller_may_read) = {
             let mut st = shared.lock();
             let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
             st.planned = deadline;
-            (deadline, st.closing)
+            let caller = !st.closing && !st.fake_send && !st.fake_recv;
+            (deadline, st.closing, caller)
         };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
@@ -463,15 +500,43 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
         }
         let sleep_for = deadline
             .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));
+        let grace_end = graces.iter().flatten().min().copied();
+        let mut queued = false;
         tokio::select! {
-            port = any_readable(&ports) => {
+            port = any_readable(&ports, &graces) => {
                 if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
-                    receive_batches(&shared, port, io, &mut recv_buf, &mut metas, slots, &mut fake, &*sink);
+                    if caller_may_read && io.caller.is_polled() {
+                        // The application's thread polls this socket too and, while idle,
+                        // takes the datagrams first; the task looks again after the grace.
+                        if let Some(g) = graces.get_mut(port) {
+                            *g = Some(tokio::time::Instant::now() + CALLER_GRACE);
+                        }
+                    } else {
+                        queued |= receive_batches(&shared, port, io, &mut bufs, &mut fake, &*sink);
+                    }
                 }
             }
             _ = shared.wake.notified() => {}
             _ = sleep_opt(sleep_for) => {
                 shared.lock().proto.handle_timeout(shared.now());
+            }
+            _ = sleep_until_opt(grace_end) => {
+                let now = tokio::time::Instant::now();
+                for (port, io) in &ports {
+                    let Some(slot) = graces.get_mut(*port) else { continue };
+                    if !slot.is_some_and(|g| g <= now) {
+                        continue;
+                    }
+                    *slot = None;
+                    if caller_may_read && io.caller.is_polled() && io.caller.read_within(shared.now(), CALLER_GRACE) {
+                        // The application's thread is reading: it takes what waits (its
+                        // poll is level-triggered). Rearm for the next datagram.
+                        clear_readable(io);
+                    } else {
+                        // It has not read for a while (busy, or stopped): read here.
+                        queued |= receive_batches(&shared, *port, io, &mut bufs, &mut fake, &*sink);
+                    }
+                }
             }
         }
         let removing = {
@@ -487,9 +552,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
             // Read per wake-up, so `setConfig` applies to the next datagram.
             let params = FakeParams::send(st.proto.config());
             send_through_fake(&mut st.proto, now, &mut tx, &mut fake, &params);
-            while let Some(ev) = st.proto.poll_event() {
-                events.push(ev);
-            }
+            queued |= queue_events(&mut st);
             std::mem::take(&mut st.removing)
         };
         flush(&shared, None).await;
@@ -504,10 +567,35 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
             }
             shared.ports_version.fetch_add(1, Ordering::Release);
         }
-        if !events.is_empty() {
-            sink.emit(std::mem::take(&mut events));
+        if queued {
+            sink.wake();
         }
     }
+    // Closed: let go of the application's wake-up.
+    shared.lock().sink = None;
+}
+
+/// Moves the protocol's waiting events to the sink (under the state lock); whether any were.
+pub(crate) fn queue_events<P: Protocol>(st: &mut State<P>) -> bool {
+    let Some(sink) = &st.sink else {
+        return false;
+    };
+    let mut events = Vec::new();
+    while let Some(ev) = st.proto.poll_event() {
+        events.push(ev);
+    }
+    if events.is_empty() {
+        return false;
+    }
+    sink.queue(events);
+    true
+}
+
+/// Forgets a socket's readiness without reading it, so its next datagram wakes the task.
+fn clear_readable(io: &Io) {
+    let _ = io.socket.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+    });
 }
 
 /// Collects the protocol's datagrams, passing each through the fake network's send side.
@@ -527,10 +615,17 @@ fn send_through_fake<P: Protocol>(
     tx.scratch = scratch;
 }
 
-/// The first of `ports` whose socket is readable (pending forever when there is none).
-async fn any_readable(ports: &[(usize, Arc<Io>)]) -> usize {
+/// The first of `ports` whose socket is readable, skipping those left to the application's
+/// thread for now (pending forever when there is none).
+async fn any_readable(
+    ports: &[(usize, Arc<Io>)],
+    graces: &[Option<tokio::time::Instant>],
+) -> usize {
     std::future::poll_fn(|cx| {
         for (port, io) in ports {
+            if graces.get(*port).is_some_and(Option::is_some) {
+                continue;
+            }
             if io.socket.poll_recv_ready(cx).is_ready() {
                 return Poll::Ready(*port);
             }
@@ -563,40 +658,57 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn receive_batches<P: Protocol>(
-    shared: &Shared<P>,
-    port: usize,
-    io: &Io,
-    recv_buf: &mut [u8],
-    metas: &mut [RecvMeta],
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Receive buffers: one slot per datagram of a batch.
+pub(crate) struct RecvBufs {
+    buf: Vec<u8>,
+    metas: Vec<RecvMeta>,
     slots: usize,
-    fake: &mut FakeNetwork<Route>,
-    sink: &dyn EventSink<P::Event>,
-) {
-    let Io { socket, udp, .. } = io;
-    let mut events = Vec::new();
-    for _ in 0..MAX_RECV_ROUNDS {
-        let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
+}
+
+impl RecvBufs {
+    pub(crate) fn new() -> Self {
+        let slots = BATCH_SIZE.min(32);
+        RecvBufs {
+            buf: vec![0u8; RECV_SLOT * slots],
+            metas: vec![RecvMeta::default(); slots],
+            slots,
+        }
+    }
+
+    /// One batch from `io` (recvmmsg where available): how many slots it filled. Any error
+    /// ends the round: WouldBlock means drained, and others (e.g. an ICMP port unreachable
+    /// reported on a later recv) concern one peer, never the endpoint.
+    pub(crate) fn recv(&mut self, io: &Io) -> io::Result<usize> {
+        let Io { socket, udp, .. } = io;
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .buf
             .chunks_mut(RECV_SLOT)
-            .take(slots)
+            .take(self.slots)
             .map(IoSliceMut::new)
             .collect();
-        let n = match socket.try_io(Interest::READABLE, || {
+        let metas = &mut self.metas;
+        socket.try_io(Interest::READABLE, || {
             udp.recv(socket.into(), &mut bufs, metas)
-        }) {
-            Ok(n) => n,
-            // WouldBlock: drained. Other errors (e.g. ICMP port unreachable reported on a
-            // later recv) concern one peer, never the endpoint: stop this round.
-            Err(_) => return,
-        };
-        drop(bufs);
-        let now = shared.now();
-        let mut st = shared.lock();
-        let params = FakeParams::recv(st.proto.config());
-        for (i, meta) in metas.iter().take(n).enumerate() {
+        })
+    }
+
+    /// Whether `n` filled every slot (more is likely waiting).
+    pub(crate) fn full(&self, n: usize) -> bool {
+        n >= self.slots
+    }
+
+    /// Each datagram of the first `n` slots with its sender.
+    pub(crate) fn datagrams(&self, n: usize, mut f: impl FnMut(SocketAddr, &[u8])) {
+        for (i, meta) in self.metas.iter().take(n).enumerate() {
             let start = i * RECV_SLOT;
-            let Some(buf) = recv_buf.get(start..start + meta.len.min(RECV_SLOT)) else {
+            let Some(buf) = self.buf.get(start..start + meta.len.min(RECV_SLOT)) else {
                 continue;
             };
             // With GRO one buffer holds several datagrams of `stride` bytes each.
@@ -606,27 +718,49 @@ fn receive_batches<P: Protocol>(
                 meta.stride
             };
             for dgram in buf.chunks(stride) {
-                if fake.recv.process(&params, now, (port, meta.addr), dgram) == Fate::Now {
-                    st.proto.handle_datagram(now, port, meta.addr, dgram);
-                }
+                f(meta.addr, dgram);
             }
         }
-        if n < slots {
+    }
+}
+
+/// Reads and processes what waits on one socket; whether it queued events that the end of
+/// the wake-up must announce.
+fn receive_batches<P: Protocol>(
+    shared: &Shared<P>,
+    port: usize,
+    io: &Io,
+    bufs: &mut RecvBufs,
+    fake: &mut FakeNetwork<Route>,
+    sink: &dyn EventSink<P::Event>,
+) -> bool {
+    for _ in 0..MAX_RECV_ROUNDS {
+        let Ok(n) = bufs.recv(io) else {
+            return false;
+        };
+        let now = shared.now();
+        let mut st = shared.lock();
+        let params = FakeParams::recv(st.proto.config());
+        bufs.datagrams(n, |from, dgram| {
+            if fake.recv.process(&params, now, (port, from), dgram) == Fate::Now {
+                st.proto.handle_datagram(now, port, from, dgram);
+            }
+        });
+        if !bufs.full(n) {
             // Drained: the events go out at the end of the wake-up, after the answers
             // (acks) are sent, so the application does not wake into a held lock.
-            return;
+            return false;
         }
         // A full round: more is waiting. Post what this one produced now, so the application
         // starts draining on its own thread while later rounds are decoded, instead of finding
         // a queue that reached its limit while it was not told.
-        while let Some(ev) = st.proto.poll_event() {
-            events.push(ev);
-        }
+        let queued = queue_events(&mut st);
         drop(st);
-        if !events.is_empty() {
-            sink.emit(std::mem::take(&mut events));
+        if queued {
+            sink.wake();
         }
     }
+    false
 }
 
 /// Sends everything queued, waiting for a socket when its kernel buffer is full (until

@@ -20,6 +20,9 @@ pub struct Io {
     pub udp: UdpSocketState,
     /// The address actually bound.
     pub local: SocketAddr,
+    /// Whether the application's thread reads this socket, and when it last did
+    /// (`caller_receive.rs`).
+    pub caller: crate::caller_receive::CallerReads,
 }
 
 /// A UDP socket bound to `addr`, non-blocking, with large kernel buffers. `[::]` serves IPv4

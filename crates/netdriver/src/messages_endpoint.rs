@@ -99,6 +99,12 @@ impl EndpointHandle {
         self.local
     }
 
+    /// The driver, for an application thread that reads the socket itself
+    /// (`caller_receive.rs`).
+    pub fn driver(&self) -> &Driver<P2pLayer<Messages>> {
+        &self.driver
+    }
+
     /// Queues a message (see [`Messages::send`]); `InvalidState` once closing.
     pub fn send(
         &self,
@@ -279,7 +285,8 @@ mod tests {
 
     struct Discard;
     impl EventSink<LayerEvent<Event>> for Discard {
-        fn emit(&self, _: Vec<LayerEvent<Event>>) {}
+        fn queue(&self, _: Vec<LayerEvent<Event>>) {}
+        fn wake(&self) {}
     }
 
     fn endpoint() -> EndpointHandle {

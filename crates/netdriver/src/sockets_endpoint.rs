@@ -98,6 +98,12 @@ impl SocketsHandle {
         Ok(SocketsHandle { driver })
     }
 
+    /// The driver, for an application thread that reads the sockets itself
+    /// (`caller_receive.rs`).
+    pub fn driver(&self) -> &Driver<Sockets> {
+        &self.driver
+    }
+
     /// Opens a listen socket on `bind` whose connections use `config`; its handle and the
     /// address bound.
     pub fn create_listen_socket(
