@@ -11,8 +11,10 @@
 //! The task keeps the timers and stays the reader of last resort. For a socket the caller
 //! polls ([`CallerSocket::set_polled`]), the task, woken by a readable socket, leaves it to
 //! the caller for [`CALLER_GRACE`](crate::driver::CALLER_GRACE); it then reads what is left only if the caller has not
-//! read that socket within the grace (it is busy, or stopped polling), and otherwise just
-//! rearms. A datagram is read by one thread only (the kernel hands each to one `recvmmsg`),
+//! read that socket within the grace (it is busy, or stopped polling), and otherwise looks
+//! again after another grace (a datagram may have come after that thread's last read, just
+//! before it turned busy). So a busy application thread delays reading by at most two
+//! graces, and the task never forgets a readable socket. A datagram is read by one thread only (the kernel hands each to one `recvmmsg`),
 //! and both threads process under the state lock, so each is processed once.
 //!
 //! The task alone reads while fake-network knobs are set (it owns their queues) and once the
@@ -159,7 +161,7 @@ impl<P: Protocol> Driver<P> {
                 }
             }
             socket.io.caller.mark_read(sh.now());
-            let Ok(n) = bufs.recv(&socket.io) else {
+            let Ok(n) = bufs.recv_now(&socket.io) else {
                 break;
             };
             let mut st = sh.lock();

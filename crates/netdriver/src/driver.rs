@@ -451,6 +451,11 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
     // Per port: until when a readable socket is left to the application's thread, which
     // reads it while idle (`caller_receive.rs`).
     let mut graces: Vec<Option<tokio::time::Instant>> = Vec::new();
+    // Whether the last wake-up only left a socket to the application's thread (or rearmed
+    // it): then nothing changed, and the task goes back to sleep without taking the locks
+    // that thread is using.
+    let mut idle_wake = false;
+    let (mut deadline, mut caller_may_read) = (None, false);
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -466,13 +471,15 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             let last = ports.last().map_or(0, |(p, _)| p + 1);
             graces.resize(last, None);
         }
-        let (deadline, closing, caller_may_read) = {
+        let mut closing = false;
+        if !idle_wake {
             let mut st = shared.lock();
-            let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
+            deadline = earliest(st.proto.poll_timeout(), fake.next_release());
             st.planned = deadline;
-            let caller = !st.closing && !st.fake_send && !st.fake_recv;
-            (deadline, st.closing, caller)
-        };
+            caller_may_read = !st.closing && !st.fake_send && !st.fake_recv;
+            closing = st.closing;
+        }
+        idle_wake = false;
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
             // Linger: keep running the protocol until every reliable byte is acknowledged
@@ -511,6 +518,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                         if let Some(g) = graces.get_mut(port) {
                             *g = Some(tokio::time::Instant::now() + CALLER_GRACE);
                         }
+                        idle_wake = true;
                     } else {
                         queued |= receive_batches(&shared, port, io, &mut bufs, &mut fake, &*sink);
                     }
@@ -522,6 +530,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             }
             _ = sleep_until_opt(grace_end) => {
                 let now = tokio::time::Instant::now();
+                idle_wake = true;
                 for (port, io) in &ports {
                     let Some(slot) = graces.get_mut(*port) else { continue };
                     if !slot.is_some_and(|g| g <= now) {
@@ -530,14 +539,21 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                     *slot = None;
                     if caller_may_read && io.caller.is_polled() && io.caller.read_within(shared.now(), CALLER_GRACE) {
                         // The application's thread is reading: it takes what waits (its
-                        // poll is level-triggered). Rearm for the next datagram.
-                        clear_readable(io);
+                        // poll is level-triggered). Look again after another grace rather
+                        // than forget the readiness: a datagram that came after that
+                        // thread's last read may be waiting, and if that thread is busy
+                        // now, no new edge would bring the task back to it.
+                        *slot = Some(now + CALLER_GRACE);
                     } else {
                         // It has not read for a while (busy, or stopped): read here.
                         queued |= receive_batches(&shared, *port, io, &mut bufs, &mut fake, &*sink);
+                        idle_wake = false;
                     }
                 }
             }
+        }
+        if idle_wake {
+            continue;
         }
         let removing = {
             let mut tx = shared.tx.lock();
@@ -589,13 +605,6 @@ pub(crate) fn queue_events<P: Protocol>(st: &mut State<P>) -> bool {
     }
     sink.queue(events);
     true
-}
-
-/// Forgets a socket's readiness without reading it, so its next datagram wakes the task.
-fn clear_readable(io: &Io) {
-    let _ = io.socket.try_io(Interest::READABLE, || {
-        Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-    });
 }
 
 /// Collects the protocol's datagrams, passing each through the fake network's send side.
@@ -697,6 +706,21 @@ impl RecvBufs {
         socket.try_io(Interest::READABLE, || {
             udp.recv(socket.into(), &mut bufs, metas)
         })
+    }
+
+    /// As [`RecvBufs::recv`], for the application's thread: straight to the kernel, whatever
+    /// readiness the task's reactor has seen so far. (Its poll said readable; waiting for
+    /// the driver thread to notice the same datagram would put that thread back on the
+    /// path.) The task's own readiness is left alone: it rearms it itself.
+    pub(crate) fn recv_now(&mut self, io: &Io) -> io::Result<usize> {
+        let Io { socket, udp, .. } = io;
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .buf
+            .chunks_mut(RECV_SLOT)
+            .take(self.slots)
+            .map(IoSliceMut::new)
+            .collect();
+        udp.recv(socket.into(), &mut bufs, &mut self.metas)
     }
 
     /// Whether `n` filled every slot (more is likely waiting).
