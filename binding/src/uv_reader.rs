@@ -49,11 +49,14 @@ pub struct Source {
     pub transmit: Box<dyn Fn()>,
 }
 
+/// Where an endpoint's reader is found once made (empty before, or where none reads).
+pub type ReaderSlot = Rc<RefCell<Weak<Reader>>>;
+
 /// What a driver wake-up runs on the JS thread before its events are delivered (the reader
 /// re-checks its polls: sockets or fake-network knobs may have changed), and the slot where
 /// the reader goes once made.
-pub fn sync_on_wake() -> (Rc<dyn Fn()>, Rc<RefCell<Weak<Reader>>>) {
-    let slot: Rc<RefCell<Weak<Reader>>> = Rc::new(RefCell::new(Weak::new()));
+pub fn sync_on_wake() -> (Rc<dyn Fn()>, ReaderSlot) {
+    let slot: ReaderSlot = Rc::new(RefCell::new(Weak::new()));
     let s = Rc::clone(&slot);
     let on_wake: Rc<dyn Fn()> = Rc::new(move || {
         let reader = s.borrow().upgrade();
@@ -126,7 +129,9 @@ struct Poll {
 
 /// What a poll's callbacks find through the handle's `data`.
 struct PollData {
-    reader: *const Reader,
+    /// Weak: the endpoint owns the reader; a callback holds it only while it runs, so a
+    /// JS callback that lets go of the endpoint cannot free the reader under it.
+    reader: Weak<Reader>,
     socket: Rc<CallerSocket>,
     /// The handle's memory (8-byte words), kept here so the close callback frees it.
     memory: *mut [u64],
@@ -134,6 +139,8 @@ struct PollData {
 
 /// The JS-thread reader of one endpoint. Lives on the JS thread (it is not `Send`).
 pub struct Reader {
+    /// Itself, for the polls' callbacks.
+    me: Weak<Reader>,
     env: sys::napi_env,
     uv_loop: *mut c_void,
     callback: sys::napi_ref,
@@ -201,7 +208,8 @@ impl Reader {
         check(unsafe {
             sys::napi_async_init(env, std::ptr::null_mut(), name, &mut async_context)
         })?;
-        let reader = Rc::new(Reader {
+        let reader = Rc::new_cyclic(|me| Reader {
+            me: me.clone(),
             env,
             uv_loop: uv_loop.cast(),
             callback: reference,
@@ -283,7 +291,7 @@ impl Reader {
         let memory: *mut [u64] = Box::into_raw(vec![0u64; size.div_ceil(8)].into_boxed_slice());
         let handle: *mut c_void = memory.cast();
         let data = Box::into_raw(Box::new(PollData {
-            reader: self,
+            reader: self.me.clone(),
             socket: Rc::clone(&socket),
             memory,
         }));
@@ -386,9 +394,10 @@ unsafe extern "C" fn on_readable(
     // `open_poll` (freed only by the close callback, which has not run: a closed handle
     // gets no more callbacks).
     let data = unsafe { &*uv::uv_handle_get_data(handle).cast::<PollData>() };
-    // SAFETY: the reader closes every poll before it is dropped, so while a poll's callback
-    // can run, its reader lives.
-    let reader = unsafe { &*data.reader };
+    // The reader closes every poll when dropped, so it lives here; held for the callback.
+    let Some(reader) = data.reader.upgrade() else {
+        return;
+    };
     let socket = Rc::clone(&data.socket);
     if status < 0 || !(reader.source.receive)(&socket) {
         // The driver reads it from now on.
