@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use netcore::config::Config;
 use netcore::identity::Identity;
 use netcore::p2p::ice::Interface;
-use netcore::p2p::layer::{Host, LayerEvent, P2pLayer};
+use netcore::p2p::layer::{Host, P2pLayer};
 use netcore::p2p::transport::P2pConfig;
 use netcore::p2p::turn::TurnConfig;
 use netcore::time::Timestamp;
@@ -16,45 +16,7 @@ use netcore::time::Timestamp;
 use crate::messages_endpoint::EndpointHandle;
 use crate::protocol::Protocol;
 
-impl<P> Protocol for P2pLayer<P>
-where
-    P: Protocol + Host<Event = <P as Protocol>::Event>,
-{
-    type Event = LayerEvent<<P as Protocol>::Event>;
-
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
-        P2pLayer::handle_datagram(self, now, port, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        P2pLayer::poll_transmit(self, now, buf, send);
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        P2pLayer::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        P2pLayer::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        P2pLayer::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        P2pLayer::has_events(self)
-    }
-
-    fn config(&self) -> &Config {
-        Protocol::config(self.inner())
-    }
-
+impl<P: Protocol + Host> Protocol for P2pLayer<P> {
     fn set_config(&mut self, now: Timestamp, config: Config) {
         Protocol::set_config(self.inner_mut(), now, config);
     }

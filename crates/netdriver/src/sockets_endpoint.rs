@@ -19,41 +19,6 @@ use crate::driver::{BindError, Driver, EventSink, Secrets};
 use crate::protocol::Protocol;
 
 impl Protocol for Sockets {
-    type Event = SocketsEvent;
-
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
-        Sockets::handle_datagram(self, now, port, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        Sockets::poll_transmit(self, now, buf, send);
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Sockets::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Sockets::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<SocketsEvent> {
-        Sockets::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        Sockets::has_events(self)
-    }
-
-    fn config(&self) -> &Config {
-        Sockets::config(self)
-    }
-
     fn set_config(&mut self, now: Timestamp, config: Config) {
         Sockets::set_config(self, now, config);
     }
