@@ -200,7 +200,7 @@ impl<H: Host> P2pLayer<H> {
 
     /// Ends the P2P session at virtual address `at` (the peer is told `end`); a later
     /// [`P2pLayer::open`] to the same peer starts a new one.
-    pub fn close_session(&mut self, now: Timestamp, at: SocketAddr, end: &End) {
+    pub fn end_p2p_session(&mut self, now: Timestamp, at: SocketAddr, end: &End) {
         if let Some(p) = self.p2p.as_mut() {
             p.transport.close_session(now, at, end);
         }

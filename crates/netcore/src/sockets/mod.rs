@@ -32,6 +32,7 @@ use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
 use poll_groups::PollGroups;
+pub use p2p::ConnectP2pError;
 pub use queue::Received;
 use queue::RecvQueue;
 

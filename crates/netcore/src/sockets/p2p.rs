@@ -286,7 +286,7 @@ impl P2pLayer<Sockets> {
             }
             // An idle session (its connection ended moments ago) rendezvoused for another
             // virtual port, or for the peer's own connection: start a fresh one.
-            self.close_session(
+            self.end_p2p_session(
                 now,
                 at,
                 &End::new(EndReason::App(1000), "superseded by a new connection"),
