@@ -20,6 +20,7 @@ import { Internet, cleanupLeftovers, netnsUnavailable } from './netns.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 const peerScript = join(here, 'peer.mjs');
+const socketsPeerScript = join(here, 'sockets-peer.mjs');
 
 // Steam's ConnectionInfo flags.
 const FLAG_FAST = 8;
@@ -150,7 +151,7 @@ if (skip) {
   const peers = [];
   let signalChild;
 
-  const start = async (host, identity, options = {}) => {
+  const start = async (host, identity, options = {}, script = peerScript) => {
     const k = generateKeyPair();
     const certificate = issueCertificate({ caPrivateKey: ca.privateKey, publicKey: k.publicKey, identity });
     const opts = {
@@ -163,7 +164,7 @@ if (skip) {
       turnServers: [TURN],
       ...options,
     };
-    const child = net.spawn(host.ns, process.execPath, [peerScript, JSON.stringify(opts)]);
+    const child = net.spawn(host.ns, process.execPath, [script, JSON.stringify(opts)]);
     const p = new Peer(child, identity);
     peers.push(p);
     const ready = await p.waitFor((e) => e.ready || e.error, 15000, 'start');
@@ -193,7 +194,15 @@ if (skip) {
     const t0 = Date.now();
     net.up();
     await net.startCoturn({ alice: 'secret' });
-    for (const [name, type] of Object.entries({ port: 'port-restricted', port2: 'port-restricted', sym: 'symmetric', sym2: 'symmetric' })) {
+    const routers = {
+      port: 'port-restricted',
+      port2: 'port-restricted',
+      sym: 'symmetric',
+      sym2: 'symmetric',
+      full: 'full-cone',
+      addr: 'address-restricted',
+    };
+    for (const [name, type] of Object.entries(routers)) {
       net.addRouter(`r-${name}`, type);
       net.addHost(`h-${name}`, `r-${name}`);
     }
@@ -274,6 +283,18 @@ if (skip) {
     const nat = ips.find((ip) => ip !== '203.0.113.1');
     t.true([net.routers.get('r-sym').wanIp, net.routers.get('r-sym2').wanIp].includes(nat), `the other a NAT mapping: ${ips}`);
     await session(t, 'sym-rev', 'h-sym2', 'h-sym', true);
+  });
+
+  test.serial('full-cone vs symmetric: direct (the full cone takes the symmetric mapping)', async (t) => {
+    const r = await session(t, 'full-sym', 'h-full', 'h-sym', false);
+    t.is(r.ia.remoteAddress.split(':')[0], net.routers.get('r-sym').wanIp, "the symmetric peer's NAT mapping");
+    await session(t, 'sym-full', 'h-sym', 'h-full', false);
+  });
+
+  test.serial('address-restricted cone vs port-restricted cone: hole-punched, direct', async (t) => {
+    const r = await session(t, 'addr-port', 'h-addr', 'h-port', false);
+    t.is(r.ia.remoteAddress.split(':')[0], net.routers.get('r-port').wanIp, "the peer's NAT mapping");
+    await session(t, 'port-addr', 'h-port', 'h-addr', false);
   });
 
   test.serial('same LAN: direct on the private addresses, Fast', async (t) => {
@@ -386,6 +407,95 @@ if (skip) {
       uclient = `failed: ${e.message}`;
     }
     t.log(`relayed session: ${(total / 1048576).toFixed(0)} MiB reliable in ${st.lastAt - t0} ms = ${ours.toFixed(0)} Mbit/s; turnutils_uclient: ${uclient}`);
+  });
+
+  // The connection API over P2P: sockets-peer.mjs runs a NetworkingSockets with a P2P listen
+  // socket on virtual port 7 (b) or dials it by identity (a).
+  const VPORT = 7;
+  const startSockets = (h, identity, options = {}) => start(host(h), identity, options, socketsPeerScript);
+
+  /**
+   * `a` (host x) connectP2P's to `b` (host y) at VPORT; messages both ways, reliable and
+   * unreliable; both sides' getConnectionInfo; then b closes with a reason a must see.
+   */
+  const connection = async (t, tag, x, y, wantRelayed) => {
+    const a = await startSockets(x, `str:${tag}-a`);
+    const b = await startSockets(y, `str:${tag}-b`, { listen: VPORT });
+    const t0 = Date.now();
+    const { conn } = await a.cmd({ cmd: 'connect', to: b.identity, vport: VPORT });
+    t.true(conn > 0, 'a handle');
+    const upA = await a.waitFor((e) => e.event === 'connected', 5000, 'connected').catch(async (e) => {
+      throw new Error(`${e.message}; ${JSON.stringify(await a.cmd({ cmd: 'info', conn }))}`);
+    });
+    const upB = await b.waitFor((e) => e.event === 'connected', 5000, 'accepted connection');
+    const connectMs = upA.at - t0;
+    t.is(upA.peer, b.identity);
+    t.is(upB.peer, a.identity);
+    // As for sessions: the route may still upgrade just after connecting.
+    const deadline = Date.now() + 3000;
+    let ia = (await a.cmd({ cmd: 'info', conn })).info;
+    while (Date.now() < deadline && ((ia.flags & FLAG_RELAYED) !== 0) !== wantRelayed) {
+      await new Promise((r) => setTimeout(r, 100));
+      ia = (await a.cmd({ cmd: 'info', conn })).info;
+    }
+    t.is((await a.cmd({ cmd: 'send', conn, text: 'hello', reliable: true })).result, 1);
+    await b.waitFor((e) => e.event === 'message' && e.text === 'hello' && e.reliable, 5000, 'message');
+    t.is((await b.cmd({ cmd: 'send', conn: upB.conn, text: 'hi back', reliable: true })).result, 1);
+    await a.waitFor((e) => e.event === 'message' && e.text === 'hi back', 5000, 'reply');
+    for (let i = 0; i < 20; i++) await b.cmd({ cmd: 'send', conn: upB.conn, text: `u${i}`, reliable: false });
+    await a.waitFor((e) => e.event === 'message' && e.text.startsWith('u') && !e.reliable, 3000, 'an unreliable message');
+    await new Promise((r) => setTimeout(r, 200));
+    const unreliable = a.events.filter((e) => e.event === 'message' && e.text.startsWith('u')).length;
+    const ib = (await b.cmd({ cmd: 'info', conn: upB.conn })).info;
+    for (const [who, i] of [[a, ia], [b, ib]]) t.is(i.state, CONNECTED, `${who.identity} connected`);
+    t.is(ib.listenSocket > 0, true, "b's connection came through its listen socket");
+    const route = (i) => ((i.flags & FLAG_RELAYED) !== 0 ? 'relayed' : (i.flags & FLAG_FAST) !== 0 ? 'direct (LAN, Fast)' : 'direct');
+    t.log(
+      `connectP2P ${tag.padEnd(10)} ${x} -> ${y}: connected in ${connectMs} ms, route ${route(ia)} (${a.identity} sees ${ia.remoteAddress}, ${b.identity} sees ${ib.remoteAddress}; ping ${ia.ping} ms); ${unreliable}/20 unreliable arrived`,
+    );
+    t.is((ia.flags & FLAG_RELAYED) !== 0, wantRelayed, `${a.identity}: ${route(ia)}`);
+    t.is((ib.flags & FLAG_RELAYED) !== 0, wantRelayed, `${b.identity}: ${route(ib)}`);
+    // The listener closes with a reason; the dialler hears it.
+    t.true((await b.cmd({ cmd: 'close-conn', conn: upB.conn, reason: 1042, debug: 'game over' })).ok);
+    const ended = await a.waitFor((e) => e.event === 'ended', 5000, 'the close');
+    t.is(ended.endReason, 1042);
+    t.is(ended.endDebug, 'game over');
+    t.is(ended.state, 4, 'ClosedByPeer');
+    await Promise.all([a.close(), b.close()]);
+    return { connectMs, ia, ib };
+  };
+
+  test.serial('connectP2P: port-restricted cone vs cone, hole-punched', async (t) => {
+    const r = await connection(t, 'c-cone', 'h-port', 'h-port2', false);
+    t.is(r.ia.remoteAddress.split(':')[0], net.routers.get('r-port2').wanIp, "the peer's NAT mapping");
+    await connection(t, 'c-cone-rev', 'h-port2', 'h-port', false);
+  });
+
+  test.serial('connectP2P: symmetric vs symmetric, relayed through coturn', async (t) => {
+    const r = await connection(t, 'c-sym', 'h-sym', 'h-sym2', true);
+    const ips = [r.ia, r.ib].map((i) => i.remoteAddress.split(':')[0]);
+    t.true(ips.includes('203.0.113.1'), `one side sees a relayed address: ${ips}`);
+    await connection(t, 'c-sym-rev', 'h-sym2', 'h-sym', true);
+  });
+
+  test.serial('connectP2P failures: nobody listening on the virtual port, peer not registered', async (t) => {
+    const a = await startSockets('h-pub', 'str:c-fail-a');
+    const b = await startSockets('h-pub2', 'str:c-fail-b', { listen: VPORT });
+    for (const [to, vport, reason, text] of [
+      [b.identity, VPORT + 1, 5001, /not listening on virtual port 8/],
+      ['str:nobody', VPORT, 5008, /not registered/],
+    ]) {
+      const t0 = Date.now();
+      const { conn } = await a.cmd({ cmd: 'connect', to, vport });
+      const f = await a.waitFor((e) => e.event === 'ended' && e.conn === conn, 5000, 'the failure');
+      const ms = f.at - t0;
+      t.log(`connectP2P to ${to} port ${vport}: ended in ${ms} ms with ${f.endReason} "${f.endDebug}"`);
+      t.is(f.endReason, reason);
+      t.regex(f.endDebug, text);
+      t.true(ms < 2000, `${ms} ms`);
+    }
+    t.false(b.events.some((e) => e.event === 'connected'), "b's application accepted nothing");
+    await Promise.all([a.close(), b.close()]);
   });
 
   /** `a` on host x sends to `to`; resolves with the sessionFailed it reports, and how long it took. */
