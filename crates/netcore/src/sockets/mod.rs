@@ -31,8 +31,8 @@ use crate::endpoint::{
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
-use poll_groups::PollGroups;
 pub use p2p::ConnectP2pError;
+use poll_groups::PollGroups;
 pub use queue::Received;
 use queue::RecvQueue;
 
