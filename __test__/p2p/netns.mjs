@@ -18,8 +18,11 @@
 // Every name starts with `nmp2p-<pid>-`, so cleanupLeftovers() can remove what a crashed run
 // left behind (its pid is gone). Nothing connects to the root namespace: traffic stays
 // between namespaces this module created. Needs root, `ip` (iproute2) and `iptables`.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 const PREFIX = 'nmp2p';
 
@@ -310,6 +313,21 @@ export class Internet {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`coturn did not start: ${log}`);
+  }
+
+  /**
+   * Counts what coturn relays: an iptables rule in pub's OUTPUT matching UDP from the relay
+   * address 203.0.113.1 (every datagram coturn sends out of an allocation or to a client).
+   * Returns an async reader of its byte counter (IP packet bytes).
+   */
+  relayCounter() {
+    const ipt = (...args) => this.exec(this.pub, 'iptables', args);
+    ipt('-I', 'OUTPUT', '1', '-s', '203.0.113.1', '-p', 'udp', '-m', 'comment', '--comment', 'nmp2p-relayed');
+    return async () => {
+      const { stdout } = await execFileAsync('ip', ['netns', 'exec', this.pub, 'iptables', '-nvxL', 'OUTPUT']);
+      const line = stdout.split('\n').find((l) => l.includes('nmp2p-relayed'));
+      return line === undefined ? 0 : Number(line.trim().split(/\s+/)[1]);
+    };
   }
 
   /** Kills every process started here and removes every namespace (and so every veth). */
