@@ -184,6 +184,22 @@ export class Internet {
     run('ip', ['-n', ns, 'link', 'set', ifname, 'up']);
   }
 
+  /** A host directly on the public network with IPv6 only (no IPv4 address but loopback). */
+  addPublicHostV6(short) {
+    const ns = this.addNamespace(short);
+    const n = this.nextPublic++;
+    const ip6 = `2001:db8::${n}`;
+    const outer = `p${this.namespaces.length}eth0`.slice(0, 15);
+    run('ip', ['-n', this.pub, 'link', 'add', outer, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    run('ip', ['-n', this.pub, 'link', 'set', outer, 'master', 'inet']);
+    run('ip', ['-n', this.pub, 'link', 'set', outer, 'up']);
+    run('ip', ['-n', ns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+    run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    const host = { name: short, ns, ip: null, ip6, router: null };
+    this.hosts.set(short, host);
+    return host;
+  }
+
   /** A host directly on the public network. */
   addPublicHost(short) {
     const ns = this.addNamespace(short);

@@ -29,6 +29,11 @@ const CONNECTED = 3;
 
 const SIGNAL_HOST = '203.0.113.2';
 const SIGNAL = `ws://${SIGNAL_HOST}:8080`;
+// The same signaling server over IPv6 (it listens on every address of pub), and coturn's
+// IPv6 address, for the IPv6-only hosts.
+const SIGNAL6 = 'ws://[2001:db8::1]:8080';
+const STUN6 = '[2001:db8::1]:3478';
+const TURN6 = { address: '[2001:db8::1]:3478', username: 'alice', password: 'secret' };
 const STUN = '203.0.113.1:3478';
 const TURN = { address: '203.0.113.1:3478', username: 'alice', password: 'secret' };
 // On the public bridge, but nobody has it: datagrams to it go nowhere.
@@ -175,7 +180,7 @@ if (skip) {
   /** The bundled signaling server (the CLI) in the pub namespace; resolves once it listens. */
   const startSignal = async () => {
     signalChild = net.spawn(net.pub, process.execPath, [
-      join(root, 'bin', 'netmessages.mjs'), 'signal', '--host', SIGNAL_HOST, '--port', '8080',
+      join(root, 'bin', 'netmessages.mjs'), 'signal', '--host', '::', '--port', '8080',
       '--trusted-ca', Buffer.from(ca.publicKey).toString('hex'),
     ]);
     const child = signalChild;
@@ -209,6 +214,8 @@ if (skip) {
     net.addHost('h-lan2', 'r-port');
     net.addPublicHost('h-pub');
     net.addPublicHost('h-pub2');
+    net.addPublicHostV6('h-v6');
+    net.addPublicHostV6('h-v6b');
     await startSignal();
     t.log(`test bed up in ${Date.now() - t0} ms: ${net.namespaces.length} namespaces, coturn, signaling at ${SIGNAL}`);
   });
@@ -295,6 +302,27 @@ if (skip) {
     const r = await session(t, 'addr-port', 'h-addr', 'h-port', false);
     t.is(r.ia.remoteAddress.split(':')[0], net.routers.get('r-port').wanIp, "the peer's NAT mapping");
     await session(t, 'port-addr', 'h-port', 'h-addr', false);
+  });
+
+  // IPv6: hosts with no IPv4 at all (signaling, STUN and TURN reached over IPv6), with each
+  // other and with a dual-stack public host.
+  const V6 = { signaling: SIGNAL6, stunServers: [STUN6], turnServers: [TURN6] };
+  const isV6 = (addr) => addr.startsWith('[2001:db8::');
+  test.serial('IPv6 only: two v6-only hosts direct, and relayed over IPv6 with p2pTransportIceEnable = 1', async (t) => {
+    const r = await session(t, 'v6', 'h-v6', 'h-v6b', false, V6);
+    t.is(r.ia.remoteAddress, `[${host('h-v6b').ip6}]:${r.ia.remoteAddress.split(']:')[1]}`, "the peer's own IPv6 address");
+    t.true(isV6(r.ib.remoteAddress), r.ib.remoteAddress);
+    await session(t, 'v6-rev', 'h-v6b', 'h-v6', false, V6);
+    const relay = await session(t, 'v6-relay', 'h-v6', 'h-v6b', true, { ...V6, config: { p2pTransportIceEnable: 1 } });
+    t.true(relay.ia.remoteAddress.startsWith('[2001:db8::1]:'), `a relayed address on coturn: ${relay.ia.remoteAddress}`);
+  });
+
+  test.serial('IPv6-only host and dual-stack public host: direct over IPv6, both ways', async (t) => {
+    // The dual-stack side reaches signaling and STUN over IPv4 as the others do, and has IPv6
+    // host candidates: the pair that works is the IPv6 one.
+    const r = await session(t, 'v6-dual', 'h-v6', 'h-pub', false, V6, {});
+    t.true(isV6(r.ia.remoteAddress) && isV6(r.ib.remoteAddress), `${r.ia.remoteAddress} / ${r.ib.remoteAddress}`);
+    await session(t, 'dual-v6', 'h-pub', 'h-v6', false, {}, V6);
   });
 
   test.serial('same LAN: direct on the private addresses, Fast', async (t) => {
