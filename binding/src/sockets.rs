@@ -346,12 +346,6 @@ impl NativeSockets {
             })
     }
 
-    /// The virtual port of a P2P listen socket, or null.
-    #[napi]
-    pub fn listen_virtual_port(&self, h: u32) -> Option<u32> {
-        self.inner.listen_virtual_port(h)
-    }
-
     /// Accepts an incoming connection; an EResult value.
     #[napi]
     pub fn accept_connection(&self, h: u32) -> i32 {

@@ -347,9 +347,4 @@ impl SocketsHandle {
             .with(|s, _| s.inner_mut().create_listen_socket_p2p(vport, config))
             .0
     }
-
-    /// The virtual port of a P2P listen socket.
-    pub fn listen_virtual_port(&self, h: HListen) -> Option<u32> {
-        self.driver.read(|s| s.inner().listen_virtual_port(h))
-    }
 }
