@@ -363,4 +363,6 @@ fn view(r: &RouteInfo) -> PathView {
 }
 
 #[cfg(test)]
+pub(crate) mod sim_world;
+#[cfg(test)]
 mod tests;

@@ -6,174 +6,36 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::crypto::session_setup::{issue_certificate, LocalSecurity};
-use crate::crypto::IdentityKey;
 use crate::eresult::send_flags;
-use crate::p2p::ice::Interface;
-use crate::p2p::layer::{LayerEvent, FLAG_FAST, FLAG_RELAYED};
-use crate::p2p::transport::P2pConfig;
-use crate::sim::{LinkConfig, Network, SimNode};
+use crate::p2p::layer::sim_world::{certified, id, node, UNIX};
+use crate::p2p::layer::{FLAG_FAST, FLAG_RELAYED};
+use crate::sim::{LinkConfig, Network};
 
-const UNIX: u64 = 1_800_000_000;
-const CA_SEED: [u8; 32] = [42; 32];
+type World = crate::p2p::layer::sim_world::World<Sockets>;
+
 const ALICE: &str = "10.0.0.1:5000";
 const BOB: &str = "10.0.0.2:5000";
 const VPORT: u32 = 7;
 
-fn id(s: &str) -> Identity {
-    s.parse().unwrap()
-}
-
 fn sockets(name: &str, seed: u8) -> Sockets {
-    let key = IdentityKey::from_seed(&[seed; 32]);
-    let ident = id(name);
-    let cert = issue_certificate(
-        &CA_SEED,
-        &key.public_key().to_bytes(),
-        &ident,
-        UNIX - 10,
-        3600,
-    )
-    .unwrap();
-    let ca = IdentityKey::from_seed(&CA_SEED).public_key().to_bytes();
-    let security =
-        LocalSecurity::from_options(Some([seed; 32]), Some(&cert), Some(ident), &[ca], false)
-            .unwrap();
-    Sockets::new(Config::default(), security)
+    Sockets::new(Config::default(), certified(name, seed))
 }
 
-struct Node {
-    layer: P2pLayer<Sockets>,
-    signals: Vec<(Identity, Vec<u8>)>,
-    events: Vec<SocketsEvent>,
-}
-
-impl SimNode for Node {
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
-        self.layer.handle_datagram(now, 0, from, data);
-    }
-
-    fn poll_transmit(&mut self, now: Timestamp, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        let mut buf = Vec::with_capacity(1500);
-        self.layer
-            .poll_transmit(now, &mut buf, &mut |_, to, d| out.push((to, d.to_vec())));
-        while let Some(e) = self.layer.poll_event() {
-            match e {
-                LayerEvent::Signal { to, data } => self.signals.push((to, data)),
-                LayerEvent::Host(e) => self.events.push(e),
-            }
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.layer.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.layer.handle_timeout(now);
-    }
-}
-
-fn node(name: &str, seed: u8, at: &str) -> Node {
-    let addr: SocketAddr = at.parse().unwrap();
-    let mut s = sockets(name, seed);
-    s.add_p2p_port(0, [seed ^ 0x55; 32], UNIX);
-    let mut layer = P2pLayer::new(s);
-    layer.enable(
-        Timestamp::ZERO,
-        0,
-        P2pConfig {
-            identity: id(name),
-            interfaces: vec![Interface {
-                ip: addr.ip(),
-                prefix_len: 24,
-            }],
-            port: addr.port(),
-            stun_servers: vec![],
-            turn_servers: vec![],
-            ice_enable: 0x7fff_ffff,
-            secret: [seed; 32],
-        },
-    );
-    Node {
-        layer,
-        signals: Vec::new(),
-        events: Vec::new(),
-    }
-}
-
-struct World {
-    net: Network,
-    names: Vec<(SocketAddr, Identity)>,
+fn world() -> World {
+    let mut net = Network::new(11);
+    net.set_default_link(LinkConfig {
+        delay: Duration::from_millis(5),
+        ..LinkConfig::default()
+    });
+    let at = |name: &str, seed: u8, addr: &'static str| {
+        let mut s = sockets(name, seed);
+        s.add_p2p_port(0, [seed ^ 0x55; 32], UNIX);
+        (addr, node(s, name, seed, addr, vec![]))
+    };
+    World::new(net, vec![at("str:alice", 1, ALICE), at("str:bob", 2, BOB)])
 }
 
 impl World {
-    fn new() -> World {
-        let mut net = Network::new(11);
-        net.set_default_link(LinkConfig {
-            delay: Duration::from_millis(5),
-            ..LinkConfig::default()
-        });
-        net.add_node(ALICE.parse().unwrap(), node("str:alice", 1, ALICE))
-            .unwrap();
-        net.add_node(BOB.parse().unwrap(), node("str:bob", 2, BOB))
-            .unwrap();
-        World {
-            net,
-            names: vec![
-                (ALICE.parse().unwrap(), id("str:alice")),
-                (BOB.parse().unwrap(), id("str:bob")),
-            ],
-        }
-    }
-
-    fn with<R>(&mut self, at: &str, f: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
-        self.net.with_node(at.parse().unwrap(), f).unwrap()
-    }
-
-    fn carry_signals(&mut self) {
-        let names = self.names.clone();
-        for (addr, me) in &names {
-            let out = self
-                .net
-                .with_node(*addr, |n: &mut Node, _| std::mem::take(&mut n.signals))
-                .unwrap();
-            for (to, data) in out {
-                let Some((dest, _)) = names.iter().find(|(_, n)| *n == to) else {
-                    continue;
-                };
-                self.net
-                    .with_node(*dest, |n: &mut Node, now| {
-                        n.layer.receive_signal(now, me, &data)
-                    })
-                    .unwrap();
-            }
-        }
-    }
-
-    fn run(&mut self, d: Duration) {
-        let end = self.net.now() + d;
-        while self.net.now() < end {
-            self.carry_signals();
-            self.net.run_for(Duration::from_millis(1)).unwrap();
-        }
-    }
-
-    fn run_until(
-        &mut self,
-        limit: Duration,
-        mut done: impl FnMut(&mut World) -> bool,
-    ) -> Option<Duration> {
-        let start = self.net.now();
-        while self.net.now() < start + limit {
-            if done(self) {
-                return Some(self.net.now().saturating_since(start));
-            }
-            self.run(Duration::from_millis(1));
-        }
-        None
-    }
-
     /// The first status change of `at` to `state`.
     fn change_to(&mut self, at: &str, state: ConnectionState) -> Option<(HConn, ConnInfo)> {
         self.with(at, |n, _| {
@@ -189,7 +51,7 @@ impl World {
 
 #[test]
 fn a_connection_to_an_identity_and_virtual_port_runs_over_the_p2p_path() {
-    let mut w = World::new();
+    let mut w = world();
     let (alice, bob) = (id("str:alice"), id("str:bob"));
     let listen = w.with(BOB, |n, _| {
         n.layer
@@ -299,7 +161,7 @@ fn a_connection_to_an_identity_and_virtual_port_runs_over_the_p2p_path() {
 
 #[test]
 fn a_virtual_port_nobody_listens_on_fails_at_once_with_a_clear_reason() {
-    let mut w = World::new();
+    let mut w = world();
     let bob = id("str:bob");
     w.with(BOB, |n, _| {
         n.layer
@@ -334,7 +196,7 @@ fn a_virtual_port_nobody_listens_on_fails_at_once_with_a_clear_reason() {
 
 #[test]
 fn connect_p2p_says_why_it_cannot_dial() {
-    let mut w = World::new();
+    let mut w = world();
     let (alice, bob) = (id("str:alice"), id("str:bob"));
     let ip = id("ip:10.0.0.2:5000");
     w.with(ALICE, |n, now| {
@@ -372,7 +234,7 @@ fn connect_p2p_says_why_it_cannot_dial() {
 
 #[test]
 fn closing_a_p2p_listen_socket_keeps_the_port_and_frees_the_virtual_port() {
-    let mut w = World::new();
+    let mut w = world();
     w.with(BOB, |n, _| {
         let l = n
             .layer
