@@ -230,12 +230,7 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   connectByIPAddress(address: string, options: ConnectOptions = {}): number {
     this.#assertOpen();
     if (typeof address !== 'string') throw new TypeError('address must be a "host:port" string');
-    const values = configValues(options.config);
-    configProblem(native.checkConfig(values));
-    const u = options.userData;
-    if (u !== undefined && (typeof u !== 'number' || !Number.isSafeInteger(u))) {
-      throw new TypeError('userData must be a safe integer');
-    }
+    const { values, u } = connectOptions(options);
     try {
       return this.#native.connectByIpAddress(address, values, u, options.symmetricConnect === true);
     } catch (e) {
@@ -271,12 +266,7 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
     this.#assertOpen();
     const peer = identity instanceof Identity ? identity : Identity.parse(identity);
     const vport = virtualPortArg(virtualPort);
-    const values = configValues(options.config);
-    configProblem(native.checkConfig(values));
-    const u = options.userData;
-    if (u !== undefined && (typeof u !== 'number' || !Number.isSafeInteger(u))) {
-      throw new TypeError('userData must be a safe integer');
-    }
+    const { values, u } = connectOptions(options);
     try {
       return this.#native.connectP2P(peer.toString(), vport, values, u, options.symmetricConnect === true);
     } catch (e) {
@@ -619,6 +609,17 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
       }
     }
   }
+}
+
+/** A connect call's config values (checked) and user data. */
+function connectOptions(options: ConnectOptions): { values: Record<string, number>; u: number | undefined } {
+  const values = configValues(options.config);
+  configProblem(native.checkConfig(values));
+  const u = options.userData;
+  if (u !== undefined && (typeof u !== 'number' || !Number.isSafeInteger(u))) {
+    throw new TypeError('userData must be a safe integer');
+  }
+  return { values, u };
 }
 
 function virtualPortArg(v: unknown): number {

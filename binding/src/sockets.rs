@@ -190,6 +190,25 @@ pub struct NativeSockets {
     inner: SocketsHandle,
 }
 
+impl NativeSockets {
+    /// A dial's options from what JS gave (config values over the instance's).
+    fn conn_options(
+        &self,
+        config: HashMap<String, f64>,
+        user_data: Option<f64>,
+        symmetric: bool,
+    ) -> Result<ConnOptions> {
+        let config = (!config.is_empty())
+            .then(|| config_with(&self.inner.config(), config))
+            .transpose()?;
+        Ok(ConnOptions {
+            config,
+            user_data: user_data.map(|u| u as i64),
+            symmetric,
+        })
+    }
+}
+
 #[napi]
 impl NativeSockets {
     /// Starts an instance; `on_events` receives event batches.
@@ -251,14 +270,7 @@ impl NativeSockets {
                 format!("address must be an IP address and port, got {address:?}"),
             )
         })?;
-        let config = (!config.is_empty())
-            .then(|| config_with(&self.inner.config(), config))
-            .transpose()?;
-        let options = ConnOptions {
-            config,
-            user_data: user_data.map(|u| u as i64),
-            symmetric,
-        };
+        let options = self.conn_options(config, user_data, symmetric)?;
         Ok(self
             .inner
             .connect(remote, options)
@@ -305,14 +317,7 @@ impl NativeSockets {
         symmetric: bool,
     ) -> Result<u32> {
         let peer = crate::security::identity(&identity)?;
-        let config = (!config.is_empty())
-            .then(|| config_with(&self.inner.config(), config))
-            .transpose()?;
-        let options = ConnOptions {
-            config,
-            user_data: user_data.map(|u| u as i64),
-            symmetric,
-        };
+        let options = self.conn_options(config, user_data, symmetric)?;
         use netcore::sockets::ConnectP2pError as E;
         match self.inner.connect_p2p(&peer, virtual_port, options) {
             Ok(h) => Ok(h),

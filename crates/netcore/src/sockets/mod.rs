@@ -432,12 +432,27 @@ impl Sockets {
         options: ConnOptions,
     ) -> Option<HConn> {
         let port = self.client_port?;
+        self.dial(now, port, remote, None, options)
+    }
+
+    /// Dials `remote` from `port` (expecting `expected` to prove its identity, if given)
+    /// with `options`; the new handle.
+    fn dial(
+        &mut self,
+        now: Timestamp,
+        port: usize,
+        remote: SocketAddr,
+        expected: Option<Identity>,
+        options: ConnOptions,
+    ) -> Option<HConn> {
         let cfg = options
             .config
             .as_ref()
             .map(|c| ConnectionConfig::from_config(c, Framing::Raw));
         let p = self.port_mut(port)?;
-        let conn = p.endpoint.connect(now, remote, None, options.symmetric)?;
+        let conn = p
+            .endpoint
+            .connect(now, remote, expected, options.symmetric)?;
         if let Some(cfg) = cfg {
             if let Some(c) = p.endpoint.connection_mut(conn) {
                 c.set_config(now, cfg);

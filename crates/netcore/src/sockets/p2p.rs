@@ -100,22 +100,7 @@ impl Sockets {
         options: ConnOptions,
     ) -> Option<HConn> {
         let port = self.p2p.port?;
-        let cfg = options
-            .config
-            .as_ref()
-            .map(|c| ConnectionConfig::from_config(c, Framing::Raw));
-        let p = self.port_mut(port)?;
-        let conn = p
-            .endpoint
-            .connect(now, at, Some(peer.clone()), options.symmetric)?;
-        if let Some(cfg) = cfg {
-            if let Some(c) = p.endpoint.connection_mut(conn) {
-                c.set_config(now, cfg);
-            }
-        }
-        let h = self.handle();
-        self.insert_entry(h, port, conn, 0, options.user_data.unwrap_or(-1));
-        Some(h)
+        self.dial(now, port, at, Some(peer.clone()), options)
     }
 
     /// A new connection on the P2P port: its handle, on the listen socket the rendezvous
