@@ -11,6 +11,7 @@ use napi_derive::napi;
 use netcore::config::Config;
 use netcore::connection::Connection;
 use netcore::eresult::EResult;
+use netcore::p2p::layer::LayerEvent;
 use netcore::sockets::{ConnInfo, ConnOptions, SocketsEvent};
 use netdriver::{EventSink, OutgoingToConnection, SocketsHandle};
 
@@ -124,6 +125,13 @@ pub enum NativeSocketsEvent {
         /// Its poll group (0: none).
         poll_group: u32,
     },
+    /// P2P: a rendezvous blob for the signaling service to deliver.
+    Signal {
+        /// The recipient, canonical text.
+        identity: String,
+        /// The blob.
+        data: Buffer,
+    },
 }
 
 type SocketsEventFn =
@@ -131,19 +139,23 @@ type SocketsEventFn =
 
 struct SocketsSink(SocketsEventFn);
 
-impl EventSink<SocketsEvent> for SocketsSink {
-    fn emit(&self, events: Vec<SocketsEvent>) {
+impl EventSink<LayerEvent<SocketsEvent>> for SocketsSink {
+    fn emit(&self, events: Vec<LayerEvent<SocketsEvent>>) {
         let events = events
             .into_iter()
             .map(|e| match e {
-                SocketsEvent::StatusChanged { conn, info, old } => {
+                LayerEvent::Signal { to, data } => NativeSocketsEvent::Signal {
+                    identity: to.to_string(),
+                    data: data.into(),
+                },
+                LayerEvent::Host(SocketsEvent::StatusChanged { conn, info, old }) => {
                     NativeSocketsEvent::StatusChanged {
                         conn,
                         info: conn_info(info),
                         old_state: old.code(),
                     }
                 }
-                SocketsEvent::Messages { conn, poll_group } => {
+                LayerEvent::Host(SocketsEvent::Messages { conn, poll_group }) => {
                     NativeSocketsEvent::Messages { conn, poll_group }
                 }
             })
@@ -176,6 +188,25 @@ fn send_result(r: std::result::Result<u64, EResult>) -> f64 {
 #[napi]
 pub struct NativeSockets {
     inner: SocketsHandle,
+}
+
+impl NativeSockets {
+    /// A dial's options from what JS gave (config values over the instance's).
+    fn conn_options(
+        &self,
+        config: HashMap<String, f64>,
+        user_data: Option<f64>,
+        symmetric: bool,
+    ) -> Result<ConnOptions> {
+        let config = (!config.is_empty())
+            .then(|| config_with(&self.inner.config(), config))
+            .transpose()?;
+        Ok(ConnOptions {
+            config,
+            user_data: user_data.map(|u| u as i64),
+            symmetric,
+        })
+    }
 }
 
 #[napi]
@@ -239,19 +270,85 @@ impl NativeSockets {
                 format!("address must be an IP address and port, got {address:?}"),
             )
         })?;
-        let config = (!config.is_empty())
-            .then(|| config_with(&self.inner.config(), config))
-            .transpose()?;
-        let options = ConnOptions {
-            config,
-            user_data: user_data.map(|u| u as i64),
-            symmetric,
-        };
+        let options = self.conn_options(config, user_data, symmetric)?;
         Ok(self
             .inner
             .connect(remote, options)
             .map_err(bind_error)?
             .unwrap_or(0))
+    }
+
+    /// Switches P2P on (opens the P2P socket; gathering starts now); the socket's address.
+    #[napi]
+    pub fn enable_p2p(&self, options: crate::p2p::NativeP2pOptions) -> Result<String> {
+        let opts = crate::p2p::p2p_options(options)?;
+        self.inner
+            .enable_p2p(opts)
+            .map(|a| a.to_string())
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
+    }
+
+    /// A rendezvous blob the signaling service delivered from `from`.
+    #[napi]
+    pub fn receive_signal(&self, from: String, data: Uint8ArraySlice<'_>) {
+        // A sender whose identity does not parse has nothing for us.
+        if let Ok(from) = crate::security::identity(&from) {
+            self.inner.receive_signal(&from, &data);
+        }
+    }
+
+    /// The signaling service could not deliver a blob to `to`.
+    #[napi]
+    pub fn signal_undeliverable(&self, to: String, reason: String, detail: String) {
+        if let Ok(to) = crate::security::identity(&to) {
+            self.inner.signal_undeliverable(&to, &reason, &detail);
+        }
+    }
+
+    /// Dials `identity` at virtual port `virtual_port` through P2P: the handle (0 when the
+    /// tables are full), or an error saying why not (InvalidArg for a bad peer).
+    #[napi]
+    pub fn connect_p2p(
+        &self,
+        identity: String,
+        virtual_port: u32,
+        config: HashMap<String, f64>,
+        user_data: Option<f64>,
+        symmetric: bool,
+    ) -> Result<u32> {
+        let peer = crate::security::identity(&identity)?;
+        let options = self.conn_options(config, user_data, symmetric)?;
+        use netcore::sockets::ConnectP2pError as E;
+        match self.inner.connect_p2p(&peer, virtual_port, options) {
+            Ok(h) => Ok(h),
+            // As connectByIPAddress: a full table is the invalid handle.
+            Err(E::Full) => Ok(0),
+            Err(e @ (E::AddressIdentity(_) | E::Ourselves)) => {
+                Err(Error::new(Status::InvalidArg, e.to_string()))
+            }
+            Err(e) => Err(Error::new(Status::GenericFailure, e.to_string())),
+        }
+    }
+
+    /// A P2P listen socket on `virtual_port`; its handle, or an error saying why not.
+    #[napi]
+    pub fn create_listen_socket_p2p(
+        &self,
+        virtual_port: u32,
+        config: HashMap<String, f64>,
+    ) -> Result<u32> {
+        let cfg = config_with(&self.inner.config(), config)?;
+        self.inner
+            .create_listen_socket_p2p(virtual_port, cfg)
+            .map_err(|e| {
+                let why = match e {
+                    EResult::InvalidState => {
+                        "P2P is not enabled on this instance (create it with signaling)".to_owned()
+                    }
+                    _ => format!("virtual port {virtual_port} already has a listen socket"),
+                };
+                Error::new(Status::GenericFailure, why)
+            })
     }
 
     /// Accepts an incoming connection; an EResult value.
