@@ -221,8 +221,15 @@ impl Connection {
         self.rtt.pto(ack_delay).min(self.probe_timeout_cap())
     }
 
-    /// When the probe timer fires, if anything ack-eliciting is in flight.
+    /// When the probe timer fires, if anything ack-eliciting is in flight and nothing else
+    /// will go soon: while data waits only for the pacer (or Nagle), the next data packet
+    /// elicits an ack as well as a probe would, so the timer restarts from it instead. A
+    /// probe then would cost rate for nothing: it ignores the pacer but runs it into debt,
+    /// and the copies of in-flight data it carries are mostly of packets that arrived.
     pub(super) fn probe_deadline(&self) -> Option<Timestamp> {
+        if self.send.has_sendable() && self.window_open() {
+            return None;
+        }
         let last = self.sent.last_ack_eliciting_sent()?;
         let base = self.recovery.probe_fired.max(last);
         Some(base + self.probe_timeout())
