@@ -341,6 +341,36 @@ mod tests {
     }
 
     #[test]
+    fn no_probe_while_paced_data_waits() {
+        // 64 KiB/s: a 1,000-byte packet every ~15 ms, far longer than the probe timeout on
+        // this 2 ms round trip.
+        let cfg = ConnectionConfig {
+            rate_min: 64 << 10,
+            rate_max: 64 << 10,
+            ..ConnectionConfig::default()
+        };
+        let (mut p, ha, _) = pair(Duration::from_millis(1), cfg);
+        // Every ack is lost: only the paced data packets themselves could reveal anything.
+        p.tap = Some(Box::new(|dir, flight: &mut Vec<Datagram>| {
+            if dir == Direction::BtoA {
+                flight.clear();
+            }
+        }));
+        let start = p.now;
+        for i in 0..16u8 {
+            conn(&mut p.a.endpoint, ha)
+                .send(start, 0, true, true, &[i; 1000])
+                .unwrap();
+        }
+        p.run_until(start + Duration::from_millis(90), 10_000, |_| false);
+        let c = conn(&mut p.a.endpoint, ha);
+        assert!(c.send.has_sendable() && c.window_open(), "still pacing");
+        assert!(c.stats.packets_sent >= 5, "{:?}", c.stats);
+        assert_eq!(c.stats.probe_timeouts, 0, "{:?}", c.stats);
+        assert_eq!(c.send.resent_bytes(), 0, "no copies of data in flight");
+    }
+
+    #[test]
     fn stop_waiting_never_passes_what_the_peer_reported() {
         let (mut p, ha, hb) = pair(Duration::from_millis(5), ConnectionConfig::default());
         // B sends, A only acks; everything A sends is lost for a while, so its ack-only
