@@ -224,8 +224,15 @@ impl Connection {
         self.rtt.pto(ack_delay).min(self.probe_timeout_cap())
     }
 
-    /// When the probe timer fires, if anything ack-eliciting is in flight.
+    /// When the probe timer fires, if anything ack-eliciting is in flight and nothing else
+    /// will go soon: while data waits only for the pacer (or Nagle), the next data packet
+    /// elicits an ack as well as a probe would, so the timer restarts from it instead. A
+    /// probe then would cost rate for nothing: it ignores the pacer but runs it into debt,
+    /// and the copies of in-flight data it carries are mostly of packets that arrived.
     pub(super) fn probe_deadline(&self) -> Option<Timestamp> {
+        if self.send.has_sendable() && self.window_open() {
+            return None;
+        }
         let last = self.sent.last_ack_eliciting_sent()?;
         let base = self.recovery.probe_fired.max(last);
         Some(base + self.probe_timeout())
@@ -388,6 +395,36 @@ mod tests {
             b * 10 >= a * 9,
             "B sent {b} acks for A's {a} reliable packets"
         );
+    }
+
+    #[test]
+    fn no_probe_while_paced_data_waits() {
+        // 64 KiB/s: a 1,000-byte packet every ~15 ms, far longer than the probe timeout on
+        // this 2 ms round trip.
+        let cfg = ConnectionConfig {
+            rate_min: 64 << 10,
+            rate_max: 64 << 10,
+            ..ConnectionConfig::default()
+        };
+        let (mut p, ha, _) = pair(Duration::from_millis(1), cfg);
+        // Every ack is lost: only the paced data packets themselves could reveal anything.
+        p.tap = Some(Box::new(|dir, flight: &mut Vec<Datagram>| {
+            if dir == Direction::BtoA {
+                flight.clear();
+            }
+        }));
+        let start = p.now;
+        for i in 0..16u8 {
+            conn(&mut p.a.endpoint, ha)
+                .send(start, 0, true, true, &[i; 1000])
+                .unwrap();
+        }
+        p.run_until(start + Duration::from_millis(90), 10_000, |_| false);
+        let c = conn(&mut p.a.endpoint, ha);
+        assert!(c.send.has_sendable() && c.window_open(), "still pacing");
+        assert!(c.stats.packets_sent >= 5, "{:?}", c.stats);
+        assert_eq!(c.stats.probe_timeouts, 0, "{:?}", c.stats);
+        assert_eq!(c.send.resent_bytes(), 0, "no copies of data in flight");
     }
 
     #[test]
