@@ -118,6 +118,9 @@ struct State<P> {
     fake_send: bool,
     /// Ports to close once what they still have to send has gone.
     removing: Vec<usize>,
+    /// The task saw the protocol's receive pause and stopped reading: a caller that lifts it
+    /// must wake the task.
+    paused: bool,
 }
 
 impl<P: Protocol> State<P> {
@@ -125,7 +128,9 @@ impl<P: Protocol> State<P> {
     /// something is due before the deadline the task sleeps until (a retransmission timer, a
     /// paced packet) or an event waits.
     fn task_must_wake(&self) -> bool {
-        self.proto.has_events() || due_before(self.proto.poll_timeout(), self.planned)
+        self.proto.has_events()
+            || due_before(self.proto.poll_timeout(), self.planned)
+            || (self.paused && !self.proto.receive_paused())
     }
 }
 
@@ -256,6 +261,7 @@ impl<P: Protocol> Driver<P> {
                 planned: None,
                 fake_send,
                 removing: Vec::new(),
+                paused: false,
             }),
             tx: SpinThenPark::new(Tx::new()),
             ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
@@ -417,6 +423,8 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
     let mut fake: FakeNetwork<Route> = FakeNetwork::new();
     let mut ports: Vec<(usize, Arc<Io>)> = Vec::new();
     let mut seen_version = u64::MAX;
+    // Datagrams read from the kernel before a receive pause began, handled when it ends.
+    let mut held = Held::default();
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -430,11 +438,16 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
                 .filter_map(|(i, p)| p.clone().map(|io| (i, io)))
                 .collect();
         }
-        let (deadline, closing) = {
+        let (deadline, closing, paused) = {
             let mut st = shared.lock();
+            if !held.is_empty() && !st.proto.receive_paused() {
+                let now = shared.now();
+                held.replay(&mut st, now, &mut fake);
+            }
             let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
             st.planned = deadline;
-            (deadline, st.closing)
+            st.paused = st.proto.receive_paused();
+            (deadline, st.closing, st.paused)
         };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
@@ -464,9 +477,11 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
         let sleep_for = deadline
             .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));
         tokio::select! {
-            port = any_readable(&ports) => {
+            // While paused (or holding datagrams from before the pause), the kernel keeps
+            // what arrives; the timers and the application's wake-ups still run.
+            port = any_readable(&ports), if !paused && held.is_empty() => {
                 if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
-                    receive_batches(&shared, port, io, &mut recv_buf, &mut metas, slots, &mut fake, &*sink);
+                    receive_batches(&shared, port, io, &mut recv_buf, &mut metas, slots, &mut fake, &*sink, &mut held);
                 }
             }
             _ = shared.wake.notified() => {}
@@ -573,6 +588,7 @@ fn receive_batches<P: Protocol>(
     slots: usize,
     fake: &mut FakeNetwork<Route>,
     sink: &dyn EventSink<P::Event>,
+    held: &mut Held,
 ) {
     let Io { socket, udp, .. } = io;
     let mut events = Vec::new();
@@ -606,10 +622,16 @@ fn receive_batches<P: Protocol>(
                 meta.stride
             };
             for dgram in buf.chunks(stride) {
-                if fake.recv.process(&params, now, (port, meta.addr), dgram) == Fate::Now {
+                if st.proto.receive_paused() {
+                    // A backlog filled: the rest of this batch waits with the driver.
+                    held.push(port, meta.addr, dgram);
+                } else if fake.recv.process(&params, now, (port, meta.addr), dgram) == Fate::Now {
                     st.proto.handle_datagram(now, port, meta.addr, dgram);
                 }
             }
+        }
+        if !held.is_empty() {
+            return;
         }
         if n < slots {
             // Drained: the events go out at the end of the wake-up, after the answers
@@ -625,6 +647,39 @@ fn receive_batches<P: Protocol>(
         drop(st);
         if !events.is_empty() {
             sink.emit(std::mem::take(&mut events));
+        }
+    }
+}
+
+/// Datagrams already read from the kernel when a receive pause began (at most one receive
+/// batch), handled in order once it ends.
+#[derive(Default)]
+struct Held(std::collections::VecDeque<(usize, SocketAddr, Vec<u8>)>);
+
+impl Held {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn push(&mut self, port: usize, from: SocketAddr, d: &[u8]) {
+        self.0.push_back((port, from, d.to_vec()));
+    }
+
+    /// Hands held datagrams to the protocol until they run out or it pauses again.
+    fn replay<P: Protocol>(
+        &mut self,
+        st: &mut State<P>,
+        now: Timestamp,
+        fake: &mut FakeNetwork<Route>,
+    ) {
+        let params = FakeParams::recv(st.proto.config());
+        while !st.proto.receive_paused() {
+            let Some((port, from, d)) = self.0.pop_front() else {
+                break;
+            };
+            if fake.recv.process(&params, now, (port, from), &d) == Fate::Now {
+                st.proto.handle_datagram(now, port, from, &d);
+            }
         }
     }
 }

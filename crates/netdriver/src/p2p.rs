@@ -25,6 +25,10 @@ impl<P: Protocol + Host> Protocol for P2pLayer<P> {
         Protocol::is_settled(self.inner())
     }
 
+    fn receive_paused(&self) -> bool {
+        Protocol::receive_paused(self.inner())
+    }
+
     fn close_all(&mut self) {
         Protocol::close_all(self.inner_mut());
     }

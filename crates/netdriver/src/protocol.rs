@@ -21,6 +21,14 @@ pub trait Protocol: SansIo<Event: Send + 'static> + Send + 'static {
 
     /// Closes everything politely (the endpoint is shutting down).
     fn close_all(&mut self);
+
+    /// Whether to leave received datagrams in the kernel's buffer for now: a receive backlog
+    /// just filled and the application is draining it. The protocol's deadline includes the
+    /// pause's end, and a change that lifts it makes [`Driver::with`](crate::Driver::with)
+    /// ask for a wake-up.
+    fn receive_paused(&self) -> bool {
+        false
+    }
 }
 
 impl Protocol for Messages {
@@ -30,6 +38,10 @@ impl Protocol for Messages {
 
     fn is_settled(&self) -> bool {
         Messages::is_settled(self)
+    }
+
+    fn receive_paused(&self) -> bool {
+        Messages::receive_paused(self)
     }
 
     fn close_all(&mut self) {
