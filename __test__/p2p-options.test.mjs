@@ -5,7 +5,7 @@
 import test from 'ava';
 import { once } from 'node:events';
 
-import { NetworkingMessages, SendFlags, generateKeyPair, issueCertificate } from '../dist/index.mjs';
+import { ConnectionState, NetworkingMessages, NetworkingSockets, SendFlags, generateKeyPair, issueCertificate } from '../dist/index.mjs';
 
 const ca = generateKeyPair();
 function creds(identity) {
@@ -64,4 +64,47 @@ test('a custom signaling object carries the rendezvous; not-registered fails the
   t.regex(info.endDebug, /not registered/);
   t.true(Date.now() - t0 < 1000);
   t.is(ep.getConfig().p2pTransportIceEnable, 4);
+});
+
+test('the connection API over P2P: clear errors, and not-registered ends a connectP2P at once', async (t) => {
+  const plain = await NetworkingSockets.create(creds('str:sock-plain'));
+  t.teardown(() => plain.close());
+  t.throws(() => plain.connectP2P('str:x', 1), { message: /not enabled/ });
+  t.throws(() => plain.createListenSocketP2P(1), { message: /not enabled/ });
+  await t.throwsAsync(NetworkingSockets.create({ ...creds('str:sock-bad'), signaling: 'http://x' }), { instanceOf: TypeError, message: /ws:\/\// });
+
+  const sent = [];
+  const signaling = {
+    send(identity, blob) {
+      sent.push(identity);
+      setImmediate(() => this.onUndeliverable?.(identity, 'not-registered', 'test'));
+    },
+  };
+  const s = await NetworkingSockets.create({ ...creds('str:sock-a'), signaling, config: { p2pTransportIceEnable: 4 } });
+  t.teardown(() => s.close());
+  t.is(typeof signaling.onMessage, 'function', 'netmessages set onMessage');
+  t.throws(() => s.connectP2P('ip:127.0.0.1:1', 1), { instanceOf: TypeError, message: /by IP address/ });
+  t.throws(() => s.connectP2P('str:sock-a', 1), { instanceOf: TypeError, message: /own identity/ });
+  t.throws(() => s.connectP2P('str:sock-b', -1), { instanceOf: TypeError, message: /virtualPort/ });
+  const l = s.createListenSocketP2P(5);
+  t.true(l > 0);
+  t.throws(() => s.createListenSocketP2P(5), { message: /already has a listen socket/ });
+  t.true(s.closeListenSocket(l));
+  t.true(s.createListenSocketP2P(5) > 0, 'the virtual port is free again');
+
+  const ended = new Promise((resolve) =>
+    s.on('connectionStatusChanged', ({ conn, info }) => {
+      if (info.state === ConnectionState.ProblemDetectedLocally) resolve({ conn, info });
+    }),
+  );
+  const t0 = Date.now();
+  const conn = s.connectP2P('str:sock-b', 7);
+  t.true(conn > 0);
+  t.is(s.getConnectionInfo(conn).state, ConnectionState.FindingRoute);
+  const e = await ended;
+  t.is(e.conn, conn);
+  t.is(e.info.endReason, 5008);
+  t.regex(e.info.endDebug, /not registered/);
+  t.true(Date.now() - t0 < 2000);
+  t.deepEqual([...new Set(sent)], ['str:sock-b']);
 });

@@ -5,7 +5,11 @@
 // FakePacketLoss_Send / FakePacketLag_Send, our fakePacketLossSend / fakePacketLagSend).
 // Every endpoint is a process of its own; traffic stays on 127.0.0.1.
 //
-//   node bench/gns-loss.mjs [--runs=N] [--only=echo,bulk] [--json]
+//   node bench/gns-loss.mjs [--runs=N] [--only=echo,echo256,bulk] [--loss=10,30] [--json]
+//
+// --only=echo256 runs only the echo rows at the fixed 256 KiB/s; --loss picks the echo rows'
+// loss rates. GNS_LOSS_TRACE=1 makes each netmessages process print when the echo's
+// messages arrived and its session's loss, resend and probe counts.
 //
 // Rows (the median of --runs runs, 3 by default):
 //   echo, 10 % and 30 % loss, no added lag: the client sends 100 reliable messages on each
@@ -50,7 +54,13 @@ const echoSize = (channel, i) => (channel === 0 && i === ECHO.bigIndex ? ECHO.bi
 if (args[0] === '--child') {
   const { EResult, NetworkingMessages, SendFlags } = await import(pathToFileURL(path.join(root, 'dist', 'index.mjs')).href);
   let nm;
+  let peer;
   const reply = (m) => process.send(m);
+  // GNS_LOSS_TRACE=1: each netmessages process prints when the echo's messages arrived and
+  // its session's detailed status (loss, resends, probe timeouts) when it exits.
+  const trace = process.env.GNS_LOSS_TRACE === '1';
+  const clock = () => performance.timeOrigin + performance.now();
+  const arrivals = [];
   const body = (seq, size) => {
     const b = Buffer.alloc(size, seq & 0xff);
     if (size >= 4) b.writeUInt32LE(seq >>> 0, 0);
@@ -67,6 +77,8 @@ if (args[0] === '--child') {
           for (;;) {
             const batch = nm.receiveMessagesOnChannel(ch, 256);
             for (const m of batch) {
+              peer = m.identityPeer;
+              if (trace && ch < 2 && (m.sendFlags & SendFlags.Reliable) !== 0) arrivals.push([clock(), ch, m.data.readUInt32LE(0), m.data.length]);
               if (c.echo) nm.sendMessageToUser(m.identityPeer, m.data, m.sendFlags & SendFlags.Reliable, ch);
               if (ch === 0) received++;
               if (ch === 3) hellos++;
@@ -80,6 +92,7 @@ if (args[0] === '--child') {
       } else if (c.cmd === 'connect') {
         nm = await NetworkingMessages.create({ bind: '127.0.0.1:0', config: c.config });
         // One message there (and back, from an echo server) before the clock starts.
+        peer = c.target;
         nm.sendMessageToUser(c.target, Buffer.from('hello'), SendFlags.Reliable, 3);
         reply({ ev: 'connecting' });
       } else if (c.cmd === 'echo') {
@@ -92,7 +105,10 @@ if (args[0] === '--child') {
           for (;;) {
             const batch = nm.receiveMessagesOnChannel(ch, 256);
             for (const m of batch) {
-              if ((m.sendFlags & SendFlags.Reliable) !== 0 && ch < 2) got.add(`${ch}:${m.data.readUInt32LE(0)}`);
+              if ((m.sendFlags & SendFlags.Reliable) !== 0 && ch < 2) {
+                got.add(`${ch}:${m.data.readUInt32LE(0)}`);
+                if (trace) arrivals.push([clock(), ch, m.data.readUInt32LE(0), m.data.length]);
+              }
               m.release();
             }
             if (batch.length < 256) break;
@@ -100,6 +116,7 @@ if (args[0] === '--child') {
           if (t0 !== undefined && got.size >= want) done(performance.now() - t0);
         });
         t0 = performance.now();
+        if (trace) process.stderr.write(`[trace client] t0 ${clock().toFixed(1)}\n`);
         for (let i = 0; i < ECHO.reliablePerChannel; i++) {
           for (const ch of [0, 1]) {
             const r = nm.sendMessageToUser(c.target, body(i, echoSize(ch, i)), SendFlags.Reliable, ch);
@@ -128,6 +145,14 @@ if (args[0] === '--child') {
         pump();
         reply({ ev: 'sending', n });
       } else if (c.cmd === 'exit') {
+        if (trace && nm) {
+          const who = c.role ?? 'process';
+          const big = arrivals.filter((a) => a[3] >= ECHO.bigSize);
+          const last = arrivals.slice(-6).map((a) => `${a[1]}:${a[2]}@${a[0].toFixed(1)}`);
+          process.stderr.write(`[trace ${who}] ${arrivals.length} reliable arrivals; big at ${big.map((a) => a[0].toFixed(1)).join(' ')}; last ${last.join(' ')}\n`);
+          const status = peer === undefined ? null : nm.getDetailedConnectionStatus(peer);
+          if (status) process.stderr.write(`[trace ${who}] ${status.split('\n').filter((l) => /Lost|Recovery|Sent|Recv|RTT|rate/i.test(l)).join(' | ')}\n`);
+        }
         await nm?.close();
         process.exit(0);
       }
@@ -167,8 +192,8 @@ async function nmProcess() {
       child.send(cmd);
       return wait(ev, ms);
     },
-    async end() {
-      child.send({ cmd: 'exit' });
+    async end(role) {
+      child.send({ cmd: 'exit', role });
       await Promise.race([new Promise((r) => child.once('exit', r)), sleep(3000)]);
       child.kill('SIGKILL');
     },
@@ -251,8 +276,8 @@ async function main() {
       const r = await client.request({ cmd: 'echo', target }, 'echoed');
       return r.ms;
     } finally {
-      await client.end();
-      await server.end();
+      await client.end('client');
+      await server.end('server');
     }
   }
 
@@ -309,9 +334,10 @@ async function main() {
 
   const rows = [];
   const plan = [];
-  if (!only || only.includes('echo'))
-    for (const fixedRate of [false, true])
-      for (const loss of [10, 30])
+  const losses = opt('loss')?.split(',').map(Number);
+  for (const fixedRate of [false, true])
+    for (const loss of [10, 30])
+      if ((!only || only.includes('echo') || (fixedRate && only.includes('echo256'))) && (!losses || losses.includes(loss)))
         plan.push({ name: `echo ${loss} % loss${fixedRate ? ', both 256 KiB/s' : ''}`, knobs: { loss, lag: 0, fixedRate }, gns: echoGns, nm: echoNm });
   if (!only || only.includes('bulk'))
     for (const loss of [5, 10, 30]) plan.push({ name: `bulk 2 MB, ${loss} % loss, 20 ms lag`, knobs: { loss, lag: BULK.lag }, gns: bulkGns, nm: bulkNm });

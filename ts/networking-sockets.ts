@@ -8,14 +8,16 @@ import { native, type NativeConnInfo, type NativeSockets, type NativeSocketsEven
 import { emitIsolated } from './dispatch';
 import { batchLeft, toConnectionMessages, type NetworkingConnectionMessage } from './receive-batch';
 import { securityOptions, type SecurityCreateOptions } from './security';
+import { p2pSetup, splitP2pConfig, startSignaling, type P2pCreateOptions, type P2pStringConfig, type Signaling } from './p2p';
 
 export type { NetworkingConnectionMessage } from './receive-batch';
 
 /** Options of {@link NetworkingSockets.create}. */
-export interface SocketsCreateOptions extends SecurityCreateOptions {
+export interface SocketsCreateOptions extends SecurityCreateOptions, P2pCreateOptions {
   /** Configuration for every connection (per listen socket or connection it may be
-   * overridden); unknown keys are a TypeError, bad values a RangeError. */
-  config?: Partial<Config>;
+   * overridden); unknown keys are a TypeError, bad values a RangeError. Steam's P2P string
+   * keys (`p2pStunServerList`, ...) are accepted here too, as for `NetworkingMessages`. */
+  config?: Partial<Config> & P2pStringConfig;
 }
 
 /** Options of {@link NetworkingSockets.createListenSocketIP}. */
@@ -165,6 +167,8 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   #rearmScheduled = false;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** P2P's signaling, when configured (`ts/p2p.ts`). */
+  #p2p: { signaling: Signaling; send: (to: string, blob: Uint8Array) => void } | undefined;
 
   private constructor(n: NativeSockets) {
     super();
@@ -175,8 +179,10 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   static async create(options: SocketsCreateOptions = {}): Promise<NetworkingSockets> {
     if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
     const security = securityOptions(options);
-    const values = configValues(options.config);
+    const { numeric, strings } = splitP2pConfig(options.config);
+    const values = configValues(numeric);
     configProblem(native.checkConfig(values));
+    const p2p = await p2pSetup(options, strings, security);
     let sockets: NetworkingSockets | undefined;
     const onEvents = (events: NativeSocketsEvent[]): void => {
       if (sockets !== undefined) sockets.#dispatch(events);
@@ -189,6 +195,10 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
       throw e;
     }
     sockets = new NetworkingSockets(n);
+    if (p2p !== null) {
+      n.enableP2P(p2p.native);
+      sockets.#p2p = await startSignaling(p2p, n, security);
+    }
     return sockets;
   }
 
@@ -220,17 +230,48 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   connectByIPAddress(address: string, options: ConnectOptions = {}): number {
     this.#assertOpen();
     if (typeof address !== 'string') throw new TypeError('address must be a "host:port" string');
-    const values = configValues(options.config);
-    configProblem(native.checkConfig(values));
-    const u = options.userData;
-    if (u !== undefined && (typeof u !== 'number' || !Number.isSafeInteger(u))) {
-      throw new TypeError('userData must be a safe integer');
-    }
+    const { values, u } = connectOptions(options);
     try {
       return this.#native.connectByIpAddress(address, values, u, options.symmetricConnect === true);
     } catch (e) {
       if ((e as { code?: string }).code === 'InvalidArg') throw new TypeError((e as Error).message);
       throw e;
+    }
+  }
+
+  /**
+   * A P2P listen socket (Steam's `CreateListenSocketP2P`): peers reach it with
+   * {@link NetworkingSockets.connectP2P} to our identity and `virtualPort`, found through
+   * signaling, hole-punched or relayed. Its connections wait in `Connecting` for
+   * {@link NetworkingSockets.acceptConnection}, as on an IP listen socket. Needs P2P
+   * (`signaling` at create); one listen socket per virtual port.
+   */
+  createListenSocketP2P(virtualPort: number, options: ListenOptions = {}): number {
+    this.#assertOpen();
+    const vport = virtualPortArg(virtualPort);
+    const values = configValues(options.config);
+    configProblem(native.checkConfig(values));
+    return this.#native.createListenSocketP2P(vport, values);
+  }
+
+  /**
+   * Dials the peer known as `identity` at its P2P listen socket on `virtualPort` (Steam's
+   * `ConnectP2P`): signaling finds it, ICE picks a path (direct, hole-punched, or relayed
+   * through TURN), and the connection runs on it. The handle (0 when the tables are full);
+   * progress comes as `connectionStatusChanged` events, failures with Steam's end reasons
+   * (see docs/P2P.md). `getConnectionInfo` says `FindingRoute` while ICE looks, then the
+   * path's address and the `Relayed` / `Fast` flags. One P2P connection per peer at a time.
+   */
+  connectP2P(identity: Identity | string, virtualPort: number, options: ConnectOptions = {}): number {
+    this.#assertOpen();
+    const peer = identity instanceof Identity ? identity : Identity.parse(identity);
+    const vport = virtualPortArg(virtualPort);
+    const { values, u } = connectOptions(options);
+    try {
+      return this.#native.connectP2P(peer.toString(), vport, values, u, options.symmetricConnect === true);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'InvalidArg') throw new TypeError((e as Error).message);
+      throw new Error(`netmessages: connectP2P: ${(e as Error).message}`);
     }
   }
 
@@ -517,6 +558,7 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   close(): Promise<void> {
     if (this.#closing === undefined) {
       this.#closed = true;
+      this.#p2p?.signaling.close?.();
       this.#closing = this.#native.close().then(() => {
         this.emit('close');
       });
@@ -554,7 +596,9 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
     for (const e of events) {
       if (this.#closed) return;
       // Every listener runs and every event of the batch is emitted, whatever one throws.
-      if (e.type === 'StatusChanged') {
+      if (e.type === 'Signal') {
+        this.#p2p?.send(e.identity, e.data);
+      } else if (e.type === 'StatusChanged') {
         emitIsolated(this, 'connectionStatusChanged', {
           conn: e.conn,
           info: info(e.info),
@@ -565,6 +609,24 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
       }
     }
   }
+}
+
+/** A connect call's config values (checked) and user data. */
+function connectOptions(options: ConnectOptions): { values: Record<string, number>; u: number | undefined } {
+  const values = configValues(options.config);
+  configProblem(native.checkConfig(values));
+  const u = options.userData;
+  if (u !== undefined && (typeof u !== 'number' || !Number.isSafeInteger(u))) {
+    throw new TypeError('userData must be a safe integer');
+  }
+  return { values, u };
+}
+
+function virtualPortArg(v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0x7fffffff) {
+    throw new TypeError(`virtualPort must be an integer 0..2147483647, got ${String(v)}`);
+  }
+  return v;
 }
 
 function maxCount(n: unknown): number {

@@ -18,8 +18,11 @@
 // Every name starts with `nmp2p-<pid>-`, so cleanupLeftovers() can remove what a crashed run
 // left behind (its pid is gone). Nothing connects to the root namespace: traffic stays
 // between namespaces this module created. Needs root, `ip` (iproute2) and `iptables`.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 
 const PREFIX = 'nmp2p';
 
@@ -181,6 +184,22 @@ export class Internet {
     run('ip', ['-n', ns, 'link', 'set', ifname, 'up']);
   }
 
+  /** A host directly on the public network with IPv6 only (no IPv4 address but loopback). */
+  addPublicHostV6(short) {
+    const ns = this.addNamespace(short);
+    const n = this.nextPublic++;
+    const ip6 = `2001:db8::${n}`;
+    const outer = `p${this.namespaces.length}eth0`.slice(0, 15);
+    run('ip', ['-n', this.pub, 'link', 'add', outer, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    run('ip', ['-n', this.pub, 'link', 'set', outer, 'master', 'inet']);
+    run('ip', ['-n', this.pub, 'link', 'set', outer, 'up']);
+    run('ip', ['-n', ns, 'addr', 'add', `${ip6}/64`, 'dev', 'eth0', 'nodad']);
+    run('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    const host = { name: short, ns, ip: null, ip6, router: null };
+    this.hosts.set(short, host);
+    return host;
+  }
+
   /** A host directly on the public network. */
   addPublicHost(short) {
     const ns = this.addNamespace(short);
@@ -310,6 +329,21 @@ export class Internet {
       await new Promise((r) => setTimeout(r, 50));
     }
     throw new Error(`coturn did not start: ${log}`);
+  }
+
+  /**
+   * Counts what coturn relays: an iptables rule in pub's OUTPUT matching UDP from the relay
+   * address 203.0.113.1 (every datagram coturn sends out of an allocation or to a client).
+   * Returns an async reader of its byte counter (IP packet bytes).
+   */
+  relayCounter() {
+    const ipt = (...args) => this.exec(this.pub, 'iptables', args);
+    ipt('-I', 'OUTPUT', '1', '-s', '203.0.113.1', '-p', 'udp', '-m', 'comment', '--comment', 'nmp2p-relayed');
+    return async () => {
+      const { stdout } = await execFileAsync('ip', ['netns', 'exec', this.pub, 'iptables', '-nvxL', 'OUTPUT']);
+      const line = stdout.split('\n').find((l) => l.includes('nmp2p-relayed'));
+      return line === undefined ? 0 : Number(line.trim().split(/\s+/)[1]);
+    };
   }
 
   /** Kills every process started here and removes every namespace (and so every veth). */

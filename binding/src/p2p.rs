@@ -50,37 +50,43 @@ fn addr(what: &str, s: &str) -> Result<SocketAddr> {
         .map_err(|_| Error::new(Status::InvalidArg, format!("{what}: {s:?} is not ip:port")))
 }
 
+/// The driver's P2P options from what JS gave (addresses parsed; a TypeError for bad ones).
+pub(crate) fn p2p_options(options: NativeP2pOptions) -> Result<P2pOptions> {
+    let mut interfaces = Vec::new();
+    for i in &options.interfaces {
+        let ip: IpAddr = i
+            .address
+            .parse()
+            .map_err(|_| Error::new(Status::InvalidArg, format!("interface {:?}", i.address)))?;
+        interfaces.push(Interface {
+            ip,
+            prefix_len: u8::try_from(i.prefix_len.min(128)).unwrap_or(0),
+        });
+    }
+    let stun_servers = options
+        .stun_servers
+        .iter()
+        .map(|s| addr("STUN server", s))
+        .collect::<Result<Vec<_>>>()?;
+    let turn_servers = options
+        .turn_servers
+        .into_iter()
+        .map(|t| Ok((addr("TURN server", &t.address)?, t.username, t.password)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(P2pOptions {
+        identity: Some(identity(&options.identity)?),
+        interfaces,
+        stun_servers,
+        turn_servers,
+    })
+}
+
 #[napi]
 impl NativeEndpoint {
     /// Switches P2P on (gathering starts now).
     #[napi]
     pub fn enable_p2p(&self, options: NativeP2pOptions) -> Result<()> {
-        let mut interfaces = Vec::new();
-        for i in &options.interfaces {
-            let ip: IpAddr = i.address.parse().map_err(|_| {
-                Error::new(Status::InvalidArg, format!("interface {:?}", i.address))
-            })?;
-            interfaces.push(Interface {
-                ip,
-                prefix_len: u8::try_from(i.prefix_len.min(128)).unwrap_or(0),
-            });
-        }
-        let stun_servers = options
-            .stun_servers
-            .iter()
-            .map(|s| addr("STUN server", s))
-            .collect::<Result<Vec<_>>>()?;
-        let turn_servers = options
-            .turn_servers
-            .into_iter()
-            .map(|t| Ok((addr("TURN server", &t.address)?, t.username, t.password)))
-            .collect::<Result<Vec<_>>>()?;
-        let opts = P2pOptions {
-            identity: Some(identity(&options.identity)?),
-            interfaces,
-            stun_servers,
-            turn_servers,
-        };
+        let opts = p2p_options(options)?;
         self.handle()
             .enable_p2p(opts)
             .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))

@@ -11,6 +11,7 @@ use napi_derive::napi;
 use netcore::config::Config;
 use netcore::connection::Connection;
 use netcore::eresult::EResult;
+use netcore::p2p::layer::LayerEvent;
 use netcore::sockets::{ConnInfo, ConnOptions, SocketsEvent};
 use netdriver::{OutgoingToConnection, SocketsHandle};
 
@@ -126,19 +127,32 @@ pub enum NativeSocketsEvent {
         /// Its poll group (0: none).
         poll_group: u32,
     },
+    /// P2P: a rendezvous blob for the signaling service to deliver.
+    Signal {
+        /// The recipient, canonical text.
+        identity: String,
+        /// The blob.
+        data: Buffer,
+    },
 }
 
-type SocketsSink = JsSink<SocketsEvent, NativeSocketsEvent>;
+type SocketsSink = JsSink<LayerEvent<SocketsEvent>, NativeSocketsEvent>;
 
-impl From<SocketsEvent> for NativeSocketsEvent {
-    fn from(e: SocketsEvent) -> Self {
+impl From<LayerEvent<SocketsEvent>> for NativeSocketsEvent {
+    fn from(e: LayerEvent<SocketsEvent>) -> Self {
         match e {
-            SocketsEvent::StatusChanged { conn, info, old } => NativeSocketsEvent::StatusChanged {
-                conn,
-                info: conn_info(info),
-                old_state: old.code(),
+            LayerEvent::Signal { to, data } => NativeSocketsEvent::Signal {
+                identity: to.to_string(),
+                data: data.into(),
             },
-            SocketsEvent::Messages { conn, poll_group } => {
+            LayerEvent::Host(SocketsEvent::StatusChanged { conn, info, old }) => {
+                NativeSocketsEvent::StatusChanged {
+                    conn,
+                    info: conn_info(info),
+                    old_state: old.code(),
+                }
+            }
+            LayerEvent::Host(SocketsEvent::Messages { conn, poll_group }) => {
                 NativeSocketsEvent::Messages { conn, poll_group }
             }
         }
@@ -170,6 +184,32 @@ pub struct NativeSockets {
     // Before `inner`: the polls stop before the driver can free a socket.
     reader: Option<Rc<Reader>>,
     inner: Arc<SocketsHandle>,
+}
+
+impl NativeSockets {
+    /// Re-checks which sockets the JS thread polls (sockets opened, knobs changed).
+    fn sync_reader(&self) {
+        if let Some(r) = &self.reader {
+            r.sync();
+        }
+    }
+
+    /// A dial's options from what JS gave (config values over the instance's).
+    fn conn_options(
+        &self,
+        config: HashMap<String, f64>,
+        user_data: Option<f64>,
+        symmetric: bool,
+    ) -> Result<ConnOptions> {
+        let config = (!config.is_empty())
+            .then(|| config_with(&self.inner.config(), config))
+            .transpose()?;
+        Ok(ConnOptions {
+            config,
+            user_data: user_data.map(|u| u as i64),
+            symmetric,
+        })
+    }
 }
 
 #[napi]
@@ -205,6 +245,8 @@ impl NativeSockets {
             .inner
             .create_listen_socket(&bind, cfg)
             .map_err(bind_error)?;
+        // A new socket: the JS thread polls it from now on.
+        self.sync_reader();
         Ok(vec![h.to_string(), addr.to_string()])
     }
 
@@ -235,19 +277,87 @@ impl NativeSockets {
                 format!("address must be an IP address and port, got {address:?}"),
             )
         })?;
-        let config = (!config.is_empty())
-            .then(|| config_with(&self.inner.config(), config))
-            .transpose()?;
-        let options = ConnOptions {
-            config,
-            user_data: user_data.map(|u| u as i64),
-            symmetric,
-        };
-        Ok(self
+        let options = self.conn_options(config, user_data, symmetric)?;
+        let h = self.inner.connect(remote, options).map_err(bind_error)?;
+        // The first dial opens the outgoing socket.
+        self.sync_reader();
+        Ok(h.unwrap_or(0))
+    }
+
+    /// Switches P2P on (opens the P2P socket; gathering starts now); the socket's address.
+    #[napi]
+    pub fn enable_p2p(&self, options: crate::p2p::NativeP2pOptions) -> Result<String> {
+        let opts = crate::p2p::p2p_options(options)?;
+        let r = self
             .inner
-            .connect(remote, options)
-            .map_err(bind_error)?
-            .unwrap_or(0))
+            .enable_p2p(opts)
+            .map(|a| a.to_string())
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()));
+        self.sync_reader();
+        r
+    }
+
+    /// A rendezvous blob the signaling service delivered from `from`.
+    #[napi]
+    pub fn receive_signal(&self, from: String, data: Uint8ArraySlice<'_>) {
+        // A sender whose identity does not parse has nothing for us.
+        if let Ok(from) = crate::security::identity(&from) {
+            self.inner.receive_signal(&from, &data);
+        }
+    }
+
+    /// The signaling service could not deliver a blob to `to`.
+    #[napi]
+    pub fn signal_undeliverable(&self, to: String, reason: String, detail: String) {
+        if let Ok(to) = crate::security::identity(&to) {
+            self.inner.signal_undeliverable(&to, &reason, &detail);
+        }
+    }
+
+    /// Dials `identity` at virtual port `virtual_port` through P2P: the handle (0 when the
+    /// tables are full), or an error saying why not (InvalidArg for a bad peer).
+    #[napi]
+    pub fn connect_p2p(
+        &self,
+        identity: String,
+        virtual_port: u32,
+        config: HashMap<String, f64>,
+        user_data: Option<f64>,
+        symmetric: bool,
+    ) -> Result<u32> {
+        let peer = crate::security::identity(&identity)?;
+        let options = self.conn_options(config, user_data, symmetric)?;
+        use netcore::sockets::ConnectP2pError as E;
+        match self.inner.connect_p2p(&peer, virtual_port, options) {
+            Ok(h) => Ok(h),
+            // As connectByIPAddress: a full table is the invalid handle.
+            Err(E::Full) => Ok(0),
+            Err(e @ (E::AddressIdentity(_) | E::Ourselves)) => {
+                Err(Error::new(Status::InvalidArg, e.to_string()))
+            }
+            Err(e) => Err(Error::new(Status::GenericFailure, e.to_string())),
+        }
+    }
+
+    /// A P2P listen socket on `virtual_port`; its handle, or an error saying why not.
+    #[napi]
+    pub fn create_listen_socket_p2p(
+        &self,
+        virtual_port: u32,
+        config: HashMap<String, f64>,
+    ) -> Result<u32> {
+        let cfg = config_with(&self.inner.config(), config)?;
+        self.inner
+            .create_listen_socket_p2p(virtual_port, cfg)
+            .map_err(|e| {
+                let why = match e {
+                    EResult::InvalidState => {
+                        "P2P is not enabled on this instance (create it with signaling)".to_owned()
+                    }
+                    _ => format!("virtual port {virtual_port} already has a listen socket"),
+                };
+                Error::new(Status::GenericFailure, why)
+            })
     }
 
     /// Accepts an incoming connection; an EResult value.
@@ -439,7 +549,10 @@ impl NativeSockets {
     /// Applies configuration changes; returns the problem instead of changing anything.
     #[napi]
     pub fn set_config(&self, values: HashMap<String, f64>) -> Option<ConfigProblem> {
-        self.inner.set_config(&entries(values)).err().map(problem)
+        let r = self.inner.set_config(&entries(values)).err().map(problem);
+        // Fake-network knobs hand reading to the driver thread (and back).
+        self.sync_reader();
+        r
     }
 
     /// The configuration in force for new connections.

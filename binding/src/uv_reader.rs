@@ -90,7 +90,7 @@ impl HasDriver for netdriver::EndpointHandle {
 }
 
 impl HasDriver for netdriver::SocketsHandle {
-    type P = netcore::sockets::Sockets;
+    type P = netcore::p2p::layer::P2pLayer<netcore::sockets::Sockets>;
     fn driver(&self) -> &netdriver::Driver<Self::P> {
         netdriver::SocketsHandle::driver(self)
     }
@@ -99,11 +99,13 @@ impl HasDriver for netdriver::SocketsHandle {
 /// The [`Source`] of an endpoint whose events go to `sink`.
 pub fn reader_source<H, N>(
     handle: &Arc<H>,
-    sink: Arc<crate::events::JsSink<<H::P as netdriver::Protocol>::Event, N>>,
+    sink: Arc<crate::events::JsSink<<H::P as netcore::sans_io::SansIo>::Event, N>>,
 ) -> Source
 where
     H: HasDriver,
-    N: napi::bindgen_prelude::ToNapiValue + From<<H::P as netdriver::Protocol>::Event> + 'static,
+    N: napi::bindgen_prelude::ToNapiValue
+        + From<<H::P as netcore::sans_io::SansIo>::Event>
+        + 'static,
 {
     let (a, b, c) = (Arc::clone(handle), Arc::clone(handle), Arc::clone(handle));
     Source {
@@ -145,7 +147,9 @@ pub struct Reader {
     uv_loop: *mut c_void,
     callback: sys::napi_ref,
     async_context: sys::napi_async_context,
-    source: Source,
+    /// Dropped at shutdown: it holds the endpoint and its sink (whose ThreadsafeFunction
+    /// would otherwise keep the event loop alive for as long as the JS object lives).
+    source: RefCell<Option<Source>>,
     polls: RefCell<Vec<Poll>>,
     keep_alive: Cell<bool>,
     closed: Cell<bool>,
@@ -214,7 +218,7 @@ impl Reader {
             uv_loop: uv_loop.cast(),
             callback: reference,
             async_context,
-            source,
+            source: RefCell::new(Some(source)),
             polls: RefCell::new(Vec::new()),
             keep_alive: Cell::new(true),
             closed: Cell::new(false),
@@ -229,7 +233,9 @@ impl Reader {
         if self.closed.get() {
             return;
         }
-        let (may, sockets) = (self.source.sockets)();
+        let Some((may, sockets)) = self.with_source(|s| (s.sockets)()) else {
+            return;
+        };
         let mut polls = self.polls.borrow_mut();
         let mut i = 0;
         while i < polls.len() {
@@ -265,9 +271,15 @@ impl Reader {
         }
     }
 
+    /// Runs `f` on the source, unless shut down. Never across a JS call (see `deliver`).
+    fn with_source<R>(&self, f: impl FnOnce(&Source) -> R) -> Option<R> {
+        self.source.borrow().as_ref().map(f)
+    }
+
     /// Stops polling for good (the endpoint is closing): the driver reads what is left.
     pub fn shutdown(&self) {
         self.closed.set(true);
+        drop(self.source.borrow_mut().take());
         for p in self.polls.borrow_mut().drain(..) {
             close_poll(p);
         }
@@ -335,7 +347,8 @@ impl Reader {
         if unsafe { sys::napi_open_handle_scope(env, &mut scope) } != sys::Status::napi_ok {
             return;
         }
-        if let Ok(Some(events)) = (self.source.take_events)(env) {
+        // Taken before the call: the callback may close the endpoint (and drop the source).
+        if let Some(Ok(Some(events))) = self.with_source(|s| (s.take_events)(env)) {
             self.call(events);
         }
         // SAFETY: the scope opened above, closed once.
@@ -399,13 +412,13 @@ unsafe extern "C" fn on_readable(
         return;
     };
     let socket = Rc::clone(&data.socket);
-    if status < 0 || !(reader.source.receive)(&socket) {
+    if status < 0 || reader.with_source(|s| (s.receive)(&socket)) != Some(true) {
         // The driver reads it from now on.
         socket.set_polled(false);
         reader.drop_poll(&socket);
     }
     reader.deliver();
-    (reader.source.transmit)();
+    reader.with_source(|s| (s.transmit)());
 }
 
 /// libuv: a poll handle is closed; free what it held.

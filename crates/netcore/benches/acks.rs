@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use netcore::snp::ack_ranges::AckRanges;
+use netcore::snp::ack_ranges::{AckRanges, Elicits};
 use netcore::snp::sent_packets::SentPackets;
 use netcore::Timestamp;
 
@@ -30,7 +30,7 @@ fn ack_ranges(c: &mut Criterion) {
     g.bench_function("in_order", |b| {
         b.iter(|| {
             for _ in 0..BURST {
-                black_box(rec.on_packet(pn, Timestamp::from_micros(pn), true));
+                black_box(rec.on_packet(pn, Timestamp::from_micros(pn), Elicits::Promptly));
                 pn += 1;
             }
         })
@@ -44,7 +44,7 @@ fn ack_ranges(c: &mut Criterion) {
         b.iter(|| {
             for _ in 0..BURST {
                 if pn % 4 != 3 {
-                    black_box(rec.on_packet(pn, Timestamp::from_micros(pn), true));
+                    black_box(rec.on_packet(pn, Timestamp::from_micros(pn), Elicits::Promptly));
                 }
                 pn += 1;
             }
@@ -58,7 +58,7 @@ fn ack_ranges(c: &mut Criterion) {
         b.iter(|| {
             for i in 0..BURST {
                 let pn = base + (i ^ 1);
-                black_box(rec.on_packet(pn, Timestamp::from_micros(pn), true));
+                black_box(rec.on_packet(pn, Timestamp::from_micros(pn), Elicits::Promptly));
             }
             base += BURST;
         })

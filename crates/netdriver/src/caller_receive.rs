@@ -17,8 +17,11 @@
 //! graces, and the task never forgets a readable socket. A datagram is read by one thread only (the kernel hands each to one `recvmmsg`),
 //! and both threads process under the state lock, so each is processed once.
 //!
-//! The task alone reads while fake-network knobs are set (it owns their queues) and once the
-//! endpoint is closing: [`Driver::receive_here`] then declines, and the caller stops polling.
+//! The task alone reads while fake-network knobs are set (it owns their queues), once the
+//! endpoint is closing, and during a receive pause (`Protocol::receive_paused`: a full
+//! backlog leaves datagrams in the kernel until the application drains it):
+//! [`Driver::receive_here`] then declines, and the caller stops polling until
+//! [`Driver::caller_sockets`] allows it again.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -26,7 +29,7 @@ use std::time::Duration;
 
 use netcore::time::Timestamp;
 
-use crate::driver::{queue_events, Driver, RecvBufs, MAX_RECV_ROUNDS};
+use crate::driver::{queue_events, Driver, RecvBufs, State, MAX_RECV_ROUNDS};
 use crate::io::Io;
 use crate::protocol::Protocol;
 
@@ -100,13 +103,25 @@ impl CallerSocket {
     }
 }
 
+/// Whether the application's thread may read the sockets: not while fake-network knobs are
+/// set or the endpoint closes (the task owns those paths), nor during a receive pause or
+/// while datagrams from before one wait (the task replays them first, and reads after).
+fn caller_may_read<P: Protocol>(st: &State<P>) -> bool {
+    !st.closing
+        && !st.fake_send
+        && !st.fake_recv
+        && !st.paused
+        && st.held.is_empty()
+        && !st.proto.receive_paused()
+}
+
 impl<P: Protocol> Driver<P> {
     /// Whether the application's thread may read the sockets now (no fake-network knobs, not
     /// closing), and the sockets open.
     pub fn caller_sockets(&self) -> (bool, Vec<CallerSocket>) {
         let may = {
             let st = self.shared.lock();
-            !st.closing && !st.fake_send && !st.fake_recv
+            caller_may_read(&st)
         };
         let sockets = self
             .shared
@@ -134,9 +149,12 @@ impl<P: Protocol> Driver<P> {
     /// not called). Nothing is sent yet: the caller delivers the events first and then calls
     /// [`Driver::transmit_here`], so the answers the application sends from its event
     /// handlers carry the acknowledgements the datagrams called for (one datagram, not two,
-    /// and no send before the application hears of the message). Returns false, reading nothing, when
-    /// the driver must be the reader (fake-network knobs set, closing, or the socket no
-    /// longer the endpoint's): the caller should stop polling it.
+    /// and no send before the application hears of the message). Returns false when the
+    /// driver must be the reader (fake-network knobs set, closing, a receive pause, or the
+    /// socket no longer the endpoint's): the caller should stop polling it, and poll again
+    /// when [`Driver::caller_sockets`] says it may (after the pause, the task's next wake-up).
+    /// A pause that starts inside a batch leaves the rest of it held for the task, as the
+    /// task's own reads do, so no datagram taken from the kernel is lost or overtaken.
     pub fn receive_here(&self, socket: &CallerSocket) -> bool {
         let sh = &*self.shared;
         let current = sh
@@ -154,8 +172,13 @@ impl<P: Protocol> Driver<P> {
         for _ in 0..MAX_RECV_ROUNDS {
             {
                 // Checked before reading: a datagram taken from the kernel is always processed.
-                let st = sh.lock();
-                if st.closing || st.fake_send || st.fake_recv {
+                let mut st = sh.lock();
+                if !caller_may_read(&st) {
+                    if st.proto.receive_paused() {
+                        // The lift (the application's read, or the pause's deadline) must
+                        // wake the task, which reads from then on.
+                        st.paused = true;
+                    }
                     declined = true;
                     break;
                 }
@@ -164,16 +187,28 @@ impl<P: Protocol> Driver<P> {
             let Ok(n) = bufs.recv_now(&socket.io) else {
                 break;
             };
-            let mut st = sh.lock();
+            let mut guard = sh.lock();
+            let st = &mut *guard;
             let now = sh.now();
             let mut count = 0u64;
             bufs.datagrams(n, |from, d| {
                 count += 1;
-                st.proto.handle_datagram(now, socket.port, from, d);
+                if st.proto.receive_paused() {
+                    // A backlog filled: the rest of this batch waits with the task, which
+                    // handles it when the pause ends, before reading anything new.
+                    st.held.push(socket.port, from, d);
+                } else {
+                    st.proto.handle_datagram(now, socket.port, from, d);
+                }
             });
             sh.caller_datagrams.fetch_add(count, Ordering::Relaxed);
-            queue_events(&mut st);
-            drop(st);
+            queue_events(st);
+            if st.proto.receive_paused() {
+                st.paused = true;
+                declined = true;
+                break;
+            }
+            drop(guard);
             if !bufs.full(n) {
                 break;
             }

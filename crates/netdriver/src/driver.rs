@@ -134,6 +134,12 @@ pub(crate) struct State<P: Protocol> {
     pub(crate) fake_recv: bool,
     /// Ports to close once what they still have to send has gone.
     removing: Vec<usize>,
+    /// The task (or the application's thread) saw the protocol's receive pause and stopped
+    /// reading: a caller that lifts it must wake the task.
+    pub(crate) paused: bool,
+    /// Datagrams already read from the kernel when a receive pause began, by either thread;
+    /// handled by the task once it ends, before anything else is read.
+    pub(crate) held: Held,
 }
 
 impl<P: Protocol> State<P> {
@@ -141,7 +147,9 @@ impl<P: Protocol> State<P> {
     /// something is due before the deadline the task sleeps until (a retransmission timer, a
     /// paced packet) or an event waits.
     pub(crate) fn task_must_wake(&self) -> bool {
-        self.proto.has_events() || due_before(self.proto.poll_timeout(), self.planned)
+        self.proto.has_events()
+            || due_before(self.proto.poll_timeout(), self.planned)
+            || (self.paused && !self.proto.receive_paused())
     }
 }
 
@@ -284,6 +292,8 @@ impl<P: Protocol> Driver<P> {
                 fake_send,
                 fake_recv,
                 removing: Vec::new(),
+                paused: false,
+                held: Held::default(),
             }),
             tx: SpinThenPark::new(Tx::new()),
             ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
@@ -455,7 +465,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
     // it): then nothing changed, and the task goes back to sleep without taking the locks
     // that thread is using.
     let mut idle_wake = false;
-    let (mut deadline, mut caller_may_read) = (None, false);
+    let (mut deadline, mut caller_may_read, mut paused) = (None, false, false);
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -474,8 +484,16 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
         let mut closing = false;
         if !idle_wake {
             let mut st = shared.lock();
+            if !st.held.is_empty() && !st.proto.receive_paused() {
+                let now = shared.now();
+                let st = &mut *st;
+                st.held.replay(&mut st.proto, now, &mut fake);
+            }
             deadline = earliest(st.proto.poll_timeout(), fake.next_release());
             st.planned = deadline;
+            st.paused = st.proto.receive_paused();
+            // Datagrams held from before a pause go first: nobody reads until they are gone.
+            paused = st.paused || !st.held.is_empty();
             caller_may_read = !st.closing && !st.fake_send && !st.fake_recv;
             closing = st.closing;
         }
@@ -510,7 +528,9 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
         let grace_end = graces.iter().flatten().min().copied();
         let mut queued = false;
         tokio::select! {
-            port = any_readable(&ports, &graces) => {
+            // While paused (or holding datagrams from before the pause), the kernel keeps
+            // what arrives; the timers and the application's wake-ups still run.
+            port = any_readable(&ports, &graces), if !paused => {
                 if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
                     if caller_may_read && io.caller.is_polled() {
                         // The application's thread polls this socket too and, while idle,
@@ -537,7 +557,10 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                         continue;
                     }
                     *slot = None;
-                    if caller_may_read && io.caller.is_polled() && io.caller.read_within(shared.now(), CALLER_GRACE) {
+                    if paused {
+                        // Nobody reads during a receive pause; its end wakes the task,
+                        // which then finds the socket readable.
+                    } else if caller_may_read && io.caller.is_polled() && io.caller.read_within(shared.now(), CALLER_GRACE) {
                         // The application's thread is reading: it takes what waits (its
                         // poll is level-triggered). Look again after another grace rather
                         // than forget the readiness: a datagram that came after that
@@ -763,13 +786,22 @@ fn receive_batches<P: Protocol>(
             return false;
         };
         let now = shared.now();
-        let mut st = shared.lock();
+        let mut guard = shared.lock();
+        let st = &mut *guard;
         let params = FakeParams::recv(st.proto.config());
         bufs.datagrams(n, |from, dgram| {
-            if fake.recv.process(&params, now, (port, from), dgram) == Fate::Now {
+            if st.proto.receive_paused() || !st.held.is_empty() {
+                // A backlog filled: the rest of this batch waits with the driver.
+                st.held.push(port, from, dgram);
+            } else if fake.recv.process(&params, now, (port, from), dgram) == Fate::Now {
                 st.proto.handle_datagram(now, port, from, dgram);
             }
         });
+        if !st.held.is_empty() {
+            // Paused: nothing more is read until it ends (the next wake-up sees it).
+            return false;
+        }
+        let mut st = guard;
         if !bufs.full(n) {
             // Drained: the events go out at the end of the wake-up, after the answers
             // (acks) are sent, so the application does not wake into a held lock.
@@ -785,6 +817,39 @@ fn receive_batches<P: Protocol>(
         }
     }
     false
+}
+
+/// Datagrams already read from the kernel when a receive pause began (at most one receive
+/// batch per thread), handled in order once it ends.
+#[derive(Default)]
+pub(crate) struct Held(std::collections::VecDeque<(usize, SocketAddr, Vec<u8>)>);
+
+impl Held {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn push(&mut self, port: usize, from: SocketAddr, d: &[u8]) {
+        self.0.push_back((port, from, d.to_vec()));
+    }
+
+    /// Hands held datagrams to the protocol until they run out or it pauses again.
+    fn replay<P: Protocol>(
+        &mut self,
+        proto: &mut P,
+        now: Timestamp,
+        fake: &mut FakeNetwork<Route>,
+    ) {
+        let params = FakeParams::recv(proto.config());
+        while !proto.receive_paused() {
+            let Some((port, from, d)) = self.0.pop_front() else {
+                break;
+            };
+            if fake.recv.process(&params, now, (port, from), &d) == Fate::Now {
+                proto.handle_datagram(now, port, from, &d);
+            }
+        }
+    }
 }
 
 /// Sends everything queued, waiting for a socket when its kernel buffer is full (until

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use netcore::config::Config;
 use netcore::identity::Identity;
 use netcore::p2p::ice::Interface;
-use netcore::p2p::layer::{Host, LayerEvent, P2pLayer};
+use netcore::p2p::layer::{Host, P2pLayer};
 use netcore::p2p::transport::P2pConfig;
 use netcore::p2p::turn::TurnConfig;
 use netcore::time::Timestamp;
@@ -16,51 +16,17 @@ use netcore::time::Timestamp;
 use crate::messages_endpoint::EndpointHandle;
 use crate::protocol::Protocol;
 
-impl<P> Protocol for P2pLayer<P>
-where
-    P: Protocol + Host<Event = <P as Protocol>::Event>,
-{
-    type Event = LayerEvent<<P as Protocol>::Event>;
-
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
-        P2pLayer::handle_datagram(self, now, port, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        P2pLayer::poll_transmit(self, now, buf, send);
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        P2pLayer::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        P2pLayer::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Self::Event> {
-        P2pLayer::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        P2pLayer::has_events(self)
-    }
-
-    fn config(&self) -> &Config {
-        Protocol::config(self.inner())
-    }
-
+impl<P: Protocol + Host> Protocol for P2pLayer<P> {
     fn set_config(&mut self, now: Timestamp, config: Config) {
         Protocol::set_config(self.inner_mut(), now, config);
     }
 
     fn is_settled(&self) -> bool {
         Protocol::is_settled(self.inner())
+    }
+
+    fn receive_paused(&self) -> bool {
+        Protocol::receive_paused(self.inner())
     }
 
     fn close_all(&mut self) {
@@ -90,33 +56,20 @@ pub enum P2pError {
     /// The OS random source failed.
     #[error("OS random source failed")]
     Random,
+    /// P2P is already on (it is switched on once, at create).
+    #[error("P2P is already enabled")]
+    AlreadyEnabled,
+    /// The P2P socket could not be opened.
+    #[error(transparent)]
+    Bind(#[from] crate::driver::BindError),
 }
 
 impl EndpointHandle {
     /// Switches P2P on for this endpoint's socket: gathering starts now, and sends to peers
     /// known only by identity go through rendezvous and ICE from here on.
     pub fn enable_p2p(&self, options: P2pOptions) -> Result<(), P2pError> {
-        let identity = options
-            .identity
-            .filter(|i| i.ip_addr().is_none())
-            .ok_or(P2pError::NoIdentity)?;
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|_| P2pError::Random)?;
-        let local = self.local_addr();
         let ice_enable = i32::try_from(self.config().p2p_transport_ice_enable).unwrap_or(0);
-        let cfg = P2pConfig {
-            identity,
-            interfaces: usable_interfaces(&options.interfaces, local),
-            port: local.port(),
-            stun_servers: options.stun_servers,
-            turn_servers: options
-                .turn_servers
-                .into_iter()
-                .map(|(server, user, pass)| TurnConfig::new(server, &user, &pass))
-                .collect(),
-            ice_enable,
-            secret,
-        };
+        let cfg = transport_config(options, self.local_addr(), ice_enable)?;
         self.driver.with(|m, now| m.enable(now, 0, cfg));
         // The first STUN and TURN requests are the driver's to send.
         self.driver.wake();
@@ -144,6 +97,33 @@ impl EndpointHandle {
                 .map(|t| (t.local_candidates(), t.gathering_notes().to_vec()))
         })
     }
+}
+
+/// The transport's configuration for a socket bound to `local`.
+pub(crate) fn transport_config(
+    options: P2pOptions,
+    local: SocketAddr,
+    ice_enable: i32,
+) -> Result<P2pConfig, P2pError> {
+    let identity = options
+        .identity
+        .filter(|i| i.ip_addr().is_none())
+        .ok_or(P2pError::NoIdentity)?;
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|_| P2pError::Random)?;
+    Ok(P2pConfig {
+        identity,
+        interfaces: usable_interfaces(&options.interfaces, local),
+        port: local.port(),
+        stun_servers: options.stun_servers,
+        turn_servers: options
+            .turn_servers
+            .into_iter()
+            .map(|(server, user, pass)| TurnConfig::new(server, &user, &pass))
+            .collect(),
+        ice_enable,
+        secret,
+    })
 }
 
 /// The interfaces a socket bound to `local` is reachable on: all of its family for an

@@ -5,45 +5,14 @@
 //! ([`netcore::messages::Messages`], one port) and the connection API (several ports: one
 //! per listen socket, one for outgoing connections) implement it.
 
-use std::net::SocketAddr;
-
 use netcore::config::Config;
-use netcore::messages::{Event, Messages};
+use netcore::messages::Messages;
+use netcore::sans_io::SansIo;
 use netcore::time::Timestamp;
 
-/// Sans-IO protocol state the driver runs: datagrams and `now` in; datagrams (each with the
-/// port it leaves from), a deadline and events out.
-pub trait Protocol: Send + 'static {
-    /// What the application hears about.
-    type Event: Send + 'static;
-
-    /// A datagram arrived on `port` from `from`.
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]);
-
-    /// Hands every datagram due now to `send(port, destination, bytes)`, writing each in
-    /// `buf` first.
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    );
-
-    /// When [`Protocol::handle_timeout`] must next run.
-    fn poll_timeout(&self) -> Option<Timestamp>;
-
-    /// Runs what is due.
-    fn handle_timeout(&mut self, now: Timestamp);
-
-    /// The next event for the application.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-
-    /// Whether events wait for [`Protocol::poll_event`].
-    fn has_events(&self) -> bool;
-
-    /// The configuration in force (the driver reads the fake-network knobs from it).
-    fn config(&self) -> &Config;
-
+/// Sans-IO protocol state the driver runs ([`SansIo`]: datagrams and `now` in; datagrams, a
+/// deadline and events out), and what the driver needs beyond that.
+pub trait Protocol: SansIo<Event: Send + 'static> + Send + 'static {
     /// Replaces the configuration (already validated); applies to what exists, too.
     fn set_config(&mut self, now: Timestamp, config: Config);
 
@@ -52,50 +21,27 @@ pub trait Protocol: Send + 'static {
 
     /// Closes everything politely (the endpoint is shutting down).
     fn close_all(&mut self);
+
+    /// Whether to leave received datagrams in the kernel's buffer for now: a receive backlog
+    /// just filled and the application is draining it. The protocol's deadline includes the
+    /// pause's end, and a change that lifts it makes [`Driver::with`](crate::Driver::with)
+    /// ask for a wake-up.
+    fn receive_paused(&self) -> bool {
+        false
+    }
 }
 
 impl Protocol for Messages {
-    type Event = Event;
-
-    fn handle_datagram(&mut self, now: Timestamp, _port: usize, from: SocketAddr, data: &[u8]) {
-        Messages::handle_datagram(self, now, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        Messages::poll_transmit(self, now, buf, |to, d| send(0, to, d));
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Messages::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Messages::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        Messages::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        Messages::has_events(self)
-    }
-
-    fn config(&self) -> &Config {
-        Messages::config(self)
-    }
-
     fn set_config(&mut self, now: Timestamp, config: Config) {
         Messages::set_config(self, now, config);
     }
 
     fn is_settled(&self) -> bool {
         Messages::is_settled(self)
+    }
+
+    fn receive_paused(&self) -> bool {
+        Messages::receive_paused(self)
     }
 
     fn close_all(&mut self) {

@@ -1,7 +1,8 @@
 //! The connection API on the driver: [`SocketsHandle`], what the binding's
 //! `NetworkingSockets` holds. One driver task per instance serves every socket it opens: one
 //! per listen socket, one (opened on the first connect) for the connections it dials, two per
-//! socket pair.
+//! socket pair, and one for P2P connections once P2P is switched on ([`P2pLayer`] in front of
+//! it: `connect_p2p`, `create_listen_socket_p2p`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,51 +10,20 @@ use std::sync::Arc;
 use netcore::config::Config;
 use netcore::crypto::session_setup::LocalSecurity;
 use netcore::eresult::{send_flags, EResult};
+use netcore::identity::Identity;
+use netcore::p2p::layer::{LayerEvent, P2pLayer};
 use netcore::sockets::{
-    ConnInfo, ConnOptions, HConn, HListen, HPollGroup, Received, Sockets, SocketsEvent,
+    ConnInfo, ConnOptions, ConnectP2pError, HConn, HListen, HPollGroup, Received, Sockets,
+    SocketsEvent,
 };
 use netcore::time::Timestamp;
 use tokio::sync::oneshot;
 
 use crate::driver::{BindError, Driver, EventSink, Secrets};
+use crate::p2p::{transport_config, P2pError, P2pOptions};
 use crate::protocol::Protocol;
 
 impl Protocol for Sockets {
-    type Event = SocketsEvent;
-
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
-        Sockets::handle_datagram(self, now, port, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        Sockets::poll_transmit(self, now, buf, send);
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Sockets::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Sockets::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<SocketsEvent> {
-        Sockets::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        Sockets::has_events(self)
-    }
-
-    fn config(&self) -> &Config {
-        Sockets::config(self)
-    }
-
     fn set_config(&mut self, now: Timestamp, config: Config) {
         Sockets::set_config(self, now, config);
     }
@@ -84,7 +54,7 @@ const NOW: u32 = send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_C
 
 /// The application's handle on a running connection-API instance.
 pub struct SocketsHandle {
-    driver: Driver<Sockets>,
+    driver: Driver<P2pLayer<Sockets>>,
 }
 
 impl SocketsHandle {
@@ -92,15 +62,16 @@ impl SocketsHandle {
     pub fn start(
         config: Config,
         security: LocalSecurity,
-        sink: Arc<dyn EventSink<SocketsEvent>>,
+        sink: Arc<dyn EventSink<LayerEvent<SocketsEvent>>>,
     ) -> Result<Self, BindError> {
-        let driver = Driver::start(None, |_: Secrets| Sockets::new(config, security), sink)?;
+        let make = |_: Secrets| P2pLayer::new(Sockets::new(config, security));
+        let driver = Driver::start(None, make, sink)?;
         Ok(SocketsHandle { driver })
     }
 
     /// The driver, for an application thread that reads the sockets itself
     /// (`caller_receive.rs`).
-    pub fn driver(&self) -> &Driver<Sockets> {
+    pub fn driver(&self) -> &Driver<P2pLayer<Sockets>> {
         &self.driver
     }
 
@@ -122,6 +93,8 @@ impl SocketsHandle {
     pub fn close_listen_socket(&self, h: HListen) -> bool {
         let (port, _) = self.driver.with(|s, _| s.close_listen_socket(h));
         match port {
+            // The P2P port serves every P2P listen socket and connection: it stays.
+            Some(port) if Some(port) == self.driver.read(|s| s.p2p_port()) => true,
             Some(port) => {
                 self.driver.remove_port(port);
                 true
@@ -260,14 +233,14 @@ impl SocketsHandle {
 
     /// Runs `f` on the instance's state (status calls, user data, names, lanes, groups).
     pub fn with<R>(&self, f: impl FnOnce(&mut Sockets, Timestamp) -> R) -> R {
-        let (r, wake) = self.driver.with(f);
+        let (r, wake) = self.driver.with(|s, now| f(s.inner_mut(), now));
         if wake {
             self.driver.wake();
         }
         r
     }
 
-    /// A connection's status snapshot.
+    /// A connection's status snapshot (for a P2P connection, its path's address and flags).
     pub fn info(&self, h: HConn) -> Option<ConnInfo> {
         self.driver.read(|s| s.info(h))
     }
@@ -303,7 +276,7 @@ impl SocketsHandle {
 
     /// The configuration in force for new connections.
     pub fn config(&self) -> Config {
-        self.driver.read(|s| s.config().clone())
+        self.driver.read(|s| s.inner().config().clone())
     }
 
     /// Applies validated configuration changes; nothing changes on error.
@@ -323,5 +296,61 @@ impl SocketsHandle {
     /// closes every connection politely and frees the sockets.
     pub fn close(&self) -> Option<oneshot::Receiver<()>> {
         self.driver.close()
+    }
+
+    /// Switches P2P on: opens the P2P socket (`[::]:0`, else `0.0.0.0:0`) with the P2P
+    /// transport in front of it; gathering starts now. Its address.
+    pub fn enable_p2p(&self, options: P2pOptions) -> Result<SocketAddr, P2pError> {
+        if self.driver.read(|s| s.is_enabled()) {
+            return Err(P2pError::AlreadyEnabled);
+        }
+        let add = |bind: &str| {
+            self.driver.add_port(bind, |s, port, secrets| {
+                s.add_p2p_port(port, secrets.secret, secrets.unix_at_epoch);
+            })
+        };
+        let (port, local) = add("[::]:0").or_else(|_| add("0.0.0.0:0"))?;
+        let ice_enable = i32::try_from(self.config().p2p_transport_ice_enable).unwrap_or(0);
+        let cfg = transport_config(options, local, ice_enable)?;
+        self.driver.with(|s, now| s.enable(now, port, cfg));
+        // The first STUN and TURN requests are the driver's to send.
+        self.driver.wake();
+        Ok(local)
+    }
+
+    /// A rendezvous blob the signaling service delivered from `from`.
+    pub fn receive_signal(&self, from: &Identity, data: &[u8]) {
+        self.driver.with(|s, now| s.receive_signal(now, from, data));
+        self.driver.wake();
+    }
+
+    /// The signaling service could not deliver a blob to `to`.
+    pub fn signal_undeliverable(&self, to: &Identity, reason: &str, detail: &str) {
+        self.driver
+            .with(|s, now| s.signal_undeliverable(now, to, reason, detail));
+        self.driver.wake();
+    }
+
+    /// Dials `peer` at virtual port `vport` through P2P (Steam's `ConnectP2P`).
+    pub fn connect_p2p(
+        &self,
+        peer: &Identity,
+        vport: u32,
+        options: ConnOptions,
+    ) -> Result<HConn, ConnectP2pError> {
+        let (r, _) = self
+            .driver
+            .with(|s, now| s.connect_p2p(now, peer, vport, options));
+        // The rendezvous' first signal and the handshake's first datagram are the driver's.
+        self.driver.wake();
+        r
+    }
+
+    /// A P2P listen socket on virtual port `vport` (Steam's `CreateListenSocketP2P`):
+    /// `InvalidState` without P2P, `InvalidParam` when the port is taken.
+    pub fn create_listen_socket_p2p(&self, vport: u32, config: Config) -> Result<HListen, EResult> {
+        self.driver
+            .with(|s, _| s.inner_mut().create_listen_socket_p2p(vport, config))
+            .0
     }
 }

@@ -29,7 +29,7 @@ use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{Connection, Sent};
-use crate::snp::ack_ranges::MAX_ACK_DELAY;
+use crate::snp::ack_ranges::{LAZY_ACK_DELAY, MAX_ACK_DELAY};
 use crate::snp::ack_request::AckRequests;
 use crate::snp::congestion::{self, AckSummary, DeliveryRate, RttSample};
 use crate::snp::rtt::INITIAL_RTT;
@@ -210,19 +210,29 @@ impl Connection {
     }
 
     /// The probe timeout in force: the estimator's, backoff included, allowing for the
-    /// peer's ack delay unless the newest packet asked for an immediate ack, and never so
-    /// long that fewer than `PROBES_PER_TIMEOUT` probes fit in `timeoutConnected`.
+    /// peer's ack delay unless the newest packet asked for an immediate ack (the longer, lazy
+    /// delay when only unreliable data is in flight: see `ack_ranges`), and never so long
+    /// that fewer than `PROBES_PER_TIMEOUT` probes fit in `timeoutConnected`.
     pub(super) fn probe_timeout(&self) -> Duration {
         let ack_delay = if self.recovery.last_asked_immediate {
             Duration::ZERO
+        } else if self.send.in_flight_bytes() == 0 {
+            LAZY_ACK_DELAY
         } else {
             MAX_ACK_DELAY
         };
         self.rtt.pto(ack_delay).min(self.probe_timeout_cap())
     }
 
-    /// When the probe timer fires, if anything ack-eliciting is in flight.
+    /// When the probe timer fires, if anything ack-eliciting is in flight and nothing else
+    /// will go soon: while data waits only for the pacer (or Nagle), the next data packet
+    /// elicits an ack as well as a probe would, so the timer restarts from it instead. A
+    /// probe then would cost rate for nothing: it ignores the pacer but runs it into debt,
+    /// and the copies of in-flight data it carries are mostly of packets that arrived.
     pub(super) fn probe_deadline(&self) -> Option<Timestamp> {
+        if self.send.has_sendable() && self.window_open() {
+            return None;
+        }
         let last = self.sent.last_ack_eliciting_sent()?;
         let base = self.recovery.probe_fired.max(last);
         Some(base + self.probe_timeout())
@@ -331,6 +341,90 @@ mod tests {
         let c = conn(&mut p.a.endpoint, ha);
         assert_eq!(c.sent.bytes_in_flight(), 0, "not acked yet");
         assert!(c.recovery.last_asked_immediate);
+    }
+
+    /// Sends 40 small messages from A, one every 50 ms (a game's 20 Hz inputs), stepping the
+    /// clock 5 ms at a time; returns the packets A and B sent meanwhile (B sends only acks).
+    fn sparse_stream(
+        p: &mut P,
+        ha: ConnectionHandle,
+        hb: ConnectionHandle,
+        reliable: bool,
+    ) -> (u64, u64) {
+        let a0 = conn(&mut p.a.endpoint, ha).stats.packets_sent;
+        let b0 = conn(&mut p.b.endpoint, hb).stats.packets_sent;
+        for _ in 0..40 {
+            let now = p.now;
+            conn(&mut p.a.endpoint, ha)
+                .send(now, 0, reliable, true, b"input")
+                .unwrap();
+            for _ in 0..10 {
+                p.advance(Duration::from_millis(5));
+            }
+        }
+        let a = conn(&mut p.a.endpoint, ha).stats.packets_sent - a0;
+        let b = conn(&mut p.b.endpoint, hb).stats.packets_sent - b0;
+        (a, b)
+    }
+
+    #[test]
+    fn sparse_unreliable_messages_are_acked_lazily_and_reliable_ones_promptly() {
+        let (mut p, ha, hb) = pair(Duration::from_millis(1), ConnectionConfig::default());
+        let probes0 = conn(&mut p.a.endpoint, ha).stats.probe_timeouts;
+        let (a, b) = sparse_stream(&mut p, ha, hb, false);
+        assert_eq!(p.b.take_received().len(), 40, "every message arrived");
+        // About one ack per four packets (the ack-every-four rule within the lazy delay),
+        // against one per packet before: the peer held its acks, and nothing asked it not to.
+        assert!(a >= 40, "A sent {a} packets");
+        assert!(b * 3 <= a, "B sent {b} acks for A's {a} packets");
+        let c = conn(&mut p.a.endpoint, ha);
+        assert_eq!(
+            c.stats.probe_timeouts, probes0,
+            "no probe fired for unreliable data"
+        );
+        // The lazy acks do come: nothing stays in flight once the stream stops.
+        for _ in 0..60 {
+            p.advance(Duration::from_millis(5));
+        }
+        assert_eq!(conn(&mut p.a.endpoint, ha).sent.bytes_in_flight(), 0);
+
+        // Reliable messages at the same spacing are each acked at once: their fate matters.
+        let (a, b) = sparse_stream(&mut p, ha, hb, true);
+        assert_eq!(p.b.take_received().len(), 40);
+        assert!(
+            b * 10 >= a * 9,
+            "B sent {b} acks for A's {a} reliable packets"
+        );
+    }
+
+    #[test]
+    fn no_probe_while_paced_data_waits() {
+        // 64 KiB/s: a 1,000-byte packet every ~15 ms, far longer than the probe timeout on
+        // this 2 ms round trip.
+        let cfg = ConnectionConfig {
+            rate_min: 64 << 10,
+            rate_max: 64 << 10,
+            ..ConnectionConfig::default()
+        };
+        let (mut p, ha, _) = pair(Duration::from_millis(1), cfg);
+        // Every ack is lost: only the paced data packets themselves could reveal anything.
+        p.tap = Some(Box::new(|dir, flight: &mut Vec<Datagram>| {
+            if dir == Direction::BtoA {
+                flight.clear();
+            }
+        }));
+        let start = p.now;
+        for i in 0..16u8 {
+            conn(&mut p.a.endpoint, ha)
+                .send(start, 0, true, true, &[i; 1000])
+                .unwrap();
+        }
+        p.run_until(start + Duration::from_millis(90), 10_000, |_| false);
+        let c = conn(&mut p.a.endpoint, ha);
+        assert!(c.send.has_sendable() && c.window_open(), "still pacing");
+        assert!(c.stats.packets_sent >= 5, "{:?}", c.stats);
+        assert_eq!(c.stats.probe_timeouts, 0, "{:?}", c.stats);
+        assert_eq!(c.send.resent_bytes(), 0, "no copies of data in flight");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::state::{ConnectionState, State};
 use super::{Connection, InMessage};
 use crate::crypto::TAG_LEN;
 use crate::end_reason::EndReason;
+use crate::snp::ack_ranges::Elicits;
 use crate::snp::packet_number::Verdict;
 use crate::time::Timestamp;
 use crate::wire::control::{UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IMMEDIATE};
@@ -118,8 +119,8 @@ impl Connection {
         // Validate every frame before acting on any, so a corrupt packet changes nothing.
         let mut carries_reliable = false;
         let mut carries_data = false;
-        let mut ack_eliciting =
-            ack_request & (STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE) != 0;
+        let asked = ack_request & (STATS_ACK_REQUEST_E2E | STATS_ACK_REQUEST_IMMEDIATE) != 0;
+        let mut ack_eliciting = asked;
         for frame in FrameDecoder::new(payload) {
             match frame {
                 Ok(Frame::Reliable(_)) => {
@@ -190,7 +191,15 @@ impl Connection {
                 self.meter.on_peer_quality(quality);
             }
         }
-        self.acks.on_packet(pn, now, ack_eliciting);
+        // Unreliable-only data is acked lazily (see `ack_ranges`), unless the peer asked.
+        let elicits = if !ack_eliciting {
+            Elicits::Nothing
+        } else if carries_reliable || asked {
+            Elicits::Promptly
+        } else {
+            Elicits::Lazily
+        };
+        self.acks.on_packet(pn, now, elicits);
         if ack_eliciting {
             self.unacked_received += 1;
         }

@@ -124,6 +124,12 @@ impl Connection {
         );
         let _ = writeln!(
             out,
+            "    Recovery: {} probe timeouts; {} losses proved false",
+            count(s.probe_timeouts),
+            count(s.packets_spurious)
+        );
+        let _ = writeln!(
+            out,
             "    Dropped on arrival: {} ({} failed authentication, {} replays)",
             count(s.packets_dropped),
             count(s.packets_unauthenticated),

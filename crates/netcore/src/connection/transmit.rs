@@ -146,6 +146,7 @@ impl Connection {
                 let p = Outgoing {
                     bytes,
                     ends_flight: !self.send.has_sendable(),
+                    reliable: !written.carried.is_empty(),
                     fills_window: in_flight + mtu > window,
                     window,
                     srtt: self.rtt.smoothed().unwrap_or(INITIAL_RTT),

@@ -13,6 +13,7 @@
 pub mod backlog;
 pub mod idle_queue;
 mod p2p;
+pub mod receive_pause;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -29,6 +30,7 @@ use crate::identity::Identity;
 use crate::time::Timestamp;
 use backlog::{Backlog, ChannelBacklog};
 use idle_queue::IdleQueue;
+use receive_pause::ReceivePause;
 
 pub use crate::connection::ConnectionState;
 
@@ -207,6 +209,8 @@ pub struct Messages {
     stats: MessagesStats,
     /// Sessions by last known use, for the idle timeout.
     idle: IdleQueue,
+    /// Reading paused while a full backlog drains (see `receive_pause`).
+    pause: ReceivePause,
     /// Serial of the last session created.
     last_serial: u64,
     /// Sessions that refused a send for a full buffer, checked after each transmit.
@@ -230,6 +234,7 @@ impl Messages {
             scratch: Vec::new(),
             stats: MessagesStats::default(),
             idle: IdleQueue::default(),
+            pause: ReceivePause::default(),
             last_serial: 0,
             writable_watch: Vec::new(),
         }
@@ -494,6 +499,9 @@ impl Messages {
         }
         self.scratch = msgs;
         let blocked = session.over_limit(max_msgs, max_bytes);
+        if blocked && !session.recv_blocked {
+            self.pause.on_full(now, &peer);
+        }
         let accepted = session.accepted;
         let due = !accepted
             && session
@@ -777,7 +785,10 @@ impl Messages {
                 continue;
             }
             last = Some(peer);
-            if let Some(s) = self.sessions.get_mut(peer) {
+            let s = self.sessions.get_mut(peer);
+            self.pause
+                .on_read(peer, s.as_ref().map(|s| s.backlog()), (max_msgs, max_bytes));
+            if let Some(s) = s {
                 let blocked = s.over_limit(max_msgs, max_bytes);
                 Self::set_blocked(
                     s,
@@ -921,14 +932,22 @@ impl Messages {
         let idle = self
             .idle_timeout()
             .and_then(|idle| Some(self.idle.earliest()? + idle));
-        match (idle, self.endpoint.poll_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [idle, self.endpoint.poll_timeout(), self.pause.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether a session's backlog just filled and the application is draining it: the
+    /// driver should leave datagrams in the kernel's buffer until this turns false (at most
+    /// `receive_pause::MAX_PAUSE`; see there).
+    pub fn receive_paused(&self) -> bool {
+        self.pause.is_paused()
     }
 
     /// Closes sessions idle for longer than `messagesSessionIdleTimeout`, silently (as Steam).
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.pause.on_timeout(now);
         self.endpoint.handle_timeout(now);
         self.collect_endpoint_events();
         let Some(idle) = self.idle_timeout() else {
@@ -1246,6 +1265,51 @@ mod tests {
 
     fn events(m: &mut Messages) -> Vec<Event> {
         std::iter::from_fn(|| m.poll_event()).collect()
+    }
+
+    #[test]
+    fn a_backlog_that_fills_pauses_reading_until_half_read_or_its_time_is_up() {
+        let cfg = Config {
+            recv_buffer_messages: 10,
+            ..Config::default()
+        };
+        let mut p = pair(
+            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
+            Messages::new(cfg, EndpointSetup::for_tests(2)),
+        );
+        let t = Timestamp::ZERO;
+        p.b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
+        pump(&mut p);
+        assert!(!p.b.receive_paused());
+        for i in 0..10u8 {
+            assert_eq!(p.a.send(p.now, &ip(B), None, &[i], 0, 0), EResult::Ok);
+        }
+        pump(&mut p);
+        // Full: the driver is asked to leave datagrams in the kernel, for a bounded time.
+        assert!(p.b.receive_paused());
+        let until = p.b.poll_timeout().expect("the pause's end is a deadline");
+        assert!(until <= p.now + receive_pause::MAX_PAUSE);
+        // Reading four leaves six (over half the limit): still paused; one more ends it.
+        assert_eq!(p.b.receive(0, 4).len(), 4);
+        assert!(p.b.receive_paused());
+        assert_eq!(p.b.receive(0, 1).len(), 1);
+        assert!(!p.b.receive_paused());
+        // Full again, and nobody reads: the pause ends on its own, and does not come back
+        // while the backlog stays full.
+        for i in 0..5u8 {
+            assert_eq!(p.a.send(p.now, &ip(B), None, &[i], 0, 0), EResult::Ok);
+        }
+        pump(&mut p);
+        assert!(p.b.receive_paused());
+        p.now += receive_pause::MAX_PAUSE;
+        p.run_timers();
+        assert!(!p.b.receive_paused());
+        assert_eq!(p.a.send(p.now, &ip(B), None, b"x", 0, 0), EResult::Ok);
+        pump(&mut p);
+        assert!(
+            !p.b.receive_paused(),
+            "a backlog that stays full pauses once"
+        );
     }
 
     #[test]

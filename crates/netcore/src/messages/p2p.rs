@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use super::{Event, Messages, SessionInfo};
-use crate::config::Config;
 use crate::connection::ConnectionState;
 use crate::end_reason::End;
 use crate::eresult::{send_flags, EResult};
@@ -35,41 +34,6 @@ impl Messages {
 }
 
 impl Host for Messages {
-    type Event = Event;
-
-    fn handle_datagram(&mut self, now: Timestamp, _port: usize, from: SocketAddr, data: &[u8]) {
-        Messages::handle_datagram(self, now, from, data);
-    }
-
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    ) {
-        Messages::poll_transmit(self, now, buf, |to, d| send(0, to, d));
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        Messages::poll_timeout(self)
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        Messages::handle_timeout(self, now);
-    }
-
-    fn poll_event(&mut self) -> Option<Event> {
-        Messages::poll_event(self)
-    }
-
-    fn has_events(&self) -> bool {
-        Messages::has_events(self)
-    }
-
-    fn host_config(&self) -> &Config {
-        self.config()
-    }
-
     fn p2p_incoming(
         &mut self,
         _now: Timestamp,

@@ -27,33 +27,12 @@ use super::transport::{P2pConfig, P2pTransport, RouteInfo, SessionSettings, Tran
 use crate::config::Config;
 use crate::end_reason::End;
 use crate::identity::Identity;
+use crate::sans_io::SansIo;
 use crate::time::Timestamp;
 
-/// What the layer needs of the protocol state behind it.
-pub trait Host {
-    /// The host's events.
-    type Event;
-
-    /// A (GNS) datagram arrived on `port` from `from`.
-    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]);
-    /// Hands every datagram due to `send(port, to, bytes)`.
-    fn poll_transmit(
-        &mut self,
-        now: Timestamp,
-        buf: &mut Vec<u8>,
-        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
-    );
-    /// When [`Host::handle_timeout`] must next run.
-    fn poll_timeout(&self) -> Option<Timestamp>;
-    /// Runs what is due.
-    fn handle_timeout(&mut self, now: Timestamp);
-    /// The next event.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-    /// Whether events wait.
-    fn has_events(&self) -> bool;
-    /// The configuration in force (`timeoutInitial`, `p2pTransportIceEnable`).
-    fn host_config(&self) -> &Config;
-
+/// What the layer needs of the protocol state behind it, beyond what every driven protocol
+/// has ([`SansIo`]: datagrams, timers, events, config).
+pub trait Host: SansIo {
     /// `peer` opened a P2P session reaching us at virtual address `at`, for `to_vport` (the
     /// connection API's virtual port): `Err` refuses it (the peer is told why).
     fn p2p_incoming(
@@ -168,7 +147,7 @@ impl<H: Host> P2pLayer<H> {
     }
 
     fn settings(&self) -> SessionSettings {
-        let c = self.inner.host_config();
+        let c = self.inner.config();
         SessionSettings {
             timeout_initial: Duration::from_millis(u64::try_from(c.timeout_initial).unwrap_or(0)),
             ice_enable: i32::try_from(c.p2p_transport_ice_enable).unwrap_or(0),
@@ -217,6 +196,14 @@ impl<H: Host> P2pLayer<H> {
             p.transport.signal_undeliverable(now, to, reason, detail);
         }
         self.apply_failures(now);
+    }
+
+    /// Ends the P2P session at virtual address `at` (the peer is told `end`); a later
+    /// [`P2pLayer::open`] to the same peer starts a new one.
+    pub fn end_p2p_session(&mut self, now: Timestamp, at: SocketAddr, end: &End) {
+        if let Some(p) = self.p2p.as_mut() {
+            p.transport.close_session(now, at, end);
+        }
     }
 
     /// What status calls report for the virtual address `at` (`None`: not a P2P session).
@@ -321,6 +308,44 @@ impl<H: Host> P2pLayer<H> {
     }
 }
 
+/// The layer is driven as its host is, with signals among its events.
+impl<H: Host> SansIo for P2pLayer<H> {
+    type Event = LayerEvent<H::Event>;
+
+    fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
+        P2pLayer::handle_datagram(self, now, port, from, data);
+    }
+
+    fn poll_transmit(
+        &mut self,
+        now: Timestamp,
+        buf: &mut Vec<u8>,
+        send: &mut dyn FnMut(usize, SocketAddr, &[u8]),
+    ) {
+        P2pLayer::poll_transmit(self, now, buf, send);
+    }
+
+    fn poll_timeout(&self) -> Option<Timestamp> {
+        P2pLayer::poll_timeout(self)
+    }
+
+    fn handle_timeout(&mut self, now: Timestamp) {
+        P2pLayer::handle_timeout(self, now);
+    }
+
+    fn poll_event(&mut self) -> Option<Self::Event> {
+        P2pLayer::poll_event(self)
+    }
+
+    fn has_events(&self) -> bool {
+        P2pLayer::has_events(self)
+    }
+
+    fn config(&self) -> &Config {
+        self.inner.config()
+    }
+}
+
 fn view(r: &RouteInfo) -> PathView {
     use super::ice::RouteKind;
     let flags = match r.route {
@@ -337,5 +362,7 @@ fn view(r: &RouteInfo) -> PathView {
     }
 }
 
+#[cfg(test)]
+pub(crate) mod sim_world;
 #[cfg(test)]
 mod tests;

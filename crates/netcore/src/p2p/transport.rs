@@ -498,6 +498,19 @@ impl P2pTransport {
         self.pump(now);
     }
 
+    /// Ends the session at virtual address `at` now: the peer is told (`end`), and the
+    /// session is forgotten (no failure is reported: the caller knows).
+    pub fn close_session(&mut self, now: Timestamp, at: SocketAddr, end: &End) {
+        let Some(id) = virtual_id(at) else {
+            return;
+        };
+        match self.sessions.get(&id).and_then(|s| s.remote_id) {
+            Some(their_id) => self.refuse(id, their_id, end),
+            None => self.remove(id),
+        }
+        self.pump(now);
+    }
+
     /// Tells a peer we will not take its session, and forgets it.
     fn refuse(&mut self, id: u32, their_id: u32, end: &End) {
         if let Some(s) = self.sessions.get(&id) {

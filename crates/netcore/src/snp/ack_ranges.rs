@@ -28,6 +28,15 @@
 //! if we report within [`NACK_DELAY`]; the short wait gives a merely reordered packet time to
 //! arrive. Packets carrying only acks never oblige an ack, so two idle peers cannot keep
 //! acking each other's acks.
+//!
+//! A packet whose only data is unreliable obliges an ack too, but lazily: within
+//! [`LAZY_ACK_DELAY`], and a gap it reveals waits as long. Nothing in it will be resent, so
+//! the sender needs the ack only for its congestion controller and its in-flight count; a
+//! game server receiving 20 small unreliable messages a second from each of thousands of
+//! players would otherwise send an ack for nearly every one (the reference sends none). The
+//! caller still counts these packets toward its ack-every-N rule, so a flood of them keeps
+//! the sender's window moving, and the sender allows for the longer hold in its probe
+//! timeout.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -47,6 +56,21 @@ pub const MAX_ACK_DELAY: Duration = Duration::from_millis(50);
 
 /// Longest a newly revealed gap waits before it is reported.
 pub const NACK_DELAY: Duration = Duration::from_millis(3);
+
+/// Longest a packet whose only data is unreliable waits for its ack (see the module docs).
+pub const LAZY_ACK_DELAY: Duration = Duration::from_millis(200);
+
+/// What a received packet obliges the receiver to do about acking it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elicits {
+    /// It carried only acks (or nothing the peer needs acked): no ack is owed for it.
+    Nothing,
+    /// Its only data was unreliable: an ack is owed within [`LAZY_ACK_DELAY`].
+    Lazily,
+    /// It carried reliable data or asked for an ack: an ack is owed within
+    /// [`MAX_ACK_DELAY`], sooner ([`NACK_DELAY`]) if it reveals a gap.
+    Promptly,
+}
 
 /// Which packet numbers arrived, as a bounded set of ranges, plus the ack timer.
 #[derive(Clone, Debug)]
@@ -84,10 +108,10 @@ impl AckRanges {
 
     /// Records that packet `pn` arrived at `now`. Call it once the packet decrypted.
     ///
-    /// `ack_eliciting` is true when the packet carried anything other than acks. Returns
-    /// whether `pn` is now recorded and was not before: false for a duplicate, a number below
-    /// the floor, or one so old that it was evicted at once by the range cap.
-    pub fn on_packet(&mut self, pn: u64, now: Timestamp, ack_eliciting: bool) -> bool {
+    /// `elicits` says how soon the packet must be acked. Returns whether `pn` is now recorded
+    /// and was not before: false for a duplicate, a number below the floor, or one so old
+    /// that it was evicted at once by the range cap.
+    pub fn on_packet(&mut self, pn: u64, now: Timestamp, elicits: Elicits) -> bool {
         if pn < self.floor {
             return false;
         }
@@ -101,11 +125,13 @@ impl AckRanges {
         if self.latest.is_none_or(|(largest, _)| pn > largest) {
             self.latest = Some((pn, now));
         }
-        if ack_eliciting {
-            let mut due = now + MAX_ACK_DELAY;
-            if pn > expected {
-                due = now + NACK_DELAY;
-            }
+        let due = match elicits {
+            Elicits::Nothing => None,
+            Elicits::Lazily => Some(now + LAZY_ACK_DELAY),
+            Elicits::Promptly if pn > expected => Some(now + NACK_DELAY),
+            Elicits::Promptly => Some(now + MAX_ACK_DELAY),
+        };
+        if let Some(due) = due {
             self.deadline = Some(self.deadline.map_or(due, |d| d.min(due)));
         }
         self.contains(pn)
@@ -268,7 +294,7 @@ mod tests {
         let mut r = AckRanges::new(2);
         assert_eq!(r.ack_deadline(), None);
         for pn in 2..10 {
-            assert!(r.on_packet(pn, t(pn), true));
+            assert!(r.on_packet(pn, t(pn), Elicits::Promptly));
         }
         assert_eq!(ranges(&r), vec![(2, 9)]);
         // The first unacked packet sets the deadline; later ones do not push it back.
@@ -276,28 +302,46 @@ mod tests {
         assert_eq!(r.latest(), Some((9, t(9))));
         r.on_ack_sent();
         assert_eq!(r.ack_deadline(), None);
-        assert!(r.on_packet(10, t(20), true));
+        assert!(r.on_packet(10, t(20), Elicits::Promptly));
         assert_eq!(r.ack_deadline(), Some(t(20) + MAX_ACK_DELAY));
+    }
+
+    #[test]
+    fn unreliable_only_packets_are_acked_lazily_unless_something_urgent_follows() {
+        let mut r = AckRanges::new(1);
+        assert!(r.on_packet(1, t(0), Elicits::Lazily));
+        assert_eq!(r.ack_deadline(), Some(t(0) + LAZY_ACK_DELAY));
+        // A gap revealed by unreliable-only data waits as long: nothing will be resent.
+        assert!(r.on_packet(3, t(10), Elicits::Lazily));
+        assert_eq!(r.ack_deadline(), Some(t(0) + LAZY_ACK_DELAY));
+        // Reliable data pulls the ack in; the lazy packets ride along in the same ack.
+        assert!(r.on_packet(4, t(20), Elicits::Promptly));
+        assert_eq!(r.ack_deadline(), Some(t(20) + MAX_ACK_DELAY));
+        r.on_ack_sent();
+        // An ack-only packet after a lazy one does not bring the deadline forward.
+        assert!(r.on_packet(5, t(30), Elicits::Lazily));
+        assert!(r.on_packet(6, t(31), Elicits::Nothing));
+        assert_eq!(r.ack_deadline(), Some(t(30) + LAZY_ACK_DELAY));
     }
 
     #[test]
     fn gap_shortens_the_deadline() {
         let mut r = AckRanges::new(1);
-        r.on_packet(1, t(0), true);
-        r.on_packet(3, t(10), true);
+        r.on_packet(1, t(0), Elicits::Promptly);
+        r.on_packet(3, t(10), Elicits::Promptly);
         assert_eq!(r.ack_deadline(), Some(t(10) + NACK_DELAY));
         assert_eq!(ranges(&r), vec![(3, 3), (1, 1)]);
         // A first packet above the floor is itself a gap.
         let mut r = AckRanges::new(1);
-        r.on_packet(4, t(5), true);
+        r.on_packet(4, t(5), Elicits::Promptly);
         assert_eq!(r.ack_deadline(), Some(t(5) + NACK_DELAY));
     }
 
     #[test]
     fn ack_only_packets_never_oblige_an_ack() {
         let mut r = AckRanges::new(1);
-        assert!(r.on_packet(1, t(0), false));
-        assert!(r.on_packet(5, t(1), false));
+        assert!(r.on_packet(1, t(0), Elicits::Nothing));
+        assert!(r.on_packet(5, t(1), Elicits::Nothing));
         assert_eq!(r.ack_deadline(), None);
         assert_eq!(r.latest(), Some((5, t(1))));
         assert_eq!(ranges(&r), vec![(5, 5), (1, 1)]);
@@ -307,14 +351,14 @@ mod tests {
     fn late_packets_merge_ranges() {
         let mut r = AckRanges::new(1);
         for pn in [1, 2, 5, 6, 9] {
-            r.on_packet(pn, t(pn), true);
+            r.on_packet(pn, t(pn), Elicits::Promptly);
         }
         assert_eq!(ranges(&r), vec![(9, 9), (5, 6), (1, 2)]);
-        r.on_packet(4, t(10), true);
-        r.on_packet(3, t(11), true);
+        r.on_packet(4, t(10), Elicits::Promptly);
+        r.on_packet(3, t(11), Elicits::Promptly);
         assert_eq!(ranges(&r), vec![(9, 9), (1, 6)]);
-        r.on_packet(8, t(12), true);
-        r.on_packet(7, t(13), true);
+        r.on_packet(8, t(12), Elicits::Promptly);
+        r.on_packet(7, t(13), Elicits::Promptly);
         assert_eq!(ranges(&r), vec![(1, 9)]);
         // Out-of-order arrivals do not move the latest.
         assert_eq!(r.latest(), Some((9, t(9))));
@@ -323,10 +367,10 @@ mod tests {
     #[test]
     fn duplicates_and_numbers_below_floor_are_ignored() {
         let mut r = AckRanges::new(10);
-        assert!(!r.on_packet(9, t(0), true));
+        assert!(!r.on_packet(9, t(0), Elicits::Promptly));
         assert_eq!(r.ack_deadline(), None);
-        assert!(r.on_packet(10, t(1), true));
-        assert!(!r.on_packet(10, t(2), true));
+        assert!(r.on_packet(10, t(1), Elicits::Promptly));
+        assert!(!r.on_packet(10, t(2), Elicits::Promptly));
         assert_eq!(ranges(&r), vec![(10, 10)]);
     }
 
@@ -336,7 +380,7 @@ mod tests {
         // Every other number: each is its own range.
         let total = MAX_ACK_RANGES as u64 + 10;
         for i in 0..total {
-            r.on_packet(i * 2, t(i), true);
+            r.on_packet(i * 2, t(i), Elicits::Promptly);
         }
         assert_eq!(r.len(), MAX_ACK_RANGES);
         let newest = (total - 1) * 2;
@@ -347,9 +391,9 @@ mod tests {
         // The floor does not move: evicted numbers now read as not received.
         assert_eq!(r.floor(), 0);
         // An old packet that would open a new oldest range is evicted at once.
-        assert!(!r.on_packet(1, t(100), true));
+        assert!(!r.on_packet(1, t(100), Elicits::Promptly));
         // One that joins a kept range is recorded and closes a gap.
-        assert!(r.on_packet(oldest_kept + 1, t(101), true));
+        assert!(r.on_packet(oldest_kept + 1, t(101), Elicits::Promptly));
         assert_eq!(r.len(), MAX_ACK_RANGES - 1);
     }
 
@@ -357,7 +401,7 @@ mod tests {
     fn forget_below_trims_and_clamps() {
         let mut r = AckRanges::new(1);
         for pn in [1, 2, 3, 6, 7, 10] {
-            r.on_packet(pn, t(pn), true);
+            r.on_packet(pn, t(pn), Elicits::Promptly);
         }
         r.forget_below(2);
         assert_eq!(ranges(&r), vec![(10, 10), (6, 7), (2, 3)]);
@@ -371,8 +415,8 @@ mod tests {
         r.forget_below(1_000);
         assert_eq!(r.floor(), 10);
         assert_eq!(ranges(&r), vec![(10, 10)]);
-        assert!(!r.on_packet(9, t(20), true));
-        assert!(r.on_packet(11, t(21), true));
+        assert!(!r.on_packet(9, t(20), Elicits::Promptly));
+        assert!(r.on_packet(11, t(21), Elicits::Promptly));
         assert_eq!(ranges(&r), vec![(10, 11)]);
     }
 
@@ -400,7 +444,7 @@ mod tests {
             let mut set = BTreeSet::new();
             for (i, pn) in pns.iter().enumerate() {
                 let fresh = set.insert(*pn);
-                prop_assert_eq!(r.on_packet(*pn, Timestamp::from_micros(i as u64), true), fresh);
+                prop_assert_eq!(r.on_packet(*pn, Timestamp::from_micros(i as u64), Elicits::Promptly), fresh);
             }
             check_shape(&r)?;
             let got: Vec<u64> = r.ranges_desc().flat_map(|rg| rg.rev()).collect();
@@ -417,7 +461,7 @@ mod tests {
             let mut r = AckRanges::new(0);
             let mut set = BTreeSet::new();
             for (i, pn) in pns.iter().enumerate() {
-                r.on_packet(*pn, Timestamp::from_micros(i as u64), i % 3 != 0);
+                r.on_packet(*pn, Timestamp::from_micros(i as u64), if i % 3 != 0 { Elicits::Promptly } else { Elicits::Nothing });
                 set.insert(*pn);
                 check_shape(&r)?;
             }

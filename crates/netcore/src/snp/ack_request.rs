@@ -12,6 +12,10 @@
 //!   window, so the sender learns promptly what arrived and its probe timeout need not allow
 //!   for the receiver's hold time; at most once per [`MIN_SPACING_RTT_FRACTION`] of a round
 //!   trip, so a stream of small flights does not turn every packet into an ack request.
+//!   A flight of unreliable data alone asks only when it fills the window: nothing in it
+//!   will be resent, so its end need not be known promptly, and a stream of small
+//!   unreliable messages (a game's inputs or snapshots) would otherwise ask for an ack per
+//!   packet, which the receiver holds back for them (`ack_ranges::LAZY_ACK_DELAY`).
 
 use std::time::Duration;
 
@@ -40,6 +44,8 @@ pub struct Outgoing {
     pub bytes: u64,
     /// Nothing more is ready to send after it.
     pub ends_flight: bool,
+    /// It carries reliable data (a flight of unreliable data alone need not ask at its end).
+    pub reliable: bool,
     /// After it, the congestion window (or the peer's receive window) leaves no room.
     pub fills_window: bool,
     /// The in-flight limit in force.
@@ -57,7 +63,7 @@ impl AckRequests {
         let spaced = self
             .last
             .is_none_or(|l| now.saturating_since(l) >= p.srtt / MIN_SPACING_RTT_FRACTION);
-        let request = clock || ((p.ends_flight || p.fills_window) && spaced);
+        let request = clock || (((p.ends_flight && p.reliable) || p.fills_window) && spaced);
         if request {
             self.last = Some(now);
             self.bytes_since = 0;
@@ -78,6 +84,7 @@ mod tests {
         Outgoing {
             bytes: 1_000,
             ends_flight,
+            reliable: true,
             fills_window,
             window: 40_000,
             srtt: Duration::from_millis(40),
@@ -107,6 +114,24 @@ mod tests {
             .filter(|i| r.on_packet(at(10_000 + i * 50_000), &packet(true, false)))
             .count();
         assert_eq!(asked, 20);
+    }
+
+    #[test]
+    fn unreliable_flights_ask_only_when_they_fill_the_window() {
+        let mut r = AckRequests::default();
+        let unreliable = |ends_flight, fills_window| Outgoing {
+            bytes: 100,
+            reliable: false,
+            ..packet(ends_flight, fills_window)
+        };
+        // Sparse, small unreliable messages (20 Hz, 2 KB in all, well under a quarter of
+        // the window): no packet asks.
+        let asked = (0..20)
+            .filter(|i| r.on_packet(at(i * 50_000), &unreliable(true, false)))
+            .count();
+        assert_eq!(asked, 0);
+        // A full window still asks, so the sender's window reopens promptly.
+        assert!(r.on_packet(at(2_000_000), &unreliable(true, true)));
     }
 
     #[test]

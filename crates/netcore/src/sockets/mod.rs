@@ -11,6 +11,7 @@
 //! Handles are Steam's: nonzero integers, never reused by one instance (a counter), cheap to
 //! pass. A handle the application closed is just invalid.
 
+mod p2p;
 mod poll_groups;
 mod queue;
 
@@ -30,6 +31,7 @@ use crate::endpoint::{
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
 use crate::time::Timestamp;
+pub use p2p::ConnectP2pError;
 use poll_groups::PollGroups;
 pub use queue::Received;
 use queue::RecvQueue;
@@ -136,6 +138,8 @@ struct ConnEntry {
 struct ListenEntry {
     port: usize,
     config: Config,
+    /// The virtual port of a P2P listen socket (`create_listen_socket_p2p`).
+    vport: Option<u32>,
 }
 
 /// A connection the application closed with linger: it keeps flushing reliable data until
@@ -164,6 +168,11 @@ pub struct Sockets {
     next_seq: u64,
     events: VecDeque<SocketsEvent>,
     scratch: Vec<crate::connection::InMessage>,
+    /// P2P connections (`p2p.rs`).
+    p2p: p2p::P2pState,
+    /// The latest `now` seen (a P2P connection taken in an event gets its listen socket's
+    /// config with it).
+    latest: Timestamp,
 }
 
 /// Longest a lingering close waits for its reliable data to be acknowledged: the connected
@@ -189,6 +198,8 @@ impl Sockets {
             next_seq: 0,
             events: VecDeque::new(),
             scratch: Vec::new(),
+            p2p: p2p::P2pState::default(),
+            latest: Timestamp::ZERO,
         }
     }
 
@@ -240,15 +251,20 @@ impl Sockets {
         }
     }
 
-    /// Takes the driver's `port` as the one outgoing connections leave from.
-    pub fn add_client_port(&mut self, port: usize, secret: [u8; 32], unix_at_epoch: u64) {
+    /// Puts an endpoint with the instance's config and `policy` for new peers on `port`
+    /// (no listen socket of its own).
+    fn open_port(
+        &mut self,
+        port: usize,
+        secret: [u8; 32],
+        unix_at_epoch: u64,
+        policy: IncomingPolicy,
+    ) {
         let mut endpoint = Endpoint::new(
             ConnectionConfig::from_config(&self.config, Framing::Raw),
             self.endpoint_setup(secret, unix_at_epoch),
         );
-        // Peers reach our dialled connections only; a symmetric connect meets a peer's
-        // request through the simultaneous-open rule.
-        endpoint.set_incoming(IncomingPolicy::Refuse);
+        endpoint.set_incoming(policy);
         self.put_port(
             port,
             Port {
@@ -257,6 +273,13 @@ impl Sockets {
                 closing: false,
             },
         );
+    }
+
+    /// Takes the driver's `port` as the one outgoing connections leave from.
+    pub fn add_client_port(&mut self, port: usize, secret: [u8; 32], unix_at_epoch: u64) {
+        // Peers reach our dialled connections only; a symmetric connect meets a peer's
+        // request through the simultaneous-open rule.
+        self.open_port(port, secret, unix_at_epoch, IncomingPolicy::Refuse);
         self.client_port = Some(port);
     }
 
@@ -287,7 +310,14 @@ impl Sockets {
                 closing: false,
             },
         );
-        self.listen.insert(h, ListenEntry { port, config });
+        self.listen.insert(
+            h,
+            ListenEntry {
+                port,
+                config,
+                vport: None,
+            },
+        );
         h
     }
 
@@ -377,6 +407,11 @@ impl Sockets {
         for c in handles {
             self.drop_entry(c, EndReason::App(1000), "listen socket closed", false);
         }
+        if let Some(v) = l.vport {
+            // The P2P port serves other listen sockets and dialled connections: it stays.
+            self.p2p.forget_listen(h, v);
+            return Some(l.port);
+        }
         if let Some(p) = self.port_mut(l.port) {
             p.closing = true;
             p.endpoint.set_incoming(IncomingPolicy::Refuse);
@@ -397,12 +432,27 @@ impl Sockets {
         options: ConnOptions,
     ) -> Option<HConn> {
         let port = self.client_port?;
+        self.dial(now, port, remote, None, options)
+    }
+
+    /// Dials `remote` from `port` (expecting `expected` to prove its identity, if given)
+    /// with `options`; the new handle.
+    fn dial(
+        &mut self,
+        now: Timestamp,
+        port: usize,
+        remote: SocketAddr,
+        expected: Option<Identity>,
+        options: ConnOptions,
+    ) -> Option<HConn> {
         let cfg = options
             .config
             .as_ref()
             .map(|c| ConnectionConfig::from_config(c, Framing::Raw));
         let p = self.port_mut(port)?;
-        let conn = p.endpoint.connect(now, remote, None, options.symmetric)?;
+        let conn = p
+            .endpoint
+            .connect(now, remote, expected, options.symmetric)?;
         if let Some(cfg) = cfg {
             if let Some(c) = p.endpoint.connection_mut(conn) {
                 c.set_config(now, cfg);
@@ -762,6 +812,7 @@ impl Sockets {
 
     /// Handles a datagram on `port` from `from`.
     pub fn handle_datagram(&mut self, now: Timestamp, port: usize, from: SocketAddr, data: &[u8]) {
+        self.latest = self.latest.max(now);
         let from = crate::identity::normalize(from);
         let mut msgs = std::mem::take(&mut self.scratch);
         msgs.clear();
@@ -851,6 +902,13 @@ impl Sockets {
     fn on_connection_event(&mut self, port: usize, listen: Option<HListen>, ev: ConnectionEvent) {
         let h = match self.by_conn.get(&(port, ev.conn)) {
             Some(&h) => h,
+            None if Some(port) == self.p2p.port => {
+                // A P2P connection, for the listen socket its rendezvous named.
+                let Some(h) = self.take_p2p_incoming(port, ev.conn) else {
+                    return;
+                };
+                h
+            }
             None => {
                 // A new incoming connection on a listen socket.
                 let Some(l) = listen else {
@@ -908,6 +966,8 @@ impl Sockets {
 
     /// Runs every port's due timers, and ends lingering closes that are done or out of time.
     pub fn handle_timeout(&mut self, now: Timestamp) {
+        self.latest = self.latest.max(now);
+        self.prune_p2p(now);
         for i in 0..self.ports.len() {
             if let Some(p) = self.port_mut(i) {
                 p.endpoint.handle_timeout(now);

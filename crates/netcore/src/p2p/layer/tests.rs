@@ -1,219 +1,63 @@
-//! The P2P layer over the messages model on the simulated network: two peers known only by
-//! identity find each other through signals the test carries (the signaling service's job),
-//! ICE selects a path, and the session runs over it; and the failure modes say which part
-//! failed, within `timeoutInitial`. Real NATs, STUN and TURN are in the netns suite
-//! (`__test__/p2p/`); here the clock is virtual and every run the same.
-
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::sim_world::{certified, id, node, Node, UNIX};
 use super::*;
-use crate::crypto::session_setup::{issue_certificate, LocalSecurity};
-use crate::crypto::IdentityKey;
 use crate::endpoint::EndpointSetup;
 use crate::eresult::{send_flags, EResult};
 use crate::messages::{Event, Messages};
-use crate::p2p::ice::Interface;
-use crate::sim::{LinkConfig, Network, SimNode};
+use crate::sim::{LinkConfig, Network};
 use crate::ConnectionState;
 
-const UNIX: u64 = 1_800_000_000;
-const CA_SEED: [u8; 32] = [42; 32];
-
-fn id(s: &str) -> Identity {
-    s.parse().unwrap()
-}
+type World = super::sim_world::World<Messages>;
 
 /// A messages endpoint proving `name` with a certificate from the test CA.
 fn messages(name: &str, seed: u8, config: Config) -> Messages {
-    let key = IdentityKey::from_seed(&[seed; 32]);
-    let ident = id(name);
-    let cert = issue_certificate(
-        &CA_SEED,
-        &key.public_key().to_bytes(),
-        &ident,
-        UNIX - 10,
-        3600,
-    )
-    .unwrap();
-    let ca = IdentityKey::from_seed(&CA_SEED).public_key().to_bytes();
-    let security =
-        LocalSecurity::from_options(Some([seed; 32]), Some(&cert), Some(ident), &[ca], false)
-            .unwrap();
     Messages::new(
         config,
         EndpointSetup {
             secret: [seed ^ 0x55; 32],
-            security,
+            security: certified(name, seed),
             unix_at_epoch: UNIX,
         },
     )
-}
-
-/// A P2P node of the simulated network: the layer, and what it produced for the test.
-struct Node {
-    layer: P2pLayer<Messages>,
-    signals: Vec<(Identity, Vec<u8>)>,
-    events: Vec<Event>,
-}
-
-impl SimNode for Node {
-    fn handle_datagram(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
-        self.layer.handle_datagram(now, 0, from, data);
-    }
-
-    fn poll_transmit(&mut self, now: Timestamp, out: &mut Vec<(SocketAddr, Vec<u8>)>) {
-        let mut buf = Vec::with_capacity(1500);
-        self.layer
-            .poll_transmit(now, &mut buf, &mut |_, to, d| out.push((to, d.to_vec())));
-        while let Some(e) = self.layer.poll_event() {
-            match e {
-                LayerEvent::Signal { to, data } => self.signals.push((to, data)),
-                LayerEvent::Host(e) => self.events.push(e),
-            }
-        }
-    }
-
-    fn poll_timeout(&self) -> Option<Timestamp> {
-        self.layer.poll_timeout()
-    }
-
-    fn handle_timeout(&mut self, now: Timestamp) {
-        self.layer.handle_timeout(now);
-    }
 }
 
 const ALICE: &str = "10.0.0.1:5000";
 const BOB: &str = "10.0.0.2:5000";
 const STUN: &str = "203.0.113.1:3478";
 
-struct World {
-    net: Network,
-    names: Vec<(SocketAddr, Identity)>,
-    /// Whether the test's "signaling service" delivers.
-    deliver_signals: bool,
-    /// Reply `not-registered` to signals for these.
-    unregistered: Vec<Identity>,
-    signals_carried: usize,
+fn p2p_node(name: &str, seed: u8, at: &str, stun: Vec<SocketAddr>) -> Node<Messages> {
+    node(
+        messages(name, seed, Config::default()),
+        name,
+        seed,
+        at,
+        stun,
+    )
 }
 
-fn node(name: &str, seed: u8, at: &str, stun: Vec<SocketAddr>, config: Config) -> Node {
-    let addr: SocketAddr = at.parse().unwrap();
-    let mut layer = P2pLayer::new(messages(name, seed, config));
-    layer.enable(
-        Timestamp::ZERO,
-        0,
-        P2pConfig {
-            identity: id(name),
-            interfaces: vec![Interface {
-                ip: addr.ip(),
-                prefix_len: 24,
-            }],
-            port: addr.port(),
-            stun_servers: stun,
-            turn_servers: vec![],
-            ice_enable: 0x7fff_ffff,
-            secret: [seed; 32],
-        },
-    );
-    Node {
-        layer,
-        signals: Vec::new(),
-        events: Vec::new(),
-    }
+fn world(stun: bool) -> World {
+    let mut net = Network::new(7);
+    net.set_default_link(LinkConfig {
+        delay: Duration::from_millis(5),
+        ..LinkConfig::default()
+    });
+    let stun: Vec<SocketAddr> = if stun {
+        vec![STUN.parse().unwrap()]
+    } else {
+        vec![]
+    };
+    World::new(
+        net,
+        vec![
+            (ALICE, p2p_node("str:alice", 1, ALICE, stun.clone())),
+            (BOB, p2p_node("str:bob", 2, BOB, stun)),
+        ],
+    )
 }
 
 impl World {
-    fn new(stun: bool) -> World {
-        let mut net = Network::new(7);
-        net.set_default_link(LinkConfig {
-            delay: Duration::from_millis(5),
-            ..LinkConfig::default()
-        });
-        let stun: Vec<SocketAddr> = if stun {
-            vec![STUN.parse().unwrap()]
-        } else {
-            vec![]
-        };
-        let a = node("str:alice", 1, ALICE, stun.clone(), Config::default());
-        let b = node("str:bob", 2, BOB, stun, Config::default());
-        net.add_node(ALICE.parse().unwrap(), a).unwrap();
-        net.add_node(BOB.parse().unwrap(), b).unwrap();
-        World {
-            net,
-            names: vec![
-                (ALICE.parse().unwrap(), id("str:alice")),
-                (BOB.parse().unwrap(), id("str:bob")),
-            ],
-            deliver_signals: true,
-            unregistered: Vec::new(),
-            signals_carried: 0,
-        }
-    }
-
-    fn with<R>(&mut self, at: &str, f: impl FnOnce(&mut Node, Timestamp) -> R) -> R {
-        self.net.with_node(at.parse().unwrap(), f).unwrap()
-    }
-
-    /// Carries every waiting signal (as the signaling service would, instantly).
-    fn carry_signals(&mut self) {
-        let names = self.names.clone();
-        for (addr, me) in &names {
-            let out = self
-                .net
-                .with_node(*addr, |n: &mut Node, _| std::mem::take(&mut n.signals))
-                .unwrap();
-            for (to, data) in out {
-                if self.unregistered.contains(&to) {
-                    self.net
-                        .with_node(*addr, |n: &mut Node, now| {
-                            n.layer
-                                .signal_undeliverable(now, &to, "not-registered", "test service")
-                        })
-                        .unwrap();
-                    continue;
-                }
-                if !self.deliver_signals {
-                    continue;
-                }
-                let Some((dest, _)) = names.iter().find(|(_, n)| *n == to) else {
-                    continue;
-                };
-                self.signals_carried += 1;
-                self.net
-                    .with_node(*dest, |n: &mut Node, now| {
-                        n.layer.receive_signal(now, me, &data)
-                    })
-                    .unwrap();
-            }
-        }
-    }
-
-    /// Runs for `d` in 1 ms steps, carrying signals between steps.
-    fn run(&mut self, d: Duration) {
-        let end = self.net.now() + d;
-        while self.net.now() < end {
-            self.carry_signals();
-            self.net.run_for(Duration::from_millis(1)).unwrap();
-        }
-    }
-
-    /// Runs until `done` or `limit`; returns the virtual time it took.
-    fn run_until(
-        &mut self,
-        limit: Duration,
-        mut done: impl FnMut(&mut World) -> bool,
-    ) -> Option<Duration> {
-        let start = self.net.now();
-        while self.net.now() < start + limit {
-            if done(self) {
-                return Some(self.net.now().saturating_since(start));
-            }
-            self.run(Duration::from_millis(1));
-        }
-        None
-    }
-
     fn state(&mut self, at: &str, peer: &str) -> Option<crate::messages::SessionInfo> {
         let p = id(peer);
         self.with(at, |n, _| n.layer.session_info(&p))
@@ -222,7 +66,7 @@ impl World {
 
 #[test]
 fn a_session_to_an_identity_finds_its_path_and_runs_over_it() {
-    let mut w = World::new(false);
+    let mut w = world(false);
     let bob = id("str:bob");
     let r = w.with(ALICE, |n, now| {
         n.layer
@@ -295,7 +139,7 @@ fn a_session_to_an_identity_finds_its_path_and_runs_over_it() {
 
 #[test]
 fn both_sides_opening_at_once_make_one_session() {
-    let mut w = World::new(false);
+    let mut w = world(false);
     let (alice, bob) = (id("str:alice"), id("str:bob"));
     w.with(ALICE, |n, now| {
         n.layer.send(now, &bob, None, b"a", send_flags::RELIABLE, 0)
@@ -319,7 +163,7 @@ fn both_sides_opening_at_once_make_one_session() {
 
 #[test]
 fn a_peer_not_registered_fails_at_once_with_the_rendezvous_reason() {
-    let mut w = World::new(false);
+    let mut w = world(false);
     w.unregistered.push(id("str:bob"));
     let bob = id("str:bob");
     w.with(ALICE, |n, now| {
@@ -366,7 +210,7 @@ fn a_peer_not_registered_fails_at_once_with_the_rendezvous_reason() {
 
 #[test]
 fn no_signaling_fails_with_ices_reason_within_timeout_initial() {
-    let mut w = World::new(true);
+    let mut w = world(true);
     w.deliver_signals = false;
     let bob = id("str:bob");
     w.with(ALICE, |n, now| {
@@ -391,7 +235,7 @@ fn no_signaling_fails_with_ices_reason_within_timeout_initial() {
 
 #[test]
 fn no_path_fails_with_the_nat_reason() {
-    let mut w = World::new(false);
+    let mut w = world(false);
     // Signals flow, datagrams between the two do not (a firewall).
     w.net.cut_both(ALICE.parse().unwrap(), BOB.parse().unwrap());
     let bob = id("str:bob");
@@ -429,7 +273,7 @@ fn virtual_addresses_round_trip_and_never_collide_with_real_ones() {
 
 #[test]
 fn signals_claiming_another_sender_or_recipient_are_ignored() {
-    let mut w = World::new(false);
+    let mut w = world(false);
     let bob = id("str:bob");
     w.with(ALICE, |n, now| n.layer.send(now, &bob, None, b"x", 0, 0));
     let sig = w.with(ALICE, |n, _| std::mem::take(&mut n.signals));
