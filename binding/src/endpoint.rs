@@ -321,6 +321,13 @@ impl NativeEndpoint {
     pub(crate) fn handle(&self) -> &EndpointHandle {
         &self.inner
     }
+
+    /// Re-checks which sockets the JS thread polls (a socket opened, knobs changed).
+    pub(crate) fn sync_reader(&self) {
+        if let Some(r) = &self.reader {
+            r.sync();
+        }
+    }
 }
 
 #[napi]
@@ -581,9 +588,7 @@ impl NativeEndpoint {
     pub fn set_config(&self, values: HashMap<String, f64>) -> Option<ConfigProblem> {
         let r = self.inner.set_config(&entries(values)).err().map(problem);
         // Fake-network knobs hand reading to the driver thread (and back).
-        if let Some(reader) = &self.reader {
-            reader.sync();
-        }
+        self.sync_reader();
         r
     }
 
