@@ -461,11 +461,6 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
     // Per port: until when a readable socket is left to the application's thread, which
     // reads it while idle (`caller_receive.rs`).
     let mut graces: Vec<Option<tokio::time::Instant>> = Vec::new();
-    // Whether the last wake-up only left a socket to the application's thread (or rearmed
-    // it): then nothing changed, and the task goes back to sleep without taking the locks
-    // that thread is using.
-    let mut idle_wake = false;
-    let (mut deadline, mut caller_may_read, mut paused) = (None, false, false);
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -481,23 +476,29 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             let last = ports.last().map_or(0, |(p, _)| p + 1);
             graces.resize(last, None);
         }
-        let mut closing = false;
-        if !idle_wake {
+        // The earliest grace wakes the task anyway: a caller whose change is due after it
+        // need not wake the task (it sees the change then). While the application's thread
+        // reads, that spares a wake-up per sent message (each moves the retransmission
+        // timer earlier than the deadline the task sleeps on).
+        let grace_at = graces.iter().flatten().min().map(|g| {
+            let at = g.into_std().saturating_duration_since(shared.epoch);
+            Timestamp::from_micros(u64::try_from(at.as_micros()).unwrap_or(u64::MAX))
+        });
+        let (deadline, closing, paused, caller_may_read) = {
             let mut st = shared.lock();
             if !st.held.is_empty() && !st.proto.receive_paused() {
                 let now = shared.now();
                 let st = &mut *st;
                 st.held.replay(&mut st.proto, now, &mut fake);
             }
-            deadline = earliest(st.proto.poll_timeout(), fake.next_release());
-            st.planned = deadline;
+            let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
+            st.planned = earliest(deadline, grace_at);
             st.paused = st.proto.receive_paused();
             // Datagrams held from before a pause go first: nobody reads until they are gone.
-            paused = st.paused || !st.held.is_empty();
-            caller_may_read = !st.closing && !st.fake_send && !st.fake_recv;
-            closing = st.closing;
-        }
-        idle_wake = false;
+            let paused = st.paused || !st.held.is_empty();
+            let caller_may_read = !st.closing && !st.fake_send && !st.fake_recv;
+            (deadline, st.closing, paused, caller_may_read)
+        };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
             // Linger: keep running the protocol until every reliable byte is acknowledged
@@ -538,7 +539,6 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                         if let Some(g) = graces.get_mut(port) {
                             *g = Some(tokio::time::Instant::now() + CALLER_GRACE);
                         }
-                        idle_wake = true;
                     } else {
                         queued |= receive_batches(&shared, port, io, &mut bufs, &mut fake, &*sink);
                     }
@@ -550,7 +550,6 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             }
             _ = sleep_until_opt(grace_end) => {
                 let now = tokio::time::Instant::now();
-                idle_wake = true;
                 for (port, io) in &ports {
                     let Some(slot) = graces.get_mut(*port) else { continue };
                     if !slot.is_some_and(|g| g <= now) {
@@ -570,13 +569,9 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                     } else {
                         // It has not read for a while (busy, or stopped): read here.
                         queued |= receive_batches(&shared, *port, io, &mut bufs, &mut fake, &*sink);
-                        idle_wake = false;
                     }
                 }
             }
-        }
-        if idle_wake {
-            continue;
         }
         let removing = {
             let mut tx = shared.tx.lock();
