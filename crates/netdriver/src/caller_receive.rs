@@ -29,7 +29,12 @@ use std::time::Duration;
 
 use netcore::time::Timestamp;
 
-use crate::driver::{queue_events, Driver, RecvBufs, State, MAX_RECV_ROUNDS};
+use crate::driver::{queue_events, Driver, RecvBufs, State};
+
+/// How long the application's thread leaves reading to the task after a full receive batch
+/// (by either thread): under a flood, the task decodes while that thread consumes, in
+/// parallel. Each full batch the task reads extends it.
+pub(crate) const FLOOD_HANDOFF: Duration = Duration::from_millis(5);
 use crate::io::Io;
 use crate::protocol::Protocol;
 
@@ -106,8 +111,9 @@ impl CallerSocket {
 /// Whether the application's thread may read the sockets: not while fake-network knobs are
 /// set or the endpoint closes (the task owns those paths), nor during a receive pause or
 /// while datagrams from before one wait (the task replays them first, and reads after).
-fn caller_may_read<P: Protocol>(st: &State<P>) -> bool {
-    !st.closing
+fn caller_may_read<P: Protocol>(st: &State<P>, now: Timestamp) -> bool {
+    st.flood_until.is_none_or(|t| now >= t)
+        && !st.closing
         && !st.fake_send
         && !st.fake_recv
         && !st.paused
@@ -121,7 +127,7 @@ impl<P: Protocol> Driver<P> {
     pub fn caller_sockets(&self) -> (bool, Vec<CallerSocket>) {
         let may = {
             let st = self.shared.lock();
-            caller_may_read(&st)
+            caller_may_read(&st, self.shared.now())
         };
         let sockets = self
             .shared
@@ -168,24 +174,24 @@ impl<P: Protocol> Driver<P> {
         }
         let mut bufs_slot = sh.caller_bufs.lock();
         let bufs = bufs_slot.get_or_insert_with(RecvBufs::new);
-        let mut declined = false;
-        for _ in 0..MAX_RECV_ROUNDS {
+        let declined = 'round: {
             {
                 // Checked before reading: a datagram taken from the kernel is always processed.
                 let mut st = sh.lock();
-                if !caller_may_read(&st) {
+                if !caller_may_read(&st, sh.now()) {
                     if st.proto.receive_paused() {
                         // The lift (the application's read, or the pause's deadline) must
                         // wake the task, which reads from then on.
                         st.paused = true;
                     }
-                    declined = true;
-                    break;
+                    break 'round true;
                 }
             }
             socket.io.caller.mark_read(sh.now());
+            // One batch per poll callback: timers and the application's own work get their
+            // turn between batches, and a full one hands reading to the task (below).
             let Ok(n) = bufs.recv_now(&socket.io) else {
-                break;
+                break 'round false;
             };
             let mut guard = sh.lock();
             let st = &mut *guard;
@@ -205,13 +211,19 @@ impl<P: Protocol> Driver<P> {
             queue_events(st);
             if st.proto.receive_paused() {
                 st.paused = true;
-                declined = true;
-                break;
+                break 'round true;
             }
-            drop(guard);
-            if !bufs.full(n) {
-                break;
+            if bufs.full(n) {
+                // A flood: decoding it on the driver thread while this one consumes is
+                // faster than doing both here. Hand it over until it has eased.
+                st.flood_until = Some(now + FLOOD_HANDOFF);
+                break 'round true;
             }
+            false
+        };
+        if declined {
+            // The task reads from now on: it must not wait out a grace first.
+            sh.wake.notify_one();
         }
         !declined
     }

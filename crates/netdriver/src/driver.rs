@@ -140,6 +140,9 @@ pub(crate) struct State<P: Protocol> {
     /// Datagrams already read from the kernel when a receive pause began, by either thread;
     /// handled by the task once it ends, before anything else is read.
     pub(crate) held: Held,
+    /// Until when the application's thread leaves reading to the task: a full receive batch
+    /// was seen (`caller_receive::FLOOD_HANDOFF`).
+    pub(crate) flood_until: Option<Timestamp>,
 }
 
 impl<P: Protocol> State<P> {
@@ -294,6 +297,7 @@ impl<P: Protocol> Driver<P> {
                 removing: Vec::new(),
                 paused: false,
                 held: Held::default(),
+                flood_until: None,
             }),
             tx: SpinThenPark::new(Tx::new()),
             ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
@@ -475,6 +479,15 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                 .collect();
             let last = ports.last().map_or(0, |(p, _)| p + 1);
             graces.resize(last, None);
+        }
+        // A socket the application's thread stopped polling (it declined: a flood, a pause)
+        // is the task's again at once.
+        for (port, io) in &ports {
+            if !io.caller.is_polled() {
+                if let Some(g) = graces.get_mut(*port) {
+                    *g = None;
+                }
+            }
         }
         // The earliest grace wakes the task anyway: a caller whose change is due after it
         // need not wake the task (it sees the change then). While the application's thread
@@ -797,6 +810,10 @@ fn receive_batches<P: Protocol>(
             return false;
         }
         let mut st = guard;
+        if bufs.full(n) {
+            // A flood: the application's thread keeps leaving the reading here.
+            st.flood_until = Some(now + crate::caller_receive::FLOOD_HANDOFF);
+        }
         if !bufs.full(n) {
             // Drained: the events go out at the end of the wake-up, after the answers
             // (acks) are sent, so the application does not wake into a held lock.
