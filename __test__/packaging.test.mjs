@@ -1,5 +1,5 @@
-// The package as a user gets it: `npm pack`, install the tarball (offline: it has no runtime
-// dependencies) into an empty folder, then `require` and `import` it and run a real loopback
+// The package as a user gets it: `npm pack`, install the tarball (offline, its runtime
+// dependencies put in npm's cache first at their locked versions) into an empty folder, then `require` and `import` it and run a real loopback
 // round trip from there. Also checks what the tarball ships, that the installed postinstall
 // never builds, and the loader's order: the binary in native/ first, then the per-platform
 // package napi-rs makes (made here with the same `napi create-npm-dirs` + `napi artifacts`
@@ -62,6 +62,16 @@ test.before(async () => {
   tarball = path.join(work, info.filename);
   packFiles = info.files.map((f) => f.path.replace(/\\/g, '/')).sort();
 
+  // `--offline` proves the install itself downloads nothing (no binary fetched, no build);
+  // the runtime dependencies' metadata must then be in npm's cache, which `npm ci` does not
+  // fill (it fetches the locked tarballs only), so a fresh machine puts them there first.
+  const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+  for (const dep of Object.keys(pkg.dependencies ?? {})) {
+    const version = lock.packages?.[`node_modules/${dep}`]?.version;
+    if (!version) throw new Error(`package-lock.json has no locked version of ${dep}`);
+    const added = await npm(['cache', 'add', `${dep}@${version}`], work);
+    if (added.code !== 0) throw new Error(`npm cache add ${dep}@${version} failed:\n${added.stderr}`);
+  }
   mkdirSync(app);
   writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
   // --foreground-scripts: show the postinstall's own output, to check what it did.

@@ -177,6 +177,16 @@ const runners = {
   'aarch64-unknown-linux-musl': () => ['bash', path.join(root, 'scripts', 'cross', 'as-musl.sh'), 'aarch64', 'qemu-aarch64-static', crossEnv.NODE_LINUX_ARM64_MUSL],
 };
 
+// `--offline` below proves the install downloads nothing itself; the root package's runtime
+// dependencies must then be in npm's cache with their metadata, which `npm ci` does not leave
+// there (it fetches locked tarballs only): a fresh machine puts their locked versions there.
+const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+for (const dep of Object.keys(pkg.dependencies ?? {})) {
+  const version = lock.packages?.[`node_modules/${dep}`]?.version;
+  if (!version) throw new Error(`package-lock.json has no locked version of ${dep}`);
+  run(process.execPath, [npmCli, 'cache', 'add', `${dep}@${version}`], out);
+}
+
 const results = [];
 for (const triple of built) {
   const { plat } = PLATFORMS[triple];

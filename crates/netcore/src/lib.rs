@@ -20,6 +20,7 @@ pub mod eresult;
 pub mod identity;
 pub mod messages;
 pub mod p2p;
+pub mod receive_pause;
 pub mod sans_io;
 #[cfg(any(test, feature = "sim", fuzzing))]
 pub mod sim;

@@ -13,7 +13,6 @@
 pub mod backlog;
 pub mod idle_queue;
 mod p2p;
-pub mod receive_pause;
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -27,10 +26,10 @@ use crate::end_reason::{End, EndReason};
 use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup, EndpointStats};
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
+use crate::receive_pause::ReceivePause;
 use crate::time::Timestamp;
 use backlog::{Backlog, ChannelBacklog};
 use idle_queue::IdleQueue;
-use receive_pause::ReceivePause;
 
 pub use crate::connection::ConnectionState;
 
@@ -210,7 +209,7 @@ pub struct Messages {
     /// Sessions by last known use, for the idle timeout.
     idle: IdleQueue,
     /// Reading paused while a full backlog drains (see `receive_pause`).
-    pause: ReceivePause,
+    pause: ReceivePause<Identity>,
     /// Serial of the last session created.
     last_serial: u64,
     /// Sessions that refused a send for a full buffer, checked after each transmit.
@@ -940,7 +939,7 @@ impl Messages {
 
     /// Whether a session's backlog just filled and the application is draining it: the
     /// driver should leave datagrams in the kernel's buffer until this turns false (at most
-    /// `receive_pause::MAX_PAUSE`; see there).
+    /// `crate::receive_pause::MAX_PAUSE`; see there).
     pub fn receive_paused(&self) -> bool {
         self.pause.is_paused()
     }
@@ -1288,7 +1287,7 @@ mod tests {
         // Full: the driver is asked to leave datagrams in the kernel, for a bounded time.
         assert!(p.b.receive_paused());
         let until = p.b.poll_timeout().expect("the pause's end is a deadline");
-        assert!(until <= p.now + receive_pause::MAX_PAUSE);
+        assert!(until <= p.now + crate::receive_pause::MAX_PAUSE);
         // Reading four leaves six (over half the limit): still paused; one more ends it.
         assert_eq!(p.b.receive(0, 4).len(), 4);
         assert!(p.b.receive_paused());
@@ -1301,7 +1300,7 @@ mod tests {
         }
         pump(&mut p);
         assert!(p.b.receive_paused());
-        p.now += receive_pause::MAX_PAUSE;
+        p.now += crate::receive_pause::MAX_PAUSE;
         p.run_timers();
         assert!(!p.b.receive_paused());
         assert_eq!(p.a.send(p.now, &ip(B), None, b"x", 0, 0), EResult::Ok);

@@ -30,6 +30,7 @@ use crate::endpoint::{
 };
 use crate::eresult::{send_flags, EResult};
 use crate::identity::Identity;
+use crate::receive_pause::ReceivePause;
 use crate::time::Timestamp;
 pub use p2p::ConnectP2pError;
 use poll_groups::PollGroups;
@@ -173,6 +174,8 @@ pub struct Sockets {
     /// The latest `now` seen (a P2P connection taken in an event gets its listen socket's
     /// config with it).
     latest: Timestamp,
+    /// Reading paused while a connection's full backlog drains (`crate::receive_pause`).
+    pause: ReceivePause<HConn>,
 }
 
 /// Longest a lingering close waits for its reliable data to be acknowledged: the connected
@@ -200,6 +203,7 @@ impl Sockets {
             scratch: Vec::new(),
             p2p: p2p::P2pState::default(),
             latest: Timestamp::ZERO,
+            pause: ReceivePause::default(),
         }
     }
 
@@ -578,6 +582,7 @@ impl Sockets {
         };
         self.by_conn.remove(&(e.port, e.conn));
         self.groups.forget_conn(h);
+        self.pause.on_read(&h, None, (0, 0));
         let info = self
             .ports
             .get(e.port)
@@ -696,10 +701,9 @@ impl Sockets {
     fn update_backpressure(&mut self, h: HConn) {
         let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
         let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
-        let blocked = self
-            .conns
-            .get(&h)
-            .is_some_and(|e| e.queue.len() >= max_msgs || e.queue.bytes() >= max_bytes);
+        let backlog = self.conns.get(&h).map(|e| (e.queue.len(), e.queue.bytes()));
+        let blocked = backlog.is_some_and(|(n, b)| n >= max_msgs || b >= max_bytes);
+        self.pause.on_read(&h, backlog, (max_msgs, max_bytes));
         if let Some(c) = self.connection_mut(h) {
             c.set_recv_blocked(blocked);
         }
@@ -851,6 +855,7 @@ impl Sockets {
             return;
         };
         let was_empty = e.queue.len() == 0;
+        let was_full = e.queue.len() >= max_msgs || e.queue.bytes() >= max_bytes;
         for m in msgs.drain(..) {
             let over = e.queue.len() + 1 > max_msgs || e.queue.bytes() + m.data.len() > max_bytes;
             // Reliable data in an accepted packet is already acknowledged: kept past the
@@ -880,6 +885,9 @@ impl Sockets {
                 conn: h,
                 poll_group: e.poll_group,
             });
+        }
+        if !was_full && (e.queue.len() >= max_msgs || e.queue.bytes() >= max_bytes) {
+            self.pause.on_full(now, &h);
         }
         self.update_backpressure(h);
     }
@@ -961,12 +969,20 @@ impl Sockets {
             .flatten()
             .filter_map(|p| p.endpoint.poll_timeout());
         let linger = self.lingering.iter().map(|l| l.deadline);
-        ports.chain(linger).min()
+        ports.chain(linger).chain(self.pause.deadline()).min()
+    }
+
+    /// Whether a connection's backlog just filled and the application is draining it: the
+    /// driver should leave datagrams in the kernel's buffer until this turns false (at most
+    /// [`crate::receive_pause::MAX_PAUSE`]).
+    pub fn receive_paused(&self) -> bool {
+        self.pause.is_paused()
     }
 
     /// Runs every port's due timers, and ends lingering closes that are done or out of time.
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.latest = self.latest.max(now);
+        self.pause.on_timeout(now);
         self.prune_p2p(now);
         for i in 0..self.ports.len() {
             if let Some(p) = self.port_mut(i) {

@@ -1,6 +1,7 @@
-//! A short pause in reading the socket when a session's receive backlog fills, so a flood
-//! of unreliable messages waits in the kernel's buffer for the application instead of being
-//! dropped at the backlog's limit.
+//! A short pause in reading the socket when a receive backlog fills (a session's in the
+//! messages model, a connection's in the connection API), so a flood of unreliable messages
+//! waits in the kernel's buffer for the application instead of being dropped at the
+//! backlog's limit.
 //!
 //! The application drains its queues on its own thread, which learns of new messages only
 //! after a thread hand-off. Meanwhile the I/O side decodes datagrams much faster: with the
@@ -8,7 +9,7 @@
 //! a few dozen datagrams and the rest were dropped, while the application had CPU to spare
 //! and the kernel's buffer (4 MiB) was nearly empty. So when a session's backlog becomes
 //! full, the endpoint asks its driver to stop reading for at most [`MAX_PAUSE`]; the pause
-//! ends as soon as the application has read that session down to half its limit.
+//! ends as soon as the application has read that backlog down to half its limit.
 //!
 //! The pause is bounded so that one peer (or an application that never reads a channel)
 //! cannot hold up every other peer's datagrams for long: a backlog that stays full pauses
@@ -17,22 +18,28 @@
 
 use std::time::Duration;
 
-use crate::identity::Identity;
 use crate::time::Timestamp;
 
 /// Longest a pause lasts.
 pub const MAX_PAUSE: Duration = Duration::from_millis(5);
 
-/// The endpoint's receive pause, if one is in force.
-#[derive(Debug, Default)]
-pub(super) struct ReceivePause {
-    /// Until when, and for which peer's backlog.
-    active: Option<(Timestamp, Identity)>,
+/// The endpoint's receive pause, if one is in force, for the backlog named by a `K` (a
+/// peer's identity, a connection's handle).
+#[derive(Debug)]
+pub struct ReceivePause<K> {
+    /// Until when, and for which backlog.
+    active: Option<(Timestamp, K)>,
 }
 
-impl ReceivePause {
+impl<K> Default for ReceivePause<K> {
+    fn default() -> Self {
+        Self { active: None }
+    }
+}
+
+impl<K: PartialEq + Clone> ReceivePause<K> {
     /// `peer`'s backlog just became full at `now`: pause, unless a pause is already in force.
-    pub fn on_full(&mut self, now: Timestamp, peer: &Identity) {
+    pub fn on_full(&mut self, now: Timestamp, peer: &K) {
         if self.active.is_none() {
             self.active = Some((now + MAX_PAUSE, peer.clone()));
         }
@@ -40,12 +47,7 @@ impl ReceivePause {
 
     /// `peer` was read down to `count` messages and `bytes` bytes against the limits: the
     /// pause ends once it is at half of them (or the peer is gone: `None`).
-    pub fn on_read(
-        &mut self,
-        peer: &Identity,
-        backlog: Option<(usize, usize)>,
-        limits: (usize, usize),
-    ) {
+    pub fn on_read(&mut self, peer: &K, backlog: Option<(usize, usize)>, limits: (usize, usize)) {
         let Some((_, paused_for)) = &self.active else {
             return;
         };
@@ -80,6 +82,7 @@ impl ReceivePause {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identity::Identity;
     use std::net::SocketAddr;
 
     fn peer(port: u16) -> Identity {
@@ -92,7 +95,7 @@ mod tests {
 
     #[test]
     fn a_pause_ends_when_the_backlog_is_half_read_or_its_time_is_up() {
-        let mut p = ReceivePause::default();
+        let mut p = ReceivePause::<Identity>::default();
         assert!(!p.is_paused());
         p.on_full(ms(1), &peer(1));
         assert!(p.is_paused());
