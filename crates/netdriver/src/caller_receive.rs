@@ -31,9 +31,9 @@ use netcore::time::Timestamp;
 
 use crate::driver::{queue_events, Driver, RecvBufs, State};
 
-/// How long the application's thread leaves reading to the task after a full receive batch
-/// (by either thread): under a flood, the task decodes while that thread consumes, in
-/// parallel. Each full batch the task reads extends it.
+/// How long the application's thread leaves reading to the task after a flood's receive
+/// batch (`RecvBufs::flood`, by either thread): under a flood, the task decodes while that thread consumes, in
+/// parallel. Each such batch the task reads extends it.
 pub(crate) const FLOOD_HANDOFF: Duration = Duration::from_millis(5);
 use crate::io::Io;
 use crate::protocol::Protocol;
@@ -189,7 +189,7 @@ impl<P: Protocol> Driver<P> {
             }
             socket.io.caller.mark_read(sh.now());
             // One batch per poll callback: timers and the application's own work get their
-            // turn between batches, and a full one hands reading to the task (below).
+            // turn between batches, and a flood's hands reading to the task (below).
             let Ok(n) = bufs.recv_now(&socket.io) else {
                 break 'round false;
             };
@@ -213,7 +213,7 @@ impl<P: Protocol> Driver<P> {
                 st.paused = true;
                 break 'round true;
             }
-            if bufs.full(n) {
+            if bufs.flood(n) {
                 // A flood: decoding it on the driver thread while this one consumes is
                 // faster than doing both here. Hand it over until it has eased.
                 st.flood_until = Some(now + FLOOD_HANDOFF);

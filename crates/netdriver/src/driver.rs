@@ -40,6 +40,8 @@ use netcore::time::Timestamp;
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
 const RECV_SLOT: usize = 65_536;
+/// Datagrams in one receive batch that make it a flood's (see [`RecvBufs::flood`]).
+const FLOOD_BATCH: usize = 8;
 /// Longest `close()` lingers for reliable data to be acknowledged before freeing the socket.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Longest the final goodbyes wait for socket buffer space.
@@ -759,6 +761,12 @@ impl RecvBufs {
         n >= self.slots
     }
 
+    /// Whether a batch of `n` is a flood's: more than a request or a tick's few, so the
+    /// application's thread leaves reading to the task (`caller_receive::FLOOD_HANDOFF`).
+    pub(crate) fn flood(&self, n: usize) -> bool {
+        n >= FLOOD_BATCH
+    }
+
     /// Each datagram of the first `n` slots with its sender.
     pub(crate) fn datagrams(&self, n: usize, mut f: impl FnMut(SocketAddr, &[u8])) {
         for (i, meta) in self.metas.iter().take(n).enumerate() {
@@ -810,7 +818,7 @@ fn receive_batches<P: Protocol>(
             return false;
         }
         let mut st = guard;
-        if bufs.full(n) {
+        if bufs.flood(n) {
             // A flood: the application's thread keeps leaving the reading here.
             st.flood_until = Some(now + crate::caller_receive::FLOOD_HANDOFF);
         }
