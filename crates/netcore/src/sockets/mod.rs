@@ -701,8 +701,9 @@ impl Sockets {
     fn update_backpressure(&mut self, h: HConn) {
         let max_msgs = usize::try_from(self.config.recv_buffer_messages).unwrap_or(usize::MAX);
         let max_bytes = usize::try_from(self.config.recv_buffer_size).unwrap_or(usize::MAX);
-        let backlog = self.conns.get(&h).map(|e| (e.queue.len(), e.queue.bytes()));
-        let blocked = backlog.is_some_and(|(n, b)| n >= max_msgs || b >= max_bytes);
+        let queue = self.conns.get(&h).map(|e| &e.queue);
+        let blocked = queue.is_some_and(|q| q.at_limit(max_msgs, max_bytes));
+        let backlog = queue.map(|q| (q.len(), q.bytes()));
         self.pause.on_read(&h, backlog, (max_msgs, max_bytes));
         if let Some(c) = self.connection_mut(h) {
             c.set_recv_blocked(blocked);
@@ -855,7 +856,7 @@ impl Sockets {
             return;
         };
         let was_empty = e.queue.len() == 0;
-        let was_full = e.queue.len() >= max_msgs || e.queue.bytes() >= max_bytes;
+        let was_full = e.queue.at_limit(max_msgs, max_bytes);
         for m in msgs.drain(..) {
             let over = e.queue.len() + 1 > max_msgs || e.queue.bytes() + m.data.len() > max_bytes;
             // Reliable data in an accepted packet is already acknowledged: kept past the
@@ -886,7 +887,7 @@ impl Sockets {
                 poll_group: e.poll_group,
             });
         }
-        if !was_full && (e.queue.len() >= max_msgs || e.queue.bytes() >= max_bytes) {
+        if !was_full && e.queue.at_limit(max_msgs, max_bytes) {
             self.pause.on_full(now, &h);
         }
         self.update_backpressure(h);

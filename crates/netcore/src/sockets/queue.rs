@@ -79,4 +79,10 @@ impl RecvQueue {
     pub fn bytes(&self) -> usize {
         self.bytes
     }
+
+    /// Whether the queue holds `max_msgs` messages or `max_bytes` bytes (its connection
+    /// refuses more reliable data, and its filling pauses reading).
+    pub fn at_limit(&self, max_msgs: usize, max_bytes: usize) -> bool {
+        self.len() >= max_msgs || self.bytes >= max_bytes
+    }
 }
