@@ -32,7 +32,7 @@ use netcore::time::Timestamp;
 use crate::driver::{queue_events, Driver, RecvBufs, State};
 
 /// How long the application's thread leaves reading to the task after a flood's receive
-/// batch (`RecvBufs::flood`, by either thread): under a flood, the task decodes while that thread consumes, in
+/// batch (`State::note_batch`, by either thread): under a flood, the task decodes while that thread consumes, in
 /// parallel. Each such batch the task reads extends it.
 pub(crate) const FLOOD_HANDOFF: Duration = Duration::from_millis(5);
 use crate::io::Io;
@@ -213,10 +213,9 @@ impl<P: Protocol> Driver<P> {
                 st.paused = true;
                 break 'round true;
             }
-            if bufs.flood(n) {
+            if st.note_batch(now, n, bufs.bytes(n)) {
                 // A flood: decoding it on the driver thread while this one consumes is
                 // faster than doing both here. Hand it over until it has eased.
-                st.flood_until = Some(now + FLOOD_HANDOFF);
                 break 'round true;
             }
             false

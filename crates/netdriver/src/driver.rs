@@ -40,8 +40,12 @@ use netcore::time::Timestamp;
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
 const RECV_SLOT: usize = 65_536;
-/// Datagrams in one receive batch that make it a flood's (see [`RecvBufs::flood`]).
+/// Datagrams in one receive batch that make it a flood's ([`State::note_batch`]).
 const FLOOD_BATCH: usize = 8;
+/// Bytes received within [`FLOOD_WINDOW`] that make it a flood (many small messages pack
+/// into few datagrams); a ping-pong or a game's ticks stay far below.
+const FLOOD_BYTES: usize = 16 * 1024;
+const FLOOD_WINDOW: Duration = Duration::from_millis(1);
 /// Longest `close()` lingers for reliable data to be acknowledged before freeing the socket.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Longest the final goodbyes wait for socket buffer space.
@@ -145,9 +149,32 @@ pub(crate) struct State<P: Protocol> {
     /// Until when the application's thread leaves reading to the task: a full receive batch
     /// was seen (`caller_receive::FLOOD_HANDOFF`).
     pub(crate) flood_until: Option<Timestamp>,
+    /// Since when, and how many bytes were received since (either thread).
+    read_window: (Timestamp, usize),
 }
 
 impl<P: Protocol> State<P> {
+    /// Counts a receive batch (`datagrams`, `bytes`); whether it is a flood's (a batch of
+    /// [`FLOOD_BATCH`] or more, or [`FLOOD_BYTES`] within [`FLOOD_WINDOW`]): then the
+    /// application's thread leaves reading to the task for
+    /// [`FLOOD_HANDOFF`](crate::caller_receive::FLOOD_HANDOFF).
+    pub(crate) fn note_batch(&mut self, now: Timestamp, datagrams: usize, bytes: usize) -> bool {
+        let window = u64::try_from(FLOOD_WINDOW.as_micros()).unwrap_or(u64::MAX);
+        if now
+            .as_micros()
+            .saturating_sub(self.read_window.0.as_micros())
+            > window
+        {
+            self.read_window = (now, 0);
+        }
+        self.read_window.1 = self.read_window.1.saturating_add(bytes);
+        let flood = datagrams >= FLOOD_BATCH || self.read_window.1 >= FLOOD_BYTES;
+        if flood {
+            self.flood_until = Some(now + crate::caller_receive::FLOOD_HANDOFF);
+        }
+        flood
+    }
+
     /// Whether the task must wake after a caller changed the state on its own thread:
     /// something is due before the deadline the task sleeps until (a retransmission timer, a
     /// paced packet) or an event waits.
@@ -300,6 +327,7 @@ impl<P: Protocol> Driver<P> {
                 paused: false,
                 held: Held::default(),
                 flood_until: None,
+                read_window: (Timestamp::from_micros(0), 0),
             }),
             tx: SpinThenPark::new(Tx::new()),
             ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
@@ -761,10 +789,9 @@ impl RecvBufs {
         n >= self.slots
     }
 
-    /// Whether a batch of `n` is a flood's: more than a request or a tick's few, so the
-    /// application's thread leaves reading to the task (`caller_receive::FLOOD_HANDOFF`).
-    pub(crate) fn flood(&self, n: usize) -> bool {
-        n >= FLOOD_BATCH
+    /// The bytes of the first `n` slots.
+    pub(crate) fn bytes(&self, n: usize) -> usize {
+        self.metas.iter().take(n).map(|m| m.len).sum()
     }
 
     /// Each datagram of the first `n` slots with its sender.
@@ -818,10 +845,8 @@ fn receive_batches<P: Protocol>(
             return false;
         }
         let mut st = guard;
-        if bufs.flood(n) {
-            // A flood: the application's thread keeps leaving the reading here.
-            st.flood_until = Some(now + crate::caller_receive::FLOOD_HANDOFF);
-        }
+        // A flood: the application's thread keeps leaving the reading here.
+        st.note_batch(now, n, bufs.bytes(n));
         if !bufs.full(n) {
             // Drained: the events go out at the end of the wake-up, after the answers
             // (acks) are sent, so the application does not wake into a held lock.
