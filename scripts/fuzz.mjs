@@ -94,29 +94,47 @@ function runTarget(target, o) {
     const child = spawn('cargo', args, { cwd: crate, stdio: ['ignore', 'pipe', 'pipe'], env });
     let tail = '';
     const stats = { target, executions: null, execPerSec: null, edges: null, features: null, corpus: null, crashes: 0 };
-    const onData = (chunk) => {
-      const text = chunk.toString();
-      tail = (tail + text).slice(-20000);
-      for (const line of text.split('\n')) {
-        // libFuzzer status lines: "#123456 pulse  cov: 812 ft: 2301 corp: 190/12Kb exec/s: 9000 ..."
-        const m = /^#(\d+)\s+\S+\s+cov: (\d+) ft: (\d+) corp: (\d+)\/\S+(?:.*exec\/s: (\d+))?/.exec(line);
-        if (m) {
-          stats.executions = Number(m[1]);
-          stats.edges = Number(m[2]);
-          stats.features = Number(m[3]);
-          stats.corpus = Number(m[4]);
-          if (m[5]) stats.execPerSec = Number(m[5]);
-        }
-        const s = /^stat::number_of_executed_units: (\d+)/.exec(line);
-        if (s) stats.executions = Number(s[1]);
-        const r = /^stat::average_exec_per_sec:\s+(\d+)/.exec(line);
-        if (r) stats.execPerSec = Number(r[1]);
+    const onLine = (line) => {
+      // libFuzzer status lines: "#123456 pulse  cov: 812 ft: 2301 corp: 190/12Kb exec/s: 9000 ..."
+      const m = /^#(\d+)\s+\S+\s+cov: (\d+) ft: (\d+) corp: (\d+)\/\S+(?:.*exec\/s: (\d+))?/.exec(line);
+      if (m) {
+        stats.executions = Number(m[1]);
+        stats.edges = Number(m[2]);
+        stats.features = Number(m[3]);
+        stats.corpus = Number(m[4]);
+        if (m[5]) stats.execPerSec = Number(m[5]);
       }
-      process.stderr.write(text.split('\n').filter((l) => /^#\d+\s+(INITED|DONE|NEW|REDUCE|pulse)|==\d+==|panicked|SUMMARY|Test unit written/.test(l)).map((l) => `[${target}] ${l}\n`).join(''));
+      const s = /^stat::number_of_executed_units: (\d+)/.exec(line);
+      if (s) stats.executions = Number(s[1]);
+      const r = /^stat::average_exec_per_sec:\s+(\d+)/.exec(line);
+      if (r) stats.execPerSec = Number(r[1]);
+      if (/^#\d+\s+(INITED|DONE|NEW|REDUCE|pulse)|==\d+==|panicked|SUMMARY|Test unit written/.test(line)) process.stderr.write(`[${target}] ${line}\n`);
     };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
+    // libFuzzer writes a status line in several pieces, so a chunk may end mid-line: each
+    // stream keeps its unfinished line until the rest arrives.
+    const reader = () => {
+      let pending = '';
+      return {
+        data: (chunk) => {
+          const text = chunk.toString();
+          tail = (tail + text).slice(-20000);
+          const lines = (pending + text).split('\n');
+          pending = lines.pop() ?? '';
+          for (const line of lines) onLine(line);
+        },
+        end: () => {
+          if (pending) onLine(pending);
+          pending = '';
+        },
+      };
+    };
+    const out = reader();
+    const err = reader();
+    child.stdout.on('data', out.data);
+    child.stderr.on('data', err.data);
     child.on('close', (code) => {
+      out.end();
+      err.end();
       const found = readdirSync(artifacts).filter((f) => !before.has(f));
       stats.crashes = found.length;
       stats.artifacts = found.map((f) => path.relative(root, path.join(artifacts, f)));
