@@ -10,11 +10,30 @@ mod memo {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    /// Entries kept before the table starts over (bounded memory).
+    /// Entries in one generation of the table (bounded memory: two generations at most).
     const MAX_ENTRIES: usize = 4096;
 
+    /// Two generations: lookups try the young one, then the old one (a hit there moves the
+    /// entry to the young one); when the young one is full it becomes the old one. Mutated
+    /// handshakes make a new entry each, so a table that started over when full would also
+    /// drop the genuine handshake's entries, which nearly every input uses: here those stay.
+    #[derive(Default)]
+    struct Memo {
+        young: HashMap<Vec<u8>, Box<dyn Any>>,
+        old: HashMap<Vec<u8>, Box<dyn Any>>,
+    }
+
     thread_local! {
-        static MEMO: RefCell<HashMap<Vec<u8>, Box<dyn Any>>> = RefCell::new(HashMap::new());
+        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    impl Memo {
+        fn insert(&mut self, key: Vec<u8>, v: Box<dyn Any>) {
+            if self.young.len() >= MAX_ENTRIES {
+                self.old = std::mem::take(&mut self.young);
+            }
+            self.young.insert(key, v);
+        }
     }
 
     pub fn cached<V: Clone + 'static>(
@@ -28,22 +47,20 @@ mod memo {
             key.extend_from_slice(p);
         }
         let hit = MEMO.with(|m| {
-            m.borrow()
-                .get(&key)
-                .and_then(|v| v.downcast_ref::<V>())
-                .cloned()
+            let mut m = m.borrow_mut();
+            if let Some(v) = m.young.get(&key) {
+                return v.downcast_ref::<V>().cloned();
+            }
+            let v = m.old.remove(&key)?;
+            let hit = v.downcast_ref::<V>().cloned();
+            m.insert(key.clone(), v);
+            hit
         });
         if let Some(v) = hit {
             return v;
         }
         let v = compute();
-        MEMO.with(|m| {
-            let mut m = m.borrow_mut();
-            if m.len() >= MAX_ENTRIES {
-                m.clear();
-            }
-            m.insert(key, Box::new(v.clone()));
-        });
+        MEMO.with(|m| m.borrow_mut().insert(key, Box::new(v.clone())));
         v
     }
 }

@@ -7,10 +7,12 @@
 //! endpoint. With a bucket empty the datagram is dropped unanswered and counted; the
 //! connecting side resends, so a legitimate client only waits.
 //!
-//! State is a fixed table of [`SOURCE_BUCKETS`] buckets, chosen by a keyed hash of the source
-//! IP, allocated once, on first use (an endpoint that only dials out never needs one, and a
-//! process may hold thousands of such endpoints): a flood from any number of (spoofed)
-//! sources cannot grow it. Sources
+//! State is a table of [`SOURCE_BUCKETS`] buckets, chosen by a keyed hash of the source IP,
+//! allocated in chunks of [`CHUNK`] buckets as sources land in them (an endpoint that only
+//! dials out never needs one, one that answers a few sources holds a few chunks, and a
+//! process may hold thousands of endpoints; a copy of one, as the fuzz harness makes per
+//! input, copies only the chunks in use): a flood from any number of (spoofed) sources cannot
+//! grow it past the whole table. Sources
 //! whose hashes collide share a bucket; the key is secret, so an attacker cannot aim at a
 //! chosen victim's bucket except by spoofing that victim's own address.
 
@@ -23,6 +25,13 @@ use crate::time::Timestamp;
 
 /// Buckets in the per-source table (a power of two).
 pub const SOURCE_BUCKETS: usize = 4096;
+/// Buckets allocated together (a power of two dividing [`SOURCE_BUCKETS`]).
+pub const CHUNK: usize = 64;
+/// Chunks in the table.
+const CHUNKS: usize = SOURCE_BUCKETS / CHUNK;
+
+/// The per-source table: each chunk allocated on first use.
+type Table = [Option<Box<[State; CHUNK]>>; CHUNKS];
 
 /// One token bucket's shape: how many answers at once, and how many per second after that.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -130,8 +139,8 @@ pub struct Limiter {
     limits: RateLimits,
     k0: u64,
     k1: u64,
-    /// Allocated by the first check.
-    sources: Option<Box<[State]>>,
+    /// Allocated by the first check, its chunks as sources hash into them.
+    sources: Option<Box<Table>>,
     global: State,
 }
 
@@ -191,8 +200,12 @@ impl Limiter {
         // The source's bucket first: one noisy source must not drain the global budget.
         let sources = self
             .sources
-            .get_or_insert_with(|| vec![State::default(); SOURCE_BUCKETS].into_boxed_slice());
-        let Some(bucket) = sources.get_mut(slot) else {
+            .get_or_insert_with(|| Box::new(std::array::from_fn(|_| None)));
+        let Some(chunk) = sources.get_mut(slot / CHUNK) else {
+            return Verdict::SourceLimited;
+        };
+        let chunk = chunk.get_or_insert_with(|| Box::new([State::default(); CHUNK]));
+        let Some(bucket) = chunk.get_mut(slot % CHUNK) else {
             return Verdict::SourceLimited;
         };
         if !bucket.take(self.limits.per_source, now) {
@@ -211,9 +224,13 @@ impl Limiter {
         self.sources = None;
     }
 
-    /// Bytes of state held: fixed once the first check allocated the table.
+    /// Bytes of state held: at most the whole table, whatever the number of sources.
     pub fn state_bytes(&self) -> usize {
-        self.sources.as_deref().map_or(0, std::mem::size_of_val) + std::mem::size_of::<Self>()
+        let table = self.sources.as_deref().map_or(0, |t| {
+            std::mem::size_of::<Table>()
+                + t.iter().flatten().count() * std::mem::size_of::<[State; CHUNK]>()
+        });
+        table + std::mem::size_of::<Self>()
     }
 }
 
@@ -328,22 +345,27 @@ mod tests {
     }
 
     #[test]
-    fn state_is_fixed_whatever_the_number_of_sources() {
+    fn state_is_bounded_whatever_the_number_of_sources() {
         let mut l = Limiter::new(RateLimits::default(), [1; 16]);
         assert!(
             l.state_bytes() < 1024,
             "nothing allocated before the first check"
         );
         l.check(SocketAddr::from(([1, 2, 3, 4], 5)), Timestamp::ZERO);
-        let before = l.state_bytes();
+        let one = l.state_bytes();
+        assert!(one < 4 * 1024, "one source holds one chunk: {one} bytes");
         for i in 0..200_000u32 {
             l.check(
                 SocketAddr::from((i.wrapping_mul(2_654_435_761).to_be_bytes(), 7)),
                 Timestamp::from_micros(u64::from(i)),
             );
         }
-        assert_eq!(l.state_bytes(), before);
-        assert!(before < 128 * 1024, "{before} bytes");
+        let full = l.state_bytes();
+        let whole = std::mem::size_of::<Table>()
+            + SOURCE_BUCKETS * std::mem::size_of::<State>()
+            + std::mem::size_of::<Limiter>();
+        assert_eq!(full, whole, "every chunk in use, and no more");
+        assert!(full < 128 * 1024, "{full} bytes");
     }
 
     #[test]

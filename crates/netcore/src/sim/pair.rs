@@ -131,6 +131,8 @@ pub type Tap = Box<dyn FnMut(Direction, &mut Vec<Datagram>)>;
 struct Flight {
     bufs: Vec<Datagram>,
     len: usize,
+    /// The flight as the tap sees it (reused, so a tapped round allocates nothing).
+    tapped: Vec<Datagram>,
 }
 
 impl Flight {
@@ -203,10 +205,11 @@ impl<NA: Wired, NB: Wired> Pair<NA, NB> {
             Direction::BtoA => flight.collect(&mut self.b, now),
         };
         if let Some(tap) = &mut self.tap {
-            let mut owned: Vec<Datagram> = flight.bufs.drain(..flight.len).collect();
-            tap(dir, &mut owned);
-            flight.len = owned.len();
-            flight.bufs.splice(0..0, owned);
+            flight.tapped.clear();
+            flight.tapped.extend(flight.bufs.drain(..flight.len));
+            tap(dir, &mut flight.tapped);
+            flight.len = flight.tapped.len();
+            flight.bufs.splice(0..0, flight.tapped.drain(..));
         }
         let to: &mut dyn Wired = match dir {
             Direction::AtoB => &mut self.b,
