@@ -692,6 +692,7 @@ async function ppClient() {
       lost,
       p50Us: q(0.5),
       p99Us: q(0.99),
+      p999Us: q(0.999),
       meanUs: samples.reduce((a, b) => a + b, 0) / Math.max(1, samples.length),
       maxUs: samples.length ? samples[samples.length - 1] : 0,
     });

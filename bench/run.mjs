@@ -64,10 +64,23 @@ function killAll() {
 process.on('exit', killAll);
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
 
+// `<impl>+driver-receive`: the same implementation with every datagram read on the driver
+// thread (NETMESSAGES_JS_RECEIVE=0 in the child's environment), to compare with reading on
+// the JS thread (docs/ARCHITECTURE.md, "Receive path"). `--driver-receive` adds these
+// variants to every scenario.
+const DRIVER_RECEIVE = '+driver-receive';
+const driverReceive = flag('driver-receive');
+function splitDriverReceive(name) {
+  return name.endsWith(DRIVER_RECEIVE) ? { name: name.slice(0, -DRIVER_RECEIVE.length), off: true } : { name, off: false };
+}
+
 function spawn(role, opts, execArgv = []) {
   const timeoutMs = opts.timeoutMs ?? 60000;
-  const child = fork(CHILD, [role, JSON.stringify({ ...opts, timeoutMs })], {
+  const { name, off } = splitDriverReceive(opts.impl ?? '');
+  const env = off ? { ...process.env, NETMESSAGES_JS_RECEIVE: '0' } : process.env;
+  const child = fork(CHILD, [role, JSON.stringify({ ...opts, impl: opts.impl === undefined ? undefined : name, timeoutMs })], {
     execArgv,
+    env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   live.add(child);
@@ -153,10 +166,12 @@ const VARIANTS = {
   'netsockets-fast': { impl: 'netsockets', config: FAST },
   netsockets: { impl: 'netsockets', config: {} },
 };
-function resolveImpl(name) {
+function resolveImpl(full) {
+  const { name, off } = splitDriverReceive(full);
+  const suffix = off ? DRIVER_RECEIVE : '';
   const v = VARIANTS[name];
-  if (v === undefined) return { impl: name, config: nmConfig, batch: false };
-  return { impl: v.impl, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true, bufferApi: v.bufferApi === true };
+  if (v === undefined) return { impl: name + suffix, config: nmConfig, batch: false };
+  return { impl: v.impl + suffix, config: { ...v.config, ...(nmConfig ?? {}) }, batch: v.batch === true, bufferApi: v.bufferApi === true };
 }
 
 async function throughput(name, o) {
@@ -441,6 +456,7 @@ const scenarios = [
     metrics: [
       { key: 'p50Us', label: 'RTT p50', unit: 'µs', better: 'lower' },
       { key: 'p99Us', label: 'RTT p99', unit: 'µs', better: 'lower' },
+      { key: 'p999Us', label: 'RTT p99.9', unit: 'µs', better: 'lower' },
     ],
     async run(impl) {
       return pingPong(impl, { size: 32 });
@@ -562,7 +578,9 @@ async function main() {
     if (only && !only.includes(sc.id)) continue;
     const entry = { id: sc.id, title: sc.title, subject: sc.subject, variants: [], baselines: [], metrics: sc.metrics, runs: {}, notes: [] };
     const ctx = { note: (n) => entry.notes.push(n) };
-    const variants = sc.variants ?? [];
+    const variants = [...(sc.variants ?? [])];
+    if (driverReceive && sc.subject === 'netmessages')
+      variants.push(...[sc.subject, ...(sc.variants ?? [])].map((v) => v + DRIVER_RECEIVE));
     for (const impl of [sc.subject, ...variants, ...sc.baselines]) {
       if (smokeImpls && !smokeImpls.has(impl)) continue;
       if (variants.includes(impl)) entry.variants.push(impl);

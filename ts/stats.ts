@@ -61,6 +61,11 @@ export interface EndpointStats {
   sessionsReceiveBlocked: number;
   /** Messages received and not read yet, all channels. */
   messagesQueued: number;
+  /**
+   * Of `datagramsReceived`, those read on the JavaScript thread itself (while it is idle),
+   * not handed over by the driver thread (docs/ARCHITECTURE.md, "Receive path").
+   */
+  datagramsReceivedOnJsThread: number;
 }
 
 /** A channel's unread messages in one session. */
@@ -167,6 +172,7 @@ export function toEndpointStats(n: NativeEndpointStatsInfo): EndpointStats {
     sessionsByState: byState,
     sessionsReceiveBlocked: n.sessionsReceiveBlocked,
     messagesQueued: n.messagesQueued,
+    datagramsReceivedOnJsThread: n.datagramsReceivedOnJsThread,
   };
 }
 
@@ -191,6 +197,7 @@ const METRICS: ReadonlyArray<[keyof EndpointStats, string, 'counter' | 'gauge', 
   ['receiveStalls', 'receive_stalls_total', 'counter', 'Times a session receive backlog filled up.'],
   ['sessionsReceiveBlocked', 'sessions_receive_blocked', 'gauge', 'Sessions whose receive backlog is full.'],
   ['messagesQueued', 'messages_queued', 'gauge', 'Messages received and not read yet.'],
+  ['datagramsReceivedOnJsThread', 'datagrams_received_on_js_thread_total', 'counter', 'Datagrams read on the JavaScript thread.'],
 ];
 
 function labelText(labels: Record<string, string>): string {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -11,9 +12,10 @@ use netcore::Identity;
 use netdriver::EndpointHandle;
 
 use crate::config::{config_map, entries, problem, ConfigProblem};
-use crate::events::{EventFn, JsSink, NativeEvent};
+use crate::events::{MessagesSink, NativeEvent};
 use crate::receive_batch;
 use crate::security::{identity, security, SecurityOptions};
+use crate::uv_reader::{self, Reader};
 
 /// Why a socket could not be bound, shaped as Node's `dgram` errors are.
 #[napi(object)]
@@ -145,6 +147,8 @@ pub struct NativeEndpointStats {
     pub sessions_receive_blocked: u32,
     /// Messages waiting to be read, all channels.
     pub messages_queued: f64,
+    /// Of the datagrams received, those read on the JS thread (`uv_reader.rs`).
+    pub datagrams_received_on_js_thread: f64,
 }
 
 /// A snapshot of one session.
@@ -271,6 +275,7 @@ fn session_info(s: netcore::messages::SessionInfo) -> NativeSessionInfo {
 /// [`BindFailure`], so the TS layer can raise the error Node's `dgram` would.
 #[napi]
 pub fn bind_endpoint(
+    env: Env,
     bind: Option<String>,
     config: HashMap<String, f64>,
     options: SecurityOptions,
@@ -279,32 +284,49 @@ pub fn bind_endpoint(
     let mut cfg = Config::default();
     cfg.apply(&entries(config))
         .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
-    let tsfn: EventFn = on_events
-        .build_threadsafe_function()
-        .callee_handled::<false>()
-        .build()?;
     let security = security(options)?;
-    let sink = Arc::new(JsSink::new(tsfn));
+    let (on_wake, slot) = uv_reader::sync_on_wake();
+    let sink = Arc::new(MessagesSink::new(&on_events, on_wake)?);
     let sink_dyn: Arc<
         dyn netdriver::EventSink<netcore::p2p::layer::LayerEvent<netcore::messages::Event>>,
     > = sink.clone();
-    match EndpointHandle::bind(bind.as_deref(), cfg, security, sink_dyn) {
-        Ok(inner) => Ok(Either::A(NativeEndpoint { inner, sink })),
-        Err(e) => Ok(Either::B(bind_failure(e))),
-    }
+    let inner = match EndpointHandle::bind(bind.as_deref(), cfg, security, sink_dyn) {
+        Ok(inner) => Arc::new(inner),
+        Err(e) => return Ok(Either::B(bind_failure(e))),
+    };
+    let reader = Reader::new(
+        env.raw(),
+        on_events.raw(),
+        uv_reader::reader_source(&inner, Arc::clone(&sink)),
+    )?;
+    uv_reader::fill_slot(&slot, &reader);
+    Ok(Either::A(NativeEndpoint {
+        reader,
+        inner,
+        sink,
+    }))
 }
 
 /// One bound endpoint.
 #[napi]
 pub struct NativeEndpoint {
-    inner: EndpointHandle,
-    sink: Arc<JsSink>,
+    // Before `inner`: dropped first, so the polls stop before the driver can free the socket.
+    reader: Option<Rc<Reader>>,
+    inner: Arc<EndpointHandle>,
+    sink: Arc<MessagesSink>,
 }
 
 impl NativeEndpoint {
     /// The driver's handle (for `p2p.rs`).
     pub(crate) fn handle(&self) -> &EndpointHandle {
         &self.inner
+    }
+
+    /// Re-checks which sockets the JS thread polls (a socket opened, knobs changed).
+    pub(crate) fn sync_reader(&self) {
+        if let Some(r) = &self.reader {
+            r.sync();
+        }
     }
 }
 
@@ -313,6 +335,9 @@ impl NativeEndpoint {
     /// Whether the endpoint keeps the event loop alive (`ref()` / `unref()`).
     #[napi]
     pub fn set_ref(&self, env: Env, keep_alive: bool) -> Result<()> {
+        if let Some(r) = &self.reader {
+            r.set_ref(keep_alive);
+        }
         self.sink.set_ref(&env, keep_alive)
     }
 
@@ -382,6 +407,7 @@ impl NativeEndpoint {
                 .collect(),
             sessions_receive_blocked: u32::try_from(r.sessions_receive_blocked).unwrap_or(u32::MAX),
             messages_queued: r.messages_queued as f64,
+            datagrams_received_on_js_thread: self.inner.driver().caller_datagrams() as f64,
         }
     }
 
@@ -560,7 +586,10 @@ impl NativeEndpoint {
     /// Applies configuration changes; returns the problem instead of changing anything.
     #[napi]
     pub fn set_config(&self, values: HashMap<String, f64>) -> Option<ConfigProblem> {
-        self.inner.set_config(&entries(values)).err().map(problem)
+        let r = self.inner.set_config(&entries(values)).err().map(problem);
+        // Fake-network knobs hand reading to the driver thread (and back).
+        self.sync_reader();
+        r
     }
 
     /// The configuration in force.
@@ -576,6 +605,10 @@ impl NativeEndpoint {
         // unreferenced now, it cannot keep the process alive after the close, while the close
         // task itself keeps it alive until the socket is freed.
         self.sink.set_ref(&env, false)?;
+        // The driver reads (and lingers) from here on.
+        if let Some(r) = &self.reader {
+            r.shutdown();
+        }
         Ok(AsyncTask::new(CloseTask(self.inner.close())))
     }
 }

@@ -1,9 +1,11 @@
 //! Driver events to JS: one discriminated union (`type` tells the variant), delivered in
-//! batches through a ThreadsafeFunction, one call per driver wake-up.
+//! batches: synchronously when the JS thread read the datagrams itself (`uv_reader.rs`),
+//! else after a ThreadsafeFunction wake-up, one per driver wake-up.
 
-use std::sync::Mutex;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Function, ToNapiValue};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, Status};
 use napi_derive::napi;
@@ -103,23 +105,47 @@ impl From<Event> for NativeEvent {
     }
 }
 
-/// The JS callback that receives event batches.
-pub type EventFn = ThreadsafeFunction<Vec<NativeEvent>, (), Vec<NativeEvent>, Status, false>;
+/// Events waiting for the JS thread, in the order the protocol produced them (whichever
+/// thread ran it), and the wake-up that tells JS from the driver thread.
+///
+/// Events never travel inside the ThreadsafeFunction's own queue: its call only says "look",
+/// and every delivery (the wake-up's, or the JS thread's own receive in `uv_reader.rs`) takes
+/// the whole queue, so a batch read on the JS thread can never overtake one the driver
+/// read earlier.
+pub struct JsSink<E, N: ToNapiValue + 'static> {
+    queue: Arc<Mutex<Vec<E>>>,
+    wake: Mutex<ThreadsafeFunction<(), (), Vec<N>, Status, false>>,
+}
 
-/// Forwards the driver's event batches to JS.
-pub struct JsSink(Mutex<EventFn>);
+impl<E: Send + 'static, N: ToNapiValue + From<E> + 'static> JsSink<E, N> {
+    /// A sink whose wake-ups call `f` (on the JS thread) with what waits; `on_wake` runs
+    /// first there (the JS-thread reader re-checks its polls).
+    pub fn new(f: &Function<'_, Vec<N>, ()>, on_wake: Rc<dyn Fn()>) -> napi::Result<Self> {
+        let queue: Arc<Mutex<Vec<E>>> = Arc::new(Mutex::new(Vec::new()));
+        let q = Arc::clone(&queue);
+        let wake = f
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .build_callback(move |_ctx| {
+                on_wake();
+                Ok(take(&q).into_iter().map(N::from).collect::<Vec<N>>())
+            })?;
+        Ok(JsSink {
+            queue,
+            wake: Mutex::new(wake),
+        })
+    }
 
-impl JsSink {
-    /// A sink calling `f`.
-    pub fn new(f: EventFn) -> Self {
-        JsSink(Mutex::new(f))
+    /// Takes what waits, converted for JS (on the JS thread).
+    pub fn take(&self) -> Vec<N> {
+        take(&self.queue).into_iter().map(N::from).collect()
     }
 
     /// Whether the endpoint keeps the Node.js event loop alive (as `ref()`/`unref()` on a
     /// socket): while unreferenced, a process with nothing else to do exits.
     #[allow(deprecated)] // refer/unref: napi-rs prefers clones for counting; we need the flag.
     pub fn set_ref(&self, env: &Env, keep_alive: bool) -> napi::Result<()> {
-        let mut f = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut f = self.wake.lock().unwrap_or_else(|p| p.into_inner());
         if keep_alive {
             f.refer(env)
         } else {
@@ -127,6 +153,33 @@ impl JsSink {
         }
     }
 }
+
+fn take<E>(q: &Mutex<Vec<E>>) -> Vec<E> {
+    std::mem::take(&mut *q.lock().unwrap_or_else(|p| p.into_inner()))
+}
+
+impl<E: Send + 'static, N: ToNapiValue + 'static> EventSink<E> for JsSink<E, N> {
+    fn queue(&self, events: Vec<E>) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.is_empty() {
+            *q = events;
+        } else {
+            q.extend(events);
+        }
+    }
+
+    fn wake(&self) {
+        // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
+        // would let a busy JS thread stall the network.
+        self.wake
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .call((), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+}
+
+/// The messages endpoint's sink.
+pub type MessagesSink = JsSink<LayerEvent<Event>, NativeEvent>;
 
 impl From<LayerEvent<Event>> for NativeEvent {
     fn from(e: LayerEvent<Event>) -> Self {
@@ -137,17 +190,5 @@ impl From<LayerEvent<Event>> for NativeEvent {
                 data: data.into(),
             },
         }
-    }
-}
-
-impl EventSink<LayerEvent<Event>> for JsSink {
-    fn emit(&self, events: Vec<LayerEvent<Event>>) {
-        let events = events.into_iter().map(NativeEvent::from).collect();
-        // NonBlocking: the queue is unbounded on the Node side; blocking the driver on JS
-        // would let a busy JS thread stall the network.
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .call(events, ThreadsafeFunctionCallMode::NonBlocking);
     }
 }

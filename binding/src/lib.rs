@@ -17,6 +17,7 @@ mod receive_batch;
 mod security;
 mod sockets;
 mod tables;
+mod uv_reader;
 
 pub use config::{check_config, ConfigProblem};
 pub use endpoint::{bind_endpoint, NativeEndpoint};

@@ -87,9 +87,13 @@ impl NativeEndpoint {
     #[napi]
     pub fn enable_p2p(&self, options: NativeP2pOptions) -> Result<()> {
         let opts = p2p_options(options)?;
-        self.handle()
+        let r = self
+            .handle()
             .enable_p2p(opts)
-            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()));
+        // P2P may open a socket of its own: the JS thread polls it too.
+        self.sync_reader();
+        r
     }
 
     /// A rendezvous blob the signaling service delivered from `from`.

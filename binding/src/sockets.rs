@@ -3,21 +3,23 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 use netcore::config::Config;
 use netcore::connection::Connection;
 use netcore::eresult::EResult;
 use netcore::p2p::layer::LayerEvent;
 use netcore::sockets::{ConnInfo, ConnOptions, SocketsEvent};
-use netdriver::{EventSink, OutgoingToConnection, SocketsHandle};
+use netdriver::{OutgoingToConnection, SocketsHandle};
 
 use crate::config::{config_map, entries, problem, ConfigProblem};
+use crate::events::JsSink;
 use crate::receive_batch;
 use crate::security::{security, SecurityOptions};
+use crate::uv_reader::{reader_source, Reader};
 
 /// A connection's details (Steam's `SteamNetConnectionInfo_t`).
 #[napi(object)]
@@ -134,34 +136,26 @@ pub enum NativeSocketsEvent {
     },
 }
 
-type SocketsEventFn =
-    ThreadsafeFunction<Vec<NativeSocketsEvent>, (), Vec<NativeSocketsEvent>, Status, false>;
+type SocketsSink = JsSink<LayerEvent<SocketsEvent>, NativeSocketsEvent>;
 
-struct SocketsSink(SocketsEventFn);
-
-impl EventSink<LayerEvent<SocketsEvent>> for SocketsSink {
-    fn emit(&self, events: Vec<LayerEvent<SocketsEvent>>) {
-        let events = events
-            .into_iter()
-            .map(|e| match e {
-                LayerEvent::Signal { to, data } => NativeSocketsEvent::Signal {
-                    identity: to.to_string(),
-                    data: data.into(),
-                },
-                LayerEvent::Host(SocketsEvent::StatusChanged { conn, info, old }) => {
-                    NativeSocketsEvent::StatusChanged {
-                        conn,
-                        info: conn_info(info),
-                        old_state: old.code(),
-                    }
+impl From<LayerEvent<SocketsEvent>> for NativeSocketsEvent {
+    fn from(e: LayerEvent<SocketsEvent>) -> Self {
+        match e {
+            LayerEvent::Signal { to, data } => NativeSocketsEvent::Signal {
+                identity: to.to_string(),
+                data: data.into(),
+            },
+            LayerEvent::Host(SocketsEvent::StatusChanged { conn, info, old }) => {
+                NativeSocketsEvent::StatusChanged {
+                    conn,
+                    info: conn_info(info),
+                    old_state: old.code(),
                 }
-                LayerEvent::Host(SocketsEvent::Messages { conn, poll_group }) => {
-                    NativeSocketsEvent::Messages { conn, poll_group }
-                }
-            })
-            .collect();
-        // NonBlocking: as for the messages endpoint, JS must never stall the driver.
-        self.0.call(events, ThreadsafeFunctionCallMode::NonBlocking);
+            }
+            LayerEvent::Host(SocketsEvent::Messages { conn, poll_group }) => {
+                NativeSocketsEvent::Messages { conn, poll_group }
+            }
+        }
     }
 }
 
@@ -187,10 +181,19 @@ fn send_result(r: std::result::Result<u64, EResult>) -> f64 {
 /// A connection-API instance.
 #[napi]
 pub struct NativeSockets {
-    inner: SocketsHandle,
+    // Before `inner`: the polls stop before the driver can free a socket.
+    reader: Option<Rc<Reader>>,
+    inner: Arc<SocketsHandle>,
 }
 
 impl NativeSockets {
+    /// Re-checks which sockets the JS thread polls (sockets opened, knobs changed).
+    fn sync_reader(&self) {
+        if let Some(r) = &self.reader {
+            r.sync();
+        }
+    }
+
     /// A dial's options from what JS gave (config values over the instance's).
     fn conn_options(
         &self,
@@ -214,18 +217,20 @@ impl NativeSockets {
     /// Starts an instance; `on_events` receives event batches.
     #[napi(factory)]
     pub fn create(
+        env: Env,
         config: HashMap<String, f64>,
         options: SecurityOptions,
         on_events: Function<'_, Vec<NativeSocketsEvent>, ()>,
     ) -> Result<Self> {
         let cfg = config_with(&Config::default(), config)?;
-        let tsfn: SocketsEventFn = on_events
-            .build_threadsafe_function()
-            .callee_handled::<false>()
-            .build()?;
-        let inner = SocketsHandle::start(cfg, security(options)?, Arc::new(SocketsSink(tsfn)))
-            .map_err(bind_error)?;
-        Ok(NativeSockets { inner })
+        let (on_wake, slot) = crate::uv_reader::sync_on_wake();
+        let sink = Arc::new(SocketsSink::new(&on_events, on_wake)?);
+        let inner =
+            SocketsHandle::start(cfg, security(options)?, sink.clone()).map_err(bind_error)?;
+        let inner = Arc::new(inner);
+        let reader = Reader::new(env.raw(), on_events.raw(), reader_source(&inner, sink))?;
+        crate::uv_reader::fill_slot(&slot, &reader);
+        Ok(NativeSockets { reader, inner })
     }
 
     /// Opens a listen socket on `bind` (`host:port`); its handle and the address bound.
@@ -240,6 +245,8 @@ impl NativeSockets {
             .inner
             .create_listen_socket(&bind, cfg)
             .map_err(bind_error)?;
+        // A new socket: the JS thread polls it from now on.
+        self.sync_reader();
         Ok(vec![h.to_string(), addr.to_string()])
     }
 
@@ -271,21 +278,23 @@ impl NativeSockets {
             )
         })?;
         let options = self.conn_options(config, user_data, symmetric)?;
-        Ok(self
-            .inner
-            .connect(remote, options)
-            .map_err(bind_error)?
-            .unwrap_or(0))
+        let h = self.inner.connect(remote, options).map_err(bind_error)?;
+        // The first dial opens the outgoing socket.
+        self.sync_reader();
+        Ok(h.unwrap_or(0))
     }
 
     /// Switches P2P on (opens the P2P socket; gathering starts now); the socket's address.
     #[napi]
     pub fn enable_p2p(&self, options: crate::p2p::NativeP2pOptions) -> Result<String> {
         let opts = crate::p2p::p2p_options(options)?;
-        self.inner
+        let r = self
+            .inner
             .enable_p2p(opts)
             .map(|a| a.to_string())
-            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))
+            .map_err(|e| Error::new(Status::InvalidArg, e.to_string()));
+        self.sync_reader();
+        r
     }
 
     /// A rendezvous blob the signaling service delivered from `from`.
@@ -540,7 +549,10 @@ impl NativeSockets {
     /// Applies configuration changes; returns the problem instead of changing anything.
     #[napi]
     pub fn set_config(&self, values: HashMap<String, f64>) -> Option<ConfigProblem> {
-        self.inner.set_config(&entries(values)).err().map(problem)
+        let r = self.inner.set_config(&entries(values)).err().map(problem);
+        // Fake-network knobs hand reading to the driver thread (and back).
+        self.sync_reader();
+        r
     }
 
     /// The configuration in force for new connections.
@@ -552,6 +564,9 @@ impl NativeSockets {
     /// Stops the instance; resolves once its sockets are freed.
     #[napi]
     pub fn close(&self) -> AsyncTask<crate::endpoint::CloseTask> {
+        if let Some(r) = &self.reader {
+            r.shutdown();
+        }
         AsyncTask::new(crate::endpoint::CloseTask::new(self.inner.close()))
     }
 }

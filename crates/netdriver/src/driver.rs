@@ -40,17 +40,33 @@ use netcore::time::Timestamp;
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
 /// and then fails to decode (the slice framing carries its own lengths).
 const RECV_SLOT: usize = 65_536;
+/// Datagrams in one receive batch that make it a flood's ([`State::note_batch`]).
+const FLOOD_BATCH: usize = 8;
+/// Bytes received within [`FLOOD_WINDOW`] that make it a flood (many small messages pack
+/// into few datagrams); a ping-pong or a game's ticks stay far below.
+const FLOOD_BYTES: usize = 16 * 1024;
+const FLOOD_WINDOW: Duration = Duration::from_millis(1);
 /// Longest `close()` lingers for reliable data to be acknowledged before freeing the socket.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 /// Longest the final goodbyes wait for socket buffer space.
 const FINAL_FLUSH: Duration = Duration::from_millis(200);
 /// Most receive batches handled per wake-up, so sending and timers are never starved.
-const MAX_RECV_ROUNDS: usize = 16;
+pub(crate) const MAX_RECV_ROUNDS: usize = 16;
+/// How long the task leaves a readable socket to an application thread that polls it
+/// ([`Driver::receive_here`]) before reading it itself: that thread is busy if it has not
+/// read for this long. Tokio's timers tick in milliseconds.
+pub const CALLER_GRACE: Duration = Duration::from_millis(2);
 
-/// Receives the events of one endpoint, a batch per driver wake-up.
+/// Receives the events of one endpoint, in the order the protocol produced them.
 pub trait EventSink<E>: Send + Sync + 'static {
-    /// Called from the driver thread with one or more events.
-    fn emit(&self, events: Vec<E>);
+    /// Stores one or more events. Called under the endpoint's state lock by whichever thread
+    /// ran the protocol (the driver's, or the application's in [`Driver::receive_here`]), so
+    /// the sink sees them in the protocol's order whatever thread produced them: it must only
+    /// queue them (no system call, no wake-up).
+    fn queue(&self, events: Vec<E>);
+    /// The driver thread queued events: tell the application. Called outside the locks, once
+    /// per wake-up (or full receive round) that queued something.
+    fn wake(&self);
 }
 
 /// Why a socket could not be opened.
@@ -107,27 +123,62 @@ pub(crate) fn stall_runtime(d: Duration) {
     let _ = started_rx.recv_timeout(Duration::from_secs(5));
 }
 
-struct State<P> {
-    proto: P,
-    closing: bool,
+pub(crate) struct State<P: Protocol> {
+    pub(crate) proto: P,
+    /// Where events go; dropped when the task ends, so a closed endpoint holds no wake-up
+    /// (which may keep the application's event loop alive).
+    pub(crate) sink: Option<Arc<dyn EventSink<P::Event>>>,
+    pub(crate) closing: bool,
     /// The deadline the driver task sleeps until (`None`: no timer). A caller that sends on
     /// its own thread wakes the task only if it made something due sooner.
     planned: Option<Timestamp>,
     /// Whether the driver applies fake-network knobs to sends: then every datagram must pass
     /// through the task, which owns the fake network's queues.
-    fake_send: bool,
+    pub(crate) fake_send: bool,
+    /// Whether the driver applies fake-network knobs to received datagrams: then only the
+    /// task reads the sockets (it owns the fake network's queues).
+    pub(crate) fake_recv: bool,
     /// Ports to close once what they still have to send has gone.
     removing: Vec<usize>,
-    /// The task saw the protocol's receive pause and stopped reading: a caller that lifts it
-    /// must wake the task.
-    paused: bool,
+    /// The task (or the application's thread) saw the protocol's receive pause and stopped
+    /// reading: a caller that lifts it must wake the task.
+    pub(crate) paused: bool,
+    /// Datagrams already read from the kernel when a receive pause began, by either thread;
+    /// handled by the task once it ends, before anything else is read.
+    pub(crate) held: Held,
+    /// Until when the application's thread leaves reading to the task: a full receive batch
+    /// was seen (`caller_receive::FLOOD_HANDOFF`).
+    pub(crate) flood_until: Option<Timestamp>,
+    /// Since when, and how many bytes were received since (either thread).
+    read_window: (Timestamp, usize),
 }
 
 impl<P: Protocol> State<P> {
+    /// Counts a receive batch (`datagrams`, `bytes`); whether it is a flood's (a batch of
+    /// [`FLOOD_BATCH`] or more, or [`FLOOD_BYTES`] within [`FLOOD_WINDOW`]): then the
+    /// application's thread leaves reading to the task for
+    /// [`FLOOD_HANDOFF`](crate::caller_receive::FLOOD_HANDOFF).
+    pub(crate) fn note_batch(&mut self, now: Timestamp, datagrams: usize, bytes: usize) -> bool {
+        let window = u64::try_from(FLOOD_WINDOW.as_micros()).unwrap_or(u64::MAX);
+        if now
+            .as_micros()
+            .saturating_sub(self.read_window.0.as_micros())
+            > window
+        {
+            self.read_window = (now, 0);
+        }
+        self.read_window.1 = self.read_window.1.saturating_add(bytes);
+        let flood = datagrams >= FLOOD_BATCH || self.read_window.1 >= FLOOD_BYTES;
+        if flood {
+            self.flood_until = Some(now + crate::caller_receive::FLOOD_HANDOFF);
+        }
+        flood
+    }
+
     /// Whether the task must wake after a caller changed the state on its own thread:
     /// something is due before the deadline the task sleeps until (a retransmission timer, a
     /// paced packet) or an event waits.
-    fn task_must_wake(&self) -> bool {
+    pub(crate) fn task_must_wake(&self) -> bool {
         self.proto.has_events()
             || due_before(self.proto.poll_timeout(), self.planned)
             || (self.paused && !self.proto.receive_paused())
@@ -137,29 +188,33 @@ impl<P: Protocol> State<P> {
 /// The sockets, by port; a removed port leaves `None` so the others keep their numbers.
 type Ports = Vec<Option<Arc<Io>>>;
 
-struct Shared<P> {
-    state: SpinThenPark<State<P>>,
+pub(crate) struct Shared<P: Protocol> {
+    pub(crate) state: SpinThenPark<State<P>>,
     /// Lock order: `tx`, then `state`. Never held across an await.
-    tx: SpinThenPark<Tx>,
-    ports: RwLock<Ports>,
+    pub(crate) tx: SpinThenPark<Tx>,
+    pub(crate) ports: RwLock<Ports>,
     /// Bumped whenever `ports` changes, so the task knows to look again.
     ports_version: AtomicU64,
-    wake: Notify,
+    pub(crate) wake: Notify,
     epoch: Instant,
     unix_at_epoch: u64,
+    /// Receive buffers of the application's thread ([`Driver::receive_here`]), made on first use.
+    pub(crate) caller_bufs: SpinThenPark<Option<RecvBufs>>,
+    /// Datagrams read on the application's thread.
+    pub(crate) caller_datagrams: AtomicU64,
 }
 
 impl<P: Protocol> Shared<P> {
-    fn lock(&self) -> MutexGuard<'_, State<P>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<P>> {
         self.state.lock()
     }
 
-    fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         Timestamp::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
     }
 
     /// Sends queued datagrams without waiting; false if a socket's kernel buffer filled.
-    fn try_flush(&self, tx: &mut Tx, drop_rest: bool) -> bool {
+    pub(crate) fn try_flush(&self, tx: &mut Tx, drop_rest: bool) -> bool {
         let ports = self.ports.read();
         tx.flush(|p| ports.get(p).and_then(|o| o.as_deref()), drop_rest)
     }
@@ -201,7 +256,7 @@ fn poll_into<P: Protocol>(proto: &mut P, now: Timestamp, tx: &mut Tx) {
 
 /// A running endpoint: its protocol state, sockets and driver task.
 pub struct Driver<P: Protocol> {
-    shared: Arc<Shared<P>>,
+    pub(crate) shared: Arc<Shared<P>>,
     done: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
@@ -234,7 +289,12 @@ fn bind_io(bind: &str) -> Result<Io, BindError> {
         tokio::net::UdpSocket::from_std(std_sock).map_err(io_err)?
     };
     let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
-    Ok(Io { socket, udp, local })
+    Ok(Io {
+        socket,
+        udp,
+        local,
+        caller: Default::default(),
+    })
 }
 
 impl<P: Protocol> Driver<P> {
@@ -254,14 +314,20 @@ impl<P: Protocol> Driver<P> {
             unix_at_epoch,
         });
         let fake_send = !FakeParams::send(proto.config()).is_off();
+        let fake_recv = !FakeParams::recv(proto.config()).is_off();
         let shared = Arc::new(Shared {
             state: SpinThenPark::new(State {
                 proto,
+                sink: Some(sink),
                 closing: false,
                 planned: None,
                 fake_send,
+                fake_recv,
                 removing: Vec::new(),
                 paused: false,
+                held: Held::default(),
+                flood_until: None,
+                read_window: (Timestamp::from_micros(0), 0),
             }),
             tx: SpinThenPark::new(Tx::new()),
             ports: RwLock::new(first.into_iter().map(|io| Some(Arc::new(io))).collect()),
@@ -269,11 +335,13 @@ impl<P: Protocol> Driver<P> {
             wake: Notify::new(),
             epoch: Instant::now(),
             unix_at_epoch,
+            caller_bufs: SpinThenPark::new(None),
+            caller_datagrams: AtomicU64::new(0),
         });
         let (done_tx, done_rx) = oneshot::channel();
         let task_shared = Arc::clone(&shared);
         runtime().spawn(async move {
-            drive(task_shared, sink).await;
+            drive(task_shared).await;
             let _ = done_tx.send(());
         });
         Ok(Driver {
@@ -370,6 +438,7 @@ impl<P: Protocol> Driver<P> {
         let mut next = st.proto.config().clone();
         next.apply(changes)?;
         st.fake_send = !FakeParams::send(&next).is_off();
+        st.fake_recv = !FakeParams::recv(&next).is_off();
         let now = self.shared.now();
         st.proto.set_config(now, next);
         drop(st);
@@ -414,17 +483,18 @@ impl<P: Protocol> Drop for Driver<P> {
 /// Where the fake network tags a datagram: its socket and address.
 type Route = (usize, SocketAddr);
 
-async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::Event>>) {
-    let slots = BATCH_SIZE.min(32);
-    let mut recv_buf = vec![0u8; RECV_SLOT * slots];
-    let mut metas = vec![RecvMeta::default(); slots];
-    let mut events = Vec::new();
+async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
+    let Some(sink) = shared.lock().sink.clone() else {
+        return;
+    };
+    let mut bufs = RecvBufs::new();
     let mut linger_until: Option<Instant> = None;
     let mut fake: FakeNetwork<Route> = FakeNetwork::new();
     let mut ports: Vec<(usize, Arc<Io>)> = Vec::new();
     let mut seen_version = u64::MAX;
-    // Datagrams read from the kernel before a receive pause began, handled when it ends.
-    let mut held = Held::default();
+    // Per port: until when a readable socket is left to the application's thread, which
+    // reads it while idle (`caller_receive.rs`).
+    let mut graces: Vec<Option<tokio::time::Instant>> = Vec::new();
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -437,17 +507,40 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
                 .enumerate()
                 .filter_map(|(i, p)| p.clone().map(|io| (i, io)))
                 .collect();
+            let last = ports.last().map_or(0, |(p, _)| p + 1);
+            graces.resize(last, None);
         }
-        let (deadline, closing, paused) = {
+        // A socket the application's thread stopped polling (it declined: a flood, a pause)
+        // is the task's again at once.
+        for (port, io) in &ports {
+            if !io.caller.is_polled() {
+                if let Some(g) = graces.get_mut(*port) {
+                    *g = None;
+                }
+            }
+        }
+        // The earliest grace wakes the task anyway: a caller whose change is due after it
+        // need not wake the task (it sees the change then). While the application's thread
+        // reads, that spares a wake-up per sent message (each moves the retransmission
+        // timer earlier than the deadline the task sleeps on).
+        let grace_at = graces.iter().flatten().min().map(|g| {
+            let at = g.into_std().saturating_duration_since(shared.epoch);
+            Timestamp::from_micros(u64::try_from(at.as_micros()).unwrap_or(u64::MAX))
+        });
+        let (deadline, closing, paused, caller_may_read) = {
             let mut st = shared.lock();
-            if !held.is_empty() && !st.proto.receive_paused() {
+            if !st.held.is_empty() && !st.proto.receive_paused() {
                 let now = shared.now();
-                held.replay(&mut st, now, &mut fake);
+                let st = &mut *st;
+                st.held.replay(&mut st.proto, now, &mut fake);
             }
             let deadline = earliest(st.proto.poll_timeout(), fake.next_release());
-            st.planned = deadline;
+            st.planned = earliest(deadline, grace_at);
             st.paused = st.proto.receive_paused();
-            (deadline, st.closing, st.paused)
+            // Datagrams held from before a pause go first: nobody reads until they are gone.
+            let paused = st.paused || !st.held.is_empty();
+            let caller_may_read = !st.closing && !st.fake_send && !st.fake_recv;
+            (deadline, st.closing, paused, caller_may_read)
         };
         if closing {
             let limit = *linger_until.get_or_insert_with(|| Instant::now() + CLOSE_LINGER);
@@ -476,17 +569,51 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
         }
         let sleep_for = deadline
             .map(|d| Duration::from_micros(d.as_micros().saturating_sub(shared.now().as_micros())));
+        let grace_end = graces.iter().flatten().min().copied();
+        let mut queued = false;
         tokio::select! {
             // While paused (or holding datagrams from before the pause), the kernel keeps
             // what arrives; the timers and the application's wake-ups still run.
-            port = any_readable(&ports), if !paused && held.is_empty() => {
+            port = any_readable(&ports, &graces), if !paused => {
                 if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
-                    receive_batches(&shared, port, io, &mut recv_buf, &mut metas, slots, &mut fake, &*sink, &mut held);
+                    if caller_may_read && io.caller.is_polled() {
+                        // The application's thread polls this socket too and, while idle,
+                        // takes the datagrams first; the task looks again after the grace.
+                        if let Some(g) = graces.get_mut(port) {
+                            *g = Some(tokio::time::Instant::now() + CALLER_GRACE);
+                        }
+                    } else {
+                        queued |= receive_batches(&shared, port, io, &mut bufs, &mut fake, &*sink);
+                    }
                 }
             }
             _ = shared.wake.notified() => {}
             _ = sleep_opt(sleep_for) => {
                 shared.lock().proto.handle_timeout(shared.now());
+            }
+            _ = sleep_until_opt(grace_end) => {
+                let now = tokio::time::Instant::now();
+                for (port, io) in &ports {
+                    let Some(slot) = graces.get_mut(*port) else { continue };
+                    if !slot.is_some_and(|g| g <= now) {
+                        continue;
+                    }
+                    *slot = None;
+                    if paused {
+                        // Nobody reads during a receive pause; its end wakes the task,
+                        // which then finds the socket readable.
+                    } else if caller_may_read && io.caller.is_polled() && io.caller.read_within(shared.now(), CALLER_GRACE) {
+                        // The application's thread is reading: it takes what waits (its
+                        // poll is level-triggered). Look again after another grace rather
+                        // than forget the readiness: a datagram that came after that
+                        // thread's last read may be waiting, and if that thread is busy
+                        // now, no new edge would bring the task back to it.
+                        *slot = Some(now + CALLER_GRACE);
+                    } else {
+                        // It has not read for a while (busy, or stopped): read here.
+                        queued |= receive_batches(&shared, *port, io, &mut bufs, &mut fake, &*sink);
+                    }
+                }
             }
         }
         let removing = {
@@ -502,9 +629,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
             // Read per wake-up, so `setConfig` applies to the next datagram.
             let params = FakeParams::send(st.proto.config());
             send_through_fake(&mut st.proto, now, &mut tx, &mut fake, &params);
-            while let Some(ev) = st.proto.poll_event() {
-                events.push(ev);
-            }
+            queued |= queue_events(&mut st);
             std::mem::take(&mut st.removing)
         };
         flush(&shared, None).await;
@@ -519,10 +644,28 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>, sink: Arc<dyn EventSink<P::E
             }
             shared.ports_version.fetch_add(1, Ordering::Release);
         }
-        if !events.is_empty() {
-            sink.emit(std::mem::take(&mut events));
+        if queued {
+            sink.wake();
         }
     }
+    // Closed: let go of the application's wake-up.
+    shared.lock().sink = None;
+}
+
+/// Moves the protocol's waiting events to the sink (under the state lock); whether any were.
+pub(crate) fn queue_events<P: Protocol>(st: &mut State<P>) -> bool {
+    let Some(sink) = &st.sink else {
+        return false;
+    };
+    let mut events = Vec::new();
+    while let Some(ev) = st.proto.poll_event() {
+        events.push(ev);
+    }
+    if events.is_empty() {
+        return false;
+    }
+    sink.queue(events);
+    true
 }
 
 /// Collects the protocol's datagrams, passing each through the fake network's send side.
@@ -542,10 +685,17 @@ fn send_through_fake<P: Protocol>(
     tx.scratch = scratch;
 }
 
-/// The first of `ports` whose socket is readable (pending forever when there is none).
-async fn any_readable(ports: &[(usize, Arc<Io>)]) -> usize {
+/// The first of `ports` whose socket is readable, skipping those left to the application's
+/// thread for now (pending forever when there is none).
+async fn any_readable(
+    ports: &[(usize, Arc<Io>)],
+    graces: &[Option<tokio::time::Instant>],
+) -> usize {
     std::future::poll_fn(|cx| {
         for (port, io) in ports {
+            if graces.get(*port).is_some_and(Option::is_some) {
+                continue;
+            }
             if io.socket.poll_recv_ready(cx).is_ready() {
                 return Poll::Ready(*port);
             }
@@ -578,41 +728,77 @@ async fn sleep_opt(d: Option<Duration>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn receive_batches<P: Protocol>(
-    shared: &Shared<P>,
-    port: usize,
-    io: &Io,
-    recv_buf: &mut [u8],
-    metas: &mut [RecvMeta],
+async fn sleep_until_opt(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Receive buffers: one slot per datagram of a batch.
+pub(crate) struct RecvBufs {
+    buf: Vec<u8>,
+    metas: Vec<RecvMeta>,
     slots: usize,
-    fake: &mut FakeNetwork<Route>,
-    sink: &dyn EventSink<P::Event>,
-    held: &mut Held,
-) {
-    let Io { socket, udp, .. } = io;
-    let mut events = Vec::new();
-    for _ in 0..MAX_RECV_ROUNDS {
-        let mut bufs: Vec<IoSliceMut<'_>> = recv_buf
+}
+
+impl RecvBufs {
+    pub(crate) fn new() -> Self {
+        let slots = BATCH_SIZE.min(32);
+        RecvBufs {
+            buf: vec![0u8; RECV_SLOT * slots],
+            metas: vec![RecvMeta::default(); slots],
+            slots,
+        }
+    }
+
+    /// One batch from `io` (recvmmsg where available): how many slots it filled. Any error
+    /// ends the round: WouldBlock means drained, and others (e.g. an ICMP port unreachable
+    /// reported on a later recv) concern one peer, never the endpoint.
+    pub(crate) fn recv(&mut self, io: &Io) -> io::Result<usize> {
+        let Io { socket, udp, .. } = io;
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .buf
             .chunks_mut(RECV_SLOT)
-            .take(slots)
+            .take(self.slots)
             .map(IoSliceMut::new)
             .collect();
-        let n = match socket.try_io(Interest::READABLE, || {
+        let metas = &mut self.metas;
+        socket.try_io(Interest::READABLE, || {
             udp.recv(socket.into(), &mut bufs, metas)
-        }) {
-            Ok(n) => n,
-            // WouldBlock: drained. Other errors (e.g. ICMP port unreachable reported on a
-            // later recv) concern one peer, never the endpoint: stop this round.
-            Err(_) => return,
-        };
-        drop(bufs);
-        let now = shared.now();
-        let mut st = shared.lock();
-        let params = FakeParams::recv(st.proto.config());
-        for (i, meta) in metas.iter().take(n).enumerate() {
+        })
+    }
+
+    /// As [`RecvBufs::recv`], for the application's thread: straight to the kernel, whatever
+    /// readiness the task's reactor has seen so far. (Its poll said readable; waiting for
+    /// the driver thread to notice the same datagram would put that thread back on the
+    /// path.) The task's own readiness is left alone: it rearms it itself.
+    pub(crate) fn recv_now(&mut self, io: &Io) -> io::Result<usize> {
+        let Io { socket, udp, .. } = io;
+        let mut bufs: Vec<IoSliceMut<'_>> = self
+            .buf
+            .chunks_mut(RECV_SLOT)
+            .take(self.slots)
+            .map(IoSliceMut::new)
+            .collect();
+        udp.recv(socket.into(), &mut bufs, &mut self.metas)
+    }
+
+    /// Whether `n` filled every slot (more is likely waiting).
+    pub(crate) fn full(&self, n: usize) -> bool {
+        n >= self.slots
+    }
+
+    /// The bytes of the first `n` slots.
+    pub(crate) fn bytes(&self, n: usize) -> usize {
+        self.metas.iter().take(n).map(|m| m.len).sum()
+    }
+
+    /// Each datagram of the first `n` slots with its sender.
+    pub(crate) fn datagrams(&self, n: usize, mut f: impl FnMut(SocketAddr, &[u8])) {
+        for (i, meta) in self.metas.iter().take(n).enumerate() {
             let start = i * RECV_SLOT;
-            let Some(buf) = recv_buf.get(start..start + meta.len.min(RECV_SLOT)) else {
+            let Some(buf) = self.buf.get(start..start + meta.len.min(RECV_SLOT)) else {
                 continue;
             };
             // With GRO one buffer holds several datagrams of `stride` bytes each.
@@ -622,63 +808,90 @@ fn receive_batches<P: Protocol>(
                 meta.stride
             };
             for dgram in buf.chunks(stride) {
-                if st.proto.receive_paused() {
-                    // A backlog filled: the rest of this batch waits with the driver.
-                    held.push(port, meta.addr, dgram);
-                } else if fake.recv.process(&params, now, (port, meta.addr), dgram) == Fate::Now {
-                    st.proto.handle_datagram(now, port, meta.addr, dgram);
-                }
+                f(meta.addr, dgram);
             }
-        }
-        if !held.is_empty() {
-            return;
-        }
-        if n < slots {
-            // Drained: the events go out at the end of the wake-up, after the answers
-            // (acks) are sent, so the application does not wake into a held lock.
-            return;
-        }
-        // A full round: more is waiting. Post what this one produced now, so the application
-        // starts draining on its own thread while later rounds are decoded, instead of finding
-        // a queue that reached its limit while it was not told.
-        while let Some(ev) = st.proto.poll_event() {
-            events.push(ev);
-        }
-        drop(st);
-        if !events.is_empty() {
-            sink.emit(std::mem::take(&mut events));
         }
     }
 }
 
+/// Reads and processes what waits on one socket; whether it queued events that the end of
+/// the wake-up must announce.
+fn receive_batches<P: Protocol>(
+    shared: &Shared<P>,
+    port: usize,
+    io: &Io,
+    bufs: &mut RecvBufs,
+    fake: &mut FakeNetwork<Route>,
+    sink: &dyn EventSink<P::Event>,
+) -> bool {
+    for _ in 0..MAX_RECV_ROUNDS {
+        let Ok(n) = bufs.recv(io) else {
+            return false;
+        };
+        let now = shared.now();
+        let mut guard = shared.lock();
+        let st = &mut *guard;
+        let params = FakeParams::recv(st.proto.config());
+        bufs.datagrams(n, |from, dgram| {
+            if st.proto.receive_paused() || !st.held.is_empty() {
+                // A backlog filled: the rest of this batch waits with the driver.
+                st.held.push(port, from, dgram);
+            } else if fake.recv.process(&params, now, (port, from), dgram) == Fate::Now {
+                st.proto.handle_datagram(now, port, from, dgram);
+            }
+        });
+        if !st.held.is_empty() {
+            // Paused: nothing more is read until it ends (the next wake-up sees it).
+            return false;
+        }
+        let mut st = guard;
+        // A flood: the application's thread keeps leaving the reading here.
+        st.note_batch(now, n, bufs.bytes(n));
+        if !bufs.full(n) {
+            // Drained: the events go out at the end of the wake-up, after the answers
+            // (acks) are sent, so the application does not wake into a held lock.
+            return false;
+        }
+        // A full round: more is waiting. Post what this one produced now, so the application
+        // starts draining on its own thread while later rounds are decoded, instead of finding
+        // a queue that reached its limit while it was not told.
+        let queued = queue_events(&mut st);
+        drop(st);
+        if queued {
+            sink.wake();
+        }
+    }
+    false
+}
+
 /// Datagrams already read from the kernel when a receive pause began (at most one receive
-/// batch), handled in order once it ends.
+/// batch per thread), handled in order once it ends.
 #[derive(Default)]
-struct Held(std::collections::VecDeque<(usize, SocketAddr, Vec<u8>)>);
+pub(crate) struct Held(std::collections::VecDeque<(usize, SocketAddr, Vec<u8>)>);
 
 impl Held {
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
-    fn push(&mut self, port: usize, from: SocketAddr, d: &[u8]) {
+    pub(crate) fn push(&mut self, port: usize, from: SocketAddr, d: &[u8]) {
         self.0.push_back((port, from, d.to_vec()));
     }
 
     /// Hands held datagrams to the protocol until they run out or it pauses again.
     fn replay<P: Protocol>(
         &mut self,
-        st: &mut State<P>,
+        proto: &mut P,
         now: Timestamp,
         fake: &mut FakeNetwork<Route>,
     ) {
-        let params = FakeParams::recv(st.proto.config());
-        while !st.proto.receive_paused() {
+        let params = FakeParams::recv(proto.config());
+        while !proto.receive_paused() {
             let Some((port, from, d)) = self.0.pop_front() else {
                 break;
             };
             if fake.recv.process(&params, now, (port, from), &d) == Fate::Now {
-                st.proto.handle_datagram(now, port, from, &d);
+                proto.handle_datagram(now, port, from, &d);
             }
         }
     }

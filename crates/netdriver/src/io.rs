@@ -20,6 +20,9 @@ pub struct Io {
     pub udp: UdpSocketState,
     /// The address actually bound.
     pub local: SocketAddr,
+    /// Whether the application's thread reads this socket, and when it last did
+    /// (`caller_receive.rs`).
+    pub caller: crate::caller_receive::CallerReads,
 }
 
 /// A UDP socket bound to `addr`, non-blocking, with large kernel buffers. `[::]` serves IPv4
@@ -215,8 +218,8 @@ enum Sent {
     Refused,
 }
 
-/// One non-blocking send. `try_io` clears the socket's writable readiness on `WouldBlock`,
-/// so the task's next `writable().await` really waits for the kernel.
+/// One non-blocking send; a full kernel buffer clears the socket's writable readiness, so
+/// the task's next `writable().await` really waits for the kernel.
 fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize>) -> Sent {
     // The core names IPv4 peers by IPv4 address; a dual-stack (IPv6) socket reaches them at
     // the mapped address.
@@ -233,11 +236,19 @@ fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize
         segment_size,
         src_ip: None,
     };
-    match io.socket.try_io(Interest::WRITABLE, || {
-        io.udp.try_send((&io.socket).into(), &transmit)
-    }) {
+    // Straight to the kernel, whatever writability the task's reactor has seen: a socket
+    // bound while the reactor could not run (the I/O thread busy) has none recorded yet, and
+    // `try_io` would refuse without trying, sending the caller's datagram to the task.
+    match io.udp.try_send((&io.socket).into(), &transmit) {
         Ok(()) => Sent::Yes,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Sent::Blocked,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            // Forget the writable readiness, so the task's next `writable().await` really
+            // waits for the kernel.
+            let _ = io.socket.try_io(Interest::WRITABLE, || {
+                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
+            });
+            Sent::Blocked
+        }
         Err(_) => Sent::Refused,
     }
 }

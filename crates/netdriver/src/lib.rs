@@ -5,6 +5,7 @@
 //! [`EndpointHandle`] is the messages model on it, [`SocketsHandle`] the connection API. [`fake_network`] applies Steam's
 //! `fakePacket*` knobs to real datagrams.
 
+pub mod caller_receive;
 pub mod driver;
 pub mod fake_network;
 mod io;
@@ -14,7 +15,8 @@ mod p2p;
 pub mod protocol;
 mod sockets_endpoint;
 
-pub use driver::{BindError, Driver, EventSink, Secrets, CLOSE_LINGER};
+pub use caller_receive::CallerSocket;
+pub use driver::{BindError, Driver, EventSink, Secrets, CALLER_GRACE, CLOSE_LINGER};
 pub use io::dual_stack_available;
 pub use messages_endpoint::{EndpointHandle, OutgoingMessage};
 pub use p2p::{P2pError, P2pOptions};

@@ -99,6 +99,12 @@ impl EndpointHandle {
         self.local
     }
 
+    /// The driver, for an application thread that reads the socket itself
+    /// (`caller_receive.rs`).
+    pub fn driver(&self) -> &Driver<P2pLayer<Messages>> {
+        &self.driver
+    }
+
     /// Queues a message (see [`Messages::send`]); `InvalidState` once closing.
     pub fn send(
         &self,
@@ -283,7 +289,8 @@ mod tests {
 
     struct Discard;
     impl EventSink<LayerEvent<Event>> for Discard {
-        fn emit(&self, _: Vec<LayerEvent<Event>>) {}
+        fn queue(&self, _: Vec<LayerEvent<Event>>) {}
+        fn wake(&self) {}
     }
 
     fn endpoint() -> EndpointHandle {
@@ -392,6 +399,68 @@ mod tests {
         // Before the receive pause, B decoded whole batches into a 10-message backlog and
         // dropped the rest (10 of 60 arrived). A pause can still time out (5 ms) on a
         // machine that keeps this reader off the CPU, so the bound leaves room for that.
+        assert!(
+            seq.len() >= 45,
+            "{} of {BURST} arrived ({} dropped at the backlog): {seq:?}",
+            seq.len(),
+            b.report().messages.dropped_recv_full
+        );
+        assert!(
+            seq.windows(2).all(|w| w[0] < w[1]),
+            "in order, once each: {seq:?}"
+        );
+    }
+
+    #[test]
+    fn the_callers_thread_reads_a_burst_into_the_receive_pause_and_the_task_finishes_it() {
+        const BURST: u8 = 60;
+        let b = endpoint_with(Config {
+            recv_buffer_messages: 10,
+            ..Config::default()
+        });
+        let a = endpoint();
+        let id = |ep: &EndpointHandle| {
+            let addr = ep.local_addr().to_string();
+            Identity::from_ip_str(&addr).expect("identity")
+        };
+        let (ia, ib) = (id(&a), id(&b));
+        assert_eq!(b.send(&ia, None, b"", 0, 0), EResult::Ok);
+        assert_eq!(
+            a.send(&ib, None, b"hello", send_flags::RELIABLE, 0),
+            EResult::Ok
+        );
+        assert_eq!(read_until(&b, 1, Duration::from_secs(5)).len(), 1, "hello");
+        // This thread plays the application's: it polls B's socket and reads it itself.
+        let (may, sockets) = b.driver().caller_sockets();
+        assert!(may, "no knobs, not closing, not paused");
+        let socket = sockets.into_iter().next().expect("B's socket");
+        socket.set_polled(true);
+        stall_runtime(Duration::from_millis(300));
+        for i in 0..BURST {
+            assert_eq!(
+                a.send(&ib, None, &[i], send_flags::NO_NAGLE, 0),
+                EResult::Ok
+            );
+        }
+        // One batch: its first ten fill the backlog and pause receiving, the rest is held
+        // for the task; the caller is told to stop polling.
+        assert!(
+            !b.driver().receive_here(&socket),
+            "a burst past the backlog hands reading to the task"
+        );
+        let on_caller = b.driver().caller_datagrams();
+        assert!(
+            on_caller > 0 && on_caller < u64::from(BURST),
+            "{on_caller} read here"
+        );
+        assert!(
+            !b.driver().caller_sockets().0,
+            "the caller may not read during the pause"
+        );
+        socket.set_polled(false);
+        // Reading lifts the pause; the task handles what was held, then the kernel's rest.
+        let got = read_until(&b, usize::from(BURST), Duration::from_secs(5));
+        let seq: Vec<u8> = got.iter().map(|d| d.msg.data[0]).collect();
         assert!(
             seq.len() >= 45,
             "{} of {BURST} arrived ({} dropped at the backlog): {seq:?}",

@@ -73,6 +73,12 @@ impl SocketsHandle {
         Ok(SocketsHandle { driver })
     }
 
+    /// The driver, for an application thread that reads the sockets itself
+    /// (`caller_receive.rs`).
+    pub fn driver(&self) -> &Driver<P2pLayer<Sockets>> {
+        &self.driver
+    }
+
     /// Opens a listen socket on `bind` whose connections use `config`; its handle and the
     /// address bound.
     pub fn create_listen_socket(
@@ -371,7 +377,8 @@ mod tests {
 
     struct Discard;
     impl EventSink<LayerEvent<SocketsEvent>> for Discard {
-        fn emit(&self, _: Vec<LayerEvent<SocketsEvent>>) {}
+        fn queue(&self, _: Vec<LayerEvent<SocketsEvent>>) {}
+        fn wake(&self) {}
     }
 
     #[test]
