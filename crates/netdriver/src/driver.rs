@@ -757,16 +757,21 @@ impl RecvBufs {
     /// reported on a later recv) concern one peer, never the endpoint.
     pub(crate) fn recv(&mut self, io: &Io) -> io::Result<usize> {
         let Io { socket, udp, .. } = io;
-        let mut bufs: Vec<IoSliceMut<'_>> = self
+        let (mut bufs, metas) = self.slices();
+        socket.try_io(Interest::READABLE, || {
+            udp.recv(socket.into(), &mut bufs, metas)
+        })
+    }
+
+    /// The slots as receive buffers, with their metadata.
+    fn slices(&mut self) -> (Vec<IoSliceMut<'_>>, &mut [RecvMeta]) {
+        let bufs = self
             .buf
             .chunks_mut(RECV_SLOT)
             .take(self.slots)
             .map(IoSliceMut::new)
             .collect();
-        let metas = &mut self.metas;
-        socket.try_io(Interest::READABLE, || {
-            udp.recv(socket.into(), &mut bufs, metas)
-        })
+        (bufs, &mut self.metas)
     }
 
     /// As [`RecvBufs::recv`], for the application's thread: straight to the kernel, whatever
@@ -775,13 +780,8 @@ impl RecvBufs {
     /// path.) The task's own readiness is left alone: it rearms it itself.
     pub(crate) fn recv_now(&mut self, io: &Io) -> io::Result<usize> {
         let Io { socket, udp, .. } = io;
-        let mut bufs: Vec<IoSliceMut<'_>> = self
-            .buf
-            .chunks_mut(RECV_SLOT)
-            .take(self.slots)
-            .map(IoSliceMut::new)
-            .collect();
-        udp.recv(socket.into(), &mut bufs, &mut self.metas)
+        let (mut bufs, metas) = self.slices();
+        udp.recv(socket.into(), &mut bufs, metas)
     }
 
     /// Whether `n` filled every slot (more is likely waiting).

@@ -364,9 +364,8 @@ mod tests {
         got
     }
 
-    #[test]
-    fn a_burst_past_the_receive_limit_waits_in_the_kernel_instead_of_being_dropped() {
-        const BURST: u8 = 60;
+    /// A and B in session, B's receive backlog limited to 10 messages: (A, B, B's identity).
+    fn pair_into_a_10_message_backlog() -> (EndpointHandle, EndpointHandle, Identity) {
         let b = endpoint_with(Config {
             recv_buffer_messages: 10,
             ..Config::default()
@@ -385,6 +384,13 @@ mod tests {
             EResult::Ok
         );
         assert_eq!(read_until(&b, 1, Duration::from_secs(5)).len(), 1, "hello");
+        (a, b, ib)
+    }
+
+    #[test]
+    fn a_burst_past_the_receive_limit_waits_in_the_kernel_instead_of_being_dropped() {
+        const BURST: u8 = 60;
+        let (a, b, ib) = pair_into_a_10_message_backlog();
         // While the I/O thread cannot run, A's NoNagle sends leave from this thread and pile
         // up in B's kernel buffer: six times B's limit arrives at once.
         stall_runtime(Duration::from_millis(300));
@@ -414,22 +420,7 @@ mod tests {
     #[test]
     fn the_callers_thread_reads_a_burst_into_the_receive_pause_and_the_task_finishes_it() {
         const BURST: u8 = 60;
-        let b = endpoint_with(Config {
-            recv_buffer_messages: 10,
-            ..Config::default()
-        });
-        let a = endpoint();
-        let id = |ep: &EndpointHandle| {
-            let addr = ep.local_addr().to_string();
-            Identity::from_ip_str(&addr).expect("identity")
-        };
-        let (ia, ib) = (id(&a), id(&b));
-        assert_eq!(b.send(&ia, None, b"", 0, 0), EResult::Ok);
-        assert_eq!(
-            a.send(&ib, None, b"hello", send_flags::RELIABLE, 0),
-            EResult::Ok
-        );
-        assert_eq!(read_until(&b, 1, Duration::from_secs(5)).len(), 1, "hello");
+        let (a, b, ib) = pair_into_a_10_message_backlog();
         // This thread plays the application's: it polls B's socket and reads it itself.
         let (may, sockets) = b.driver().caller_sockets();
         assert!(may, "no knobs, not closing, not paused");
