@@ -387,6 +387,24 @@ mod tests {
         (a, b, ib)
     }
 
+    /// Reads B until `burst` messages (bytes 0, 1, ...) came or 5 s passed: at least 45 of
+    /// them, in order, once each. (A pause can time out, 5 ms, on a machine that keeps this
+    /// reader off the CPU, so the bound leaves room for that.)
+    fn assert_burst_arrives_in_order(b: &EndpointHandle, burst: u8) {
+        let got = read_until(b, usize::from(burst), Duration::from_secs(5));
+        let seq: Vec<u8> = got.iter().map(|d| d.msg.data[0]).collect();
+        assert!(
+            seq.len() >= 45,
+            "{} of {burst} arrived ({} dropped at the backlog): {seq:?}",
+            seq.len(),
+            b.report().messages.dropped_recv_full
+        );
+        assert!(
+            seq.windows(2).all(|w| w[0] < w[1]),
+            "in order, once each: {seq:?}"
+        );
+    }
+
     #[test]
     fn a_burst_past_the_receive_limit_waits_in_the_kernel_instead_of_being_dropped() {
         const BURST: u8 = 60;
@@ -400,21 +418,9 @@ mod tests {
                 EResult::Ok
             );
         }
-        let got = read_until(&b, usize::from(BURST), Duration::from_secs(5));
-        let seq: Vec<u8> = got.iter().map(|d| d.msg.data[0]).collect();
         // Before the receive pause, B decoded whole batches into a 10-message backlog and
-        // dropped the rest (10 of 60 arrived). A pause can still time out (5 ms) on a
-        // machine that keeps this reader off the CPU, so the bound leaves room for that.
-        assert!(
-            seq.len() >= 45,
-            "{} of {BURST} arrived ({} dropped at the backlog): {seq:?}",
-            seq.len(),
-            b.report().messages.dropped_recv_full
-        );
-        assert!(
-            seq.windows(2).all(|w| w[0] < w[1]),
-            "in order, once each: {seq:?}"
-        );
+        // dropped the rest (10 of 60 arrived).
+        assert_burst_arrives_in_order(&b, BURST);
     }
 
     #[test]
@@ -450,17 +456,6 @@ mod tests {
         );
         socket.set_polled(false);
         // Reading lifts the pause; the task handles what was held, then the kernel's rest.
-        let got = read_until(&b, usize::from(BURST), Duration::from_secs(5));
-        let seq: Vec<u8> = got.iter().map(|d| d.msg.data[0]).collect();
-        assert!(
-            seq.len() >= 45,
-            "{} of {BURST} arrived ({} dropped at the backlog): {seq:?}",
-            seq.len(),
-            b.report().messages.dropped_recv_full
-        );
-        assert!(
-            seq.windows(2).all(|w| w[0] < w[1]),
-            "in order, once each: {seq:?}"
-        );
+        assert_burst_arrives_in_order(&b, BURST);
     }
 }

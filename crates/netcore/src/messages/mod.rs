@@ -1266,16 +1266,21 @@ mod tests {
         std::iter::from_fn(|| m.poll_event()).collect()
     }
 
-    #[test]
-    fn a_backlog_that_fills_pauses_reading_until_half_read_or_its_time_is_up() {
+    /// A pair whose B holds at most 10 unread messages per session.
+    fn pair_with_b_backlog_of_10() -> Pair<Messages, Messages> {
         let cfg = Config {
             recv_buffer_messages: 10,
             ..Config::default()
         };
-        let mut p = pair(
+        pair(
             Messages::new(Config::default(), EndpointSetup::for_tests(1)),
             Messages::new(cfg, EndpointSetup::for_tests(2)),
-        );
+        )
+    }
+
+    #[test]
+    fn a_backlog_that_fills_pauses_reading_until_half_read_or_its_time_is_up() {
+        let mut p = pair_with_b_backlog_of_10();
         let t = Timestamp::ZERO;
         p.b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
         pump(&mut p);
@@ -1313,14 +1318,7 @@ mod tests {
 
     #[test]
     fn an_unread_channel_stalls_the_session_and_the_event_names_it() {
-        let cfg = Config {
-            recv_buffer_messages: 10,
-            ..Config::default()
-        };
-        let mut p = pair(
-            Messages::new(Config::default(), EndpointSetup::for_tests(1)),
-            Messages::new(cfg, EndpointSetup::for_tests(2)),
-        );
+        let mut p = pair_with_b_backlog_of_10();
         let t = Timestamp::ZERO;
         p.b.send(t, &ip(A), None, &[], 0, 0); // accept A up front
         for i in 0..30u8 {
