@@ -13,31 +13,15 @@
 //            {"id":N,"cmd":"flood-stats"} -> {"id":N,"bytes":N,"firstAt":ms,"lastAt":ms} (received)
 //            {"id":N,"cmd":"close"} -> {"id":N,"closed":true}, then exit
 // Every session request is accepted.
-import { createInterface } from 'node:readline';
-
 import { NetworkingMessages, SendFlags } from '../../dist/index.mjs';
+import { create, opts, out, p2pOptions, serveCommands } from './peer-harness.mjs';
 
-const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
-const opts = JSON.parse(process.argv[2]);
-const hex = (s) => Buffer.from(s, 'hex');
-
-let ep;
-try {
-  ep = await NetworkingMessages.create({
+const ep = await create(() =>
+  NetworkingMessages.create({
     bind: opts.bind, // default: the library's (dual-stack [::]:0 where the OS allows it)
-    identity: opts.identity,
-    privateKey: hex(opts.privateKey),
-    certificate: hex(opts.certificate),
-    trustedCAs: [hex(opts.ca)],
-    signaling: opts.signaling,
-    stunServers: opts.stunServers ?? [],
-    turnServers: opts.turnServers ?? [],
-    config: opts.config ?? {},
-  });
-} catch (e) {
-  out({ error: String(e?.stack ?? e) });
-  process.exit(1);
-}
+    ...p2pOptions(),
+  }),
+);
 
 ep.on('sessionRequest', ({ identityRemote }) => ep.acceptSessionWithUser(identityRemote));
 // Channel 9 is the flood's: counted, not reported.
@@ -72,49 +56,34 @@ ep.on('sessionFailed', ({ info }) => {
 // Gathering has begun; what the endpoint knows of itself helps a failure's diagnosis.
 out({ ready: true });
 
-createInterface({ input: process.stdin }).on('line', async (line) => {
-  let c;
-  try {
-    c = JSON.parse(line);
-  } catch {
-    return;
-  }
-  try {
-    switch (c.cmd) {
-      case 'send': {
-        const flags = (c.reliable ? SendFlags.Reliable : SendFlags.Unreliable) | SendFlags.AutoRestartBrokenSession;
-        out({ id: c.id, result: ep.sendMessageToUser(c.to, c.text, flags, c.channel ?? 0) });
-        break;
-      }
-      case 'info': {
-        const i = ep.getSessionConnectionInfo(c.to);
-        out({ id: c.id, info: i.info === null ? { state: i.state } : { ...i.info, identityRemote: undefined, ping: i.status?.ping } });
-        break;
-      }
-      case 'flood': {
-        const data = Buffer.alloc(c.size, 0x5a);
-        let queued = 0;
-        while (queued < c.bytes) {
-          const r = ep.sendMessageToUser(c.to, data, SendFlags.Reliable, FLOOD);
-          if (r === 1) queued += c.size;
-          else if (r === 25) await new Promise((res) => setTimeout(res, 2)); // LimitExceeded: buffer full
-          else throw new Error(`flood: send gave ${r}`);
-        }
-        out({ id: c.id, queued });
-        break;
-      }
-      case 'flood-stats':
-        out({ id: c.id, ...flood });
-        break;
-      case 'close':
-        await ep.close();
-        out({ id: c.id, closed: true });
-        process.exit(0);
-        break;
-      default:
-        out({ id: c.id, error: `unknown command ${c.cmd}` });
+serveCommands(ep, async (c) => {
+  switch (c.cmd) {
+    case 'send': {
+      const flags = (c.reliable ? SendFlags.Reliable : SendFlags.Unreliable) | SendFlags.AutoRestartBrokenSession;
+      out({ id: c.id, result: ep.sendMessageToUser(c.to, c.text, flags, c.channel ?? 0) });
+      return true;
     }
-  } catch (e) {
-    out({ id: c.id, error: String(e?.stack ?? e) });
+    case 'info': {
+      const i = ep.getSessionConnectionInfo(c.to);
+      out({ id: c.id, info: i.info === null ? { state: i.state } : { ...i.info, identityRemote: undefined, ping: i.status?.ping } });
+      return true;
+    }
+    case 'flood': {
+      const data = Buffer.alloc(c.size, 0x5a);
+      let queued = 0;
+      while (queued < c.bytes) {
+        const r = ep.sendMessageToUser(c.to, data, SendFlags.Reliable, FLOOD);
+        if (r === 1) queued += c.size;
+        else if (r === 25) await new Promise((res) => setTimeout(res, 2)); // LimitExceeded: buffer full
+        else throw new Error(`flood: send gave ${r}`);
+      }
+      out({ id: c.id, queued });
+      return true;
+    }
+    case 'flood-stats':
+      out({ id: c.id, ...flood });
+      return true;
+    default:
+      return false;
   }
 });

@@ -14,31 +14,14 @@
 //            {"id":N,"cmd":"close-conn","conn":N,"reason":N,"debug":S} -> {"id":N,"ok":B}
 //            {"id":N,"cmd":"close"} -> {"id":N,"closed":true}, then exit
 // Every connection to the listen socket is accepted.
-import { createInterface } from 'node:readline';
-
 import { ConnectionState, NetworkingSockets, SendFlags } from '../../dist/index.mjs';
+import { create, opts, out, p2pOptions, serveCommands } from './peer-harness.mjs';
 
-const out = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
-const opts = JSON.parse(process.argv[2]);
-const hex = (s) => Buffer.from(s, 'hex');
-
-let s;
-try {
-  s = await NetworkingSockets.create({
-    identity: opts.identity,
-    privateKey: hex(opts.privateKey),
-    certificate: hex(opts.certificate),
-    trustedCAs: [hex(opts.ca)],
-    signaling: opts.signaling,
-    stunServers: opts.stunServers ?? [],
-    turnServers: opts.turnServers ?? [],
-    config: opts.config ?? {},
-  });
-  if (opts.listen !== undefined) s.createListenSocketP2P(opts.listen);
-} catch (e) {
-  out({ error: String(e?.stack ?? e) });
-  process.exit(1);
-}
+const s = await create(async () => {
+  const inst = await NetworkingSockets.create(p2pOptions());
+  if (opts.listen !== undefined) inst.createListenSocketP2P(opts.listen);
+  return inst;
+});
 
 s.on('connectionStatusChanged', ({ conn, info }) => {
   if (info.state === ConnectionState.Connecting && info.listenSocket !== 0) {
@@ -63,41 +46,26 @@ s.on('messages', ({ conn }) => {
 
 out({ ready: true });
 
-createInterface({ input: process.stdin }).on('line', async (line) => {
-  let c;
-  try {
-    c = JSON.parse(line);
-  } catch {
-    return;
-  }
-  try {
-    switch (c.cmd) {
-      case 'connect':
-        out({ id: c.id, conn: s.connectP2P(c.to, c.vport) });
-        break;
-      case 'send': {
-        const flags = c.reliable ? SendFlags.Reliable : SendFlags.Unreliable;
-        out({ id: c.id, result: s.sendMessageToConnection(c.conn, c.text, flags).result });
-        break;
-      }
-      case 'info': {
-        const i = s.getConnectionInfo(c.conn);
-        const st = s.getConnectionRealTimeStatus(c.conn).status;
-        out({ id: c.id, info: i === null ? null : { ...i, identityRemote: i.identityRemote.toString(), ping: st?.ping } });
-        break;
-      }
-      case 'close-conn':
-        out({ id: c.id, ok: s.closeConnection(c.conn, c.reason ?? 0, c.debug ?? '', true) });
-        break;
-      case 'close':
-        await s.close();
-        out({ id: c.id, closed: true });
-        process.exit(0);
-        break;
-      default:
-        out({ id: c.id, error: `unknown command ${c.cmd}` });
+serveCommands(s, (c) => {
+  switch (c.cmd) {
+    case 'connect':
+      out({ id: c.id, conn: s.connectP2P(c.to, c.vport) });
+      return true;
+    case 'send': {
+      const flags = c.reliable ? SendFlags.Reliable : SendFlags.Unreliable;
+      out({ id: c.id, result: s.sendMessageToConnection(c.conn, c.text, flags).result });
+      return true;
     }
-  } catch (e) {
-    out({ id: c.id, error: String(e?.stack ?? e) });
+    case 'info': {
+      const i = s.getConnectionInfo(c.conn);
+      const st = s.getConnectionRealTimeStatus(c.conn).status;
+      out({ id: c.id, info: i === null ? null : { ...i, identityRemote: i.identityRemote.toString(), ping: st?.ping } });
+      return true;
+    }
+    case 'close-conn':
+      out({ id: c.id, ok: s.closeConnection(c.conn, c.reason ?? 0, c.debug ?? '', true) });
+      return true;
+    default:
+      return false;
   }
 });
