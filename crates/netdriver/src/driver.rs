@@ -648,7 +648,11 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             sink.wake();
         }
     }
-    // Closed: let go of the application's wake-up.
+    // Closed: free the sockets now rather than when the application's handle is collected,
+    // so the port can be bound again as soon as `close()` resolves.
+    shared.ports.write().iter_mut().for_each(|p| *p = None);
+    shared.ports_version.fetch_add(1, Ordering::Release);
+    // Let go of the application's wake-up.
     shared.lock().sink = None;
 }
 
