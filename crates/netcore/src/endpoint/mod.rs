@@ -158,8 +158,15 @@ impl ConnectionHandle {
 }
 
 impl EndpointStats {
-    /// Adds `other`'s counters to these (for an instance with several endpoints).
+    /// Adds `other`'s counters to these (for an instance with several endpoints, or the
+    /// shards of one port).
     pub fn add(&mut self, other: &EndpointStats) {
+        self.datagrams_received += other.datagrams_received;
+        self.bytes_received += other.bytes_received;
+        self.datagrams_sent += other.datagrams_sent;
+        self.bytes_sent += other.bytes_sent;
+        self.dropped_unauthenticated += other.dropped_unauthenticated;
+        self.dropped_replayed += other.dropped_replayed;
         self.dropped_malformed += other.dropped_malformed;
         self.dropped_table_full += other.dropped_table_full;
         self.dropped_by_connection += other.dropped_by_connection;

@@ -194,6 +194,14 @@ pub struct MessagesStats {
     pub receive_stalls: u64,
 }
 
+impl std::ops::AddAssign for MessagesStats {
+    /// Sums the counters of several endpoints (the shards of one port).
+    fn add_assign(&mut self, other: Self) {
+        self.dropped_recv_full += other.dropped_recv_full;
+        self.receive_stalls += other.receive_stalls;
+    }
+}
+
 /// The sessions and receive queues of one endpoint.
 #[derive(Debug)]
 pub struct Messages {
@@ -264,6 +272,11 @@ impl Messages {
     /// Counters of the endpoint below.
     pub fn endpoint_stats(&self) -> EndpointStats {
         self.endpoint.stats()
+    }
+
+    /// Whether a session with `peer` exists (in any state).
+    pub fn has_session(&self, peer: &Identity) -> bool {
+        self.sessions.contains_key(peer)
     }
 
     /// Number of sessions, accepted or not.
