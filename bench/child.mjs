@@ -708,7 +708,8 @@ async function manyServer() {
   const gc = globalThis.gc ?? (() => {});
   if (opts.impl === 'netmessages') {
     const { NetworkingMessages } = await nm();
-    const ep = await NetworkingMessages.create({ bind: `${HOST}:0` });
+    // `driverThreads`: bench/driver-threads.mjs compares 1 and 2 on one port.
+    const ep = await NetworkingMessages.create({ bind: `${HOST}:0`, driverThreads: opts.driverThreads ?? 1 });
     ep.on('sessionRequest', (e) => {
       if (ep.acceptSessionWithUser(e.identityRemote)) c.sessions++;
     });

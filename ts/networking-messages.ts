@@ -43,6 +43,15 @@ export interface CreateOptions extends SecurityCreateOptions, P2pCreateOptions {
    * either way. Default false (Steam's behaviour: every send returns an EResult).
    */
   strict?: boolean;
+  /**
+   * Driver threads serving the port, 1 to 16 (default 1). With more than one, the port is a
+   * group of `SO_REUSEPORT` sockets, one per thread, and the kernel routes each datagram to
+   * the thread that owns its source address's sessions, so decryption, acks and timers of
+   * many sessions run on several cores behind this one object (docs/ARCHITECTURE.md,
+   * "Several driver threads"). Linux only; not with P2P (`signaling`). Worth it for a
+   * server with many sessions on a machine with cores to spare; one session gains nothing.
+   */
+  driverThreads?: number;
 }
 
 const CREATE_OPTIONS = [
@@ -50,6 +59,7 @@ const CREATE_OPTIONS = [
   'resolve',
   'config',
   'strict',
+  'driverThreads',
   'identity',
   'privateKey',
   'certificate',
@@ -297,6 +307,13 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     if (options.strict !== undefined && typeof options.strict !== 'boolean') throw new TypeError('strict must be a boolean');
     const bind = options.bind;
     if (bind !== undefined && typeof bind !== 'string') throw new TypeError('bind must be a "host:port" string');
+    const driverThreads = options.driverThreads ?? 1;
+    if (!Number.isInteger(driverThreads) || driverThreads < 1 || driverThreads > 16) {
+      throw new RangeError(`driverThreads must be an integer from 1 to 16, got ${String(options.driverThreads)}`);
+    }
+    if (driverThreads > 1 && options.signaling !== undefined) {
+      throw new TypeError('P2P (signaling) needs driverThreads: 1: a peer path that moves between candidates cannot follow the port\'s routing to driver threads');
+    }
     const { numeric, strings } = splitP2pConfig(options.config);
     const values = configValues(numeric);
     configProblem(native.checkConfig(values));
@@ -307,7 +324,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     };
     let bound;
     try {
-      bound = native.bindEndpoint(bind ?? null, values, security, onEvents);
+      bound = native.bindEndpoint(bind ?? null, values, security, onEvents, driverThreads);
     } catch (e) {
       // Bad keys or certificates are bad arguments.
       if ((e as { code?: string }).code === 'InvalidArg') throw new TypeError((e as Error).message);

@@ -271,8 +271,10 @@ fn session_info(s: netcore::messages::SessionInfo) -> NativeSessionInfo {
 
 /// Binds a socket (`bind`: `host:port`, or null for the default: `[::]:0` dual-stack where
 /// the OS allows it, else `0.0.0.0:0`) and starts its driver; `on_events` receives event
-/// batches. Bad options throw (`InvalidArg`); a socket the OS refuses comes back as a
-/// [`BindFailure`], so the TS layer can raise the error Node's `dgram` would.
+/// batches. `driver_threads` (default 1, at most 16) runs that many driver threads on the
+/// port (`netdriver::reuse_port`). Bad options throw (`InvalidArg`); a socket the OS
+/// refuses comes back as a [`BindFailure`], so the TS layer can raise the error Node's
+/// `dgram` would.
 #[napi]
 pub fn bind_endpoint(
     env: Env,
@@ -280,7 +282,18 @@ pub fn bind_endpoint(
     config: HashMap<String, f64>,
     options: SecurityOptions,
     on_events: Function<'_, Vec<NativeEvent>, ()>,
+    driver_threads: Option<u32>,
 ) -> Result<Either<NativeEndpoint, BindFailure>> {
+    let threads = usize::try_from(driver_threads.unwrap_or(1)).unwrap_or(0);
+    if !(1..=netdriver::reuse_port::MAX_SHARDS).contains(&threads) {
+        return Err(Error::new(
+            Status::InvalidArg,
+            format!(
+                "driverThreads must be an integer from 1 to {}",
+                netdriver::reuse_port::MAX_SHARDS
+            ),
+        ));
+    }
     let mut cfg = Config::default();
     cfg.apply(&entries(config))
         .map_err(|e| Error::new(Status::InvalidArg, e.to_string()))?;
@@ -290,15 +303,22 @@ pub fn bind_endpoint(
     let sink_dyn: Arc<
         dyn netdriver::EventSink<netcore::p2p::layer::LayerEvent<netcore::messages::Event>>,
     > = sink.clone();
-    let inner = match EndpointHandle::bind(bind.as_deref(), cfg, security, sink_dyn) {
-        Ok(inner) => Arc::new(inner),
-        Err(e) => return Ok(Either::B(bind_failure(e))),
+    let inner =
+        match EndpointHandle::bind_threads(bind.as_deref(), threads, cfg, security, sink_dyn) {
+            Ok(inner) => Arc::new(inner),
+            Err(e) => return Ok(Either::B(bind_failure(e))),
+        };
+    // With several driver threads, they read their sockets: the point is to decode on
+    // several cores, not on the JS thread.
+    let reader = if threads > 1 {
+        None
+    } else {
+        Reader::new(
+            env.raw(),
+            on_events.raw(),
+            uv_reader::reader_source(&inner, Arc::clone(&sink)),
+        )?
     };
-    let reader = Reader::new(
-        env.raw(),
-        on_events.raw(),
-        uv_reader::reader_source(&inner, Arc::clone(&sink)),
-    )?;
     uv_reader::fill_slot(&slot, &reader);
     Ok(Either::A(NativeEndpoint {
         reader,

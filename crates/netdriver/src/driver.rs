@@ -93,23 +93,42 @@ pub struct Secrets {
     pub unix_at_epoch: u64,
 }
 
-fn runtime() -> &'static Handle {
-    // One current-thread runtime on a thread of its own: a datagram or a send wakes the
-    // thread that runs the endpoint's task directly, with no hand-off between workers.
-    static RT: OnceLock<Handle> = OnceLock::new();
-    RT.get_or_init(|| {
+/// The process's driver threads: thread 0 runs every endpoint's task (and shard 0 of an
+/// endpoint with several driver threads); thread `k` runs shard `k` of such endpoints.
+/// Each is a current-thread runtime on a thread of its own, started on first use: a datagram
+/// or a send wakes the thread that runs the endpoint's task directly, with no hand-off
+/// between workers.
+fn runtime_on(thread: usize) -> &'static Handle {
+    static RTS: [OnceLock<Handle>; crate::reuse_port::MAX_SHARDS] =
+        [const { OnceLock::new() }; crate::reuse_port::MAX_SHARDS];
+    RTS[thread.min(crate::reuse_port::MAX_SHARDS - 1)].get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             // Without a runtime nothing can work; this happens only if the OS refuses it.
             .expect("netmessages: cannot start the I/O runtime");
         let handle = rt.handle().clone();
+        // Linux keeps 15 bytes of a thread's name: the further threads' names stay apart.
+        let name = if thread == 0 {
+            "netmessages-driver".to_owned()
+        } else {
+            format!("nm-driver-{thread}")
+        };
         std::thread::Builder::new()
-            .name("netmessages-driver".into())
+            .name(name)
             .spawn(move || rt.block_on(std::future::pending::<()>()))
             .expect("netmessages: cannot start the I/O thread");
         handle
     })
+}
+
+fn runtime() -> &'static Handle {
+    runtime_on(0)
+}
+
+/// Runs `fut` on driver thread 0 (small glue tasks, such as waiting for several shards).
+pub(crate) fn spawn(fut: impl std::future::Future<Output = ()> + Send + 'static) {
+    runtime().spawn(fut);
 }
 
 /// Keeps the runtime's one thread busy for `d`, so no driver task can run (tests only).
@@ -202,6 +221,8 @@ pub(crate) struct Shared<P: Protocol> {
     pub(crate) caller_bufs: SpinThenPark<Option<RecvBufs>>,
     /// Datagrams read on the application's thread.
     pub(crate) caller_datagrams: AtomicU64,
+    /// The driver thread whose runtime runs the task and polls the sockets.
+    thread: usize,
 }
 
 impl<P: Protocol> Shared<P> {
@@ -276,25 +297,59 @@ fn fresh_secret(bind: &str) -> Result<[u8; 32], BindError> {
     Ok(secret)
 }
 
-fn bind_io(bind: &str) -> Result<Io, BindError> {
+fn bind_io(bind: &str, thread: usize) -> Result<Io, BindError> {
     let addr = resolve(bind)?;
     let io_err = |source| BindError::Io {
         addr: bind.to_owned(),
         source,
     };
-    let std_sock = open_socket(addr).map_err(io_err)?;
-    let local = std_sock.local_addr().map_err(io_err)?;
+    register(open_socket(addr, false).map_err(io_err)?, thread).map_err(io_err)
+}
+
+/// Hands a bound socket to the runtime of driver thread `thread`, whose reactor polls it.
+fn register(std_sock: std::net::UdpSocket, thread: usize) -> io::Result<Io> {
+    let local = std_sock.local_addr()?;
     let socket = {
-        let _guard = runtime().enter();
-        tokio::net::UdpSocket::from_std(std_sock).map_err(io_err)?
+        let _guard = runtime_on(thread).enter();
+        tokio::net::UdpSocket::from_std(std_sock)?
     };
-    let udp = UdpSocketState::new((&socket).into()).map_err(io_err)?;
+    let udp = UdpSocketState::new((&socket).into())?;
     Ok(Io {
         socket,
         udp,
         local,
         caller: Default::default(),
     })
+}
+
+/// Binds `shards` sockets to one address as a reuse-port group with the routing program of
+/// [`crate::reuse_port`] (socket `k` for driver thread `k`). Port 0 picks one port for all.
+pub(crate) fn bind_group(bind: &str, shards: usize) -> Result<Vec<Io>, BindError> {
+    let mut addr = resolve(bind)?;
+    let io_err = |source| BindError::Io {
+        addr: bind.to_owned(),
+        source,
+    };
+    // A plain socket first, to see the port is free (or pick one): a group never joins
+    // another endpoint's group on the same port, which would take part of its traffic.
+    // (A program of the same user that binds the port with SO_REUSEPORT after this can
+    // still join: docs/ARCHITECTURE.md.)
+    {
+        let probe = open_socket(addr, false).map_err(io_err)?;
+        addr = probe.local_addr().map_err(io_err)?;
+    }
+    let mut socks = Vec::with_capacity(shards);
+    for _ in 0..shards {
+        socks.push(open_socket(addr, true).map_err(io_err)?);
+    }
+    if let Some(first) = socks.first() {
+        crate::reuse_port::attach_routing(first, shards).map_err(io_err)?;
+    }
+    socks
+        .into_iter()
+        .enumerate()
+        .map(|(k, s)| register(s, k).map_err(io_err))
+        .collect()
 }
 
 impl<P: Protocol> Driver<P> {
@@ -305,12 +360,34 @@ impl<P: Protocol> Driver<P> {
         make: impl FnOnce(Secrets) -> P,
         sink: Arc<dyn EventSink<P::Event>>,
     ) -> Result<Self, BindError> {
-        let first = bind.map(bind_io).transpose()?;
+        let first = bind.map(|b| bind_io(b, 0)).transpose()?;
+        Self::launch(first, 0, bind.unwrap_or("secret"), make, sink)
+    }
+
+    /// Starts shard `thread` of an endpoint with several driver threads on the socket
+    /// [`bind_group`] opened for it; its task runs on driver thread `thread`.
+    pub(crate) fn start_shard(
+        io: Io,
+        thread: usize,
+        make: impl FnOnce(Secrets) -> P,
+        sink: Arc<dyn EventSink<P::Event>>,
+    ) -> Result<Self, BindError> {
+        let label = io.local.to_string();
+        Self::launch(Some(io), thread, &label, make, sink)
+    }
+
+    fn launch(
+        first: Option<Io>,
+        thread: usize,
+        label: &str,
+        make: impl FnOnce(Secrets) -> P,
+        sink: Arc<dyn EventSink<P::Event>>,
+    ) -> Result<Self, BindError> {
         let unix_at_epoch = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let proto = make(Secrets {
-            secret: fresh_secret(bind.unwrap_or("secret"))?,
+            secret: fresh_secret(label)?,
             unix_at_epoch,
         });
         let fake_send = !FakeParams::send(proto.config()).is_off();
@@ -337,10 +414,11 @@ impl<P: Protocol> Driver<P> {
             unix_at_epoch,
             caller_bufs: SpinThenPark::new(None),
             caller_datagrams: AtomicU64::new(0),
+            thread,
         });
         let (done_tx, done_rx) = oneshot::channel();
         let task_shared = Arc::clone(&shared);
-        runtime().spawn(async move {
+        runtime_on(thread).spawn(async move {
             drive(task_shared).await;
             let _ = done_tx.send(());
         });
@@ -358,7 +436,7 @@ impl<P: Protocol> Driver<P> {
         bind: &str,
         added: impl FnOnce(&mut P, usize, Secrets),
     ) -> Result<(usize, SocketAddr), BindError> {
-        let io = bind_io(bind)?;
+        let io = bind_io(bind, self.shared.thread)?;
         let local = io.local;
         let secrets = Secrets {
             secret: fresh_secret(bind)?,

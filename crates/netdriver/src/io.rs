@@ -26,8 +26,9 @@ pub struct Io {
 }
 
 /// A UDP socket bound to `addr`, non-blocking, with large kernel buffers. `[::]` serves IPv4
-/// peers too where the OS allows it.
-pub fn open_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
+/// peers too where the OS allows it. `reuse`: it joins a reuse-port group
+/// (`reuse_port.rs`).
+pub fn open_socket(addr: SocketAddr, reuse: bool) -> io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let domain = if addr.is_ipv4() {
         Domain::IPV4
@@ -44,6 +45,9 @@ pub fn open_socket(addr: SocketAddr) -> io::Result<std::net::UdpSocket> {
     // (net.core.rmem_max / wmem_max); a refusal leaves the default, which still works.
     let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+    if reuse {
+        crate::reuse_port::allow_reuse(&sock)?;
+    }
     sock.bind(&addr.into())?;
     Ok(sock.into())
 }

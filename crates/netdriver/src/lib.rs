@@ -7,12 +7,15 @@
 
 pub mod caller_receive;
 pub mod driver;
+#[cfg(test)]
+mod driver_threads_tests;
 pub mod fake_network;
 mod io;
 pub mod log;
 mod messages_endpoint;
 mod p2p;
 pub mod protocol;
+pub mod reuse_port;
 mod sockets_endpoint;
 
 pub use caller_receive::CallerSocket;

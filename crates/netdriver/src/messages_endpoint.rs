@@ -2,6 +2,7 @@
 //! `NetworkingMessages` holds.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use netcore::config::Config;
@@ -15,6 +16,7 @@ use netcore::p2p::layer::{LayerEvent, P2pLayer};
 use tokio::sync::oneshot;
 
 use crate::driver::{due_before, BindError, Driver, EventSink, Secrets};
+use crate::reuse_port::{shard_of, MAX_SHARDS};
 
 /// What binds when the application names no address: every interface, IPv6 and IPv4 on one
 /// dual-stack socket where the OS allows it, else IPv4 only.
@@ -40,6 +42,7 @@ pub struct EndpointReport {
 }
 
 /// One message of a [`EndpointHandle::send_batch`].
+#[derive(Clone)]
 pub struct OutgoingMessage<'a> {
     /// The peer.
     pub peer: &'a Identity,
@@ -53,12 +56,23 @@ pub struct OutgoingMessage<'a> {
     pub channel: i32,
 }
 
-/// The application's handle on a running messages endpoint (one socket), with P2P in front
+/// The application's handle on a running messages endpoint (one port), with P2P in front
 /// of it once switched on (`p2p.rs`).
+///
+/// With several driver threads ([`EndpointHandle::bind_threads`]) the port is a group of
+/// sockets, one per thread, each with a messages state of its own (a shard): the kernel
+/// routes every datagram to the shard [`crate::reuse_port::shard_of`] names for its source,
+/// and every session with a peer address lives on that address's shard, whichever side
+/// opened it. Calls naming a peer go to its shard; the others combine the shards.
 pub struct EndpointHandle {
-    pub(crate) driver: Driver<P2pLayer<Messages>>,
+    /// Never empty.
+    pub(crate) shards: Vec<Driver<P2pLayer<Messages>>>,
     local: SocketAddr,
+    /// Where the next `receive` starts, so no shard's messages wait behind another's.
+    next_receive: AtomicUsize,
 }
+
+type Shard = Driver<P2pLayer<Messages>>;
 
 impl EndpointHandle {
     /// Binds `bind` (`host:port`; port 0 picks one; `None`: [`DEFAULT_BIND_DUAL`] where the
@@ -71,27 +85,62 @@ impl EndpointHandle {
         security: LocalSecurity,
         sink: Arc<dyn EventSink<LayerEvent<Event>>>,
     ) -> Result<Self, BindError> {
+        Self::bind_threads(bind, 1, config, security, sink)
+    }
+
+    /// [`EndpointHandle::bind`] with `threads` driver threads on the one port (1 to
+    /// [`crate::reuse_port::MAX_SHARDS`]; more than one needs Linux). Every shard's events
+    /// go to `sink`.
+    pub fn bind_threads(
+        bind: Option<&str>,
+        threads: usize,
+        config: Config,
+        security: LocalSecurity,
+        sink: Arc<dyn EventSink<LayerEvent<Event>>>,
+    ) -> Result<Self, BindError> {
         let bind = bind.unwrap_or(if crate::io::dual_stack_available() {
             DEFAULT_BIND_DUAL
         } else {
             DEFAULT_BIND_V4
         });
-        tracing::debug!(bind, "binding a messages endpoint");
-        let make = |s: Secrets| {
-            P2pLayer::new(Messages::new(
-                config,
-                EndpointSetup {
-                    secret: s.secret,
-                    security,
-                    unix_at_epoch: s.unix_at_epoch,
-                },
-            ))
+        tracing::debug!(bind, threads, "binding a messages endpoint");
+        let make = |security: LocalSecurity| {
+            let config = config.clone();
+            move |s: Secrets| {
+                P2pLayer::new(Messages::new(
+                    config,
+                    EndpointSetup {
+                        secret: s.secret,
+                        security,
+                        unix_at_epoch: s.unix_at_epoch,
+                    },
+                ))
+            }
         };
-        let driver = Driver::start(Some(bind), make, sink)?;
-        let local = driver
-            .local_addr(0)
+        let shards = if threads <= 1 {
+            vec![Driver::start(Some(bind), make(security), sink)?]
+        } else {
+            let group = crate::driver::bind_group(bind, threads.min(MAX_SHARDS))?;
+            let mut shards = Vec::with_capacity(group.len());
+            for (k, io) in group.into_iter().enumerate() {
+                shards.push(Driver::start_shard(
+                    io,
+                    k,
+                    make(security.clone()),
+                    Arc::clone(&sink),
+                )?);
+            }
+            shards
+        };
+        let local = shards
+            .first()
+            .and_then(|d| d.local_addr(0))
             .ok_or_else(|| BindError::BadAddress(bind.to_owned()))?;
-        Ok(EndpointHandle { driver, local })
+        Ok(EndpointHandle {
+            shards,
+            local,
+            next_receive: AtomicUsize::new(0),
+        })
     }
 
     /// The address actually bound.
@@ -99,10 +148,38 @@ impl EndpointHandle {
         self.local
     }
 
-    /// The driver, for an application thread that reads the socket itself
-    /// (`caller_receive.rs`).
-    pub fn driver(&self) -> &Driver<P2pLayer<Messages>> {
-        &self.driver
+    /// How many driver threads serve the port.
+    pub fn driver_threads(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// The driver of the first (with one driver thread, the only) shard, for an application
+    /// thread that reads the socket itself (`caller_receive.rs`) and for P2P.
+    pub fn driver(&self) -> &Shard {
+        &self.shards[0]
+    }
+
+    /// The shard that holds (or would open) the session with `peer`: its address's, for a
+    /// peer known by address; for another, the shard that has a session with it, else the
+    /// shard of `remote` (where a new session would go).
+    fn shard_for(&self, peer: &Identity, remote: Option<SocketAddr>) -> usize {
+        let n = self.shards.len();
+        if n == 1 {
+            return 0;
+        }
+        if let Some(addr) = peer.ip_addr() {
+            return shard_of(addr, n);
+        }
+        // Few shards: asking each is cheaper than keeping a map that must follow every
+        // session's end.
+        (0..n)
+            .find(|&k| self.shards[k].read(|m| m.has_session(peer)))
+            .or_else(|| remote.map(|a| shard_of(a, n)))
+            .unwrap_or(0)
+    }
+
+    fn shard(&self, peer: &Identity) -> &Shard {
+        &self.shards[self.shard_for(peer, None)]
     }
 
     /// Queues a message (see [`Messages::send`]); `InvalidState` once closing.
@@ -122,146 +199,203 @@ impl EndpointHandle {
             channel,
         };
         let mut result = EResult::Fail;
-        self.send_batch(std::iter::once(one), |r| result = r);
+        let shard = &self.shards[self.shard_for(peer, remote)];
+        send_on(shard, std::iter::once(one), |r| result = r);
         result
     }
 
-    /// Queues many messages under one lock and one wake-up (Steam's `SendMessages`).
-    /// `on_result` gets one result per message, in order. If an accepted message asked not to
-    /// wait (`NoNagle`, `NoDelay` or `UseCurrentThread`), what is due leaves from this thread
-    /// before the call returns; otherwise the driver task sends it.
+    /// Queues many messages under one lock and one wake-up per shard (Steam's
+    /// `SendMessages`). `on_result` gets one result per message, in order. If an accepted
+    /// message asked not to wait (`NoNagle`, `NoDelay` or `UseCurrentThread`), what is due
+    /// leaves from this thread before the call returns; otherwise the driver task sends it.
     pub fn send_batch<'a>(
         &self,
         messages: impl Iterator<Item = OutgoingMessage<'a>>,
         mut on_result: impl FnMut(EResult),
     ) {
-        const NOW: u32 =
-            send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
-        let (urgent, wake) = self.driver.with_planned(|m, now, planned, closing| {
-            let mut urgent = false;
-            let mut wake = false;
-            let mut any = false;
-            for msg in messages {
-                let r = if closing {
-                    EResult::InvalidState
-                } else {
-                    m.send(now, msg.peer, msg.remote, msg.data, msg.flags, msg.channel)
-                };
-                if r == EResult::Ok {
-                    any = true;
-                    urgent |= msg.flags & NOW != 0;
-                    // Only this peer's connection can have moved: checking it alone keeps a
-                    // send O(1) however many connections other sends touched.
-                    wake |= !urgent && due_before(m.deadline_of(msg.peer), planned);
-                }
-                on_result(r);
-            }
-            wake |= any && !urgent && m.has_events();
-            (urgent, wake)
-        });
-        if urgent {
-            self.driver.transmit_here();
-        } else if wake {
-            self.driver.wake();
+        if self.shards.len() == 1 {
+            send_on(&self.shards[0], messages, on_result);
+            return;
         }
+        let messages: Vec<(usize, OutgoingMessage<'a>)> = messages
+            .map(|m| (self.shard_for(m.peer, m.remote), m))
+            .collect();
+        let mut results = vec![EResult::Fail; messages.len()];
+        for (k, shard) in self.shards.iter().enumerate() {
+            let mine: Vec<usize> = (0..messages.len())
+                .filter(|&i| messages[i].0 == k)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let mut slots = mine.iter();
+            send_on(shard, mine.iter().map(|&i| messages[i].1.clone()), |r| {
+                if let Some(&i) = slots.next() {
+                    results[i] = r;
+                }
+            });
+        }
+        results.into_iter().for_each(&mut on_result);
     }
 
     /// Sends what Nagle holds for `peer` now, from this thread.
     pub fn flush(&self, peer: &Identity) -> EResult {
-        let (r, _) = self.driver.with(|m, now| m.flush(now, peer));
+        let shard = self.shard(peer);
+        let (r, _) = shard.with(|m, now| m.flush(now, peer));
         if r == EResult::Ok {
-            self.driver.transmit_here();
+            shard.transmit_here();
         }
         r
     }
 
     /// Takes up to `max` waiting messages from `channel`; also says how many are left.
     pub fn receive(&self, channel: i32, max: usize) -> (Vec<Delivered>, usize) {
-        let (r, wake) = self.driver.with(|m, _| {
-            let got = m.receive(channel, max);
-            (got, m.queued(channel))
-        });
-        // Reading may lift a receive pause or a session's back-pressure: the driver acts on
-        // it now rather than at its next timer.
-        if wake {
-            self.driver.wake();
+        let n = self.shards.len();
+        let first = if n == 1 {
+            0
+        } else {
+            self.next_receive.fetch_add(1, Ordering::Relaxed) % n
+        };
+        let mut got = Vec::new();
+        let mut left = 0;
+        for k in (first..n).chain(0..first) {
+            let shard = &self.shards[k];
+            let want = max - got.len().min(max);
+            let ((mut some, rest), wake) = shard.with(|m, _| {
+                let some = if want > 0 {
+                    m.receive(channel, want)
+                } else {
+                    Vec::new()
+                };
+                (some, m.queued(channel))
+            });
+            // Reading may lift a receive pause or a session's back-pressure: the driver
+            // acts on it now rather than at its next timer.
+            if wake {
+                shard.wake();
+            }
+            if got.is_empty() {
+                got = some;
+            } else {
+                got.append(&mut some);
+            }
+            left += rest;
         }
-        r
+        (got, left)
     }
 
     /// Whether a send to `peer` has room now; if not, a `Writable` event follows once it
     /// has. `None` when the session ended.
     pub fn watch_writable(&self, peer: &Identity) -> Option<bool> {
-        self.driver.with(|m, _| m.watch_writable(peer)).0
+        self.shard(peer).with(|m, _| m.watch_writable(peer)).0
     }
 
     /// Messages waiting on `channel`.
     pub fn queued(&self, channel: i32) -> usize {
-        self.driver.read(|m| m.queued(channel))
+        self.shards
+            .iter()
+            .map(|d| d.read(|m| m.queued(channel)))
+            .sum()
     }
 
     /// The channels with messages waiting.
     pub fn waiting_channels(&self) -> Vec<i32> {
-        self.driver.read(|m| m.waiting_channels().collect())
+        let mut all: Vec<i32> = Vec::new();
+        for d in &self.shards {
+            d.read(|m| all.extend(m.waiting_channels()));
+        }
+        if self.shards.len() > 1 {
+            all.sort_unstable();
+            all.dedup();
+        }
+        all
     }
 
-    /// The endpoint's counters and session census.
+    /// The endpoint's counters and session census (every shard's, summed).
     pub fn report(&self) -> EndpointReport {
-        self.driver.read(|m| EndpointReport {
-            endpoint: m.endpoint_stats(),
-            messages: m.stats(),
-            sessions_by_state: m.session_states(),
-            sessions: m.session_count(),
-            sessions_receive_blocked: m.blocked_sessions(),
-            messages_queued: m.queued_total(),
-        })
+        let mut total = EndpointReport {
+            endpoint: EndpointStats::default(),
+            messages: MessagesStats::default(),
+            sessions_by_state: Vec::new(),
+            sessions: 0,
+            sessions_receive_blocked: 0,
+            messages_queued: 0,
+        };
+        for d in &self.shards {
+            d.read(|m| {
+                total.endpoint.add(&m.endpoint_stats());
+                total.messages += m.stats();
+                for (state, count) in m.session_states() {
+                    match total
+                        .sessions_by_state
+                        .iter_mut()
+                        .find(|(s, _)| *s == state)
+                    {
+                        Some((_, c)) => *c += count,
+                        None => total.sessions_by_state.push((state, count)),
+                    }
+                }
+                total.sessions += m.session_count();
+                total.sessions_receive_blocked += m.blocked_sessions();
+                total.messages_queued += m.queued_total();
+            });
+        }
+        total
     }
 
     /// A status snapshot of every session.
     pub fn sessions(&self) -> Vec<(Identity, SessionInfo)> {
-        self.driver.read(|m| m.session_infos())
+        let mut all = Vec::new();
+        for d in &self.shards {
+            all.extend(d.read(|m| m.session_infos()));
+        }
+        all
     }
 
     /// Steam's detailed status text for the session with `peer`.
     pub fn detailed_status(&self, peer: &Identity) -> Option<String> {
-        let now = self.driver.now();
-        self.driver.read(|m| m.detailed_status(now, peer))
+        let shard = self.shard(peer);
+        let now = shard.now();
+        shard.read(|m| m.detailed_status(now, peer))
     }
 
     /// Accepts a pending session.
     pub fn accept(&self, peer: &Identity) -> bool {
-        let (accepted, _) = self.driver.with(|m, _| m.accept(peer));
+        let shard = self.shard(peer);
+        let (accepted, _) = shard.with(|m, _| m.accept(peer));
         if accepted {
             // Messages held for this peer are now deliverable: let the driver post the event.
-            self.driver.wake();
+            shard.wake();
         }
         accepted
     }
 
     /// Closes the session with `peer`.
     pub fn close_session(&self, peer: &Identity) -> bool {
-        let (closed, _) = self.driver.with(|m, _| m.close_session(peer));
+        let shard = self.shard(peer);
+        let (closed, _) = shard.with(|m, _| m.close_session(peer));
         // The polite close datagram to the peer goes out on the driver.
-        self.driver.wake();
+        shard.wake();
         closed
     }
 
     /// Closes one channel with `peer`.
     pub fn close_channel(&self, peer: &Identity, channel: i32) -> bool {
-        let (closed, _) = self.driver.with(|m, _| m.close_channel(peer, channel));
+        let shard = self.shard(peer);
+        let (closed, _) = shard.with(|m, _| m.close_channel(peer, channel));
         // Closing the last channel closes the session: its goodbye goes out on the driver.
-        self.driver.wake();
+        shard.wake();
         closed
     }
 
     /// Status of the session with `peer`.
     pub fn session_info(&self, peer: &Identity) -> Option<SessionInfo> {
-        self.driver.read(|m| m.session_info(peer))
+        self.shard(peer).read(|m| m.session_info(peer))
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Config {
-        self.driver.read(|m| m.config().clone())
+        self.driver().read(|m| m.config().clone())
     }
 
     /// Applies validated configuration changes; nothing changes on error.
@@ -269,14 +403,63 @@ impl EndpointHandle {
         &self,
         changes: &[(String, f64)],
     ) -> Result<(), netcore::config::ConfigError> {
-        self.driver.set_config(changes)
+        // Checked on a copy first, so an error leaves every shard as it was.
+        self.config().apply(changes)?;
+        self.shards.iter().try_for_each(|d| d.set_config(changes))
     }
 
     /// Stops accepting sends, lets queued data leave (bounded by
     /// [`crate::CLOSE_LINGER`]) and frees the socket. Returns a receiver that completes when
-    /// the socket is closed; a second call returns `None`.
+    /// the sockets are closed; a second call returns `None`.
     pub fn close(&self) -> Option<oneshot::Receiver<()>> {
-        self.driver.close()
+        let mut done: Vec<_> = self.shards.iter().filter_map(Driver::close).collect();
+        if done.len() <= 1 {
+            return done.pop();
+        }
+        let (tx, rx) = oneshot::channel();
+        crate::driver::spawn(async move {
+            for d in done {
+                let _ = d.await;
+            }
+            let _ = tx.send(());
+        });
+        Some(rx)
+    }
+}
+
+/// Queues `messages` on one shard under one lock, then sends or wakes as they ask.
+fn send_on<'a>(
+    shard: &Shard,
+    messages: impl Iterator<Item = OutgoingMessage<'a>>,
+    mut on_result: impl FnMut(EResult),
+) {
+    const NOW: u32 = send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
+    let (urgent, wake) = shard.with_planned(|m, now, planned, closing| {
+        let mut urgent = false;
+        let mut wake = false;
+        let mut any = false;
+        for msg in messages {
+            let r = if closing {
+                EResult::InvalidState
+            } else {
+                m.send(now, msg.peer, msg.remote, msg.data, msg.flags, msg.channel)
+            };
+            if r == EResult::Ok {
+                any = true;
+                urgent |= msg.flags & NOW != 0;
+                // Only this peer's connection can have moved: checking it alone keeps a
+                // send O(1) however many connections other sends touched.
+                wake |= !urgent && due_before(m.deadline_of(msg.peer), planned);
+            }
+            on_result(r);
+        }
+        wake |= any && !urgent && m.has_events();
+        (urgent, wake)
+    });
+    if urgent {
+        shard.transmit_here();
+    } else if wake {
+        shard.wake();
     }
 }
 

@@ -59,6 +59,10 @@ pub enum P2pError {
     /// P2P is already on (it is switched on once, at create).
     #[error("P2P is already enabled")]
     AlreadyEnabled,
+    /// P2P runs on one driver thread: a peer's path moves between candidate addresses,
+    /// which the port's routing of datagrams to driver threads cannot follow.
+    #[error("P2P needs an endpoint with one driver thread (driverThreads: 1)")]
+    Sharded,
     /// The P2P socket could not be opened.
     #[error(transparent)]
     Bind(#[from] crate::driver::BindError),
@@ -68,31 +72,35 @@ impl EndpointHandle {
     /// Switches P2P on for this endpoint's socket: gathering starts now, and sends to peers
     /// known only by identity go through rendezvous and ICE from here on.
     pub fn enable_p2p(&self, options: P2pOptions) -> Result<(), P2pError> {
+        if self.driver_threads() > 1 {
+            return Err(P2pError::Sharded);
+        }
         let ice_enable = i32::try_from(self.config().p2p_transport_ice_enable).unwrap_or(0);
         let cfg = transport_config(options, self.local_addr(), ice_enable)?;
-        self.driver.with(|m, now| m.enable(now, 0, cfg));
+        self.driver().with(|m, now| m.enable(now, 0, cfg));
         // The first STUN and TURN requests are the driver's to send.
-        self.driver.wake();
+        self.driver().wake();
         Ok(())
     }
 
     /// A rendezvous blob the signaling service delivered from `from`.
     pub fn receive_signal(&self, from: &Identity, data: &[u8]) {
-        self.driver.with(|m, now| m.receive_signal(now, from, data));
-        self.driver.wake();
+        self.driver()
+            .with(|m, now| m.receive_signal(now, from, data));
+        self.driver().wake();
     }
 
     /// The signaling service could not deliver a blob to `to` (`reason`: `not-registered`,
     /// `unavailable`, ...; `detail`: anything more, for the failure's text).
     pub fn signal_undeliverable(&self, to: &Identity, reason: &str, detail: &str) {
-        self.driver
+        self.driver()
             .with(|m, now| m.signal_undeliverable(now, to, reason, detail));
-        self.driver.wake();
+        self.driver().wake();
     }
 
     /// Our gathered candidates and what gathering could not do (diagnostics).
     pub fn p2p_candidates(&self) -> Option<(Vec<String>, Vec<String>)> {
-        self.driver.read(|m| {
+        self.driver().read(|m| {
             m.transport()
                 .map(|t| (t.local_candidates(), t.gathering_notes().to_vec()))
         })
