@@ -66,14 +66,19 @@ test.before(async () => {
   // the runtime dependencies' metadata must then be in npm's cache, which `npm ci` does not
   // fill (it fetches the locked tarballs only), so a fresh machine puts them there first.
   const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+  const pinned = {};
   for (const dep of Object.keys(pkg.dependencies ?? {})) {
     const version = lock.packages?.[`node_modules/${dep}`]?.version;
     if (!version) throw new Error(`package-lock.json has no locked version of ${dep}`);
     const added = await npm(['cache', 'add', `${dep}@${version}`], work);
     if (added.code !== 0) throw new Error(`npm cache add ${dep}@${version} failed:\n${added.stderr}`);
+    pinned[dep] = version;
   }
   mkdirSync(app);
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+  // The consumer pins the locked versions, as its own lockfile would: otherwise npm resolves
+  // our `^` range against the cached metadata, and a release newer than the lock (not in the
+  // cache) fails the offline install.
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: pinned }));
   // --foreground-scripts: show the postinstall's own output, to check what it did.
   install = await npm(['install', '--offline', '--no-audit', '--no-fund', '--foreground-scripts', tarball], app);
 });

@@ -181,10 +181,14 @@ const runners = {
 // dependencies must then be in npm's cache with their metadata, which `npm ci` does not leave
 // there (it fetches locked tarballs only): a fresh machine puts their locked versions there.
 const lock = JSON.parse(readFileSync(path.join(root, 'package-lock.json'), 'utf8'));
+// The consumer pins these locked versions (as its lockfile would), so a release newer than the
+// lock, listed in the cached metadata but not cached itself, cannot fail the offline install.
+const pinned = {};
 for (const dep of Object.keys(pkg.dependencies ?? {})) {
   const version = lock.packages?.[`node_modules/${dep}`]?.version;
   if (!version) throw new Error(`package-lock.json has no locked version of ${dep}`);
   run(process.execPath, [npmCli, 'cache', 'add', `${dep}@${version}`], out);
+  pinned[dep] = version;
 }
 
 const results = [];
@@ -192,7 +196,7 @@ for (const triple of built) {
   const { plat } = PLATFORMS[triple];
   const app = path.join(out, `app-${plat}`);
   mkdirSync(app, { recursive: true });
-  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+  writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, dependencies: pinned }));
   // npm runs on that platform's Node.js (emulated for arm64, in the musl namespace for musl),
   // so it checks the platform package's os/cpu/libc against the real thing (it refuses a
   // named tarball for another platform even with --cpu/--libc), and on the host the root's
