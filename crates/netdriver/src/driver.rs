@@ -28,13 +28,13 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex as SpinThenPark, MutexGuard, RwLock};
 use quinn_udp::{RecvMeta, UdpSocketState, BATCH_SIZE};
-use tokio::io::Interest;
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
 
 use crate::fake_network::{FakeNetwork, FakeParams, Fate};
 use crate::io::{open_socket, Io, Tx};
 use crate::protocol::Protocol;
+use crate::readiness::Watch;
 use netcore::time::Timestamp;
 
 /// Receive buffer per datagram slot; a datagram larger than this is truncated by the kernel
@@ -311,7 +311,7 @@ fn register(std_sock: std::net::UdpSocket, thread: usize) -> io::Result<Io> {
     let local = std_sock.local_addr()?;
     let socket = {
         let _guard = runtime_on(thread).enter();
-        tokio::net::UdpSocket::from_std(std_sock)?
+        crate::readiness::adopt(std_sock)?
     };
     let udp = UdpSocketState::new((&socket).into())?;
     Ok(Io {
@@ -573,6 +573,8 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
     // Per port: until when a readable socket is left to the application's thread, which
     // reads it while idle (`caller_receive.rs`).
     let mut graces: Vec<Option<tokio::time::Instant>> = Vec::new();
+    // Per port: the task's registration, held while it reads the socket (`readiness.rs`).
+    let mut watches: Vec<Option<Watch>> = Vec::new();
 
     loop {
         let version = shared.ports_version.load(Ordering::Acquire);
@@ -587,6 +589,8 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                 .collect();
             let last = ports.last().map_or(0, |(p, _)| p + 1);
             graces.resize(last, None);
+            watches.clear();
+            watches.resize_with(last, || None);
         }
         // A socket the application's thread stopped polling (it declined: a flood, a pause)
         // is the task's again at once.
@@ -594,6 +598,23 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
             if !io.caller.is_polled() {
                 if let Some(g) = graces.get_mut(*port) {
                     *g = None;
+                }
+            }
+        }
+        // A registration exactly while the task reads a socket: none while it is left to
+        // the application's thread, so datagrams that thread reads never wake this one.
+        for (port, io) in &ports {
+            let (Some(grace), Some(watch)) = (graces.get_mut(*port), watches.get_mut(*port)) else {
+                continue;
+            };
+            if grace.is_some() {
+                *watch = None;
+            } else if watch.is_none() {
+                match Watch::new(io) {
+                    Ok(w) => *watch = Some(w),
+                    // No registration (out of descriptors, say): read it after a grace
+                    // instead, and try again then.
+                    Err(_) => *grace = Some(tokio::time::Instant::now() + CALLER_GRACE),
                 }
             }
         }
@@ -652,7 +673,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
         tokio::select! {
             // While paused (or holding datagrams from before the pause), the kernel keeps
             // what arrives; the timers and the application's wake-ups still run.
-            port = any_readable(&ports, &graces), if !paused => {
+            port = any_readable(&ports, &watches), if !paused => {
                 if let Some((_, io)) = ports.iter().find(|(p, _)| *p == port) {
                     if caller_may_read && io.caller.is_polled() {
                         // The application's thread polls this socket too and, while idle,
@@ -661,7 +682,8 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                             *g = Some(tokio::time::Instant::now() + CALLER_GRACE);
                         }
                     } else {
-                        queued |= receive_batches(&shared, port, io, &mut bufs, &mut fake, &*sink);
+                        let watch = watches.get(port).and_then(Option::as_ref);
+                        queued |= receive_batches(&shared, port, io, watch, &mut bufs, &mut fake, &*sink);
                     }
                 }
             }
@@ -689,7 +711,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                         *slot = Some(now + CALLER_GRACE);
                     } else {
                         // It has not read for a while (busy, or stopped): read here.
-                        queued |= receive_batches(&shared, *port, io, &mut bufs, &mut fake, &*sink);
+                        queued |= receive_batches(&shared, *port, io, None, &mut bufs, &mut fake, &*sink);
                     }
                 }
             }
@@ -769,16 +791,13 @@ fn send_through_fake<P: Protocol>(
 
 /// The first of `ports` whose socket is readable, skipping those left to the application's
 /// thread for now (pending forever when there is none).
-async fn any_readable(
-    ports: &[(usize, Arc<Io>)],
-    graces: &[Option<tokio::time::Instant>],
-) -> usize {
+async fn any_readable(ports: &[(usize, Arc<Io>)], watches: &[Option<Watch>]) -> usize {
     std::future::poll_fn(|cx| {
         for (port, io) in ports {
-            if graces.get(*port).is_some_and(Option::is_some) {
+            let Some(Some(w)) = watches.get(*port) else {
                 continue;
-            }
-            if io.socket.poll_recv_ready(cx).is_ready() {
+            };
+            if w.poll_readable(io, cx).is_ready() {
                 return Poll::Ready(*port);
             }
         }
@@ -837,12 +856,15 @@ impl RecvBufs {
     /// One batch from `io` (recvmmsg where available): how many slots it filled. Any error
     /// ends the round: WouldBlock means drained, and others (e.g. an ICMP port unreachable
     /// reported on a later recv) concern one peer, never the endpoint.
-    pub(crate) fn recv(&mut self, io: &Io) -> io::Result<usize> {
+    /// Through `watch` (the task's), a WouldBlock forgets the readiness it saw; without
+    /// one, straight to the kernel.
+    pub(crate) fn recv(&mut self, io: &Io, watch: Option<&Watch>) -> io::Result<usize> {
         let Io { socket, udp, .. } = io;
         let (mut bufs, metas) = self.slices();
-        socket.try_io(Interest::READABLE, || {
-            udp.recv(socket.into(), &mut bufs, metas)
-        })
+        match watch {
+            Some(w) => w.try_read(io, || udp.recv(socket.into(), &mut bufs, metas)),
+            None => udp.recv(socket.into(), &mut bufs, metas),
+        }
     }
 
     /// The slots as receive buffers, with their metadata.
@@ -902,12 +924,13 @@ fn receive_batches<P: Protocol>(
     shared: &Shared<P>,
     port: usize,
     io: &Io,
+    watch: Option<&Watch>,
     bufs: &mut RecvBufs,
     fake: &mut FakeNetwork<Route>,
     sink: &dyn EventSink<P::Event>,
 ) -> bool {
     for _ in 0..MAX_RECV_ROUNDS {
-        let Ok(n) = bufs.recv(io) else {
+        let Ok(n) = bufs.recv(io, watch) else {
             return false;
         };
         let now = shared.now();
@@ -998,7 +1021,7 @@ async fn flush<P: Protocol>(shared: &Shared<P>, deadline: Option<Instant>) {
             shared.try_flush(&mut shared.tx.lock(), true);
             return;
         };
-        if io.socket.writable().await.is_err() {
+        if crate::readiness::writable(&io).await.is_err() {
             shared.try_flush(&mut shared.tx.lock(), true);
             return;
         }

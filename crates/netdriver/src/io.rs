@@ -5,7 +5,6 @@ use std::io;
 use std::net::SocketAddr;
 
 use quinn_udp::{Transmit, UdpSocketState};
-use tokio::io::Interest;
 
 /// Kernel socket buffer asked for in each direction.
 const SOCKET_BUFFER: usize = 4 << 20;
@@ -14,8 +13,9 @@ pub const MAX_SPARE_BUFFERS: usize = 1024;
 
 /// One bound UDP socket, shared by the driver task and callers sending on their own thread.
 pub struct Io {
-    /// The socket.
-    pub socket: tokio::net::UdpSocket,
+    /// The socket (registered with the driver's reactor only through a
+    /// [`crate::readiness::Watch`] on Unix).
+    pub socket: crate::readiness::IoSocket,
     /// quinn-udp's state for it (GSO/GRO capabilities, batched system calls).
     pub udp: UdpSocketState,
     /// The address actually bound.
@@ -246,11 +246,9 @@ fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize
     match io.udp.try_send((&io.socket).into(), &transmit) {
         Ok(()) => Sent::Yes,
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            // Forget the writable readiness, so the task's next `writable().await` really
-            // waits for the kernel.
-            let _ = io.socket.try_io(Interest::WRITABLE, || {
-                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-            });
+            // Forget the writable readiness, so the task's next wait really waits for the
+            // kernel.
+            crate::readiness::forget_writable(io);
             Sent::Blocked
         }
         Err(_) => Sent::Refused,

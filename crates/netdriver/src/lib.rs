@@ -15,6 +15,7 @@ pub mod log;
 mod messages_endpoint;
 mod p2p;
 pub mod protocol;
+mod readiness;
 pub mod reuse_port;
 mod sockets_endpoint;
 
