@@ -3,7 +3,7 @@
 // peer's datagrams to the thread that holds its sessions.
 import test from 'ava';
 
-import { EResult, NetworkingMessages, SendFlags } from '../dist/index.mjs';
+import { EResult, NetworkingMessages, SendFlags, generateKeyPair, issueCertificate } from '../dist/index.mjs';
 import { addrOf, collect, endpoint } from './helpers.mjs';
 
 const linux = process.platform === 'linux';
@@ -38,6 +38,32 @@ test('a server on 4 driver threads talks to 16 clients both ways: sessions it op
   t.is(server.listSessions().length, 16);
   t.true(stats.datagramsReceived > 0);
   for (const c of clients) t.is(server.getSessionConnectionInfo(addrOf(c)).state, 3 /* Connected */);
+});
+
+test('peers known by name (certificates) are found on their shard: the server answers str: identities it has no address for', async (t) => {
+  if (!linux) return t.pass('driverThreads > 1 is Linux only');
+  const ca = generateKeyPair();
+  const server = await endpoint({ driverThreads: 3, trustedCAs: [ca.publicKey] });
+  const names = Array.from({ length: 9 }, (_, i) => `c${i}`);
+  const clients = await Promise.all(
+    names.map((name) => {
+      const keys = generateKeyPair();
+      const certificate = issueCertificate({ caPrivateKey: ca.privateKey, publicKey: keys.publicKey, identity: `str:${name}` });
+      return endpoint({ identity: `str:${name}`, privateKey: keys.privateKey, certificate, trustedCAs: [ca.publicKey] });
+    }),
+  );
+  t.teardown(() => Promise.all([server.close(), ...clients.map((c) => c.close())]));
+  server.on('sessionRequest', ({ identityRemote }) => server.acceptSessionWithUser(identityRemote));
+  clients.forEach((c, i) => t.is(c.sendMessageToUser(addrOf(server), names[i], SendFlags.Reliable, 0), EResult.OK));
+  const heard = await collect(server, 0, names.length);
+  t.deepEqual(heard.map((m) => m.identityPeer.toString()).sort(), names.map((n) => `str:${n}`).sort());
+  // No resolve function: only the shard that holds the session knows where str:cN is.
+  for (const n of names) t.is(server.sendMessageToUser(`str:${n}`, `hi ${n}`, SendFlags.Reliable, 0), EResult.OK);
+  for (const [i, c] of clients.entries()) {
+    const [m] = await collect(c, 0, 1);
+    t.is(m.data.toString(), `hi ${names[i]}`);
+  }
+  t.is(server.sendMessageToUser('str:nobody', 'x', SendFlags.Reliable, 0), EResult.NoConnection);
 });
 
 test('driverThreads is checked: integers from 1 to 16, not with P2P signaling', async (t) => {
