@@ -260,6 +260,8 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   readonly identity: Identity;
 
   readonly #native: NativeEndpoint;
+  /** `#native.send` as a plain function bound to the endpoint: the per-call hot path (binding/src/fast_send.rs). */
+  readonly #send: (identityRemote: string, remoteAddress: string | null | undefined, data: Uint8Array, flags: number, channel: number) => number;
   readonly #resolve: ((id: Identity) => string | undefined) | undefined;
   /** P2P's signaling, when configured (`ts/p2p.ts`). */
   #p2p: { signaling: Signaling; send: (to: string, blob: Uint8Array) => void } | undefined;
@@ -276,6 +278,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
   private constructor(nativeEndpoint: NativeEndpoint, options: CreateOptions, identity: string | undefined) {
     super();
     this.#native = nativeEndpoint;
+    this.#send = nativeEndpoint.sendFunction();
     this.#resolve = options.resolve;
     this.#strict = options.strict === true;
     this.#keepAlive = new KeepAlive((keep) => nativeEndpoint.setRef(keep));
@@ -359,7 +362,7 @@ export class NetworkingMessages extends EventEmitter<NetworkingMessagesEvents> {
     if (this.#closed) return this.#refuse(problem(EResult.InvalidState, 'ERR_NETMESSAGES_CLOSED', 'the endpoint is closed'));
     const m = this.#prepare(identityRemote, data, sendFlags, remoteChannel);
     if (!('bytes' in m)) return this.#refuse(m);
-    const r = this.#native.send(m.peer.toString(), m.remote, m.bytes, sendFlags, remoteChannel) as EResult;
+    const r = this.#send(m.peer.toString(), m.remote, m.bytes, sendFlags, remoteChannel) as EResult;
     if (r === EResult.OK) {
       this.#last = undefined;
       return r;

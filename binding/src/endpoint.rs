@@ -456,6 +456,17 @@ impl NativeEndpoint {
         self.inner.local_addr().to_string()
     }
 
+    /// `send` as a plain function bound to this endpoint, for the per-call hot path
+    /// (`fast_send.rs`): `(identity, remoteAddress | null, data, flags, channel) => EResult`.
+    #[napi(
+        ts_return_type = "(identityRemote: string, remoteAddress: string | null | undefined, data: Uint8Array, flags: number, channel: number) => number"
+    )]
+    pub fn send_function<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let f = crate::fast_send::make(env.raw(), Arc::clone(&self.inner))?;
+        // SAFETY: `f` is a live value of this call's environment.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
+    }
+
     /// Queues a message; returns an EResult value.
     #[napi]
     pub fn send(

@@ -4,13 +4,15 @@
 //! crate turns JS values into Rust ones and back, and forwards driver events to a JS callback
 //! through a ThreadsafeFunction (one call per driver wake-up, not per message). One module
 //! per concern: `config`, `security` (identities, keys, certificates), `events`, `endpoint`
-//! (the messages model), `sockets` (the connection API), `receive_batch`, `log` (the
+//! (the messages model; `fast_send`, its per-call send as a plain N-API function), `sockets`
+//! (the connection API), `receive_batch`, `log` (the
 //! process-wide debug output function), `tables` (the enum and config tables the TS layer is
 //! generated from).
 
 mod config;
 mod endpoint;
 mod events;
+mod fast_send;
 mod log;
 mod p2p;
 mod receive_batch;
