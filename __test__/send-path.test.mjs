@@ -3,7 +3,7 @@
 // strings arrive byte for byte; bad arguments are InvalidParam, as on the batch path.
 import test from 'ava';
 
-import { EResult, SendFlags } from '../dist/index.mjs';
+import { ConnectionState, EResult, NetworkingSockets, SendFlags } from '../dist/index.mjs';
 import { addrOf, collect, endpoint } from './helpers.mjs';
 
 test('views with a byte offset, pooled Buffers and strings arrive byte for byte', async (t) => {
@@ -32,4 +32,33 @@ test('bad flags, channels and payload types are InvalidParam with a reason', asy
   t.is(a.sendMessageToUser(addrOf(b), 'x', SendFlags.Reliable, -1), EResult.InvalidParam);
   t.is(a.sendMessageToUser(addrOf(b), new Uint16Array(4), SendFlags.Reliable, 0), EResult.InvalidParam);
   t.is(a.sendMessageToUser(addrOf(b), 'ok', SendFlags.Reliable, 0), EResult.OK);
+});
+
+test('the connection API per-call send: a view with an offset arrives byte for byte; message numbers count up', async (t) => {
+  const server = await NetworkingSockets.create();
+  const client = await NetworkingSockets.create();
+  t.teardown(() => Promise.all([server.close(), client.close()]));
+  const listen = server.createListenSocketIP('127.0.0.1:0');
+  const { port } = server.getListenSocketAddress(listen);
+  let serverConn;
+  server.on('connectionStatusChanged', (e) => {
+    if (e.info.state === ConnectionState.Connecting) {
+      serverConn = e.conn;
+      server.acceptConnection(e.conn);
+    }
+  });
+  const conn = client.connectByIPAddress(`127.0.0.1:${port}`);
+  const big = new Uint8Array(2048).map((_, i) => (i * 7) & 0xff);
+  t.deepEqual(client.sendMessageToConnection(conn, big.subarray(100, 140), SendFlags.Reliable, 0), { result: EResult.OK, messageNumber: 1n });
+  t.deepEqual(client.sendMessageToConnection(conn, big.subarray(1), SendFlags.Reliable, 0), { result: EResult.OK, messageNumber: 2n });
+  t.is(client.sendMessageToConnection(conn, new Uint16Array(2), SendFlags.Reliable, 0).result, EResult.InvalidParam);
+  const got = [];
+  const deadline = Date.now() + 5000;
+  while (got.length < 2 && Date.now() < deadline) {
+    if (serverConn !== undefined) got.push(...server.receiveMessagesOnConnection(serverConn, 16));
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  t.is(got.length, 2);
+  t.deepEqual(new Uint8Array(got[0].data), big.subarray(100, 140));
+  t.deepEqual(new Uint8Array(got[1].data), big.subarray(1));
 });

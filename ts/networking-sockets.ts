@@ -162,6 +162,8 @@ function sendResult(r: number, userData?: number): SendResult {
  */
 export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   readonly #native: NativeSockets;
+  /** `#native.send` as a plain function bound to the instance: the per-call hot path (binding/src/fast_send.rs). */
+  readonly #send: (conn: number, data: Uint8Array, flags: number, lane: number) => number;
   /** Sources to re-announce (a receive left messages there): `c<conn>` or `g<group>`. */
   readonly #rearm = new Map<string, { conn: number; pollGroup: number }>();
   #rearmScheduled = false;
@@ -173,6 +175,7 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
   private constructor(n: NativeSockets) {
     super();
     this.#native = n;
+    this.#send = n.sendFunction();
   }
 
   /** Starts an instance; it opens sockets as listen sockets and connections need them. */
@@ -398,7 +401,7 @@ export class NetworkingSockets extends EventEmitter<NetworkingSocketsEvents> {
     if (bytes === undefined || bytes.byteLength > MAX_MESSAGE_SIZE) return { result: EResult.InvalidParam, messageNumber: 0n };
     if (!Number.isInteger(sendFlags) || sendFlags < 0 || sendFlags > 0xffff) return { result: EResult.InvalidParam, messageNumber: 0n };
     if (!Number.isInteger(lane) || lane < 0 || lane > 0xffff) return { result: EResult.InvalidParam, messageNumber: 0n };
-    return sendResult(this.#native.send(handleArg('conn', conn), bytes, sendFlags, lane));
+    return sendResult(this.#send(handleArg('conn', conn), bytes, sendFlags, lane));
   }
 
   /** Queues many messages in one native call (Steam's `SendMessages`); one result each, in

@@ -1,11 +1,12 @@
-//! `sendMessageToUser`'s native call as a plain N-API function bound to one endpoint.
+//! The per-call sends (`sendMessageToUser`, and `sendMessageToConnection` of the connection
+//! API) as plain N-API functions bound to one endpoint.
 //!
 //! A `#[napi]` method pays, per call, for napi-rs's borrow bookkeeping of `&self` (a scope
 //! pushed and popped, the receiver registered and released: 14 % of a per-call unreliable
-//! send's CPU in a profile) and for the identity copied into a fresh `String`. This
-//! function's data pointer holds the endpoint, so no receiver is unwrapped, and the
-//! identity is read into a stack buffer. It does what `NativeEndpoint::send` does and
-//! returns the same `EResult` values.
+//! send's CPU in a profile) and for the identity copied into a fresh `String`. These
+//! functions' data pointer holds the endpoint, so no receiver is unwrapped, and text
+//! arguments are read into stack buffers. Each does what the `send` method beside it does
+//! and returns the same values.
 
 use std::ffi::c_void;
 use std::net::SocketAddr;
@@ -15,28 +16,38 @@ use std::sync::Arc;
 use napi::sys;
 use netcore::identity::Identity;
 use netcore::EResult;
-use netdriver::EndpointHandle;
+use netdriver::{EndpointHandle, SocketsHandle};
 
 /// Longest identity or address text read without allocating (identities are at most ~80).
 const TEXT_ON_STACK: usize = 128;
 
-/// The endpoint a function holds, freed with the function.
-struct Bound(Arc<EndpointHandle>);
+/// What a bound send function does with its arguments.
+pub trait BoundSend: Send + Sync + 'static {
+    /// Arguments it takes.
+    const ARGS: usize;
+    /// The JS function's name.
+    const NAME: &'static str;
+    /// The result for `argv` (exactly [`BoundSend::ARGS`] values), as a JS number.
+    ///
+    /// # Safety
+    /// `env` and `argv` must be those of the running callback.
+    unsafe fn call(&self, env: sys::napi_env, argv: &[sys::napi_value]) -> f64;
+    /// The result when the arguments could not be read at all.
+    fn refused() -> f64;
+}
 
-/// Makes `send(identity, remoteAddress | null, data: Uint8Array, flags, channel) -> EResult`
-/// for `handle`.
-pub fn make(env: sys::napi_env, handle: Arc<EndpointHandle>) -> napi::Result<sys::napi_value> {
-    let data = Box::into_raw(Box::new(Bound(handle)));
-    let name = "sendFast";
+/// Makes the JS function that runs `B::call` on `handle`; the handle is freed with it.
+pub fn make<B: BoundSend>(env: sys::napi_env, handle: Arc<B>) -> napi::Result<sys::napi_value> {
+    let data = Box::into_raw(Box::new(handle));
     let mut func = ptr::null_mut();
-    // SAFETY: `env` is the calling JS thread's; `name` is valid UTF-8 of that length; `data`
-    // stays valid until the finalizer below frees it with the function.
+    // SAFETY: `env` is the calling JS thread's; the name is valid UTF-8 of that length;
+    // `data` stays valid until the finalizer below frees it with the function.
     let status = unsafe {
         sys::napi_create_function(
             env,
-            name.as_ptr().cast(),
-            name.len() as isize,
-            Some(call),
+            B::NAME.as_ptr().cast(),
+            B::NAME.len() as isize,
+            Some(call::<B>),
             data.cast(),
             &mut func,
         )
@@ -56,7 +67,7 @@ pub fn make(env: sys::napi_env, handle: Arc<EndpointHandle>) -> napi::Result<sys
             env,
             func,
             data.cast(),
-            Some(finalize),
+            Some(finalize::<B>),
             ptr::null_mut(),
             ptr::null_mut(),
         )
@@ -71,14 +82,22 @@ pub fn make(env: sys::napi_env, handle: Arc<EndpointHandle>) -> napi::Result<sys
     Ok(func)
 }
 
-unsafe extern "C" fn finalize(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+unsafe extern "C" fn finalize<B: BoundSend>(
+    _env: sys::napi_env,
+    data: *mut c_void,
+    _hint: *mut c_void,
+) {
     // SAFETY: `data` is the box `make` leaked for this function; the finalizer runs once.
-    drop(unsafe { Box::from_raw(data.cast::<Bound>()) });
+    drop(unsafe { Box::from_raw(data.cast::<Arc<B>>()) });
 }
 
-unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
-    let mut argc = 5usize;
-    let mut argv = [ptr::null_mut(); 5];
+unsafe extern "C" fn call<B: BoundSend>(
+    env: sys::napi_env,
+    info: sys::napi_callback_info,
+) -> sys::napi_value {
+    const MAX_ARGS: usize = 8;
+    let mut argc = MAX_ARGS;
+    let mut argv = [ptr::null_mut(); MAX_ARGS];
     let mut data: *mut c_void = ptr::null_mut();
     // SAFETY: `info` is this call's; `argv` has room for `argc` values.
     let status = unsafe {
@@ -91,29 +110,74 @@ unsafe extern "C" fn call(env: sys::napi_env, info: sys::napi_callback_info) -> 
             &mut data,
         )
     };
-    let r = if status != sys::Status::napi_ok || data.is_null() || argc < 5 {
-        EResult::InvalidParam
+    let r = if status != sys::Status::napi_ok || data.is_null() || argc < B::ARGS {
+        B::refused()
     } else {
-        // SAFETY: `data` is the `Bound` of this function, alive while the function is (it is
+        // SAFETY: `data` is the handle of this function, alive while the function is (it is
         // being called).
-        let bound = unsafe { &*data.cast::<Bound>() };
-        // SAFETY: `env` and `argv` are this call's.
-        unsafe { send(env, &bound.0, &argv) }
+        let bound = unsafe { &*data.cast::<Arc<B>>() };
+        // SAFETY: `env` and `argv` are this call's; `B::ARGS <= argc <= MAX_ARGS`.
+        unsafe { bound.call(env, &argv[..B::ARGS]) }
     };
     let mut out = ptr::null_mut();
     // SAFETY: `env` is this call's; `out` a local.
-    unsafe { sys::napi_create_int32(env, r as i32, &mut out) };
+    unsafe { sys::napi_create_double(env, r, &mut out) };
     out
+}
+
+impl BoundSend for EndpointHandle {
+    const ARGS: usize = 5;
+    const NAME: &'static str = "sendFast";
+
+    /// `(identity, remoteAddress | null | undefined, data, flags, channel)`: an `EResult`.
+    unsafe fn call(&self, env: sys::napi_env, argv: &[sys::napi_value]) -> f64 {
+        // SAFETY: the caller's contract.
+        f64::from(unsafe { send_message(env, self, argv) } as i32)
+    }
+
+    fn refused() -> f64 {
+        f64::from(EResult::InvalidParam as i32)
+    }
+}
+
+impl BoundSend for SocketsHandle {
+    const ARGS: usize = 4;
+    const NAME: &'static str = "sendToConnectionFast";
+
+    /// `(connection, data, flags, lane)`: the message number, or minus an `EResult`.
+    unsafe fn call(&self, env: sys::napi_env, argv: &[sys::napi_value]) -> f64 {
+        let (mut h, mut flags, mut lane) = (0u32, 0u32, 0u32);
+        // SAFETY: the caller's contract; out-pointers are locals.
+        let (payload, ok) = unsafe {
+            (
+                bytes(env, argv[1]),
+                u32_of(env, argv[0], &mut h)
+                    && u32_of(env, argv[2], &mut flags)
+                    && u32_of(env, argv[3], &mut lane),
+            )
+        };
+        let (Some(payload), true, Ok(lane)) = (payload, ok, u16::try_from(lane)) else {
+            return Self::refused();
+        };
+        match self.send(h, payload, flags, lane) {
+            Ok(n) => n as f64,
+            Err(e) => -f64::from(e as i32),
+        }
+    }
+
+    fn refused() -> f64 {
+        -f64::from(EResult::InvalidParam as i32)
+    }
 }
 
 /// The call's body: every argument checked, `InvalidParam` for any that is wrong.
 ///
 /// # Safety
 /// `env` and `argv` must be those of the running callback.
-unsafe fn send(
+unsafe fn send_message(
     env: sys::napi_env,
     handle: &EndpointHandle,
-    argv: &[sys::napi_value; 5],
+    argv: &[sys::napi_value],
 ) -> EResult {
     let mut id_buf = [0u8; TEXT_ON_STACK];
     // SAFETY: the callback's values (this function's contract).
@@ -138,41 +202,60 @@ unsafe fn send(
         }
         _ => return EResult::InvalidParam,
     };
-    let mut kind = sys::TypedarrayType::uint8_array;
-    let mut len = 0usize;
-    let mut bytes: *mut c_void = ptr::null_mut();
-    // SAFETY: the out-pointers are locals; a value that is not a typed array fails.
-    let status = unsafe {
-        sys::napi_get_typedarray_info(
-            env,
-            argv[2],
-            &mut kind,
-            &mut len,
-            &mut bytes,
-            ptr::null_mut(),
-            ptr::null_mut(),
-        )
-    };
-    if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
+    // SAFETY: as above.
+    let Some(payload) = (unsafe { bytes(env, argv[2]) }) else {
         return EResult::InvalidParam;
-    }
-    let payload: &[u8] = if len == 0 || bytes.is_null() {
-        &[]
-    } else {
-        // SAFETY: N-API reports `len` bytes at `bytes`, valid while the array lives (this
-        // call); nothing JS can run before we are done with them.
-        unsafe { std::slice::from_raw_parts(bytes.cast::<u8>(), len) }
     };
     let (mut flags, mut channel) = (0u32, 0i32);
     // SAFETY: the callback's values; out-pointers are locals.
     let ok = unsafe {
-        sys::napi_get_value_uint32(env, argv[3], &mut flags) == sys::Status::napi_ok
+        u32_of(env, argv[3], &mut flags)
             && sys::napi_get_value_int32(env, argv[4], &mut channel) == sys::Status::napi_ok
     };
     if !ok {
         return EResult::InvalidParam;
     }
     handle.send(&peer, remote, payload, flags, channel)
+}
+
+/// A `Uint8Array`'s bytes (a `Buffer` is one); `None` for anything else.
+///
+/// # Safety
+/// `env` and `value` must be those of the running callback; the slice must not outlive it.
+unsafe fn bytes<'a>(env: sys::napi_env, value: sys::napi_value) -> Option<&'a [u8]> {
+    let mut kind = sys::TypedarrayType::uint8_array;
+    let mut len = 0usize;
+    let mut data: *mut c_void = ptr::null_mut();
+    // SAFETY: the out-pointers are locals; a value that is not a typed array fails.
+    let status = unsafe {
+        sys::napi_get_typedarray_info(
+            env,
+            value,
+            &mut kind,
+            &mut len,
+            &mut data,
+            ptr::null_mut(),
+            ptr::null_mut(),
+        )
+    };
+    if status != sys::Status::napi_ok || kind != sys::TypedarrayType::uint8_array {
+        return None;
+    }
+    if len == 0 || data.is_null() {
+        return Some(&[]);
+    }
+    // SAFETY: N-API reports `len` bytes at `data` (already past the view's offset), valid
+    // while the array lives: the running callback, in which no JS runs before we are done.
+    Some(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) })
+}
+
+/// A JS number as `u32` (as N-API converts it); false if not a number.
+///
+/// # Safety
+/// `env` and `value` must be those of the running callback.
+unsafe fn u32_of(env: sys::napi_env, value: sys::napi_value, out: &mut u32) -> bool {
+    // SAFETY: this function's contract; `out` is valid.
+    unsafe { sys::napi_get_value_uint32(env, value, out) == sys::Status::napi_ok }
 }
 
 /// The JS type of `value`.

@@ -426,6 +426,17 @@ impl NativeSockets {
             .with(|s, _| s.configure_lanes(h, &priorities, &weights)) as i32
     }
 
+    /// `send` as a plain function bound to this instance, for the per-call hot path
+    /// (`fast_send.rs`): `(conn, data, flags, lane) => number`.
+    #[napi(
+        ts_return_type = "(conn: number, data: Uint8Array, flags: number, lane: number) => number"
+    )]
+    pub fn send_function<'env>(&self, env: &'env Env) -> Result<Unknown<'env>> {
+        let f = crate::fast_send::make(env.raw(), Arc::clone(&self.inner))?;
+        // SAFETY: `f` is a live value of this call's environment.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
+    }
+
     /// Queues a message: its message number, or minus an EResult value.
     #[napi]
     pub fn send(&self, h: u32, data: Uint8ArraySlice<'_>, flags: u32, lane: u32) -> f64 {
