@@ -299,10 +299,12 @@ fn message(key: StreamKey, reliable: bool, k: u32, len: usize) -> Vec<u8> {
     m
 }
 
-fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
+/// A message's header: reliable flag, stream key and counter.
+fn parse(m: &[u8]) -> Option<(bool, StreamKey, u32)> {
     let h = m.get(..HEADER)?;
     let serial = u64::from_le_bytes(h.get(3..11)?.try_into().ok()?);
     let channel = i32::from_le_bytes(h.get(11..15)?.try_into().ok()?);
+    let k = u32::from_le_bytes(h.get(15..19)?.try_into().ok()?);
     Some((
         h[0] == 1,
         StreamKey {
@@ -311,6 +313,7 @@ fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
             serial,
             channel,
         },
+        k,
     ))
 }
 
@@ -318,7 +321,9 @@ fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
 #[derive(Clone, Default)]
 struct Sent {
     reliable: BTreeMap<StreamKey, Vec<Bytes>>,
-    unreliable: BTreeSet<Bytes>,
+    /// By the message's counter, unique per message sent (looking messages up by their bytes
+    /// cost a byte comparison per tree level, each reported to libFuzzer's memcmp hook).
+    unreliable: BTreeMap<u32, Bytes>,
     next: u32,
 }
 
@@ -633,7 +638,7 @@ impl Harness {
                     .or_default()
                     .push(Bytes::from(m));
             } else {
-                self.sent.unreliable.insert(Bytes::from(m));
+                self.sent.unreliable.insert(self.sent.next, Bytes::from(m));
             }
         }
     }
@@ -837,7 +842,7 @@ impl Harness {
             .chain(self.net.b.received.iter().map(|(h, m)| (true, 0, *h, m)));
         let mut unreliable = BTreeSet::new();
         for (at_server, gen, h, m) in received {
-            let (reliable, key) = parse(&m.data).expect("a message that was never sent arrived");
+            let (reliable, key, k) = parse(&m.data).expect("a message that was never sent arrived");
             assert_eq!(
                 key.from_server, !at_server,
                 "a message came back to its sender"
@@ -854,18 +859,16 @@ impl Harness {
                     .push(m);
             } else {
                 assert!(
-                    self.sent.unreliable.contains(&m.data),
+                    self.sent.unreliable.get(&k) == Some(&m.data),
                     "an unreliable message that was never sent arrived"
                 );
-                assert!(
-                    unreliable.insert(m.data.as_ref()),
-                    "an unreliable message arrived twice"
-                );
+                // The counter names one message sent (its bytes were just compared).
+                assert!(unreliable.insert(k), "an unreliable message arrived twice");
             }
         }
         let mut seen_keys = BTreeSet::new();
         for (_, msgs) in groups {
-            let key = parse(&msgs[0].data).map(|(_, k)| k);
+            let key = parse(&msgs[0].data).map(|(_, key, _)| key);
             let key = key.expect("parsed above");
             assert!(
                 seen_keys.insert(key),
@@ -1025,7 +1028,8 @@ pub fn from_bytes(data: &[u8]) -> (Start, Vec<Op>) {
     };
     let mut r = data.iter().copied().skip(1);
     let mut u8_ = move || r.next();
-    let mut ops = Vec::new();
+    // Every op takes at least a byte.
+    let mut ops = Vec::with_capacity(data.len().saturating_sub(1).min(MAX_OPS));
     while ops.len() < MAX_OPS {
         let Some(tag) = u8_() else { break };
         let mut byte = || u8_().unwrap_or(0);
