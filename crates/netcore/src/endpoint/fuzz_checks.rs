@@ -967,11 +967,9 @@ impl Harness {
     pub fn run_on(&mut self, span: Duration, max_rounds: usize) {
         let end = self.net.now + span;
         for _ in 0..max_rounds {
-            let Some(next) = self.net.next_timeout().filter(|&t| t <= end) else {
+            if !self.net.jump_to_next_timeout(end) {
                 break;
-            };
-            self.net.now = self.net.now.max(next);
-            self.net.run_timers();
+            }
             self.net.round();
         }
         self.net.now = self.net.now.max(end);
