@@ -891,10 +891,17 @@ impl Harness {
     }
 
     fn paired(&self) -> Option<(ConnectionHandle, ConnectionHandle)> {
-        let hc = self.client_conn()?;
-        let hs = self.server_conn()?;
-        let c = self.net.a.endpoint.connection(hc)?;
-        let s = self.net.b.endpoint.connection(hs)?;
+        Self::paired_in(&self.net)
+    }
+
+    /// The client's and the server's handles of one connection established at both ends.
+    fn paired_in(
+        net: &Pair<EndpointNode, EndpointNode>,
+    ) -> Option<(ConnectionHandle, ConnectionHandle)> {
+        let hc = net.a.endpoint.connection_at(SERVER)?;
+        let hs = net.b.endpoint.connection_at(CLIENT)?;
+        let c = net.a.endpoint.connection(hc)?;
+        let s = net.b.endpoint.connection(hs)?;
         (c.is_connected()
             && s.is_connected()
             && c.remote_id() == Some(s.local_id())
@@ -912,8 +919,12 @@ impl Harness {
                 break;
             }
             self.live_client_conn();
+            // Up to 100 ms (then the client dials again if its connection died), but no
+            // longer than it takes to come up: the idle timer rounds after that checked
+            // nothing, and the sends below follow at once.
             let until = self.net.now + Duration::from_millis(100);
-            self.net.run_until(until, 1000, |_| false);
+            self.net
+                .run_until(until, 1000, |p| Self::paired_in(p).is_some());
         }
         // A reconnection while healing may have used an id a forged request claimed first:
         // then the promise is off (see `liveness_promised`).
