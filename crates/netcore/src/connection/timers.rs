@@ -124,9 +124,49 @@ impl Connection {
         }
     }
 
-    /// The next instant [`Connection::handle_timeout`] must run, if any.
+    /// The next instant [`Connection::handle_timeout`] must run, if any: the earliest
+    /// [`Connection::deadline`] of all timers.
     pub fn poll_timeout(&self) -> Option<Timestamp> {
-        Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min()
+        let at = self.earliest_deadline();
+        #[cfg(test)]
+        assert_eq!(
+            at,
+            Timer::ALL.iter().filter_map(|&t| self.deadline(t)).min(),
+            "poll_timeout is the earliest timer"
+        );
+        at
+    }
+
+    /// The earliest deadline, asking only the timers the state can set and stopping at one due
+    /// now (the endpoint asks after every event, so this is on every datagram's path).
+    fn earliest_deadline(&self) -> Option<Timestamp> {
+        let owed = match &self.state {
+            State::Closed(_) => return None,
+            State::Connecting(_) => {
+                return [Timer::HandshakeResend, Timer::Establish]
+                    .into_iter()
+                    .filter_map(|t| self.deadline(t))
+                    .min()
+            }
+            State::Held { .. } => return self.deadline(Timer::Establish),
+            State::Answering { owed, .. } => *owed,
+            State::Established(_) => false,
+        };
+        // What `Timer::Immediate` and `Timer::Nagle` report as due at once.
+        if owed || self.ack_now || self.probe_now || self.recovery.probes_owed > 0 {
+            return Some(Timestamp::ZERO);
+        }
+        [
+            Timer::Ack,
+            Timer::Retransmit,
+            Timer::Keepalive,
+            Timer::Nagle,
+            Timer::Pacing,
+            Timer::Silence,
+        ]
+        .into_iter()
+        .filter_map(|t| self.deadline(t))
+        .min()
     }
 
     /// Runs the timers that are due: handshake and silence timeouts, loss detection, probes.

@@ -1,8 +1,8 @@
 //! Fuzz builds only: the answers of the slow, pure crypto steps (Ed25519 signing,
-//! verification and point decompression, X25519) remembered per thread, so a fuzz target
-//! that plays the same handshake in every input pays for its crypto once instead of in every
-//! execution (the crypto crates are not what is being fuzzed). Outside `cfg(fuzzing)`,
-//! [`cached`] is the computation itself.
+//! verification and point decompression, X25519, the session keys' HKDF) remembered per
+//! thread, so a fuzz target that plays the same handshake in every input pays for its crypto
+//! once instead of in every execution (the crypto crates are not what is being fuzzed).
+//! Outside `cfg(fuzzing)`, [`cached`] is the computation itself.
 
 #[cfg(fuzzing)]
 mod memo {

@@ -170,7 +170,23 @@ impl LocalCryptInfo {
             client_info,
             server_info,
         };
-        let okm = inputs.expand();
+        // Four HMAC-SHA256 passes over both certificates: remembered in fuzz builds, with the
+        // key exchange above (see `fuzz_memo`).
+        let okm = super::fuzz_memo::cached(
+            "hkdf",
+            &[
+                &premaster[..],
+                &client_nonce.to_le_bytes(),
+                &server_nonce.to_le_bytes(),
+                &client_id.to_le_bytes(),
+                &server_id.to_le_bytes(),
+                client_cert,
+                server_cert,
+                client_info,
+                server_info,
+            ],
+            || inputs.expand(),
+        );
         Ok(SessionKeys::from_directions(role, &okm))
     }
 }

@@ -299,10 +299,12 @@ fn message(key: StreamKey, reliable: bool, k: u32, len: usize) -> Vec<u8> {
     m
 }
 
-fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
+/// A message's header: reliable flag, stream key and counter.
+fn parse(m: &[u8]) -> Option<(bool, StreamKey, u32)> {
     let h = m.get(..HEADER)?;
     let serial = u64::from_le_bytes(h.get(3..11)?.try_into().ok()?);
     let channel = i32::from_le_bytes(h.get(11..15)?.try_into().ok()?);
+    let k = u32::from_le_bytes(h.get(15..19)?.try_into().ok()?);
     Some((
         h[0] == 1,
         StreamKey {
@@ -311,6 +313,7 @@ fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
             serial,
             channel,
         },
+        k,
     ))
 }
 
@@ -318,7 +321,9 @@ fn parse(m: &[u8]) -> Option<(bool, StreamKey)> {
 #[derive(Clone, Default)]
 struct Sent {
     reliable: BTreeMap<StreamKey, Vec<Bytes>>,
-    unreliable: BTreeSet<Bytes>,
+    /// By the message's counter, unique per message sent (looking messages up by their bytes
+    /// cost a byte comparison per tree level, each reported to libFuzzer's memcmp hook).
+    unreliable: BTreeMap<u32, Bytes>,
     next: u32,
 }
 
@@ -633,7 +638,7 @@ impl Harness {
                     .or_default()
                     .push(Bytes::from(m));
             } else {
-                self.sent.unreliable.insert(Bytes::from(m));
+                self.sent.unreliable.insert(self.sent.next, Bytes::from(m));
             }
         }
     }
@@ -837,7 +842,7 @@ impl Harness {
             .chain(self.net.b.received.iter().map(|(h, m)| (true, 0, *h, m)));
         let mut unreliable = BTreeSet::new();
         for (at_server, gen, h, m) in received {
-            let (reliable, key) = parse(&m.data).expect("a message that was never sent arrived");
+            let (reliable, key, k) = parse(&m.data).expect("a message that was never sent arrived");
             assert_eq!(
                 key.from_server, !at_server,
                 "a message came back to its sender"
@@ -854,18 +859,16 @@ impl Harness {
                     .push(m);
             } else {
                 assert!(
-                    self.sent.unreliable.contains(&m.data),
+                    self.sent.unreliable.get(&k) == Some(&m.data),
                     "an unreliable message that was never sent arrived"
                 );
-                assert!(
-                    unreliable.insert(m.data.as_ref()),
-                    "an unreliable message arrived twice"
-                );
+                // The counter names one message sent (its bytes were just compared).
+                assert!(unreliable.insert(k), "an unreliable message arrived twice");
             }
         }
         let mut seen_keys = BTreeSet::new();
         for (_, msgs) in groups {
-            let key = parse(&msgs[0].data).map(|(_, k)| k);
+            let key = parse(&msgs[0].data).map(|(_, key, _)| key);
             let key = key.expect("parsed above");
             assert!(
                 seen_keys.insert(key),
@@ -888,10 +891,17 @@ impl Harness {
     }
 
     fn paired(&self) -> Option<(ConnectionHandle, ConnectionHandle)> {
-        let hc = self.client_conn()?;
-        let hs = self.server_conn()?;
-        let c = self.net.a.endpoint.connection(hc)?;
-        let s = self.net.b.endpoint.connection(hs)?;
+        Self::paired_in(&self.net)
+    }
+
+    /// The client's and the server's handles of one connection established at both ends.
+    fn paired_in(
+        net: &Pair<EndpointNode, EndpointNode>,
+    ) -> Option<(ConnectionHandle, ConnectionHandle)> {
+        let hc = net.a.endpoint.connection_at(SERVER)?;
+        let hs = net.b.endpoint.connection_at(CLIENT)?;
+        let c = net.a.endpoint.connection(hc)?;
+        let s = net.b.endpoint.connection(hs)?;
         (c.is_connected()
             && s.is_connected()
             && c.remote_id() == Some(s.local_id())
@@ -909,8 +919,12 @@ impl Harness {
                 break;
             }
             self.live_client_conn();
+            // Up to 100 ms (then the client dials again if its connection died), but no
+            // longer than it takes to come up: the idle timer rounds after that checked
+            // nothing, and the sends below follow at once.
             let until = self.net.now + Duration::from_millis(100);
-            self.net.run_until(until, 1000, |_| false);
+            self.net
+                .run_until(until, 1000, |p| Self::paired_in(p).is_some());
         }
         // A reconnection while healing may have used an id a forged request claimed first:
         // then the promise is off (see `liveness_promised`).
@@ -964,11 +978,9 @@ impl Harness {
     pub fn run_on(&mut self, span: Duration, max_rounds: usize) {
         let end = self.net.now + span;
         for _ in 0..max_rounds {
-            let Some(next) = self.net.next_timeout().filter(|&t| t <= end) else {
+            if !self.net.jump_to_next_timeout(end) {
                 break;
-            };
-            self.net.now = self.net.now.max(next);
-            self.net.run_timers();
+            }
             self.net.round();
         }
         self.net.now = self.net.now.max(end);
@@ -1025,7 +1037,8 @@ pub fn from_bytes(data: &[u8]) -> (Start, Vec<Op>) {
     };
     let mut r = data.iter().copied().skip(1);
     let mut u8_ = move || r.next();
-    let mut ops = Vec::new();
+    // Every op takes at least a byte.
+    let mut ops = Vec::with_capacity(data.len().saturating_sub(1).min(MAX_OPS));
     while ops.len() < MAX_OPS {
         let Some(tag) = u8_() else { break };
         let mut byte = || u8_().unwrap_or(0);
