@@ -70,6 +70,8 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 /// Most control replies (challenge replies, NoConnection) queued at once; beyond it replies
 /// are dropped, as a busy router would.
 pub const MAX_CONTROL_OUT: usize = 1024;
+/// Room for control datagrams [`Endpoint::poll_transmit`] keeps once it sent them all.
+const CONTROL_OUT_KEPT: usize = 64;
 /// The list of touched connections is pruned of entries for connections that are gone once
 /// it is this many times longer than the table.
 const MAX_TOUCHED_PER_CONNECTION: usize = 2;
@@ -1214,6 +1216,12 @@ impl Endpoint {
         };
         for (to, d) in self.control_out.drain(..) {
             send(to, &d);
+        }
+        // A burst of handshakes (a thousand clients at once) grows the list to
+        // `MAX_CONTROL_OUT` entries; an endpoint that then goes quiet would keep that room
+        // (56 KiB) for good. Ordinary traffic never queues this many between two calls.
+        if self.control_out.capacity() > CONTROL_OUT_KEPT {
+            self.control_out.shrink_to(CONTROL_OUT_KEPT);
         }
         // `send` cannot reach the endpoint, so nothing is touched while the list is out.
         let mut touched = std::mem::take(&mut self.touched);
