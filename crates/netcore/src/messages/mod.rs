@@ -1284,7 +1284,8 @@ mod tests {
     fn a_session_is_small() {
         let size = std::mem::size_of::<Session>();
         println!("Session: {size} B");
-        assert!(size <= 160, "{size}");
+        // 128 B since the messages held before acceptance went behind a box (160 B before).
+        assert!(size <= 128, "{size}");
     }
 
     fn events(m: &mut Messages) -> Vec<Event> {
