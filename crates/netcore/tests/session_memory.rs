@@ -67,6 +67,8 @@ const MESSAGE: [u8; 32] = [7; 32];
 
 /// Live heap bytes allocated while a server call ran (and not yet freed by one).
 static SERVER_LIVE: AtomicIsize = AtomicIsize::new(0);
+/// The most [`SERVER_LIVE`] reached since [`server_heap_with`] last reset it.
+static SERVER_PEAK: AtomicIsize = AtomicIsize::new(0);
 /// Live heap blocks allocated while a server call ran.
 static SERVER_BLOCKS: AtomicIsize = AtomicIsize::new(0);
 /// Sizes up to this are counted one by one in [`BY_SIZE`]; larger ones in the last entry.
@@ -96,7 +98,9 @@ fn count(size: usize, sign: isize, ptr: *mut u8) {
     if !IN_SERVER.try_with(Cell::get).unwrap_or(false) {
         return;
     }
-    SERVER_LIVE.fetch_add(sign * size as isize, Ordering::Relaxed);
+    let delta = sign * size as isize;
+    let live = SERVER_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
+    SERVER_PEAK.fetch_max(live, Ordering::Relaxed);
     SERVER_BLOCKS.fetch_add(sign, Ordering::Relaxed);
     BY_SIZE[size.min(SIZES)].fetch_add(sign as i32, Ordering::Relaxed);
     if size > SIZES {
@@ -315,6 +319,8 @@ struct Measured {
     empty: Heap,
     with_sessions: Heap,
     sizes: Vec<(usize, i32)>,
+    /// The most the server's heap held at any point of the run (counted as `with_sessions`).
+    peak: isize,
     /// Bytes of the live blocks larger than [`SIZES`] then.
     large_bytes: isize,
     /// Datagrams the server sent to one client over the run (handshake included).
@@ -335,6 +341,7 @@ fn server_heap_with(n: usize, flags: u32, idle: Duration) -> Measured {
         .collect();
 
     let before_server = server_heap();
+    SERVER_PEAK.store(before_server.bytes, Ordering::Relaxed);
     let before_sizes = by_size();
     let srv = server(|| Counted {
         m: Messages::new(Config::default(), EndpointSetup::for_tests(250)),
@@ -360,6 +367,7 @@ fn server_heap_with(n: usize, flags: u32, idle: Duration) -> Measured {
         .session_info(&Identity::Ip(addr(0)))
         .expect("the first client has a session");
     let with_sessions = server_heap() - before_server;
+    let peak = SERVER_PEAK.load(Ordering::Relaxed) - before_server.bytes;
     // Sizes the server had before this run (from an earlier one) would be someone else's.
     assert!(before_sizes.is_empty(), "the server heap starts empty");
     let sizes = by_size();
@@ -381,6 +389,7 @@ fn server_heap_with(n: usize, flags: u32, idle: Duration) -> Measured {
         empty,
         with_sessions,
         sizes,
+        peak,
         large_bytes,
         packets_sent: info.packets_sent,
         packets_received: info.packets_received,
@@ -484,6 +493,13 @@ fn idle_session_memory_report() {
             chunks as f64 / n as f64,
             m.packets_sent,
             m.packets_received,
+        );
+        // What the heap held at its highest, while sessions opened (handshakes, ciphers, and
+        // buffers not yet shed): memory the allocator may keep after it is freed.
+        println!(
+            "  peak while opening: {} B ({:.1} B per session, less the empty server)",
+            m.peak,
+            per(m.peak - m.empty.bytes)
         );
         println!("  live blocks by size (sizes with at least n/10 blocks):");
         println!(
