@@ -15,12 +15,13 @@
 //! divided by its weight, and the lane furthest behind goes next; a lane that was idle starts
 //! at the current virtual time, so idleness builds up no credit.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::Bytes;
 
 use super::channel_prefix;
+use super::lane_map::LaneMap;
 use super::InMessage;
 use crate::eresult::send_flags;
 use crate::snp::recv_stream::RecvStream;
@@ -123,9 +124,7 @@ pub struct Written {
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct SendLanes {
     framing: Framing,
-    /// Boxed: a map node has room for eleven entries, so inline lanes would cost every
-    /// connection eleven lanes' worth of memory for its first one.
-    lanes: BTreeMap<u32, Box<SendLane>>,
+    lanes: LaneMap<SendLane>,
     /// Unreliable bytes queued and not yet sent, kept as a running total so that a send
     /// costs the same however long the queue is.
     unreliable_queued: usize,
@@ -150,7 +149,7 @@ impl SendLanes {
     /// Sets lane `i`'s priority and weight to `schedule[i]` (Steam's
     /// `ConfigureConnectionLanes`, checked by the caller).
     pub fn configure(&mut self, schedule: Vec<(i32, u16)>) {
-        for (&id, lane) in self.lanes.iter_mut() {
+        for (id, lane) in self.lanes.iter_mut() {
             let (p, w) = schedule.get(id as usize).copied().unwrap_or((0, 1));
             lane.priority = p;
             lane.weight = w.max(1);
@@ -180,11 +179,11 @@ impl SendLanes {
         let id = self.lane_id(channel);
         let (p, w) = self.schedule.get(id as usize).copied().unwrap_or((0, 1));
         let vclock = self.vclock;
-        let lane = self.lanes.entry(id).or_insert_with(|| {
+        let lane = self.lanes.get_or_insert_with(id, || {
             let mut l = SendLane::new(limit);
             l.priority = p;
             l.weight = w.max(1);
-            Box::new(l)
+            l
         });
         if !lane.has_pending() {
             // An idle lane builds up no credit.
@@ -291,8 +290,8 @@ impl SendLanes {
         self.lanes
             .iter()
             .filter(|(_, l)| l.has_sendable())
-            .min_by_key(|(&id, l)| (l.priority, l.vtime, id))
-            .map(|(&id, _)| id)
+            .min_by_key(|&(id, l)| (l.priority, l.vtime, id))
+            .map(|(id, _)| id)
     }
 
     /// Fills `enc` with data from the lanes, one piece at a time from the lane the schedule
@@ -304,7 +303,7 @@ impl SendLanes {
             let Some(lane_id) = self.next_lane() else {
                 break;
             };
-            let Some(lane) = self.lanes.get_mut(&lane_id) else {
+            let Some(lane) = self.lanes.get_mut(lane_id) else {
                 break;
             };
             let sent = if lane.stream.has_sendable() {
@@ -359,7 +358,7 @@ impl SendLanes {
     /// The peer acknowledged these reliable ranges.
     pub fn on_acked(&mut self, carried: Carried) {
         for (lane, range) in carried {
-            if let Some(l) = self.lanes.get_mut(&lane) {
+            if let Some(l) = self.lanes.get_mut(lane) {
                 l.stream.on_acked(range);
             }
         }
@@ -368,7 +367,7 @@ impl SendLanes {
     /// These reliable ranges were lost (or never tracked): send them again.
     pub fn on_lost(&mut self, carried: Carried) {
         for (lane, range) in carried {
-            if let Some(l) = self.lanes.get_mut(&lane) {
+            if let Some(l) = self.lanes.get_mut(lane) {
                 let before = l.stream.queued_bytes();
                 l.stream.on_lost(range);
                 self.requeued += l.stream.queued_bytes().saturating_sub(before);
@@ -414,8 +413,7 @@ pub enum Refused {
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
 pub struct RecvLanes {
     framing: Framing,
-    /// Boxed for the same reason as the send lanes.
-    lanes: BTreeMap<u32, Box<RecvLane>>,
+    lanes: LaneMap<RecvLane>,
 }
 
 impl RecvLanes {
@@ -423,21 +421,19 @@ impl RecvLanes {
     pub fn new(framing: Framing) -> Self {
         RecvLanes {
             framing,
-            lanes: BTreeMap::new(),
+            lanes: LaneMap::default(),
         }
     }
 
     fn lane(&mut self, lane: u32, max_message: usize) -> &mut RecvLane {
-        self.lanes.entry(lane).or_insert_with(|| {
-            Box::new(RecvLane {
-                stream: RecvStream::new(1, RECV_WINDOW.max(max_message + 64), MAX_RECV_GAPS),
-                last_reliable_num: 0,
-                highest_unreliable: 0,
-                reassembly: UnreliableReassembler::new(ReassemblyConfig {
-                    max_message_size: max_message + channel_prefix::PREFIX_LEN,
-                    ..ReassemblyConfig::default()
-                }),
-            })
+        self.lanes.get_or_insert_with(lane, || RecvLane {
+            stream: RecvStream::new(1, RECV_WINDOW.max(max_message + 64), MAX_RECV_GAPS),
+            last_reliable_num: 0,
+            highest_unreliable: 0,
+            reassembly: UnreliableReassembler::new(ReassemblyConfig {
+                max_message_size: max_message + channel_prefix::PREFIX_LEN,
+                ..ReassemblyConfig::default()
+            }),
         })
     }
 
@@ -464,7 +460,7 @@ impl RecvLanes {
     /// The highest unreliable message number seen on `lane`: the reference point for the
     /// first unreliable segment of a packet on it.
     pub fn highest_unreliable(&self, lane: u32) -> u64 {
-        self.lanes.get(&lane).map_or(0, |l| l.highest_unreliable)
+        self.lanes.get(lane).map_or(0, |l| l.highest_unreliable)
     }
 
     /// Takes an unreliable segment (its message number resolved against `reference`) and
@@ -655,11 +651,17 @@ mod tests {
 
 #[cfg(test)]
 pub(super) mod sizes {
-    /// Sizes of the boxed lane records, for the connection's size report.
+    /// Sizes of the lane records, for the connection's size report.
     pub fn rows() -> [(&'static str, usize); 2] {
         [
-            ("SendLane (boxed)", std::mem::size_of::<super::SendLane>()),
-            ("RecvLane (boxed)", std::mem::size_of::<super::RecvLane>()),
+            (
+                "SendLane (in LaneMap)",
+                std::mem::size_of::<super::SendLane>(),
+            ),
+            (
+                "RecvLane (in LaneMap)",
+                std::mem::size_of::<super::RecvLane>(),
+            ),
         ]
     }
 }

@@ -44,6 +44,7 @@ use std::time::Duration;
 pub(crate) type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
 use std::hash::Hasher;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use siphasher::sip::SipHasher24;
 
@@ -70,6 +71,8 @@ pub const MAX_CONNECTIONS: usize = 16_384;
 /// Most control replies (challenge replies, NoConnection) queued at once; beyond it replies
 /// are dropped, as a busy router would.
 pub const MAX_CONTROL_OUT: usize = 1024;
+/// Room for control datagrams [`Endpoint::poll_transmit`] keeps once it sent them all.
+const CONTROL_OUT_KEPT: usize = 64;
 /// The list of touched connections is pruned of entries for connections that are gone once
 /// it is this many times longer than the table.
 const MAX_TOUCHED_PER_CONNECTION: usize = 2;
@@ -288,7 +291,8 @@ pub struct Endpoint {
     /// gone, was replaced or is no longer touched are skipped.
     touched: Vec<(u32, u64)>,
     next_serial: u64,
-    cfg: ConnectionConfig,
+    /// The settings new connections take, shared with every connection that has them.
+    cfg: Arc<ConnectionConfig>,
     incoming: IncomingPolicy,
     key: ChallengeKey,
     /// Budget for answering sources we have no connection with.
@@ -331,7 +335,7 @@ impl Endpoint {
             timers: TimerQueue::new(),
             touched: Vec::new(),
             next_serial: 0,
-            cfg,
+            cfg: Arc::new(cfg),
             incoming: IncomingPolicy::Answer,
             key: ChallengeKey::new(cookie_secret),
             limiter: Limiter::new(RateLimits::default(), limiter_secret),
@@ -354,11 +358,12 @@ impl Endpoint {
 
     /// Applies new connection settings to every connection, present and future.
     pub fn set_config(&mut self, now: Timestamp, cfg: ConnectionConfig) {
-        self.cfg = cfg;
+        let cfg = Arc::new(cfg);
+        self.cfg = cfg.clone();
         let ids: Vec<u32> = self.conns.keys().copied().collect();
         for id in ids {
             if let Some(c) = self.touch(id) {
-                c.set_config(now, cfg);
+                c.set_config(now, cfg.clone());
             }
         }
     }
@@ -608,7 +613,13 @@ impl Endpoint {
         }
         self.latest = self.latest.max(now);
         let id = self.new_id();
-        let h = self.insert(Connection::connect(remote, self.cfg, now, id, expected));
+        let h = self.insert(Connection::connect(
+            remote,
+            self.cfg.clone(),
+            now,
+            id,
+            expected,
+        ));
         if symmetric {
             self.dialled.insert(remote, id);
         }
@@ -1189,7 +1200,15 @@ impl Endpoint {
         }
         let hold = self.incoming == IncomingPolicy::Hold;
         let h = self.insert(Connection::accept(
-            from, self.cfg, now, local_id, client_id, their_ts, est, ok, hold,
+            from,
+            self.cfg.clone(),
+            now,
+            local_id,
+            client_id,
+            their_ts,
+            est,
+            ok,
+            hold,
         ));
         (Some(h.id), true)
     }
@@ -1214,6 +1233,12 @@ impl Endpoint {
         };
         for (to, d) in self.control_out.drain(..) {
             send(to, &d);
+        }
+        // A burst of handshakes (a thousand clients at once) grows the list to
+        // `MAX_CONTROL_OUT` entries; an endpoint that then goes quiet would keep that room
+        // (56 KiB) for good. Ordinary traffic never queues this many between two calls.
+        if self.control_out.capacity() > CONTROL_OUT_KEPT {
+            self.control_out.shrink_to(CONTROL_OUT_KEPT);
         }
         // `send` cannot reach the endpoint, so nothing is touched while the list is out.
         let mut touched = std::mem::take(&mut self.touched);
