@@ -407,12 +407,18 @@ if (skip) {
     const relayed = net.relayCounter();
     const mbps = (bytes, ms) => (bytes * 8) / (ms / 1000) / 1e6;
 
+    /** Waits for a's hello at b; on failure says what a knows of the session and heard. */
+    const firstMessage = (a, b) =>
+      b.waitFor((e) => e.text === 'hello', 5000, 'first message').catch(async (e) => {
+        throw new Error(`${e.message}; ${a.identity} has ${JSON.stringify(await a.info(b.identity))} after ${JSON.stringify(a.events)}`);
+      });
+
     /** Our flood, on a fresh relayed session: [goodput, what coturn sent] in Mbit/s. */
     const ours = async (round) => {
       const a = await start(host('h-sym'), `str:flood${round}-a`);
       const b = await start(host('h-sym2'), `str:flood${round}-b`);
       await a.send(b.identity, 'hello');
-      await b.waitFor((e) => e.text === 'hello', 5000, 'first message');
+      await firstMessage(a, b);
       t.true(((await a.info(b.identity)).flags & FLAG_RELAYED) !== 0, 'relayed');
       const total = 16 * 1024 * 1024;
       const before = await relayed();
@@ -438,7 +444,7 @@ if (skip) {
         const a = await start(host('h-sym'), `str:pflood${i}-a`);
         const b = await start(host('h-sym2'), `str:pflood${i}-b`);
         await a.send(b.identity, 'hello');
-        await b.waitFor((e) => e.text === 'hello', 5000, 'first message');
+        await firstMessage(a, b);
         pairs.push([a, b]);
       }
       const each = 8 * 1024 * 1024;
