@@ -456,8 +456,8 @@ impl NativeEndpoint {
         self.inner.local_addr().to_string()
     }
 
-    /// `send` as a plain function bound to this endpoint, for the per-call hot path
-    /// (`fast_send.rs`): `(identity, remoteAddress | null, data, flags, channel) => EResult`.
+    /// The per-call send, as a plain function bound to this endpoint (`fast_send.rs`):
+    /// `(identity, remoteAddress | null, data, flags, channel) => EResult`.
     #[napi(
         ts_return_type = "(identityRemote: string, remoteAddress: string | null | undefined, data: Uint8Array, flags: number, channel: number) => number"
     )]
@@ -465,27 +465,6 @@ impl NativeEndpoint {
         let f = crate::fast_send::make(env.raw(), Arc::clone(&self.inner))?;
         // SAFETY: `f` is a live value of this call's environment.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
-    }
-
-    /// Queues a message; returns an EResult value.
-    #[napi]
-    pub fn send(
-        &self,
-        identity_remote: String,
-        remote_address: Option<String>,
-        data: Uint8ArraySlice<'_>,
-        flags: u32,
-        channel: i32,
-    ) -> i32 {
-        let Ok(peer) = identity(&identity_remote) else {
-            return netcore::EResult::InvalidParam as i32;
-        };
-        let remote = match remote_address.map(|a| a.parse::<SocketAddr>()) {
-            None => None,
-            Some(Ok(a)) => Some(a),
-            Some(Err(_)) => return netcore::EResult::InvalidParam as i32,
-        };
-        self.inner.send(&peer, remote, &data, flags, channel) as i32
     }
 
     /// Queues many messages in one call (Steam's `SendMessages`): payloads back to back in

@@ -5,8 +5,8 @@
 //! pushed and popped, the receiver registered and released: 14 % of a per-call unreliable
 //! send's CPU in a profile) and for the identity copied into a fresh `String`. These
 //! functions' data pointer holds the endpoint, so no receiver is unwrapped, and text
-//! arguments are read into stack buffers. Each does what the `send` method beside it does
-//! and returns the same values.
+//! arguments are read into stack buffers. The batch sends stay `#[napi]` methods: one call
+//! carries many messages there.
 
 use std::ffi::c_void;
 use std::net::SocketAddr;
@@ -186,14 +186,11 @@ impl BoundSend for SocketsHandle {
         let (Some(payload), true, Ok(lane)) = (payload, ok, u16::try_from(lane)) else {
             return Self::refused();
         };
-        match self.send(h, payload, flags, lane) {
-            Ok(n) => n as f64,
-            Err(e) => -f64::from(e as i32),
-        }
+        crate::sockets::send_result(self.send(h, payload, flags, lane))
     }
 
     fn refused() -> f64 {
-        -f64::from(EResult::InvalidParam as i32)
+        crate::sockets::send_result(Err(EResult::InvalidParam))
     }
 }
 

@@ -171,7 +171,7 @@ fn config_with(base: &Config, values: HashMap<String, f64>) -> Result<Config> {
 }
 
 /// A send result as one number: the message number (>= 1), or minus Steam's `EResult`.
-fn send_result(r: std::result::Result<u64, EResult>) -> f64 {
+pub(crate) fn send_result(r: std::result::Result<u64, EResult>) -> f64 {
     match r {
         Ok(n) => n as f64,
         Err(e) => -f64::from(e as i32),
@@ -426,8 +426,8 @@ impl NativeSockets {
             .with(|s, _| s.configure_lanes(h, &priorities, &weights)) as i32
     }
 
-    /// `send` as a plain function bound to this instance, for the per-call hot path
-    /// (`fast_send.rs`): `(conn, data, flags, lane) => number`.
+    /// The per-call send, as a plain function bound to this instance (`fast_send.rs`):
+    /// `(conn, data, flags, lane) => number`: the message number, or minus an EResult value.
     #[napi(
         ts_return_type = "(conn: number, data: Uint8Array, flags: number, lane: number) => number"
     )]
@@ -435,15 +435,6 @@ impl NativeSockets {
         let f = crate::fast_send::make(env.raw(), Arc::clone(&self.inner))?;
         // SAFETY: `f` is a live value of this call's environment.
         Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), f) })
-    }
-
-    /// Queues a message: its message number, or minus an EResult value.
-    #[napi]
-    pub fn send(&self, h: u32, data: Uint8ArraySlice<'_>, flags: u32, lane: u32) -> f64 {
-        let Ok(lane) = u16::try_from(lane) else {
-            return send_result(Err(EResult::InvalidParam));
-        };
-        send_result(self.inner.send(h, &data, flags, lane))
     }
 
     /// Queues many messages in one call: payloads back to back in `data`, one entry per
