@@ -316,18 +316,19 @@ impl Messages {
         if data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0 {
             return EResult::InvalidParam;
         }
-        let failed = self
-            .sessions
-            .get(peer)
-            .is_some_and(|s| self.endpoint.connection(s.conn).is_none_or(|c| c.is_dead()));
-        if failed {
-            if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
-                return EResult::NoConnection;
+        // One lookup for the common case (a live session): its connection, unless it failed.
+        let mut existing = self.sessions.get(peer).map(|s| s.conn);
+        if let Some(conn) = existing {
+            if self.endpoint.connection(conn).is_none_or(|c| c.is_dead()) {
+                if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
+                    return EResult::NoConnection;
+                }
+                self.close_session(peer);
+                existing = None;
             }
-            self.close_session(peer);
         }
-        let conn = match self.sessions.get(peer) {
-            Some(s) => s.conn,
+        let conn = match existing {
+            Some(conn) => conn,
             None => {
                 let Some(addr) = peer.ip_addr().or(remote) else {
                     return EResult::NoConnection;
