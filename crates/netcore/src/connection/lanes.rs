@@ -197,15 +197,14 @@ impl SendLanes {
                 size: len as u32,
             };
             lane.last_reliable_num = number;
-            let mut head = Vec::with_capacity(header.encoded_len() + prefix.len());
-            // Cannot fail: the delta is at least 1 and every message number is used once.
-            let _ = header.encode(&mut head);
-            head.extend_from_slice(prefix);
-            let start = lane.stream.push(head).start;
-            if !data.is_empty() {
-                lane.stream.push_slice(data);
-            }
-            lane.stream.mark_message(start..lane.stream.write_pos());
+            // Header, prefix and body written straight into the stream's buffer, contiguous.
+            let range = lane.stream.push_with(header.encoded_len() + len, |tail| {
+                // Cannot fail: the delta is at least 1 and every message number is used once.
+                let _ = header.encode(tail);
+                tail.extend_from_slice(prefix);
+                tail.extend_from_slice(data);
+            });
+            lane.stream.mark_message(range);
         } else {
             let mut payload = Vec::with_capacity(len);
             payload.extend_from_slice(prefix);

@@ -5,9 +5,10 @@
 //! packet carried which range, and reports each range back as acked or lost once the packet's
 //! fate is known. Bytes are kept until every byte before them is acked, then freed.
 //!
-//! Segments never cross a stored chunk: a large appended chunk is sliced without copying, while
-//! small appends are copied into a shared tail buffer so that a burst of small messages leaves
-//! as one segment rather than one segment (and one frame header) per message. Retransmissions
+//! Segments never cross a stored chunk: a large owned chunk ([`SendStream::push`]) is sliced
+//! without copying, while borrowed bytes (and small owned ones) are copied into a shared tail
+//! buffer so that a burst of messages leaves as one segment per packet rather than one segment
+//! (and one frame header) per message. Retransmissions
 //! may use different boundaries than the first transmission, which the wire format allows.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -19,6 +20,9 @@ use bytes::{Bytes, BytesMut};
 /// Appends of at most this many bytes are copied into the tail buffer and coalesced with
 /// their neighbours; longer appends are kept as their own chunk, without a copy.
 pub const COALESCE_MAX: usize = 1024;
+
+/// Most bytes the tail buffer grows by at once when the stream is busy (see `reserve_tail`).
+pub const TAIL_GROWTH_MAX: usize = 64 * 1024;
 
 /// Default cap on bytes held by one stream (queued plus sent-but-unacked), matching the
 /// reference implementation's default send buffer size.
@@ -222,13 +226,33 @@ impl SendStream {
 
     /// Appends borrowed bytes (copied) and returns the positions they got.
     pub fn push_slice(&mut self, data: &[u8]) -> Range<u64> {
-        if data.len() <= COALESCE_MAX {
-            let start = self.write_pos();
-            self.tail.extend_from_slice(data);
-            start..self.write_pos()
-        } else {
-            self.push(Bytes::copy_from_slice(data))
+        self.push_with(data.len(), |tail| tail.extend_from_slice(data))
+    }
+
+    /// Appends what `write` puts at the end of the tail buffer (about `len` bytes: room for
+    /// them is made first) and returns the positions it got. Borrowed bytes of any size are
+    /// copied into the tail, so a message's header and body, and consecutive messages, stay
+    /// contiguous: a packet then carries one segment, not one per stored piece.
+    pub fn push_with(&mut self, len: usize, write: impl FnOnce(&mut BytesMut)) -> Range<u64> {
+        let start = self.write_pos();
+        self.reserve_tail(len);
+        write(&mut self.tail);
+        start..self.write_pos()
+    }
+
+    /// Makes room for `len` more bytes in the tail. When the tail's buffer is full, what it
+    /// holds is sealed into a chunk (no copy) and a new buffer starts: as large as the bytes
+    /// the stream holds, within `len..=`[`TAIL_GROWTH_MAX`], so a busy stream allocates once
+    /// for many messages and an idle one only what it needs. (`BytesMut::reserve` would copy
+    /// the unsent bytes, or double a buffer that segments still share.) The old buffer is
+    /// freed when the last segment cut from it is acked.
+    fn reserve_tail(&mut self, len: usize) {
+        if self.tail.capacity() - self.tail.len() >= len {
+            return;
         }
+        self.seal_tail();
+        let busy = usize::try_from(self.buffered_bytes()).unwrap_or(usize::MAX);
+        self.tail = BytesMut::with_capacity(busy.clamp(len, TAIL_GROWTH_MAX.max(len)));
     }
 
     /// Takes the next segment to put on the wire, at most `max_len` bytes: a lost range if

@@ -54,7 +54,7 @@ impl ReliableMsgHeader {
 
     /// Appends the header. Refuses a delta of 0 or above [`MAX_MSG_NUM_DELTA`], which the
     /// receiver would reject or misread.
-    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
+    pub fn encode(&self, out: &mut impl bytes::BufMut) -> Result<(), WireError> {
         if self.msg_num_delta == 0 || self.msg_num_delta > MAX_MSG_NUM_DELTA {
             return Err(WireError::Unencodable {
                 what: "reliable message number delta out of range",
@@ -69,7 +69,7 @@ impl ReliableMsgHeader {
         } else {
             first |= FLAG_LARGE_SIZE | (self.size as u8 & SMALL_SIZE_MASK);
         }
-        out.push(first);
+        out.put_u8(first);
         if self.msg_num_delta != 1 {
             varint::write(out, self.msg_num_delta);
         }

@@ -16,13 +16,13 @@ pub const fn encoded_len(value: u64) -> usize {
     bits.div_ceil(7)
 }
 
-/// Appends `value` as a varint.
-pub fn write(out: &mut Vec<u8>, mut value: u64) {
+/// Appends `value` as a varint (to a `Vec<u8>`, or straight into a stream's `BytesMut`).
+pub fn write(out: &mut impl bytes::BufMut, mut value: u64) {
     while value >= 0x80 {
-        out.push((value as u8) | 0x80);
+        out.put_u8((value as u8) | 0x80);
         value >>= 7;
     }
-    out.push(value as u8);
+    out.put_u8(value as u8);
 }
 
 /// Reads a varint from the front of `input`, returning it and the bytes it took.
