@@ -531,18 +531,26 @@ fn drain_reliable(
         if lane.stream.readable_len() < total {
             return Ok(());
         }
-        let _ = lane.stream.read(head_len);
-        let body = lane.stream.read(header.size as usize);
+        // The header and channel prefix are dropped in place; only the payload is copied out
+        // (one allocation per message, and no shared handle for a slice of it).
+        let unframed = lane
+            .stream
+            .peek()
+            .get(head_len..total)
+            .and_then(|body| unframe(framing, lane_id, body));
         lane.last_reliable_num += header.msg_num_delta;
-        let Some((channel, skip)) = unframe(framing, lane_id, &body) else {
+        let Some((channel, skip)) = unframed else {
+            lane.stream.discard(total);
             return Err("reliable message shorter than its channel prefix");
         };
+        lane.stream.discard(head_len + skip);
+        let data = lane.stream.read(total - head_len - skip);
         out.push(InMessage {
             channel,
             send_flags: send_flags::RELIABLE,
             number: lane.last_reliable_num,
             received_at: now,
-            data: body.slice(skip..),
+            data,
         });
     }
 }

@@ -139,8 +139,14 @@ impl RecvStream {
         }
 
         let before = self.readable_len();
-        self.received
-            .splice(i..j, std::iter::once((merged_start, merged_end)));
+        match self.received.get_mut(i) {
+            // The common case in order: the segment extends one range.
+            Some(r) if j == i + 1 => *r = (merged_start, merged_end),
+            _ => {
+                self.received
+                    .splice(i..j, std::iter::once((merged_start, merged_end)));
+            }
+        }
         Ok(self.readable_len() - before)
     }
 
@@ -172,6 +178,23 @@ impl RecvStream {
             self.buf.advance(n);
             out
         };
+        self.moved(n);
+        out
+    }
+
+    /// Consumes up to `n` readable bytes without handing them out (a message header: no
+    /// allocation for bytes nobody keeps).
+    pub fn discard(&mut self, n: usize) {
+        let n = n.min(self.readable_len());
+        if n == 0 {
+            return;
+        }
+        self.buf.advance(n);
+        self.moved(n);
+    }
+
+    /// The read point moved `n` bytes on (already taken from `buf`).
+    fn moved(&mut self, n: usize) {
         self.read_pos += u64::try_from(n).unwrap_or(u64::MAX);
         if let Some(first) = self.received.first_mut() {
             first.0 = self.read_pos;
@@ -182,7 +205,6 @@ impl RecvStream {
         if self.buf.is_empty() && self.buf.capacity() > SHRINK_ABOVE {
             self.buf = BytesMut::new();
         }
-        out
     }
 
     /// Stream position of the next byte to read.
