@@ -99,6 +99,9 @@ pub struct SentPackets<T> {
     largest_sent: Option<u64>,
     largest_acked: Option<u64>,
     bytes_in_flight: usize,
+    /// Tracked packets that carry only acks: none (the usual case for a sender of data)
+    /// spares the deadline query its walk of the map.
+    ack_only: usize,
     /// Bytes of the ack-eliciting packets in flight below the largest acknowledged.
     bytes_skipped: usize,
     /// Earliest moment a packet below the largest acked crosses the time threshold.
@@ -124,6 +127,7 @@ impl<T> SentPackets<T> {
             largest_sent: None,
             largest_acked: None,
             bytes_in_flight: 0,
+            ack_only: 0,
             bytes_skipped: 0,
             loss_time: None,
             last_ack_eliciting: None,
@@ -164,6 +168,8 @@ impl<T> SentPackets<T> {
         if ack_eliciting {
             self.bytes_in_flight = self.bytes_in_flight.saturating_add(bytes);
             self.last_ack_eliciting = Some(now);
+        } else {
+            self.ack_only += 1;
         }
         Ok(())
     }
@@ -251,6 +257,8 @@ impl<T> SentPackets<T> {
                         if self.largest_acked.is_some_and(|l| pn < l) {
                             self.bytes_skipped = self.bytes_skipped.saturating_sub(p.bytes);
                         }
+                    } else {
+                        self.ack_only -= 1;
                     }
                     if newest.is_none_or(|(n, _)| pn > n) {
                         newest = Some((pn, p.time_sent));
@@ -333,12 +341,19 @@ impl<T> SentPackets<T> {
             .collect();
         stale
             .into_iter()
-            .filter_map(|pn| self.packets.remove(&pn).map(|p| (pn, p.payload)))
+            .filter_map(|pn| self.packets.remove(&pn).map(|p| (pn, p)))
+            .map(|(pn, p)| {
+                self.ack_only -= 1;
+                (pn, p.payload)
+            })
             .collect()
     }
 
     /// When [`expire_ack_only`](Self::expire_ack_only) has work for `age`, if ever.
     pub fn ack_only_expiry(&self, age: Duration) -> Option<Timestamp> {
+        if self.ack_only == 0 {
+            return None;
+        }
         let above = self.largest_acked.map_or(0, |l| l.saturating_add(1));
         self.packets
             .range(above..)
@@ -373,6 +388,8 @@ impl<T> SentPackets<T> {
                     self.bytes_in_flight = self.bytes_in_flight.saturating_sub(p.bytes);
                     self.bytes_skipped = self.bytes_skipped.saturating_sub(p.bytes);
                     self.remember_lost(pn, &p, now);
+                } else {
+                    self.ack_only -= 1;
                 }
                 lost.push((pn, p.payload));
             }
@@ -431,6 +448,7 @@ impl<T> SentPackets<T> {
     /// Hands back every tracked payload, ascending, e.g. when the connection closes.
     pub fn drain(&mut self) -> Vec<(u64, T)> {
         self.bytes_in_flight = 0;
+        self.ack_only = 0;
         self.bytes_skipped = 0;
         self.loss_time = None;
         self.last_ack_eliciting = None;
@@ -881,6 +899,15 @@ mod tests {
                     .sum();
                 prop_assert_eq!(s.bytes_skipped(), skipped);
                 prop_assert_eq!(s.len(), in_flight.len());
+                prop_assert_eq!(s.ack_only, in_flight.values().filter(|v| !v.1).count());
+                // The counter's shortcut gives what the walk of the map would.
+                let walked = s
+                    .packets
+                    .range(s.largest_acked.map_or(0, |l| l + 1)..)
+                    .next()
+                    .filter(|(_, p)| !p.ack_eliciting)
+                    .map(|(_, p)| p.time_sent + ms(200));
+                prop_assert_eq!(s.ack_only_expiry(ms(200)), walked);
                 prop_assert!(s.lost_remembered() <= MAX_LOST_REMEMBERED);
                 // The stop-waiting point never moves back.
                 if let Some(w) = s.min_wanted() {
