@@ -550,9 +550,9 @@ impl NativeEndpoint {
         if msgs.is_empty() {
             return Ok(None);
         }
-        // A copy into memory the JS engine manages: cheaper to create than an external
-        // buffer with a finalizer, and the packed batch is small.
-        BufferSlice::copy_from(env, receive_batch::pack(&msgs, left)).map(Some)
+        // Packed straight into memory the JS engine manages: cheaper to create than an
+        // external buffer with a finalizer.
+        receive_batch::pack(env, &msgs, left).map(Some)
     }
 
     /// Sends what Nagle holds for a peer now; returns an EResult value.

@@ -498,7 +498,7 @@ impl NativeSockets {
     ) -> Result<Option<BufferSlice<'env>>> {
         match self.inner.receive(h, max as usize) {
             Some((msgs, left)) if !msgs.is_empty() => {
-                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs, left)).map(Some)
+                receive_batch::pack_received(env, &msgs, left).map(Some)
             }
             _ => Ok(None),
         }
@@ -514,7 +514,7 @@ impl NativeSockets {
     ) -> Result<Option<BufferSlice<'env>>> {
         match self.inner.receive_on_poll_group(g, max as usize) {
             Some((msgs, left)) if !msgs.is_empty() => {
-                BufferSlice::copy_from(env, receive_batch::pack_received(&msgs, left)).map(Some)
+                receive_batch::pack_received(env, &msgs, left).map(Some)
             }
             _ => Ok(None),
         }
