@@ -53,7 +53,9 @@ async function kill(child) {
 }
 
 /** The survivor: receives channel 0, sends a numbered stream on channel 1 to `peerId`
- * (restarting a broken session, unless `stopOnFailure`). */
+ * (restarting a broken session, unless `stopOnFailure`: then it sends without
+ * AutoRestartBrokenSession, so a send that runs between the failure and its event finds the
+ * session failed instead of starting a new one). */
 function survivor(parent, peerId, { stopOnFailure = false } = {}) {
   const s = { got: [], failures: [], sending: true, sent: 0 };
   parent.on('sessionRequest', (e) => parent.acceptSessionWithUser(e.identityRemote));
@@ -64,8 +66,9 @@ function survivor(parent, peerId, { stopOnFailure = false } = {}) {
   s.timer = setInterval(() => {
     for (const m of parent.receiveMessagesOnChannel(0, 1024)) s.got.push(m.data.toString());
     if (!s.sending) return;
+    const flags = stopOnFailure ? SendFlags.Reliable : SendFlags.Reliable | SendFlags.AutoRestartBrokenSession;
     for (let k = 0; k < 50; k++) {
-      const r = parent.sendMessageToUser(peerId, `s-${s.sent}`, SendFlags.Reliable | SendFlags.AutoRestartBrokenSession, 1);
+      const r = parent.sendMessageToUser(peerId, `s-${s.sent}`, flags, 1);
       if (r === EResult.OK) s.sent++;
       else break;
     }
@@ -99,7 +102,10 @@ test('SIGKILL mid-transfer, nobody comes back: the session fails within timeoutC
   t.true(f.identityRemote.toString() === peerId);
   t.true(f.endDebug.length > 0, 'with a reason text');
   t.true(isPrefix(numbers(s.got, 'a')), 'what arrived arrived once, in order');
+  t.is(f.state, ConnectionState.ProblemDetectedLocally);
+  // A failed session stays failed until it is closed: a send without the restart flag says so.
   t.is(parent.getSessionConnectionInfo(peerId).state, ConnectionState.ProblemDetectedLocally);
+  t.is(parent.sendMessageToUser(peerId, 'late', SendFlags.Reliable, 1), EResult.NoConnection);
 });
 
 test('SIGKILL mid-transfer and a restart on the same port: the old session fails on the new peer\'s first packets, the new one delivers from scratch', async (t) => {
