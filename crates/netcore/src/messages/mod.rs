@@ -787,12 +787,23 @@ impl Messages {
         };
         let n = max.min(q.len());
         let out: Vec<Delivered> = q.drain(..n).collect();
-        for d in &out {
-            if let Some(s) = self.sessions.get_mut(&d.peer) {
-                s.unread = s.unread.saturating_sub(1);
-                s.unread_bytes = s.unread_bytes.saturating_sub(d.msg.data.len());
-                s.backlog.remove(channel, 1, d.msg.data.len());
-                s.requeue_if_read(&d.peer, &mut self.idle);
+        // The sessions' counts are settled per run of one peer's messages, not per message:
+        // a flood from one peer fills the queue with long runs, and each settlement hashes
+        // the identity to find the session.
+        let mut rest = out.as_slice();
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .position(|d| d.peer != first.peer)
+                .unwrap_or(rest.len());
+            let (this, after) = rest.split_at(run);
+            rest = after;
+            let bytes: usize = this.iter().map(|d| d.msg.data.len()).sum();
+            if let Some(s) = self.sessions.get_mut(&first.peer) {
+                s.unread = s.unread.saturating_sub(run);
+                s.unread_bytes = s.unread_bytes.saturating_sub(bytes);
+                s.backlog.remove(channel, run, bytes);
+                s.requeue_if_read(&first.peer, &mut self.idle);
             }
         }
         self.update_backpressure(out.iter().map(|d| &d.peer));
@@ -1556,6 +1567,69 @@ mod tests {
         pump(&mut p);
         assert_eq!(p.b.receive(0, 100).len(), 5);
         assert_eq!(p.b.stats().dropped_recv_full, 15);
+    }
+
+    /// Reads settle each session's unread counts per run of one peer's messages: with two
+    /// peers' messages interleaved in one queue and read in batches that cut runs, every
+    /// session's counts go back to zero, its backlog empties, and it joins the idle queue.
+    #[test]
+    fn reading_interleaved_peers_settles_each_session() {
+        use super::sim_peer::{Peer, Reading};
+        use crate::sim::Network;
+        let (a, b, c): (SocketAddr, SocketAddr, SocketAddr) = (
+            "10.0.0.1:1000".parse().unwrap(),
+            "10.0.0.2:2000".parse().unwrap(),
+            "10.0.0.3:3000".parse().unwrap(),
+        );
+        let mut net = Network::new(7);
+        net.add_node(a, Peer::new(1)).unwrap();
+        let mut pb = Peer::new(2);
+        pb.reading = Reading::Stalled;
+        net.add_node(b, pb).unwrap();
+        net.add_node(c, Peer::new(3)).unwrap();
+        let to_b = Identity::Ip(b);
+        // Runs of 3 from `a` and 2 from `c`, alternating, 10 rounds.
+        for round in 0..10 {
+            for (from, n) in [(a, 3), (c, 2)] {
+                net.with_node::<Peer, _>(from, |p, now| {
+                    for k in 0..n {
+                        let body = [round as u8, k as u8, 0, 0, 0];
+                        assert_eq!(p.m.send(now, &to_b, None, &body, 0, 0), EResult::Ok);
+                        p.m.flush(now, &to_b);
+                    }
+                });
+                let until = net.now() + std::time::Duration::from_millis(20);
+                net.run_until(until).unwrap();
+            }
+        }
+        let (ia, ic) = (Identity::Ip(a), Identity::Ip(c));
+        net.with_node::<Peer, _>(b, |p, _| {
+            let m = &mut p.m;
+            assert_eq!(m.sessions.get(&ia).map(|s| s.unread), Some(30));
+            assert_eq!(m.sessions.get(&ic).map(|s| s.unread), Some(20));
+            let mut got = 0;
+            // Batches of 4 cut the runs of 3 and 2 in every place.
+            loop {
+                let batch = m.receive(0, 4);
+                if batch.is_empty() {
+                    break;
+                }
+                got += batch.len();
+                let from_a = 30 - m.sessions.get(&ia).map_or(0, |s| s.unread);
+                let from_c = 20 - m.sessions.get(&ic).map_or(0, |s| s.unread);
+                assert_eq!(from_a + from_c, got, "every message read is settled once");
+            }
+            assert_eq!(got, 50);
+            for id in [&ia, &ic] {
+                let s = m.sessions.get(id).unwrap();
+                assert_eq!((s.unread, s.unread_bytes), (0, 0));
+                assert_eq!(s.backlog.largest(), None);
+                assert!(
+                    s.idle_queued,
+                    "a session read to empty waits in the idle queue"
+                );
+            }
+        });
     }
 }
 
