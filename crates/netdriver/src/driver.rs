@@ -653,7 +653,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                     let mut tx = shared.tx.lock();
                     // Data the fake network still holds goes before the goodbyes.
                     for ((port, to), d) in fake.send.drain_all() {
-                        tx.push_owned(port, to, d);
+                        tx.push(port, to, &d);
                     }
                     let mut st = shared.lock();
                     st.proto.close_all();
@@ -724,7 +724,7 @@ async fn drive<P: Protocol>(shared: Arc<Shared<P>>) {
                 st.proto.handle_datagram(now, port, from, &d);
             }
             while let Some(((port, to), d)) = fake.send.pop_due(now) {
-                tx.push_owned(port, to, d);
+                tx.push(port, to, &d);
             }
             // Read per wake-up, so `setConfig` applies to the next datagram.
             let params = FakeParams::send(st.proto.config());

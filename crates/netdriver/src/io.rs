@@ -8,8 +8,6 @@ use quinn_udp::{Transmit, UdpSocketState};
 
 /// Kernel socket buffer asked for in each direction.
 const SOCKET_BUFFER: usize = 4 << 20;
-/// Most spare datagram buffers kept for reuse (a burst beyond it allocates, then frees).
-pub const MAX_SPARE_BUFFERS: usize = 1024;
 
 /// One bound UDP socket, shared by the driver task and callers sending on their own thread.
 pub struct Io {
@@ -64,50 +62,53 @@ pub fn dual_stack_available() -> bool {
     })
 }
 
-/// A datagram on its way to the kernel: which socket it leaves from, where to, the bytes.
-pub struct Outgoing {
+/// Most bytes of queued datagrams whose buffer is kept once the queue empties (a burst
+/// beyond it allocates, then frees): about a thousand full-size datagrams.
+pub const MAX_RETAINED_BYTES: usize = 2 << 20;
+
+/// Where one queued datagram goes; its bytes follow the previous one's in [`Tx`]'s buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Queued {
     /// The socket (port index).
-    pub port: usize,
+    port: usize,
     /// The destination.
-    pub to: SocketAddr,
-    /// The bytes.
-    pub data: Vec<u8>,
+    to: SocketAddr,
+    /// How many bytes.
+    len: usize,
 }
 
-/// Datagrams on their way to the kernel, in the order the protocol produced them, and the
-/// buffers reused for them.
+/// Datagrams on their way to the kernel, in the order the protocol produced them.
+///
+/// Their bytes sit end to end in one buffer, so a run of same-size datagrams to one peer
+/// goes to the kernel as one slice with UDP GSO: one copy per datagram (from the
+/// protocol's scratch buffer) and no allocation per datagram.
 pub struct Tx {
-    /// Queued datagrams.
-    pub outgoing: Vec<Outgoing>,
-    /// Buffers of datagrams already sent, reused: no allocation per datagram at steady state.
-    pub spare: Vec<Vec<u8>>,
+    /// Queued datagrams, oldest first.
+    queued: Vec<Queued>,
+    /// Their bytes, end to end.
+    bytes: Vec<u8>,
     /// Where the protocol writes one datagram.
     pub scratch: Vec<u8>,
-    /// Consecutive same-size datagrams to one peer, concatenated for one GSO send.
-    gso: Vec<u8>,
 }
 
 impl Tx {
     /// An empty queue.
     pub fn new() -> Self {
         Tx {
-            outgoing: Vec::new(),
-            spare: Vec::new(),
+            queued: Vec::new(),
+            bytes: Vec::new(),
             scratch: Vec::with_capacity(1500),
-            gso: Vec::new(),
         }
     }
 
-    /// Queues a copy of `d` (in a reused buffer when one is spare).
+    /// Queues a copy of `d`.
     pub fn push(&mut self, port: usize, to: SocketAddr, d: &[u8]) {
-        let mut data = self.spare.pop().unwrap_or_default();
-        data.extend_from_slice(d);
-        self.outgoing.push(Outgoing { port, to, data });
-    }
-
-    /// Queues an owned datagram.
-    pub fn push_owned(&mut self, port: usize, to: SocketAddr, data: Vec<u8>) {
-        self.outgoing.push(Outgoing { port, to, data });
+        self.bytes.extend_from_slice(d);
+        self.queued.push(Queued {
+            port,
+            to,
+            len: d.len(),
+        });
     }
 
     /// Sends queued datagrams without waiting, through `port_io(port)`. Returns false if the
@@ -120,89 +121,96 @@ impl Tx {
         port_io: impl Fn(usize) -> Option<&'a Io>,
         drop_rest: bool,
     ) -> bool {
-        let Tx {
-            outgoing,
-            spare,
-            gso,
-            ..
-        } = self;
+        self.flush_with(
+            // quinn-udp reports 1 where the kernel has no GSO.
+            |port| port_io(port).map(|io| io.udp.max_gso_segments()),
+            |port, to, contents, segment_size| match port_io(port) {
+                Some(io) => send_now(io, to, contents, segment_size),
+                None => Sent::Refused,
+            },
+            drop_rest,
+        )
+    }
+
+    /// [`Tx::flush`] with the sockets abstracted: `max_segments(port)` is how many
+    /// datagrams one GSO send may carry (`None`: the socket is gone), `send` makes one
+    /// system call (`segment_size` set for a GSO run).
+    fn flush_with(
+        &mut self,
+        max_segments: impl Fn(usize) -> Option<usize>,
+        mut send: impl FnMut(usize, SocketAddr, &[u8], Option<usize>) -> Sent,
+        drop_rest: bool,
+    ) -> bool {
+        let Tx { queued, bytes, .. } = self;
+        // Datagrams before `i` (bytes before `off`) are done with: sent, refused or gone.
         let mut i = 0;
+        let mut off = 0;
         let mut blocked = false;
-        'all: while i < outgoing.len() {
-            let Some(first) = outgoing.get(i) else {
-                break;
-            };
-            let (port, to, seg) = (first.port, first.to, first.data.len());
-            let Some(io) = port_io(port) else {
+        'all: while let Some(&Queued { port, to, len: seg }) = queued.get(i) {
+            let Some(max) = max_segments(port) else {
+                off += seg;
                 i += 1;
                 continue;
             };
             // Consecutive datagrams to one peer from one socket, of one size (the last may
-            // be shorter), leave in one system call with UDP GSO where the kernel offers it
-            // (quinn-udp reports 1 otherwise).
-            let max_segments = io.udp.max_gso_segments().max(1);
+            // be shorter), leave in one system call.
             let mut j = i + 1;
-            while j < outgoing.len() && j - i < max_segments {
-                let (Some(next), Some(prev)) = (outgoing.get(j), outgoing.get(j - 1)) else {
-                    break;
-                };
-                let prev_full = prev.data.len() == seg;
-                if next.port != port
-                    || next.to != to
-                    || next.data.len() > seg
-                    || !prev_full
-                    || seg == 0
-                {
+            let mut end = off + seg;
+            while j - i < max.max(1) {
+                let Some(next) = queued.get(j) else { break };
+                let prev_full = queued.get(j - 1).is_some_and(|p| p.len == seg);
+                if next.port != port || next.to != to || next.len > seg || !prev_full || seg == 0 {
                     break;
                 }
+                end += next.len;
                 j += 1;
             }
             if j - i > 1 {
-                gso.clear();
-                for o in &outgoing[i..j] {
-                    gso.extend_from_slice(&o.data);
-                }
-                match send_now(io, to, gso, Some(seg)) {
-                    Sent::Yes => {
-                        i = j;
-                        continue;
+                if let Some(run) = bytes.get(off..end) {
+                    match send(port, to, run, Some(seg)) {
+                        Sent::Yes => {
+                            (i, off) = (j, end);
+                            continue;
+                        }
+                        Sent::Blocked => {
+                            blocked = true;
+                            break 'all;
+                        }
+                        // Refused as a batch: the peer sees each on its own below.
+                        Sent::Refused => {}
                     }
-                    Sent::Blocked => {
-                        blocked = true;
-                        break 'all;
-                    }
-                    // Refused as a batch: the peer sees each on its own below.
-                    Sent::Refused => {}
                 }
             }
             while i < j {
-                if let Some(o) = outgoing.get(i) {
-                    if send_now(io, o.to, &o.data, None) == Sent::Blocked {
+                let Some(&Queued { to, len, .. }) = queued.get(i) else {
+                    break;
+                };
+                if let Some(d) = bytes.get(off..off + len) {
+                    if send(port, to, d, None) == Sent::Blocked {
                         blocked = true;
                         break 'all;
                     }
                 }
-                i += 1;
+                (i, off) = (i + 1, off + len);
             }
         }
-        let done = if blocked && !drop_rest {
-            i
+        if blocked && !drop_rest {
+            queued.drain(..i);
+            bytes.drain(..off);
         } else {
-            outgoing.len()
-        };
-        for o in outgoing.drain(..done) {
-            if spare.len() < MAX_SPARE_BUFFERS {
-                let mut buf = o.data;
-                buf.clear();
-                spare.push(buf);
-            }
+            queued.clear();
+            bytes.clear();
         }
-        outgoing.is_empty()
+        if queued.is_empty() && bytes.capacity() > MAX_RETAINED_BYTES {
+            bytes.shrink_to(MAX_RETAINED_BYTES);
+            queued.shrink_to(MAX_RETAINED_BYTES / 1024);
+        }
+        queued.is_empty()
     }
 
     /// The ports that still have datagrams waiting (after a blocked flush).
     pub fn waiting_ports(&self) -> impl Iterator<Item = usize> + '_ {
-        self.outgoing.iter().map(|o| o.port)
+        self.queued.iter().map(|q| q.port)
     }
 }
 
@@ -213,7 +221,7 @@ impl Default for Tx {
 }
 
 /// What became of one transmit.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Sent {
     Yes,
     /// The kernel buffer is full: try again when the socket is writable.
@@ -252,5 +260,207 @@ fn send_now(io: &Io, to: SocketAddr, contents: &[u8], segment_size: Option<usize
             Sent::Blocked
         }
         Err(_) => Sent::Refused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One system call as the fake kernel saw it.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Call {
+        port: usize,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+        segment_size: Option<usize>,
+    }
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    /// `len` bytes, all `tag`: each datagram's bytes tell it apart.
+    fn dgram(tag: u8, len: usize) -> Vec<u8> {
+        vec![tag; len]
+    }
+
+    /// Flushes through a fake kernel that answers each call with the next of `answers`
+    /// (then `Yes`); returns the calls and what `flush_with` returned.
+    fn flush_fake(
+        tx: &mut Tx,
+        max: usize,
+        gone: &[usize],
+        answers: &[Sent],
+        drop_rest: bool,
+    ) -> (Vec<Call>, bool) {
+        let mut calls = Vec::new();
+        let mut answers = answers.iter().copied();
+        let empty = tx.flush_with(
+            |p| (!gone.contains(&p)).then_some(max),
+            |port, to, bytes, segment_size| {
+                calls.push(Call {
+                    port,
+                    to,
+                    bytes: bytes.to_vec(),
+                    segment_size,
+                });
+                answers.next().unwrap_or(Sent::Yes)
+            },
+            drop_rest,
+        );
+        (calls, empty)
+    }
+
+    fn call(port: usize, to: SocketAddr, parts: &[Vec<u8>], seg: Option<usize>) -> Call {
+        Call {
+            port,
+            to,
+            bytes: parts.concat(),
+            segment_size: seg,
+        }
+    }
+
+    #[test]
+    fn same_size_runs_to_one_peer_leave_as_one_slice() {
+        let (a, b) = (addr(1000), addr(2000));
+        let mut tx = Tx::new();
+        let d: Vec<Vec<u8>> = (0..6u8)
+            .map(|t| dgram(t, if t == 3 { 60 } else { 100 }))
+            .collect();
+        // Three full and a shorter last to `a`, one to `b`, one to `a` from another port.
+        for x in &d[0..4] {
+            tx.push(0, a, x);
+        }
+        tx.push(0, b, &d[4]);
+        tx.push(1, a, &d[5]);
+        let (calls, empty) = flush_fake(&mut tx, 64, &[], &[], false);
+        assert!(empty);
+        assert_eq!(
+            calls,
+            vec![
+                call(0, a, &d[0..4], Some(100)),
+                call(0, b, &d[4..5], None),
+                call(1, a, &d[5..6], None),
+            ]
+        );
+        assert_eq!(tx.waiting_ports().count(), 0);
+    }
+
+    #[test]
+    fn a_run_is_cut_at_the_segment_limit_and_after_a_short_datagram() {
+        let a = addr(1000);
+        let mut tx = Tx::new();
+        let d = [
+            dgram(0, 50),
+            dgram(1, 50),
+            dgram(2, 50),
+            dgram(3, 40),
+            dgram(4, 40),
+        ];
+        for x in &d {
+            tx.push(0, a, x);
+        }
+        let (calls, _) = flush_fake(&mut tx, 2, &[], &[], false);
+        assert_eq!(
+            calls,
+            vec![
+                call(0, a, &d[0..2], Some(50)),
+                // A short datagram ends its run: 40 after 50 closes it.
+                call(0, a, &d[2..4], Some(50)),
+                call(0, a, &d[4..5], None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_full_kernel_buffer_keeps_the_rest_in_order() {
+        let (a, b) = (addr(1000), addr(2000));
+        let mut tx = Tx::new();
+        let d: Vec<Vec<u8>> = (0..5u8).map(|t| dgram(t, 30 + usize::from(t))).collect();
+        for (t, x) in d.iter().enumerate() {
+            tx.push(0, if t % 2 == 0 { a } else { b }, x);
+        }
+        // The first goes; the second finds the buffer full.
+        let (calls, empty) = flush_fake(&mut tx, 64, &[], &[Sent::Yes, Sent::Blocked], false);
+        assert!(!empty);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(tx.waiting_ports().count(), 4);
+        // Datagrams queued after the block go after the waiting ones.
+        tx.push(0, a, &dgram(9, 10));
+        let (calls, empty) = flush_fake(&mut tx, 64, &[], &[], false);
+        assert!(empty);
+        assert_eq!(
+            calls,
+            vec![
+                call(0, b, &d[1..2], None),
+                call(0, a, &d[2..3], None),
+                call(0, b, &d[3..4], None),
+                // The new one is shorter: it ends the last waiting one's run.
+                call(0, a, &[d[4].clone(), dgram(9, 10)], Some(34)),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_blocked_run_is_kept_whole_unless_the_rest_is_dropped() {
+        let a = addr(1000);
+        let d = [dgram(0, 20), dgram(1, 20), dgram(2, 20)];
+        let mut tx = Tx::new();
+        for x in &d {
+            tx.push(0, a, x);
+        }
+        let (_, empty) = flush_fake(&mut tx, 64, &[], &[Sent::Blocked], false);
+        assert!(!empty);
+        let (calls, _) = flush_fake(&mut tx, 64, &[], &[], false);
+        assert_eq!(calls, vec![call(0, a, &d, Some(20))]);
+
+        for x in &d {
+            tx.push(0, a, x);
+        }
+        let (_, empty) = flush_fake(&mut tx, 64, &[], &[Sent::Blocked], true);
+        assert!(empty);
+        assert_eq!(tx.waiting_ports().count(), 0);
+    }
+
+    #[test]
+    fn a_refused_run_is_tried_one_by_one_and_a_gone_socket_skipped() {
+        let a = addr(1000);
+        let d = [dgram(0, 20), dgram(1, 20), dgram(2, 20), dgram(3, 20)];
+        let mut tx = Tx::new();
+        tx.push(0, a, &d[0]);
+        tx.push(0, a, &d[1]);
+        // Port 1 is gone: its datagram is dropped, and the bytes after it stay aligned.
+        tx.push(1, a, &d[2]);
+        tx.push(0, a, &d[3]);
+        let (calls, empty) = flush_fake(&mut tx, 64, &[1], &[Sent::Refused], false);
+        assert!(empty);
+        assert_eq!(
+            calls,
+            vec![
+                call(0, a, &d[0..2], Some(20)),
+                call(0, a, &d[0..1], None),
+                call(0, a, &d[1..2], None),
+                call(0, a, &d[3..4], None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_burst_does_not_keep_its_memory() {
+        let a = addr(1000);
+        let mut tx = Tx::new();
+        let d = dgram(7, 1200);
+        for _ in 0..4000 {
+            tx.push(0, a, &d);
+        }
+        assert!(tx.bytes.capacity() > MAX_RETAINED_BYTES);
+        let (calls, empty) = flush_fake(&mut tx, 64, &[], &[], false);
+        assert!(empty);
+        assert_eq!(
+            calls.iter().map(|c| c.bytes.len()).sum::<usize>(),
+            4000 * 1200
+        );
+        assert!(tx.bytes.capacity() <= MAX_RETAINED_BYTES);
     }
 }
