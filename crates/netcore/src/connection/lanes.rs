@@ -479,6 +479,22 @@ impl RecvLanes {
         let lane_id = seg.lane;
         let lane = self.lane(seg.lane, max_message);
         lane.highest_unreliable = lane.highest_unreliable.max(num);
+        if seg.offset == 0 && seg.last {
+            // Whole in one segment (the common case): copy only the payload, into a buffer
+            // of its own (one allocation, no shared one for a slice of it).
+            if lane.reassembly.accept_whole(num, seg.data.len()) {
+                if let Some((channel, skip)) = unframe(framing, lane_id, seg.data) {
+                    out.push(InMessage {
+                        channel,
+                        send_flags: 0,
+                        number: num,
+                        received_at: now,
+                        data: Bytes::copy_from_slice(seg.data.get(skip..).unwrap_or_default()),
+                    });
+                }
+            }
+            return;
+        }
         let data = Bytes::copy_from_slice(seg.data);
         if let Some(whole) = lane.reassembly.insert(now, num, seg.offset, data, seg.last) {
             if let Some((channel, skip)) = unframe(framing, lane_id, &whole) {
@@ -631,6 +647,63 @@ mod tests {
         }
         let ratio = bytes[0] as f64 / bytes[1] as f64;
         assert!((0.8..=1.25).contains(&ratio), "{bytes:?}");
+    }
+
+    /// The unreliable segments of every packet `lanes` sends (of `limit` bytes each).
+    fn unreliable_packets(lanes: &mut SendLanes, limit: usize) -> Vec<Vec<u8>> {
+        let mut packets = Vec::new();
+        while lanes.unreliable_bytes() > 0 {
+            let mut buf = Vec::new();
+            let mut enc = FrameEncoder::new(&mut buf, limit);
+            lanes.write(&mut enc);
+            enc.finish();
+            packets.push(buf);
+        }
+        packets
+    }
+
+    /// Feeds every unreliable segment of `packets` to `recv`.
+    fn receive_unreliable(recv: &mut RecvLanes, packets: &[Vec<u8>], max: usize) -> Vec<InMessage> {
+        let mut out = Vec::new();
+        for p in packets {
+            for f in FrameDecoder::new(p) {
+                if let Ok(Frame::Unreliable(seg)) = f {
+                    recv.on_unreliable(seg, 0, Timestamp::ZERO, max, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn unreliable_messages_arrive_whole_or_reassembled_with_their_channel() {
+        let mut send = SendLanes::new(Framing::Messages);
+        let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+        send.queue(7, false, b"small", 1 << 20);
+        send.queue(7, false, &big, 1 << 20);
+        send.queue(2, false, b"", 1 << 20);
+        let packets = unreliable_packets(&mut send, 1200);
+        assert!(packets.len() >= 3, "the big one is fragmented");
+        // Which of the three each delivered message is (by channel and exact bytes).
+        let which = |out: &[InMessage]| -> Vec<&str> {
+            let mut names: Vec<&str> = out
+                .iter()
+                .map(|m| match (m.channel, m.data.as_ref()) {
+                    (7, b"small") => "small",
+                    (7, d) if d == &big[..] => "big",
+                    (2, b"") => "empty",
+                    _ => "wrong",
+                })
+                .collect();
+            names.sort_unstable();
+            names
+        };
+        let out = receive_unreliable(&mut RecvLanes::new(Framing::Messages), &packets, 1 << 20);
+        assert_eq!(which(&out), ["big", "empty", "small"]);
+
+        // Over the receiver's limit, whole or in fragments: dropped.
+        let out = receive_unreliable(&mut RecvLanes::new(Framing::Messages), &packets, 4);
+        assert_eq!(which(&out), ["empty"]);
     }
 
     #[test]

@@ -134,6 +134,9 @@ impl UnreliableReassembler {
         data: Bytes,
         is_last: bool,
     ) -> Option<Bytes> {
+        if offset == 0 && is_last {
+            return self.accept_whole(msg_num, data.len()).then_some(data);
+        }
         let start = u64::from(offset);
         let end = start.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX));
         if end > u64::try_from(self.config.max_message_size).unwrap_or(u64::MAX) {
@@ -143,13 +146,6 @@ impl UnreliableReassembler {
             return None;
         }
         self.note_msg_num(msg_num);
-
-        if start == 0 && is_last {
-            // Whole in one fragment: no state and no copy. A late one is still delivered,
-            // since unreliable messages may arrive out of order anyway.
-            self.drop_partial(msg_num);
-            return Some(data);
-        }
         if self.too_old(msg_num) || self.recent_completed.contains(&msg_num) {
             self.stats.dropped_fragments += 1;
             return None;
@@ -224,6 +220,19 @@ impl UnreliableReassembler {
     }
 
     /// Records a message number and abandons partials that fell behind the horizon.
+    /// Takes message `msg_num` arriving whole in one fragment of `len` bytes: whether to
+    /// deliver it. No state and no copy, so the caller may copy just the part it keeps. A
+    /// late one is still delivered, since unreliable messages may arrive out of order anyway.
+    pub fn accept_whole(&mut self, msg_num: u64, len: usize) -> bool {
+        self.drop_partial(msg_num);
+        if len > self.config.max_message_size {
+            self.stats.dropped_fragments += 1;
+            return false;
+        }
+        self.note_msg_num(msg_num);
+        true
+    }
+
     fn note_msg_num(&mut self, msg_num: u64) {
         if self.newest.is_some_and(|n| n >= msg_num) {
             return;
