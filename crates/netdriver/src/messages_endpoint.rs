@@ -438,6 +438,10 @@ fn send_on<'a>(
         let mut urgent = false;
         let mut wake = false;
         let mut any = false;
+        // Only the connections sent on can have moved: checking each alone keeps a send
+        // O(1) however many connections other sends touched. A run of sends to one peer is
+        // checked once, after its last: more queued data only brings a deadline closer.
+        let mut unchecked: Option<&Identity> = None;
         for msg in messages {
             let r = if closing {
                 EResult::InvalidState
@@ -447,11 +451,19 @@ fn send_on<'a>(
             if r == EResult::Ok {
                 any = true;
                 urgent |= msg.flags & NOW != 0;
-                // Only this peer's connection can have moved: checking it alone keeps a
-                // send O(1) however many connections other sends touched.
-                wake |= !urgent && due_before(m.deadline_of(msg.peer), planned);
+                match unchecked {
+                    Some(p) if std::ptr::eq(p, msg.peer) || p == msg.peer => {}
+                    Some(p) => {
+                        wake = wake || (!urgent && due_before(m.deadline_of(p), planned));
+                        unchecked = Some(msg.peer);
+                    }
+                    None => unchecked = Some(msg.peer),
+                }
             }
             on_result(r);
+        }
+        if let Some(p) = unchecked {
+            wake = wake || (!urgent && due_before(m.deadline_of(p), planned));
         }
         wake |= any && !urgent && m.has_events();
         (urgent, wake)
@@ -530,6 +542,53 @@ mod tests {
         assert!(
             datagram_within(&peer2, Duration::from_millis(150)),
             "a NoNagle send waited for the driver task"
+        );
+    }
+
+    #[test]
+    fn a_batch_wakes_the_task_for_each_run_of_one_peers_messages() {
+        let ep = endpoint();
+        let bind = || {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind peer");
+            s.set_nonblocking(true).expect("nonblocking");
+            let id = Identity::from_ip_str(&s.local_addr().expect("addr").to_string())
+                .expect("identity");
+            (s, id)
+        };
+        let ((pa, a), (pb, b)) = (bind(), bind());
+        // Let the task reach its sleep first.
+        std::thread::sleep(Duration::from_millis(100));
+        let msg = |peer| OutgoingMessage {
+            peer,
+            remote: None,
+            data: b"x",
+            flags: 0,
+            channel: 0,
+        };
+        // The task sleeps with nothing to do; a batch of runs A, A, B, B, A opens both
+        // sessions, so their handshakes are due now and the batch must wake it.
+        let mut results = Vec::new();
+        ep.send_batch([&a, &a, &b, &b, &a].into_iter().map(msg), |r| {
+            results.push(r)
+        });
+        assert_eq!(results, vec![EResult::Ok; 5]);
+        assert!(
+            datagram_within(&pa, Duration::from_secs(2)),
+            "A's handshake"
+        );
+        assert!(
+            datagram_within(&pb, Duration::from_secs(2)),
+            "B's handshake"
+        );
+        // One run only, from an endpoint with no timer set: its check is the one after it.
+        let ep = endpoint();
+        let (pc, c) = bind();
+        // Again, let its task reach its sleep.
+        std::thread::sleep(Duration::from_millis(100));
+        ep.send_batch([&c, &c].into_iter().map(msg), |_| {});
+        assert!(
+            datagram_within(&pc, Duration::from_secs(2)),
+            "C's handshake"
         );
     }
 
