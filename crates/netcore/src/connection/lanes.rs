@@ -15,13 +15,13 @@
 //! divided by its weight, and the lane furthest behind goes next; a lane that was idle starts
 //! at the current virtual time, so idleness builds up no credit.
 
-use std::collections::VecDeque;
 use std::ops::Range;
 
 use bytes::Bytes;
 
 use super::channel_prefix;
 use super::lane_map::LaneMap;
+use super::unreliable_queue::UnreliableQueue;
 use super::InMessage;
 use crate::eresult::send_flags;
 use crate::snp::recv_stream::RecvStream;
@@ -66,18 +66,11 @@ pub enum Framing {
 pub type Carried = Vec<(u32, Range<u64>)>;
 
 #[cfg_attr(any(test, fuzzing), derive(Clone))]
-struct PendingUnreliable {
-    msg_num: u64,
-    payload: Bytes,
-    offset: usize,
-}
-
-#[cfg_attr(any(test, fuzzing), derive(Clone))]
 struct SendLane {
     stream: SendStream,
     next_msg_num: u64,
     last_reliable_num: u64,
-    unreliable: VecDeque<PendingUnreliable>,
+    unreliable: UnreliableQueue,
     /// Lower goes first.
     priority: i32,
     /// Share of the bandwidth among lanes of the same priority.
@@ -94,7 +87,7 @@ impl SendLane {
             stream,
             next_msg_num: 1,
             last_reliable_num: 0,
-            unreliable: VecDeque::new(),
+            unreliable: UnreliableQueue::default(),
             priority: 0,
             weight: 1,
             vtime: 0,
@@ -206,15 +199,8 @@ impl SendLanes {
             });
             lane.stream.mark_message(range);
         } else {
-            let mut payload = Vec::with_capacity(len);
-            payload.extend_from_slice(prefix);
-            payload.extend_from_slice(data);
             self.unreliable_queued += len;
-            lane.unreliable.push_back(PendingUnreliable {
-                msg_num: number,
-                payload: payload.into(),
-                offset: 0,
-            });
+            lane.unreliable.push(number, &[prefix, data]);
         }
         number
     }
@@ -254,8 +240,7 @@ impl SendLanes {
             self.unreliable_queued,
             self.lanes
                 .values()
-                .flat_map(|l| l.unreliable.iter())
-                .map(|u| u.payload.len() - u.offset)
+                .map(|l| l.unreliable.queued_bytes())
                 .sum::<usize>(),
             "running total of queued unreliable bytes"
         );
@@ -322,29 +307,27 @@ impl SendLanes {
                 w.carried.push((lane_id, seg.range()));
                 seg.data.len()
             } else {
-                let Some(u) = lane.unreliable.front_mut() else {
+                let Some(u) = lane.unreliable.front() else {
                     break;
                 };
-                let overhead = enc.unreliable_overhead(lane_id, u.msg_num, u.offset as u32);
+                let offset = u.offset as u32;
+                let overhead = enc.unreliable_overhead(lane_id, u.msg_num, offset);
                 let room = enc.remaining().saturating_sub(overhead);
-                let left = u.payload.len() - u.offset;
+                let left = u.rest.len();
                 if room == 0 || (room < 16 && room < left) {
                     break;
                 }
                 let take = left.min(room);
                 let last = take == left;
-                let piece = u.payload.slice(u.offset..u.offset + take);
+                let piece = u.rest.get(..take).unwrap_or_default();
                 if enc
-                    .unreliable(lane_id, u.msg_num, u.offset as u32, last, &piece)
+                    .unreliable(lane_id, u.msg_num, offset, last, piece)
                     .is_err()
                 {
                     break;
                 }
-                u.offset += take;
+                lane.unreliable.advance(take);
                 self.unreliable_queued -= take;
-                if last {
-                    lane.unreliable.pop_front();
-                }
                 take
             };
             w.data = true;
@@ -384,9 +367,7 @@ impl SendLanes {
     pub fn shrink(&mut self) {
         for lane in self.lanes.values_mut() {
             lane.stream.shrink();
-            if lane.unreliable.is_empty() {
-                lane.unreliable = VecDeque::new();
-            }
+            lane.unreliable.shrink();
         }
     }
 }

@@ -65,6 +65,7 @@ pub mod rates;
 pub mod state;
 pub mod status_text;
 pub mod timers;
+pub mod unreliable_queue;
 
 mod recovery;
 mod recv;
