@@ -438,32 +438,47 @@ fn send_on<'a>(
         let mut urgent = false;
         let mut wake = false;
         let mut any = false;
-        // Only the connections sent on can have moved: checking each alone keeps a send
-        // O(1) however many connections other sends touched. A run of sends to one peer is
-        // checked once, after its last: more queued data only brings a deadline closer.
-        let mut unchecked: Option<&Identity> = None;
-        for msg in messages {
-            let r = if closing {
-                EResult::InvalidState
-            } else {
-                m.send(now, msg.peer, msg.remote, msg.data, msg.flags, msg.channel)
+        // Consecutive messages to one peer go as one run: its session is found once, and
+        // its connection (the only one they can have moved: checking it alone keeps a send
+        // O(1) however many connections other sends touched) is checked once, after the
+        // run: more queued data only brings a deadline closer.
+        let mut messages = messages.peekable();
+        // The run after its first message (allocated only for a batch).
+        let mut rest: Vec<OutgoingMessage<'a>> = Vec::new();
+        while let Some(first) = messages.next() {
+            let (peer, remote) = (first.peer, first.remote);
+            let same = |m: &OutgoingMessage<'a>| {
+                m.remote == remote && (std::ptr::eq(m.peer, peer) || m.peer == peer)
             };
-            if r == EResult::Ok {
-                any = true;
-                urgent |= msg.flags & NOW != 0;
-                match unchecked {
-                    Some(p) if std::ptr::eq(p, msg.peer) || p == msg.peer => {}
-                    Some(p) => {
-                        wake = wake || (!urgent && due_before(m.deadline_of(p), planned));
-                        unchecked = Some(msg.peer);
-                    }
-                    None => unchecked = Some(msg.peer),
-                }
+            rest.clear();
+            while let Some(next) = messages.next_if(|m| same(m)) {
+                rest.push(next);
             }
-            on_result(r);
-        }
-        if let Some(p) = unchecked {
-            wake = wake || (!urgent && due_before(m.deadline_of(p), planned));
+            if closing {
+                (0..=rest.len()).for_each(|_| on_result(EResult::InvalidState));
+                continue;
+            }
+            let run = || std::iter::once(&first).chain(rest.iter());
+            let mut flags = run().map(|o| o.flags);
+            let mut sent = false;
+            m.send_run(
+                now,
+                peer,
+                remote,
+                run().map(|o| (o.data, o.flags, o.channel)),
+                |r| {
+                    let f = flags.next().unwrap_or(0);
+                    if r == EResult::Ok {
+                        sent = true;
+                        urgent |= f & NOW != 0;
+                    }
+                    on_result(r);
+                },
+            );
+            any |= sent;
+            if sent {
+                wake = wake || (!urgent && due_before(m.deadline_of(peer), planned));
+            }
         }
         wake |= any && !urgent && m.has_events();
         (urgent, wake)

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::{Config, MAX_MESSAGE_SIZE};
-use crate::connection::{ConnectionConfig, Framing, InMessage, SendError};
+use crate::connection::{Connection, ConnectionConfig, Framing, InMessage, SendError};
 use crate::end_reason::{End, EndReason};
 use crate::endpoint::{ConnectionHandle, Endpoint, EndpointSetup, EndpointStats};
 use crate::eresult::{send_flags, EResult};
@@ -313,41 +313,136 @@ impl Messages {
         flags: u32,
         channel: i32,
     ) -> EResult {
-        if data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0 {
-            return EResult::InvalidParam;
-        }
-        // One lookup for the common case (a live session): its connection, unless it failed.
-        let mut existing = self.sessions.get(peer).map(|s| s.conn);
-        if let Some(conn) = existing {
-            if self.endpoint.connection(conn).is_none_or(|c| c.is_dead()) {
-                if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
-                    return EResult::NoConnection;
-                }
-                self.close_session(peer);
-                existing = None;
-            }
-        }
-        let conn = match existing {
-            Some(conn) => conn,
-            None => {
-                let Some(addr) = peer.ip_addr().or(remote) else {
-                    return EResult::NoConnection;
-                };
-                // A peer known by address is reached there; any other must prove who it is.
-                let expected = peer.ip_addr().is_none().then(|| peer.clone());
-                let Some(h) = self.endpoint.connect(now, addr, expected, true) else {
-                    return EResult::LimitExceeded;
-                };
-                self.by_conn.insert(h, peer.clone());
-                let session = Session::new(h, now, peer, &mut self.last_serial, &mut self.idle);
-                self.sessions.insert(peer.clone(), session);
-                h
-            }
-        };
+        let mut result = EResult::Fail;
+        self.send_run(
+            now,
+            peer,
+            remote,
+            std::iter::once((data, flags, channel)),
+            |r| result = r,
+        );
+        result
+    }
+
+    /// Queues messages to one peer (each its payload, send flags and channel), exactly as
+    /// [`Messages::send`] one after the other would, with one result each to `on_result`
+    /// in order; the session and its connection are found once for the run, not per
+    /// message.
+    pub fn send_run<'d>(
+        &mut self,
+        now: Timestamp,
+        peer: &Identity,
+        remote: Option<SocketAddr>,
+        messages: impl IntoIterator<Item = (&'d [u8], u32, i32)>,
+        mut on_result: impl FnMut(EResult),
+    ) {
         let mtu = usize::try_from(self.config.mtu_packet_size).unwrap_or(1300);
-        let Some(c) = self.endpoint.connection_mut(conn) else {
-            return EResult::NoConnection;
+        let mut messages = messages.into_iter().peekable();
+        while let Some(&(data, flags, channel)) = messages.peek() {
+            if let Some(bad) = refused_outright(data, flags, channel) {
+                messages.next();
+                on_result(bad);
+                continue;
+            }
+            let conn = match self.live_session(now, peer, remote, flags) {
+                Ok(conn) => conn,
+                Err(r) => {
+                    messages.next();
+                    on_result(r);
+                    continue;
+                }
+            };
+            let (Some(s), Some(c)) = (
+                self.sessions.get_mut(peer),
+                self.endpoint.connection_mut(conn),
+            ) else {
+                messages.next();
+                on_result(EResult::NoConnection);
+                continue;
+            };
+            // The rest go on this connection while it lives (nothing in a run ends it; a
+            // dead one goes back to `live_session`, which may restart it).
+            let mut first = true;
+            while let Some(&(data, flags, channel)) = messages.peek() {
+                if c.is_dead() {
+                    if first {
+                        // Dead from the start: this message cannot go (and must not loop).
+                        messages.next();
+                        on_result(EResult::NoConnection);
+                    }
+                    break;
+                }
+                first = false;
+                messages.next();
+                let r = match refused_outright(data, flags, channel) {
+                    Some(bad) => bad,
+                    None => {
+                        let r = Self::queue_on(c, now, mtu, data, flags, channel);
+                        match r {
+                            EResult::Ok => {
+                                s.channels.insert(channel);
+                                s.last_used = now;
+                                if !s.accepted {
+                                    // Sending to a peer implicitly accepts its pending request.
+                                    s.accepted = true;
+                                    Self::release_held(s, peer, &mut self.queues, &mut self.events);
+                                }
+                            }
+                            EResult::LimitExceeded if !s.want_writable => {
+                                s.want_writable = true;
+                                self.writable_watch.push(peer.clone());
+                            }
+                            _ => {}
+                        }
+                        r
+                    }
+                };
+                on_result(r);
+            }
+        }
+    }
+
+    /// The connection of the live session with `peer`, opening one as needed (a failed
+    /// one is restarted only with `AutoRestartBrokenSession` in `flags`).
+    fn live_session(
+        &mut self,
+        now: Timestamp,
+        peer: &Identity,
+        remote: Option<SocketAddr>,
+        flags: u32,
+    ) -> Result<ConnectionHandle, EResult> {
+        if let Some(conn) = self.sessions.get(peer).map(|s| s.conn) {
+            if self.endpoint.connection(conn).is_some_and(|c| !c.is_dead()) {
+                return Ok(conn);
+            }
+            if flags & send_flags::AUTO_RESTART_BROKEN_SESSION == 0 {
+                return Err(EResult::NoConnection);
+            }
+            self.close_session(peer);
+        }
+        let Some(addr) = peer.ip_addr().or(remote) else {
+            return Err(EResult::NoConnection);
         };
+        // A peer known by address is reached there; any other must prove who it is.
+        let expected = peer.ip_addr().is_none().then(|| peer.clone());
+        let Some(h) = self.endpoint.connect(now, addr, expected, true) else {
+            return Err(EResult::LimitExceeded);
+        };
+        self.by_conn.insert(h, peer.clone());
+        let session = Session::new(h, now, peer, &mut self.last_serial, &mut self.idle);
+        self.sessions.insert(peer.clone(), session);
+        Ok(h)
+    }
+
+    /// Queues one valid message on a live session's connection.
+    fn queue_on(
+        c: &mut Connection,
+        now: Timestamp,
+        mtu: usize,
+        data: &[u8],
+        flags: u32,
+        channel: i32,
+    ) -> EResult {
         if flags & send_flags::NO_DELAY != 0 && (!c.heard_from_peer() || c.queued_bytes() > mtu) {
             // NoDelay: the message could not leave almost at once, so it is not sent at all.
             return EResult::Ignored;
@@ -355,28 +450,10 @@ impl Messages {
         let reliable = flags & send_flags::RELIABLE != 0;
         let no_nagle = flags & send_flags::NO_NAGLE != 0;
         match c.send(now, channel, reliable, no_nagle, data) {
-            Ok(_) => {}
-            Err(SendError::BufferFull) => {
-                if let Some(s) = self.sessions.get_mut(peer) {
-                    if !s.want_writable {
-                        s.want_writable = true;
-                        self.writable_watch.push(peer.clone());
-                    }
-                }
-                return EResult::LimitExceeded;
-            }
-            Err(SendError::Closed) => return EResult::NoConnection,
+            Ok(_) => EResult::Ok,
+            Err(SendError::BufferFull) => EResult::LimitExceeded,
+            Err(SendError::Closed) => EResult::NoConnection,
         }
-        if let Some(session) = self.sessions.get_mut(peer) {
-            session.channels.insert(channel);
-            session.last_used = now;
-            if !session.accepted {
-                // Sending to a peer implicitly accepts its pending request.
-                session.accepted = true;
-                Self::release_held(session, peer, &mut self.queues, &mut self.events);
-            }
-        }
-        EResult::Ok
     }
 
     /// Accepts a pending session; false if there is none waiting.
@@ -1079,6 +1156,13 @@ impl Messages {
     }
 }
 
+/// Why a message is refused whatever the session's state, if it is: too large, a negative
+/// channel, or unknown flags.
+fn refused_outright(data: &[u8], flags: u32, channel: i32) -> Option<EResult> {
+    (data.len() > MAX_MESSAGE_SIZE || channel < 0 || flags & !send_flags::ALL != 0)
+        .then_some(EResult::InvalidParam)
+}
+
 impl Session {
     /// Messages and bytes waiting for the application (held before acceptance, unread after).
     fn backlog(&self) -> (usize, usize) {
@@ -1235,6 +1319,83 @@ mod tests {
         // 600 bytes plus the message header and channel prefix.
         let pending = a.session_info(&ip(B)).unwrap().pending_bytes;
         assert!((605..=612).contains(&pending), "{pending}");
+    }
+
+    /// Sends `msgs` to B from `a`, as one run and, on a twin, one by one: the results and
+    /// what each queued must match.
+    fn run_matches_single_sends(
+        a: &mut Messages,
+        twin: &mut Messages,
+        t: Timestamp,
+        msgs: &[(&[u8], u32, i32)],
+    ) -> Vec<EResult> {
+        let mut run = Vec::new();
+        a.send_run(t, &ip(B), None, msgs.iter().copied(), |r| run.push(r));
+        let single: Vec<EResult> = msgs
+            .iter()
+            .map(|&(d, f, c)| twin.send(t, &ip(B), None, d, f, c))
+            .collect();
+        assert_eq!(run, single);
+        let pending = |m: &Messages| m.session_info(&ip(B)).map(|i| i.pending_bytes);
+        assert_eq!(pending(a), pending(twin));
+        run
+    }
+
+    #[test]
+    fn a_run_gives_each_message_what_a_send_alone_would() {
+        let cfg = Config {
+            send_buffer_size: 1000,
+            ..Config::default()
+        };
+        let mut a = Messages::new(cfg.clone(), EndpointSetup::for_tests(2));
+        let mut twin = Messages::new(cfg, EndpointSetup::for_tests(2));
+        let t = Timestamp::ZERO;
+        let big = vec![0u8; MAX_MESSAGE_SIZE + 1];
+        let (r, nd) = (send_flags::RELIABLE, send_flags::NO_DELAY);
+        let got = run_matches_single_sends(
+            &mut a,
+            &mut twin,
+            t,
+            &[
+                (b"a", 0, 0),
+                (b"bad channel", 0, -1),
+                (&big, r, 0),
+                (b"unknown flags", 1 << 10, 0),
+                (b"not heard from yet", nd, 0),
+                (&[1; 600], r, 3),
+                (&[2; 600], r, 3),
+                (b"c", 0, 5),
+            ],
+        );
+        use EResult::*;
+        assert_eq!(
+            got,
+            [
+                Ok,
+                InvalidParam,
+                InvalidParam,
+                InvalidParam,
+                Ignored,
+                Ok,
+                LimitExceeded,
+                Ok
+            ]
+        );
+
+        // The session fails (nobody answers); a run restarts it only from the message that
+        // asks, and that message and the rest go on the new one.
+        let later = t + Duration::from_secs(11);
+        for m in [&mut a, &mut twin] {
+            m.handle_timeout(later);
+        }
+        let restart = send_flags::AUTO_RESTART_BROKEN_SESSION;
+        let got = run_matches_single_sends(
+            &mut a,
+            &mut twin,
+            later,
+            &[(b"d", 0, 0), (b"e", restart, 0), (b"f", 0, 0)],
+        );
+        assert_eq!(got, [NoConnection, Ok, Ok]);
     }
 
     #[test]

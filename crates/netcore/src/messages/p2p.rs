@@ -99,6 +99,27 @@ impl P2pLayer<Messages> {
             .send(now, peer, remote, data, flags, channel)
     }
 
+    /// [`Messages::send_run`]: messages to one peer, the session found once. A peer that
+    /// P2P may have to find (no address of its own, none given) goes message by message
+    /// through [`P2pLayer::send`].
+    pub fn send_run<'d>(
+        &mut self,
+        now: Timestamp,
+        peer: &Identity,
+        remote: Option<SocketAddr>,
+        messages: impl IntoIterator<Item = (&'d [u8], u32, i32)>,
+        mut on_result: impl FnMut(EResult),
+    ) {
+        if remote.is_none() && peer.ip_addr().is_none() && self.is_enabled() {
+            for (data, flags, channel) in messages {
+                on_result(self.send(now, peer, remote, data, flags, channel));
+            }
+        } else {
+            self.inner_mut()
+                .send_run(now, peer, remote, messages, on_result);
+        }
+    }
+
     /// [`Messages::session_infos`], each as [`P2pLayer::session_info`] reports it.
     pub fn session_infos(&self) -> Vec<(Identity, SessionInfo)> {
         let mut all = self.inner().session_infos();
