@@ -436,7 +436,10 @@ fn send_on<'a>(
     const NOW: u32 = send_flags::NO_NAGLE | send_flags::NO_DELAY | send_flags::USE_CURRENT_THREAD;
     let (urgent, wake) = shard.with_planned(|m, now, planned, closing| {
         let mut urgent = false;
+        // A task whose planned wake-up has come runs (or is about to run) its loop, which
+        // sees every change made under this lock: nothing to check or wake.
         let mut wake = false;
+        let task_due = planned.is_some_and(|p| p <= now);
         let mut any = false;
         // Consecutive messages to one peer go as one run: its session is found once, and
         // its connection (the only one they can have moved: checking it alone keeps a send
@@ -477,7 +480,7 @@ fn send_on<'a>(
             );
             any |= sent;
             if sent {
-                wake = wake || (!urgent && due_before(m.deadline_of(peer), planned));
+                wake = wake || (!urgent && !task_due && due_before(m.deadline_of(peer), planned));
             }
         }
         wake |= any && !urgent && m.has_events();
