@@ -5,8 +5,10 @@
 // FakePacketLoss_Send / FakePacketLag_Send, our fakePacketLossSend / fakePacketLagSend).
 // Every endpoint is a process of its own; traffic stays on 127.0.0.1.
 //
-//   node bench/gns-loss.mjs [--runs=N] [--only=echo,echo256,bulk] [--loss=10,30] [--json]
+//   node bench/gns-loss.mjs [--runs=N] [--only=echo,echo256,bulk] [--loss=10,30] [--quick] [--json]
 //
+// --quick runs three of the rows below (echo 10 %, echo 30 % at 256 KiB/s, bulk 10 %): the
+// quick bench suite's share of its 2 minutes.
 // --only=echo256 runs only the echo rows at the fixed 256 KiB/s; --loss picks the echo rows'
 // loss rates. GNS_LOSS_TRACE=1 makes each netmessages process print when the echo's
 // messages arrived and its session's loss, resend and probe counts.
@@ -335,13 +337,16 @@ async function main() {
   const rows = [];
   const plan = [];
   const losses = opt('loss')?.split(',').map(Number);
+  // --quick (the quick bench suite): one row of each kind, to stay within its 2 minutes.
+  const quick = args.includes('--quick');
+  const inQuick = (name) => ['echo 10 % loss', 'echo 30 % loss, both 256 KiB/s', 'bulk 2 MB, 10 % loss, 20 ms lag'].includes(name);
   for (const fixedRate of [false, true])
     for (const loss of [10, 30])
       if ((!only || only.includes('echo') || (fixedRate && only.includes('echo256'))) && (!losses || losses.includes(loss)))
         plan.push({ name: `echo ${loss} % loss${fixedRate ? ', both 256 KiB/s' : ''}`, knobs: { loss, lag: 0, fixedRate }, gns: echoGns, nm: echoNm });
   if (!only || only.includes('bulk'))
     for (const loss of [5, 10, 30]) plan.push({ name: `bulk 2 MB, ${loss} % loss, 20 ms lag`, knobs: { loss, lag: BULK.lag }, gns: bulkGns, nm: bulkNm });
-  for (const p of plan) {
+  for (const p of quick ? plan.filter((q) => inQuick(q.name)) : plan) {
     const gnsMs = [];
     const nmMs = [];
     for (let r = 0; r < runs; r++) {

@@ -337,7 +337,8 @@ let gnsLoss;
 function gnsLossRun(ctx) {
   gnsLoss ??= new Promise((resolve, reject) => {
     const runs = mode === 'full' ? 3 : 1;
-    const r = spawnSync(process.execPath, [path.join(here, 'gns-loss.mjs'), '--json', `--runs=${runs}`], {
+    const quick = mode === 'full' ? [] : ['--quick'];
+    const r = spawnSync(process.execPath, [path.join(here, 'gns-loss.mjs'), '--json', `--runs=${runs}`, ...quick], {
       cwd: root,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
