@@ -460,34 +460,34 @@ impl RecvLanes {
         let lane_id = seg.lane;
         let lane = self.lane(seg.lane, max_message);
         lane.highest_unreliable = lane.highest_unreliable.max(num);
-        if seg.offset == 0 && seg.last {
+        let (channel, data) = if seg.offset == 0 && seg.last {
             // Whole in one segment (the common case): copy only the payload, into a buffer
             // of its own (one allocation, no shared one for a slice of it).
-            if lane.reassembly.accept_whole(num, seg.data.len()) {
-                if let Some((channel, skip)) = unframe(framing, lane_id, seg.data) {
-                    out.push(InMessage {
-                        channel,
-                        send_flags: 0,
-                        number: num,
-                        received_at: now,
-                        data: Bytes::copy_from_slice(seg.data.get(skip..).unwrap_or_default()),
-                    });
-                }
+            if !lane.reassembly.accept_whole(num, seg.data.len()) {
+                return;
             }
-            return;
-        }
-        let data = Bytes::copy_from_slice(seg.data);
-        if let Some(whole) = lane.reassembly.insert(now, num, seg.offset, data, seg.last) {
-            if let Some((channel, skip)) = unframe(framing, lane_id, &whole) {
-                out.push(InMessage {
-                    channel,
-                    send_flags: 0,
-                    number: num,
-                    received_at: now,
-                    data: whole.slice(skip..),
-                });
-            }
-        }
+            let Some((channel, skip)) = unframe(framing, lane_id, seg.data) else {
+                return;
+            };
+            let payload = seg.data.get(skip..).unwrap_or_default();
+            (channel, Bytes::copy_from_slice(payload))
+        } else {
+            let data = Bytes::copy_from_slice(seg.data);
+            let Some(whole) = lane.reassembly.insert(now, num, seg.offset, data, seg.last) else {
+                return;
+            };
+            let Some((channel, skip)) = unframe(framing, lane_id, &whole) else {
+                return;
+            };
+            (channel, whole.slice(skip..))
+        };
+        out.push(InMessage {
+            channel,
+            send_flags: 0,
+            number: num,
+            received_at: now,
+            data,
+        });
     }
 
     /// Gives back the storage emptied streams keep for reuse (idle connections only).
