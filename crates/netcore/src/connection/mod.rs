@@ -258,7 +258,7 @@ pub struct Connection {
     reported: ConnectionState,
     /// The peer asked for an immediate ack.
     ack_now: bool,
-    /// Ack-eliciting packets received since our last ack.
+    /// Ack-eliciting packets received since our last ack, weighted (`recv::ack_units`).
     unacked_received: u32,
     /// Last keepalive sent, so quiet connections probe once per interval.
     last_keepalive: Option<Timestamp>,

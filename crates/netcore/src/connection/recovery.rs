@@ -373,17 +373,19 @@ mod tests {
         let probes0 = conn(&mut p.a.endpoint, ha).stats.probe_timeouts;
         let (a, b) = sparse_stream(&mut p, ha, hb, false);
         assert_eq!(p.b.take_received().len(), 40, "every message arrived");
-        // About one ack per four packets (the ack-every-four rule within the lazy delay),
-        // against one per packet before: the peer held its acks, and nothing asked it not to.
+        // About one ack per 15 packets (the lazy delay, 750 ms, at 50 ms apart; the count of
+        // 16 comes a packet later), where it once was one per packet and then one per four:
+        // the peer held its acks, and nothing asked it not to. But they come.
         assert!(a >= 40, "A sent {a} packets");
-        assert!(b * 3 <= a, "B sent {b} acks for A's {a} packets");
+        assert!(b * 10 <= a, "B sent {b} acks for A's {a} packets");
+        assert!(b >= 2, "B sent {b} acks for A's {a} packets");
         let c = conn(&mut p.a.endpoint, ha);
         assert_eq!(
             c.stats.probe_timeouts, probes0,
             "no probe fired for unreliable data"
         );
         // The lazy acks do come: nothing stays in flight once the stream stops.
-        for _ in 0..60 {
+        for _ in 0..160 {
             p.advance(Duration::from_millis(5));
         }
         assert_eq!(conn(&mut p.a.endpoint, ha).sent.bytes_in_flight(), 0);

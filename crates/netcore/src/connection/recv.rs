@@ -17,9 +17,27 @@ use crate::wire::control::{UdpStats, STATS_ACK_REQUEST_E2E, STATS_ACK_REQUEST_IM
 use crate::wire::datagram::{DataHeader, MAX_PLAINTEXT_RECV};
 use crate::wire::frames::{Frame, FrameDecoder};
 
-/// Ack at once after this many ack-eliciting packets, rather than waiting for the delayed-ack
-/// timer: at high rates a 50 ms ack clock would starve the sender's congestion window.
+/// Ack at once after this many packets with reliable data (or that asked), rather than
+/// waiting for the delayed-ack timer: at high rates a 50 ms ack clock would starve the
+/// sender's congestion window.
 const ACK_EVERY: u32 = 4;
+
+/// Ack at once after this many packets whose only data is unreliable (each counts a quarter
+/// of a reliable one toward [`ACK_EVERY`]). Nothing in them is resent, and a sender whose
+/// window is the limit asks for its ack outright (`snp::ack_request`), so the count only
+/// bounds how long a peer sending small unreliable messages waits between acks: a game
+/// client sending 20 a second gets about one ack a second, not five.
+const LAZY_ACK_EVERY: u32 = 16;
+
+/// What one packet adds to [`Connection::unacked_received`]: units of which
+/// `LAZY_ACK_EVERY` (= `ACK_EVERY` prompt packets) force an ack.
+const fn ack_units(elicits: Elicits) -> u32 {
+    match elicits {
+        Elicits::Nothing => 0,
+        Elicits::Lazily => 1,
+        Elicits::Promptly => LAZY_ACK_EVERY / ACK_EVERY,
+    }
+}
 
 impl Connection {
     /// Handles one datagram from the peer, appending delivered messages to `out`.
@@ -200,10 +218,9 @@ impl Connection {
             Elicits::Lazily
         };
         self.acks.on_packet(pn, now, elicits);
-        if ack_eliciting {
-            self.unacked_received += 1;
-        }
-        if ack_request & STATS_ACK_REQUEST_IMMEDIATE != 0 || self.unacked_received >= ACK_EVERY {
+        self.unacked_received = self.unacked_received.saturating_add(ack_units(elicits));
+        if ack_request & STATS_ACK_REQUEST_IMMEDIATE != 0 || self.unacked_received >= LAZY_ACK_EVERY
+        {
             self.ack_now = true;
         }
         self.last_heard = Some(now);

@@ -34,9 +34,11 @@
 //! the sender needs the ack only for its congestion controller and its in-flight count; a
 //! game server receiving 20 small unreliable messages a second from each of thousands of
 //! players would otherwise send an ack for nearly every one (the reference sends none). The
-//! caller still counts these packets toward its ack-every-N rule, so a flood of them keeps
-//! the sender's window moving, and the sender allows for the longer hold in its probe
-//! timeout.
+//! caller still counts these packets toward its ack-every-N rule, at a quarter of a reliable
+//! packet's weight, so a flood of them keeps the sender's window moving (and a sender whose
+//! window fills asks for its ack outright), and the sender allows for the longer hold in its
+//! probe timeout. The hold stays under the probe timeout's cap at the default
+//! `timeoutConnected` (10 s / 8), so a steady stream draws no probes.
 
 use std::collections::VecDeque;
 use std::ops::RangeInclusive;
@@ -58,7 +60,7 @@ pub const MAX_ACK_DELAY: Duration = Duration::from_millis(50);
 pub const NACK_DELAY: Duration = Duration::from_millis(3);
 
 /// Longest a packet whose only data is unreliable waits for its ack (see the module docs).
-pub const LAZY_ACK_DELAY: Duration = Duration::from_millis(200);
+pub const LAZY_ACK_DELAY: Duration = Duration::from_millis(750);
 
 /// What a received packet obliges the receiver to do about acking it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
