@@ -18,6 +18,12 @@ use crate::wire::datagram::MAX_PLAINTEXT_SEND;
 /// [`Connection::probe_timeout_cap`]).
 const PROBES_PER_TIMEOUT: u32 = 8;
 
+/// The grid keepalives fall due on (see `keepalive_deadline`): late by at most this much, a
+/// probe is no less timely (it goes a third of `timeoutConnected` into a silence).
+const KEEPALIVE_GRID: Duration = Duration::from_millis(64);
+/// ... and at most this fraction of a keepalive interval, for short timeouts.
+const KEEPALIVE_GRID_PER_INTERVAL: u32 = 8;
+
 /// Packets that carried only acks are forgotten after this many probe timeouts unacked (the
 /// peer acks them only when it next sends something, which may be never).
 const ACK_ONLY_PTOS: u32 = 1;
@@ -244,10 +250,23 @@ impl Connection {
         (self.cfg.timeout / 3).clamp(Duration::from_millis(50), Duration::from_secs(5))
     }
 
+    /// When a quiet connection probes: a keepalive interval after it last heard from the
+    /// peer (or probed), rounded up to a grid shared by every connection on the same clock
+    /// ([`KEEPALIVE_GRID`]), so a server's idle sessions probe in batches, one wake-up of the
+    /// driver each, rather than one wake-up per session.
     fn keepalive_deadline(&self) -> Timestamp {
         let heard = self.last_heard.unwrap_or(self.created);
         let base = self.last_keepalive.map_or(heard, |k| k.max(heard));
-        base + self.keepalive_interval()
+        let interval = self.keepalive_interval();
+        let grid = u64::try_from(
+            (interval / KEEPALIVE_GRID_PER_INTERVAL)
+                .min(KEEPALIVE_GRID)
+                .as_micros(),
+        )
+        .unwrap_or(u64::MAX)
+        .max(1);
+        let due = (base + interval).as_micros();
+        Timestamp::from_micros(due.div_ceil(grid).saturating_mul(grid))
     }
 
     /// Whether a quiet connection should probe the peer now.
@@ -255,5 +274,63 @@ impl Connection {
         self.state.carries_data()
             && self.sent.bytes_in_flight() == 0
             && now >= self.keepalive_deadline()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::super::ConnectionConfig;
+    use super::{KEEPALIVE_GRID, KEEPALIVE_GRID_PER_INTERVAL};
+    use crate::endpoint::{Endpoint, EndpointSetup};
+    use crate::sim::Pair;
+
+    /// For a connected pair with `timeout`, idle long enough for a keepalive or two: A's next
+    /// keepalive deadline, its interval, and when A last heard from B or probed.
+    fn deadline_after(timeout: Duration, idle: Duration) -> (u64, Duration, u64) {
+        let cfg = ConnectionConfig {
+            timeout,
+            ..ConnectionConfig::default()
+        };
+        let ep = |seed| Endpoint::new(cfg, EndpointSetup::for_tests(seed));
+        let (mut p, ha, _) = Pair::connected(ep(1), ep(2));
+        p.one_way = Duration::from_micros(1_337);
+        let end = p.now + idle;
+        while p.now < end {
+            p.advance(Duration::from_micros(3_001));
+        }
+        let c = p.a.endpoint.connection_mut(ha).expect("the connection");
+        assert!(c.is_connected(), "keepalives keep it up");
+        let heard = c.last_heard.unwrap_or(c.created);
+        let base = c.last_keepalive.map_or(heard, |k| k.max(heard));
+        let interval = c.keepalive_interval();
+        (
+            c.keepalive_deadline().as_micros(),
+            interval,
+            base.as_micros(),
+        )
+    }
+
+    #[test]
+    fn keepalives_fall_due_on_a_shared_grid() {
+        for (timeout, idle) in [
+            (Duration::from_secs(10), Duration::from_millis(7_777)),
+            (Duration::from_millis(600), Duration::from_millis(555)),
+        ] {
+            let (due, interval, base) = deadline_after(timeout, idle);
+            let grid = (interval / KEEPALIVE_GRID_PER_INTERVAL).min(KEEPALIVE_GRID);
+            let grid = u64::try_from(grid.as_micros()).unwrap();
+            let earliest = base + u64::try_from(interval.as_micros()).unwrap();
+            assert_eq!(
+                due % grid,
+                0,
+                "{timeout:?}: {due} not on the {grid} us grid"
+            );
+            assert!(
+                due >= earliest && due < earliest + grid,
+                "{timeout:?}: due {due}, a full interval from {base} is {earliest}"
+            );
+        }
     }
 }
