@@ -42,16 +42,88 @@ impl IdentityType {
 }
 
 /// Who a peer is.
+///
+/// Every variant is held inline (no heap), so the copy that goes with every delivered
+/// message, event and map key costs a memcpy, not an allocation.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Identity {
     /// A peer known by its address: reached directly there.
     Ip(SocketAddr),
     /// A peer known by a string of 1..=31 bytes without NUL.
-    GenericString(String),
+    GenericString(GenericText),
     /// A peer known by 1..=32 bytes.
-    GenericBytes(Vec<u8>),
+    GenericBytes(GenericBytes),
     /// A peer known by a SteamID (nonzero).
     SteamId(u64),
+}
+
+/// The 1..=32 bytes of a generic identity, inline. Bytes past `len` are always zero, so the
+/// derived comparisons and hash see only the identity's own bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GenericBytes {
+    len: u8,
+    bytes: [u8; MAX_GENERIC_BYTES],
+}
+
+impl GenericBytes {
+    /// `b` inline, if it fits (the caller checks Steam's rules).
+    fn new(b: &[u8]) -> Option<Self> {
+        let mut bytes = [0; MAX_GENERIC_BYTES];
+        bytes.get_mut(..b.len())?.copy_from_slice(b);
+        Some(GenericBytes {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The identity's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl std::ops::Deref for GenericBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl fmt::Debug for GenericBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_bytes(), f)
+    }
+}
+
+/// The text of a generic string identity (1..=31 bytes of UTF-8), inline.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GenericText(GenericBytes);
+
+impl GenericText {
+    /// The identity's text.
+    pub fn as_str(&self) -> &str {
+        // Built from a `&str` only, so always UTF-8; the fallback is never taken.
+        std::str::from_utf8(self.0.as_bytes()).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for GenericText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for GenericText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for GenericText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a text or value is not an identity.
@@ -73,7 +145,9 @@ impl Identity {
                 "a string identity may not contain NUL".into(),
             ));
         }
-        Ok(Identity::GenericString(s.to_owned()))
+        GenericBytes::new(s.as_bytes())
+            .map(|b| Identity::GenericString(GenericText(b)))
+            .ok_or_else(|| IdentityError("a string identity is too long".into()))
     }
 
     /// Builds a generic bytes identity (1..=32 bytes).
@@ -84,7 +158,9 @@ impl Identity {
                 b.len()
             )));
         }
-        Ok(Identity::GenericBytes(b.to_vec()))
+        GenericBytes::new(b)
+            .map(Identity::GenericBytes)
+            .ok_or_else(|| IdentityError("a bytes identity is too long".into()))
     }
 
     /// Builds a SteamID identity; zero is not a valid SteamID.
@@ -140,7 +216,7 @@ impl fmt::Display for Identity {
             Identity::GenericString(s) => write!(f, "str:{s}"),
             Identity::GenericBytes(b) => {
                 f.write_str("gen:")?;
-                for byte in b {
+                for byte in b.as_bytes() {
                     write!(f, "{byte:02x}")?;
                 }
                 Ok(())
@@ -233,6 +309,34 @@ mod tests {
                 "{bad:?} should be rejected"
             );
         }
+    }
+
+    #[test]
+    fn generic_identities_differ_by_length_too() {
+        // Inline storage pads with zeros: a shorter identity must not equal a longer one
+        // whose extra bytes are zero.
+        let one: Identity = "gen:00".parse().unwrap();
+        let two: Identity = "gen:0000".parse().unwrap();
+        assert_ne!(one, two);
+        assert_ne!(
+            "str:ab".parse::<Identity>().unwrap(),
+            "str:abc".parse::<Identity>().unwrap()
+        );
+        let longest = "x".repeat(MAX_GENERIC_STRING);
+        let id = Identity::generic_string(&longest).unwrap();
+        assert_eq!(id.to_string(), format!("str:{longest}"));
+        let bytes = [0xa5; MAX_GENERIC_BYTES];
+        let Identity::GenericBytes(b) = Identity::generic_bytes(&bytes).unwrap() else {
+            panic!("not a bytes identity");
+        };
+        assert_eq!(b.as_bytes(), &bytes[..]);
+        assert!(Identity::generic_bytes(&[1; MAX_GENERIC_BYTES + 1]).is_err());
+    }
+
+    #[test]
+    fn an_identity_is_small_and_inline() {
+        // A SocketAddr is 32 bytes; the inline generic forms add a little to it.
+        assert!(std::mem::size_of::<Identity>() <= 40);
     }
 
     #[test]
