@@ -11,7 +11,7 @@
 //! clients' and the harness's memory stay out of the figure. Dropping the server at the end
 //! must bring its count back to where it started, which checks that attribution.
 //!
-//! Two tests:
+//! Three tests:
 //! - `an_idle_session_costs_the_server_little_heap`, the regression bound: the cost of one
 //!   more session (the growth from 100 to 200 sessions, per session), for an unreliable and
 //!   a reliable first message.
@@ -21,6 +21,10 @@
 //!   unreliable first message (`SESSION_MEMORY_RELIABLE=1`: a reliable one too). Setting
 //!   `SESSION_MEMORY_TRACE=<size>` also prints where the live allocations of that size were
 //!   made (backtraces, grouped), which is how the sizes are tied to the structures.
+//! - `churned_sessions_leave_nothing_behind`: waves of sessions opened, then closed or
+//!   abandoned and timed out, through one server; once the bounded tables have filled, its
+//!   heap must not grow from wave to wave (what the churn soak's RSS check asks, without an
+//!   allocator and a JS heap in the way).
 //!
 //! This is its own test binary because it installs a global allocator.
 
@@ -554,4 +558,144 @@ fn print_traces(size: usize) {
     for (frames, count) in groups {
         println!("{count:>6}x {frames}");
     }
+}
+
+/// Sessions churned through one server (opened, then half closed politely and half
+/// abandoned by a peer that vanished) per wave.
+const CHURN_WAVE: usize = 100;
+/// Waves of [`CHURN_WAVE`] sessions.
+const CHURN_WAVES: usize = 8;
+/// Waves after which the server's heap must stay put: bounded tables fill in the first
+/// ones (the handshake budget's per-source tables reach all their 128 chunks of 1,536 B
+/// as new sources arrive; maps grow to the capacity the churn needs), 233 KB after the
+/// first wave, then 284, 315, 321 and 324-325 KB from the fourth on, when this was set.
+const CHURN_SETTLED_AFTER: usize = 4;
+/// Most the server's heap may grow from the end of wave [`CHURN_SETTLED_AFTER`] to the end
+/// of the last, every session ended: 10 B per churned session (the waves moved by about
+/// 1.1 KB up and down when this was set).
+const MAX_CHURN_GROWTH: isize = 4 * 1024;
+
+/// Runs the network until the server holds no session (and then `linger` more), polling
+/// every event and closing each session that fails or is closed by its peer (a failed
+/// session otherwise stays, as Steam's do, until the application closes it or it idles
+/// out); returns the server's session ends seen.
+fn run_until_ended(net: &mut Hub<Counted, Messages>, linger: Duration) -> usize {
+    let deadline = net.now + Duration::from_secs(60);
+    let mut ended = 0;
+    let mut end: Option<Timestamp> = None;
+    while net.now <= end.unwrap_or(deadline) {
+        net.run_timers();
+        let moved = net.round() > 0;
+        for (_, c) in net.peers.iter_mut() {
+            while c.poll_event().is_some() {}
+        }
+        let srv = &mut net.center.m;
+        server(|| {
+            while let Some(e) = srv.poll_event() {
+                match e {
+                    // As the soak's server does: a session that ended is closed at once.
+                    Event::SessionFailed { peer, .. } | Event::SessionClosed { peer, .. } => {
+                        ended += 1;
+                        srv.close_session(&peer);
+                    }
+                    Event::MessagesWaiting(ch) => drop(srv.receive(ch, usize::MAX)),
+                    _ => {}
+                }
+            }
+        });
+        if end.is_none() && net.center.m.session_count() == 0 {
+            end = Some(net.now + linger);
+        }
+        let now = net.now;
+        let until = end.unwrap_or(deadline);
+        net.now = if moved {
+            now + Duration::from_micros(100)
+        } else {
+            net.next_timeout()
+                .map_or(until, |t| t.max(now + Duration::from_millis(1)).min(until))
+                .max(now + Duration::from_millis(1))
+        };
+    }
+    assert_eq!(
+        net.center.m.session_count(),
+        0,
+        "every churned session ended within a minute"
+    );
+    ended
+}
+
+/// What the churn soak (`bench/soak.mjs`) asks of RSS, for the core alone and without an
+/// allocator in the way: sessions that come and go leave nothing behind in the server.
+#[test]
+fn churned_sessions_leave_nothing_behind() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let srv_addr = SocketAddr::from(([10, 9, 9, 9], 27_015));
+    let srv_id = Identity::Ip(srv_addr);
+    let before_server = server_heap();
+    let srv = server(|| Counted {
+        m: Messages::new(Config::default(), EndpointSetup::for_tests(250)),
+        buf: Vec::with_capacity(1500),
+    });
+    let mut net = Hub::new(srv, srv_addr, Vec::new());
+    let mut after_wave = Vec::new();
+    for wave in 0..CHURN_WAVES {
+        // New peers each wave (new addresses, so new identities), as the soak's reconnects
+        // and replacements are.
+        net.peers = (0..CHURN_WAVE)
+            .map(|i| {
+                let at = addr(wave * CHURN_WAVE + i);
+                let m = Messages::new(Config::default(), EndpointSetup::for_tests(i as u8));
+                (at, m)
+            })
+            .collect();
+        let flags = if wave % 2 == 0 {
+            send_flags::RELIABLE
+        } else {
+            send_flags::UNRELIABLE
+        };
+        let read = establish(&mut net, flags, Duration::from_millis(200));
+        assert_eq!(read, CHURN_WAVE, "wave {wave}: every message was read");
+        // Half close politely, and their closes go out; the rest vanish without a word.
+        for (_, c) in net.peers.iter_mut().step_by(2) {
+            assert!(c.close_session(&srv_id));
+        }
+        for _ in 0..10 {
+            net.now += Duration::from_millis(5);
+            net.run_timers();
+            net.round();
+        }
+        net.peers.clear();
+        // Past timeoutConnected for the vanished, and past any lingering state after it.
+        let ended = run_until_ended(&mut net, Duration::from_secs(30));
+        assert_eq!(
+            ended, CHURN_WAVE,
+            "wave {wave}: every session ended with a reason"
+        );
+        after_wave.push(server_heap() - before_server);
+    }
+    println!("server heap after each wave of {CHURN_WAVE} churned sessions: {after_wave:?}");
+    let growth = after_wave[CHURN_WAVES - 1].bytes - after_wave[CHURN_SETTLED_AFTER - 1].bytes;
+    assert!(
+        growth <= MAX_CHURN_GROWTH,
+        "the server's heap grew by {growth} B over {} churned sessions once they had all \
+         ended: {after_wave:?}",
+        (CHURN_WAVES - CHURN_SETTLED_AFTER) * CHURN_WAVE
+    );
+    // Blocks stayed at 200 exactly from the third wave on: a block left per session shows
+    // here whatever its size.
+    let more_blocks =
+        after_wave[CHURN_WAVES - 1].blocks - after_wave[CHURN_SETTLED_AFTER - 1].blocks;
+    assert!(
+        more_blocks <= 8,
+        "the server holds {more_blocks} more heap blocks after {} more churned sessions: \
+         {after_wave:?}",
+        (CHURN_WAVES - CHURN_SETTLED_AFTER) * CHURN_WAVE
+    );
+    let Hub { center, .. } = net;
+    server(|| drop(center));
+    assert_eq!(
+        server_heap(),
+        before_server,
+        "dropping the server frees exactly what was counted as its"
+    );
 }
