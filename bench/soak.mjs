@@ -343,7 +343,7 @@ function parseArgs(argv) {
   return o;
 }
 
-/** Shortest window after the warm-up over which an RSS slope is judged (seconds). */
+/** Shortest window after the warm-up over which the memory slope is judged (seconds). */
 const RSS_JUDGED_AFTER_S = 240;
 
 function slope(points) {
@@ -512,16 +512,17 @@ async function main() {
   const merge = (k) => totals.reduce((acc, t) => { for (const [r, n] of Object.entries(t?.[k] ?? {})) acc[r] = (acc[r] ?? 0) + n; return acc; }, {});
   // Samples of the run itself: after the warm-up, before the clients stopped.
   const after = samples.filter((s) => (s.t - started) / 1000 >= warmup && s.t <= end);
-  const rssSlope = slope(after.map((s) => ({ x: (s.t - started) / 1000, y: s.rss / 1024 })));
-  const fdSlope = slope(after.map((s) => ({ x: (s.t - started) / 1000, y: s.fds })));
+  const slopeOf = (y) => slope(after.map((s) => ({ x: (s.t - started) / 1000, y: y(s) })));
+  const rssSlope = slopeOf((s) => s.rss / 1024);
+  const fdSlope = slopeOf((s) => s.fds);
   // Where growth would be: V8's reserved heap, or the rest (the native malloc heap, mostly).
-  const v8Slope = slope(after.map((s) => ({ x: (s.t - started) / 1000, y: s.heapTotal / 1024 })));
-  const restSlope = slope(after.map((s) => ({ x: (s.t - started) / 1000, y: (s.rss - s.heapTotal - s.external) / 1024 })));
+  const v8Slope = slopeOf((s) => s.heapTotal / 1024);
+  const restSlope = slopeOf((s) => (s.rss - s.heapTotal - s.external) / 1024);
   // What is judged: RSS less the part of V8's reservation its live objects do not fill.
   // V8 grows and shrinks that reservation by its own policy (11-43 MiB in one run while the
   // live JS heap stayed 7-15 MiB), which made RSS itself step by 15 MiB near the end of a
   // run without anything held; a leak, native or JS, still shows in this figure.
-  const inUseSlope = slope(after.map((s) => ({ x: (s.t - started) / 1000, y: (s.rss - s.heapTotal + s.heap) / 1024 })));
+  const inUseSlope = slopeOf((s) => (s.rss - s.heapTotal + s.heap) / 1024);
   const summary = {
     date: new Date().toISOString(),
     options: o,
@@ -572,11 +573,12 @@ async function main() {
   // RSS swings by ~10 MiB with every process kill (a quarter of the sessions reconnect at
   // once), so a slope needs a window of several kill periods: shorter runs report it but do
   // not judge it. Open descriptors do not swing; they are judged in every run.
-  const judgeRss = (end - started) / 1000 - warmup >= Math.max(RSS_JUDGED_AFTER_S, 2 * o.killEvery);
+  const judgedOver = Math.max(RSS_JUDGED_AFTER_S, 2 * o.killEvery);
+  const judgeMemory = (end - started) / 1000 - warmup >= judgedOver;
   const fdsFlat = (fdSlope ?? 0) < 1;
-  const rssFlat = judgeRss ? inUseSlope !== null && inUseSlope < 1024 : null;
-  const flat = fdsFlat && rssFlat !== false;
-  summary.pass = { delivery: ok, lag: lagOk, flat, rssJudged: judgeRss, fdsFlat, rssFlat };
+  const memoryFlat = judgeMemory ? inUseSlope !== null && inUseSlope < 1024 : null;
+  const flat = fdsFlat && memoryFlat !== false;
+  summary.pass = { delivery: ok, lag: lagOk, flat, memoryJudged: judgeMemory, fdsFlat, memoryFlat };
   const resDir = path.join(root, 'bench/results');
   mkdirSync(resDir, { recursive: true });
   const jsonPath = o.json ?? path.join(resDir, `soak-${summary.date.replace(/[:.]/g, '-')}.json`);
@@ -593,9 +595,8 @@ async function main() {
   console.log(`  server RSS ${f(summary.memory.rssStartMiB)} -> ${f(summary.memory.rssEndMiB)} MiB after ${warmup.toFixed(0)} s warm-up, slope ${f(rssSlope)} KiB/min; fds ${summary.memory.fdsStart} -> ${summary.memory.fdsEnd}, slope ${f(fdSlope, 2)}/min`);
   console.log(`    of it V8's heap (reserved) ${f(v8Slope)} KiB/min, the rest (native heap, buffers outside V8 excluded) ${f(restSlope)} KiB/min; in use (RSS less V8's unused reserve) ${f(inUseSlope)} KiB/min`);
   console.log(`  event loop delay p99 ${f(summary.server.lagP99Ms, 2)} ms, p99.9 ${f(summary.server.lagP999Ms, 2)} ms, max ${f(summary.server.lagMaxMs, 1)} ms`);
-  // (The verdict is on the in-use figure; see inUseSlope.)
-  const rssVerdict = rssFlat === null ? `not judged (a slope needs ${Math.max(RSS_JUDGED_AFTER_S, 2 * o.killEvery)} s after the warm-up)` : rssFlat ? 'PASS' : 'FAIL';
-  console.log(`  delivery/stuck ${ok ? 'PASS' : 'FAIL'}, lag p99 < 10 ms ${lagOk ? 'PASS' : 'FAIL'}, fds flat ${fdsFlat ? 'PASS' : 'FAIL'}, memory in use flat ${rssVerdict}`);
+  const memoryVerdict = memoryFlat === null ? `not judged (a slope needs ${judgedOver} s after the warm-up)` : memoryFlat ? 'PASS' : 'FAIL';
+  console.log(`  delivery/stuck ${ok ? 'PASS' : 'FAIL'}, lag p99 < 10 ms ${lagOk ? 'PASS' : 'FAIL'}, fds flat ${fdsFlat ? 'PASS' : 'FAIL'}, memory in use flat ${memoryVerdict}`);
   console.log(`JSON: ${path.relative(process.cwd(), jsonPath)}\nSVG:  ${path.relative(process.cwd(), svgPath)}`);
   process.exit(!ok || (o.strict && (!lagOk || !flat)) ? 1 : 0);
 }
