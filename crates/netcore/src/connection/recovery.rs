@@ -25,7 +25,6 @@
 //! to us (the reference asserts "Expiring packet gap, which had pending NACK"). Nor past a
 //! packet still tracked, or remembered as lost: a late ack for it is what proves a loss false.
 
-use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use super::{Connection, Sent};
@@ -109,20 +108,23 @@ impl Connection {
         let Some(latest) = ack.latest_pkt.resolve(self.next_pn) else {
             return;
         };
-        let mut acked: Vec<RangeInclusive<u64>> = Vec::new();
-        let mut ranges = ack.ranges(latest);
-        for r in ranges.by_ref() {
-            match r {
-                Ok(r) if !r.acked.is_empty() => acked.push(r.acked.start..=r.acked.end - 1),
-                Ok(_) => {}
-                Err(_) => return,
-            }
+        // Two passes over the blocks (they are decoded in place, cheaply): the first refuses
+        // a malformed frame before anything changes, the second feeds the record without a
+        // list of ranges allocated per ack.
+        let mut check = ack.ranges(latest);
+        if check.by_ref().any(|r| r.is_err()) {
+            return;
         }
         if let Some(sent) = self.sent.largest_sent() {
             self.recovery.peer_latest = self.recovery.peer_latest.max(latest.min(sent));
         }
         // Below the last block, down to our stop-waiting point, counts as received.
-        let implicit_end = ranges.implicit_end();
+        let implicit_end = check.implicit_end();
+        let acked = ack
+            .ranges(latest)
+            .filter_map(Result::ok)
+            .filter(|r| !r.acked.is_empty())
+            .map(|r| r.acked.start..=r.acked.end - 1);
         let ptos_in_a_row = self.rtt.backoff();
         let result = self
             .sent

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::SmallVec;
+
 use prost::Message as _;
 
 use super::lanes::Refused;
@@ -166,7 +168,7 @@ impl Connection {
         let max_message = self.cfg.max_message;
         // Each lane's first unreliable segment in a packet resolves its message number
         // against the highest seen on that lane before the packet.
-        let mut unreliable_ref: BTreeMap<u32, u64> = BTreeMap::new();
+        let mut unreliable_ref = LaneRefs::default();
         for frame in FrameDecoder::new(payload).flatten() {
             match frame {
                 Frame::Ack(ack) => {
@@ -189,9 +191,8 @@ impl Connection {
                 }
                 Frame::Unreliable(seg) => {
                     let recv = &self.recv;
-                    let reference = *unreliable_ref
-                        .entry(seg.lane)
-                        .or_insert_with(|| recv.highest_unreliable(seg.lane));
+                    let reference = unreliable_ref
+                        .get_or_insert(seg.lane, || recv.highest_unreliable(seg.lane));
                     self.recv
                         .on_unreliable(seg, reference, now, max_message, out);
                 }
@@ -245,5 +246,30 @@ impl Connection {
             format!("peer broke the protocol: {why}"),
         );
         false
+    }
+}
+
+/// Lanes' reference numbers for one packet's unreliable segments. A packet names few lanes:
+/// they are looked up in a short list on the stack (no allocation per packet), and only a
+/// packet naming many goes on to a map, so a hostile one costs no more than a map's lookups.
+#[derive(Default)]
+struct LaneRefs {
+    few: SmallVec<[(u32, u64); LaneRefs::FEW]>,
+    many: BTreeMap<u32, u64>,
+}
+
+impl LaneRefs {
+    const FEW: usize = 8;
+
+    fn get_or_insert(&mut self, lane: u32, reference: impl FnOnce() -> u64) -> u64 {
+        if let Some(&(_, r)) = self.few.iter().find(|e| e.0 == lane) {
+            return r;
+        }
+        if self.few.len() < Self::FEW {
+            let r = reference();
+            self.few.push((lane, r));
+            return r;
+        }
+        *self.many.entry(lane).or_insert_with(reference)
     }
 }

@@ -1288,7 +1288,6 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Timestamp) {
         self.latest = self.latest.max(now);
         self.expire_closed(now);
-        let mut fired: Vec<ConnectionHandle> = Vec::new();
         // Touched connections are out of the queue: ask each. The list holds each once.
         for i in 0..self.touched.len() {
             let Some(&(id, serial)) = self.touched.get(i) else {
@@ -1302,7 +1301,9 @@ impl Endpoint {
                 && slot.conn.poll_timeout().is_some_and(|t| t <= now)
             {
                 slot.conn.handle_timeout(now);
-                fired.push(ConnectionHandle { id, serial });
+                // Noted at once (no list per round): noting touches neither the queue nor
+                // the touched list, so the walk is unchanged.
+                self.note_change(ConnectionHandle { id, serial });
             }
         }
         // Then the due ones of the rest; touching them takes them out of the queue.
@@ -1310,12 +1311,9 @@ impl Endpoint {
             if let Some(c) = self.touch(id) {
                 c.handle_timeout(now);
                 if let Some(h) = self.handle_of(id) {
-                    fired.push(h);
+                    self.note_change(h);
                 }
             }
-        }
-        for h in fired {
-            self.note_change(h);
         }
     }
 }

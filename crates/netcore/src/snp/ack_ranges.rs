@@ -44,6 +44,8 @@ use std::collections::VecDeque;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::time::Timestamp;
 use crate::wire::frames::AckBlock;
 
@@ -52,6 +54,10 @@ use crate::wire::frames::AckBlock;
 /// Close to the reference implementation's limit on tracked packet gaps, and small enough
 /// that a full set of blocks fits in an ack frame with room to spare.
 pub const MAX_ACK_RANGES: usize = 64;
+
+/// An ack frame's blocks as built for one packet: the common case (a few gaps at most) stays
+/// on the stack, since every packet we send carries an ack.
+pub type AckBlocksOut = SmallVec<[AckBlock; 16]>;
 
 /// Longest an ack-eliciting packet waits for its ack.
 pub const MAX_ACK_DELAY: Duration = Duration::from_millis(50);
@@ -243,8 +249,8 @@ impl AckRanges {
     /// received: see the reporting contract). Empty when the newest range does not end at
     /// the latest number received (the blocks count down from it). At most
     /// [`MAX_ACK_RANGES`] blocks.
-    pub fn blocks(&self) -> Vec<AckBlock> {
-        let mut blocks: Vec<AckBlock> = Vec::new();
+    pub fn blocks(&self) -> AckBlocksOut {
+        let mut blocks = AckBlocksOut::new();
         let Some((latest, _)) = self.latest else {
             return blocks;
         };

@@ -26,6 +26,8 @@ use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use super::reorder::ReorderTolerance;
 use crate::time::Timestamp;
 
@@ -74,11 +76,15 @@ pub struct FalseLoss {
     pub bytes: usize,
 }
 
+/// Packets newly acknowledged by one frame. A steady flow's ack covers a packet or two, so
+/// the first few stay on the stack: no allocation per ack.
+pub type Acked<T> = SmallVec<[(u64, T); 4]>;
+
 /// What an ack frame changed.
 #[derive(Debug)]
 pub struct AckResult<T> {
     /// Packets newly acknowledged, ascending by packet number, with their payloads.
-    pub acked: Vec<(u64, T)>,
+    pub acked: Acked<T>,
     /// Packets newly declared lost, ascending by packet number, with their payloads.
     pub lost: Vec<(u64, T)>,
     /// Packets declared lost earlier that this frame acknowledged, ascending.
@@ -199,7 +205,7 @@ impl<T> SentPackets<T> {
     where
         I: IntoIterator<Item = RangeInclusive<u64>>,
     {
-        let mut acked = Vec::new();
+        let mut acked = Acked::new();
         let mut spurious = Vec::new();
         let mut acked_unsent = false;
         let mut frame_largest: Option<u64> = None;
@@ -236,8 +242,9 @@ impl<T> SentPackets<T> {
             }
             if explicit {
                 frame_largest = Some(frame_largest.map_or(hi, |f| f.max(hi)));
-                let late: Vec<u64> = self.lost.range(lo..=hi).map(|(&pn, _)| pn).collect();
-                for pn in late {
+                // One lookup per entry rather than a list of keys: the map cannot change
+                // while a range of it is borrowed, and a list would cost an allocation.
+                while let Some(pn) = first_in(&self.lost, lo, hi) {
                     if let Some(l) = self.lost.remove(&pn) {
                         spurious.push(FalseLoss {
                             pn,
@@ -248,9 +255,7 @@ impl<T> SentPackets<T> {
                     }
                 }
             }
-            // Collect first: the map cannot be changed while a range of it is borrowed.
-            let keys: Vec<u64> = self.packets.range(lo..=hi).map(|(&pn, _)| pn).collect();
-            for pn in keys {
+            while let Some(pn) = first_in(&self.packets, lo, hi) {
                 if let Some(p) = self.packets.remove(&pn) {
                     if p.ack_eliciting {
                         self.bytes_in_flight = self.bytes_in_flight.saturating_sub(p.bytes);
@@ -548,6 +553,11 @@ impl<T> SentPackets<T> {
     }
 }
 
+/// The lowest key of `map` in `lo..=hi`.
+fn first_in<V>(map: &BTreeMap<u64, V>, lo: u64, hi: u64) -> Option<u64> {
+    map.range(lo..=hi).next().map(|(&pn, _)| pn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -584,7 +594,7 @@ mod tests {
         assert_eq!(s.bytes_in_flight(), 300);
         assert_eq!(s.last_ack_eliciting_sent(), Some(t(3)));
         let r = s.on_ack([1..=3], t(50), RTT);
-        assert_eq!(r.acked, vec![(1, 10), (2, 20), (3, 30)]);
+        assert_eq!(&r.acked[..], [(1, 10), (2, 20), (3, 30)]);
         assert!(r.lost.is_empty() && r.spurious.is_empty());
         assert_eq!(r.rtt_sample, Some(ms(47)));
         assert!(!r.acked_unsent);
