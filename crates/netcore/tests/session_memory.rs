@@ -85,6 +85,14 @@ static LARGE_BYTES: AtomicIsize = AtomicIsize::new(0);
 static TRACE_SIZE: AtomicUsize = AtomicUsize::new(0);
 /// Where each traced, still live block was allocated, by address.
 static TRACES: Mutex<Option<HashMap<usize, Backtrace>>> = Mutex::new(None);
+/// Datagrams the server was handed.
+static SERVER_DATAGRAMS: AtomicUsize = AtomicUsize::new(0);
+/// Allocation calls made while a server call ran (every one, freed or not).
+static SERVER_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+/// While set, every server allocation's call site is counted in [`SITES`].
+static TRACE_SITES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How many server allocations each call site (netcore's innermost frames) made.
+static SITES: Mutex<Option<HashMap<String, usize>>> = Mutex::new(None);
 /// The allocator's counts are process-wide: the tests take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -101,6 +109,19 @@ fn count(size: usize, sign: isize, ptr: *mut u8) {
     // `try_with`: the thread-local may be gone while a thread shuts down.
     if !IN_SERVER.try_with(Cell::get).unwrap_or(false) {
         return;
+    }
+    if sign > 0 {
+        SERVER_ALLOCS.fetch_add(1, Ordering::Relaxed);
+        if TRACE_SITES.load(Ordering::Relaxed) {
+            outside(|| {
+                let site = netcore_frames(&Backtrace::force_capture());
+                let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+                *sites
+                    .get_or_insert_with(HashMap::new)
+                    .entry(site)
+                    .or_default() += 1;
+            });
+        }
     }
     let delta = sign * size as isize;
     let live = SERVER_LIVE.fetch_add(delta, Ordering::Relaxed) + delta;
@@ -241,6 +262,7 @@ struct Counted {
 
 impl Wired for Counted {
     fn receive(&mut self, now: Timestamp, from: SocketAddr, data: &[u8]) {
+        SERVER_DATAGRAMS.fetch_add(1, Ordering::Relaxed);
         server(|| self.m.handle_datagram(now, from, data));
     }
 
@@ -544,20 +566,26 @@ fn idle_session_memory_report() {
     TRACE_SIZE.store(0, Ordering::Relaxed);
 }
 
+/// The innermost frames of netcore's own code in `bt`, one per line: how allocations are
+/// grouped by where they were made.
+fn netcore_frames(bt: &Backtrace) -> String {
+    let text = bt.to_string();
+    let frames: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.contains("netcore::") && !l.starts_with("at "))
+        .take(6)
+        .collect();
+    frames.join("\n    ")
+}
+
 /// Prints where the server's live blocks of `size` bytes were allocated, grouped by the
 /// innermost frames of netcore's own code.
 fn print_traces(size: usize) {
     let traces = TRACES.lock().unwrap_or_else(|e| e.into_inner());
     let mut groups: HashMap<String, usize> = HashMap::new();
     for bt in traces.iter().flat_map(HashMap::values) {
-        let text = bt.to_string();
-        let frames: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| l.contains("netcore::") && !l.starts_with("at "))
-            .take(6)
-            .collect();
-        *groups.entry(frames.join("\n    ")).or_default() += 1;
+        *groups.entry(netcore_frames(bt)).or_default() += 1;
     }
     let mut groups: Vec<_> = groups.into_iter().collect();
     groups.sort_by_key(|g| std::cmp::Reverse(g.1));
@@ -696,4 +724,145 @@ fn churned_sessions_leave_nothing_behind() {
         before_server,
         "dropping the server frees exactly what was counted as its"
     );
+}
+
+/// What the server allocated under steady traffic.
+struct Steady {
+    allocs: usize,
+    datagrams: usize,
+    read: usize,
+}
+
+/// Every client sends a `size`-byte message with `flags` every `interval` for `run`, as the
+/// `many-peers` bench's clients do; the server reads each channel when told it has messages.
+fn steady_traffic(
+    net: &mut Hub<Counted, Messages>,
+    flags: u32,
+    size: usize,
+    interval: Duration,
+    run: Duration,
+) -> Steady {
+    let srv_id = Identity::Ip(net.center_addr);
+    let body = vec![9u8; size];
+    let n = net.peers.len();
+    let start = net.now;
+    let end = start + run;
+    // Clients spread over the interval, as independent peers are.
+    let offset = |i: usize| interval * i as u32 / n as u32;
+    let mut next: Vec<Timestamp> = (0..n).map(|i| start + offset(i)).collect();
+    let allocs = SERVER_ALLOCS.load(Ordering::Relaxed);
+    let datagrams = SERVER_DATAGRAMS.load(Ordering::Relaxed);
+    let mut read = 0;
+    while net.now <= end {
+        for (i, at) in next.iter_mut().enumerate() {
+            if *at <= net.now {
+                let c = &mut net.peers[i].1;
+                assert_eq!(
+                    c.send(net.now, &srv_id, None, &body, flags, 0),
+                    netcore::EResult::Ok
+                );
+                *at += interval;
+            }
+        }
+        let moved = step(net, |_, e| match e {
+            Event::MessagesWaiting(_) => {}
+            Event::SessionFailed { end, .. } => panic!("session failed: {}", end.debug),
+            Event::SessionClosed { end, .. } => panic!("session closed: {}", end.debug),
+            _ => {}
+        });
+        read += server(|| net.center.m.receive(0, usize::MAX).len());
+        let now = net.now;
+        net.now = if moved {
+            now + Duration::from_micros(100)
+        } else {
+            let first = next.iter().copied().min();
+            let wake = net.next_timeout().into_iter().chain(first).min();
+            wake.map_or(end, |t| t.max(now + Duration::from_micros(100)))
+        };
+    }
+    Steady {
+        allocs: SERVER_ALLOCS.load(Ordering::Relaxed) - allocs,
+        datagrams: SERVER_DATAGRAMS.load(Ordering::Relaxed) - datagrams,
+        read,
+    }
+}
+
+/// Under steady traffic the server allocates, per datagram in, only the message's own copy
+/// (its payload, handed to the application) and, here, the list `receive` returns: no
+/// bookkeeping per packet or per ack (it was 5.2 unreliable and 8.0 reliable before). Set
+/// `STEADY_TRACE=1` to print the call sites that allocate.
+#[test]
+fn steady_traffic_allocates_little_per_datagram() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let n = 50;
+    let srv_addr = SocketAddr::from(([10, 9, 9, 9], 27_015));
+    let clients: Vec<(SocketAddr, Messages)> = (0..n)
+        .map(|i| {
+            let m = Messages::new(Config::default(), EndpointSetup::for_tests(i as u8));
+            (addr(i), m)
+        })
+        .collect();
+    let srv = server(|| Counted {
+        m: Messages::new(Config::default(), EndpointSetup::for_tests(250)),
+        buf: Vec::with_capacity(1500),
+    });
+    let mut net = Hub::new(srv, srv_addr, clients);
+    assert_eq!(
+        establish(&mut net, send_flags::UNRELIABLE, Duration::from_secs(1)),
+        n
+    );
+    let trace = std::env::var_os("STEADY_TRACE").is_some();
+    for (kind, flags) in [
+        ("unreliable", send_flags::UNRELIABLE),
+        ("reliable", send_flags::RELIABLE),
+    ] {
+        // Warm up (buffers rebuilt after the idle shed), then count.
+        steady_traffic(
+            &mut net,
+            flags,
+            32,
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+        );
+        TRACE_SITES.store(trace, Ordering::Relaxed);
+        let s = steady_traffic(
+            &mut net,
+            flags,
+            32,
+            Duration::from_millis(50),
+            Duration::from_secs(2),
+        );
+        TRACE_SITES.store(false, Ordering::Relaxed);
+        println!(
+            "{kind}: {} allocations for {} datagrams in, {} messages read: {:.2} per datagram",
+            s.allocs,
+            s.datagrams,
+            s.read,
+            s.allocs as f64 / s.datagrams as f64
+        );
+        assert!(s.datagrams >= 1_900 && s.read >= 1_900, "traffic flowed");
+        // Two per datagram, and a little room for a buffer that grows once in a while.
+        assert!(
+            s.allocs <= s.datagrams * 2 + s.datagrams / 10,
+            "{kind}: {} allocations for {} datagrams",
+            s.allocs,
+            s.datagrams
+        );
+        if trace {
+            let mut sites: Vec<_> = SITES
+                .lock()
+                .unwrap()
+                .take()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            sites.sort_by_key(|g| std::cmp::Reverse(g.1));
+            for (frames, count) in sites.iter().take(15) {
+                println!("{count:>6}x {frames}");
+            }
+        }
+    }
+    let Hub { center, peers, .. } = net;
+    drop(peers);
+    server(|| drop(center));
 }
